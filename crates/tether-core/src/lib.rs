@@ -1,0 +1,36 @@
+//! The contract between Tether's host and its connectors.
+//!
+//! This crate knows no provider, no database and no HTTP server. It defines:
+//!
+//! * [`model`]: the identity model every app is mapped into (accounts, groups,
+//!   roles, licenses and the edges between them);
+//! * [`source`]: the [`Source`] trait a connector implements. A source lists
+//!   *one page of one stream* at a time; the host drives the paging, so it owns
+//!   concurrency, checkpoints, rate limits and progress;
+//! * [`registry`]: the [`ConnectorDescriptor`] each connector crate submits with
+//!   `inventory::submit!`, and how the host finds them;
+//! * [`error`]: the one error taxonomy every connector maps its app's errors into;
+//! * [`http`]: helpers for connector authors: retries that honour `Retry-After`
+//!   and rate-limit reset headers, a per-connection request budget, `Link`
+//!   header parsing.
+//! * [`auth`]: how a connector obtains credentials without knowing where they
+//!   are stored or how they are refreshed.
+
+pub mod auth;
+pub mod error;
+pub mod http;
+pub mod model;
+pub mod registry;
+pub mod source;
+
+pub use auth::{Credentials, StaticToken, TokenSource};
+pub use error::SourceError;
+pub use model::{Account, AccountStatus, Edge, EdgeKind, Group, Kind, License, Record, Role};
+pub use registry::{
+    AuthMethod, ClientAuth, ConnectorContext, ConnectorDescriptor, OAuth2Spec, SettingSpec,
+    TokenResponseFormat,
+};
+pub use source::{ConnectedIdentity, Cursor, Page, PageRequest, Source, StreamSpec};
+
+// Re-exported so connector crates use the same version the registry was built with.
+pub use inventory;

@@ -1,0 +1,205 @@
+//! The connector registry.
+//!
+//! Each connector crate describes itself with a [`ConnectorDescriptor`] and
+//! submits it with `inventory::submit!`. The host finds connectors only
+//! through [`all`] and [`find`]; adding an app means adding a crate and linking
+//! it into the host.
+
+use secrecy::SecretString;
+use serde::Serialize;
+
+use crate::auth::Credentials;
+use crate::http::HttpClient;
+use crate::{Source, SourceError};
+
+/// How the app's OAuth token endpoint wants the client to authenticate.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ClientAuth {
+    /// `client_id` and `client_secret` as form parameters.
+    RequestBody,
+    /// HTTP Basic with the client id and secret.
+    BasicAuth,
+}
+
+/// How the app's token endpoint answers.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum TokenResponseFormat {
+    /// Standard RFC 6749 JSON; errors come with a 4xx status.
+    Json,
+    /// Form-encoded unless asked for JSON with `Accept: application/json`,
+    /// and errors may come with HTTP 200 (GitHub).
+    JsonWhenAskedErrorsWith200,
+    /// JSON wrapped with an `ok` flag, errors with HTTP 200 (Slack).
+    OkFlagged,
+}
+
+/// OAuth 2.0 authorization-code settings of an app.
+#[derive(Debug, Clone, Serialize)]
+pub struct OAuth2Spec {
+    pub authorize_url: &'static str,
+    pub token_url: &'static str,
+    pub revoke_url: Option<&'static str>,
+    pub scopes: &'static [&'static str],
+    pub scope_separator: &'static str,
+    pub pkce: bool,
+    pub extra_authorize_params: &'static [(&'static str, &'static str)],
+    pub client_auth: ClientAuth,
+    pub token_response: TokenResponseFormat,
+}
+
+/// The ways a connection to an app can authenticate.
+#[derive(Debug, Clone, Serialize)]
+#[serde(tag = "type", rename_all = "snake_case")]
+pub enum AuthMethod {
+    OAuth2(OAuth2Spec),
+    /// A token the operator pastes: API key, personal access token.
+    Token {
+        /// What the app calls it ("personal access token").
+        label: &'static str,
+        help: &'static str,
+    },
+    Basic {
+        help: &'static str,
+    },
+}
+
+/// One per-connection setting a connector needs (GitHub's organisation).
+#[derive(Debug, Clone, Serialize)]
+pub struct SettingSpec {
+    pub key: &'static str,
+    pub label: &'static str,
+    pub help: &'static str,
+    pub required: bool,
+    pub default: Option<&'static str>,
+}
+
+/// What the host hands a connector's constructor.
+pub struct ConnectorContext {
+    /// The connection's display name, for error messages.
+    pub connection_name: String,
+    /// The per-connection settings, checked against the descriptor's schema.
+    pub settings: serde_json::Map<String, serde_json::Value>,
+    pub credentials: Credentials,
+    /// A client with the host's retry policy and this connection's request
+    /// budget.
+    pub http: HttpClient,
+}
+
+impl ConnectorContext {
+    /// A setting's value as a string, or the descriptor default.
+    pub fn setting(&self, key: &str) -> Option<&str> {
+        self.settings.get(key).and_then(|v| v.as_str())
+    }
+
+    /// A required setting, or a clear misconfiguration error.
+    pub fn required_setting(&self, key: &str) -> Result<&str, SourceError> {
+        self.setting(key)
+            .filter(|s| !s.trim().is_empty())
+            .ok_or_else(|| SourceError::Misconfigured {
+                message: format!(
+                    "connection `{}` has no `{key}` setting; set it with `tether connections add ... --setting {key}=VALUE`",
+                    self.connection_name
+                ),
+            })
+    }
+
+    /// The bearer-token source, or a clear error when the connection was
+    /// given another kind of credential.
+    pub fn token_source(&self) -> Result<std::sync::Arc<dyn crate::TokenSource>, SourceError> {
+        match &self.credentials {
+            Credentials::Token(t) => Ok(t.clone()),
+            Credentials::Basic { .. } => Err(SourceError::Misconfigured {
+                message: format!(
+                    "connection `{}` was given a username and password, but this app needs a token",
+                    self.connection_name
+                ),
+            }),
+        }
+    }
+}
+
+/// Describes one app's connector. Submit one per crate with
+/// `tether_core::inventory::submit!`.
+pub struct ConnectorDescriptor {
+    /// Stable identifier used in URLs, the CLI and the store (`github`).
+    pub slug: &'static str,
+    pub display_name: &'static str,
+    pub description: &'static str,
+    /// The ways to authenticate, preferred first.
+    pub auth_methods: &'static [AuthMethod],
+    pub settings: &'static [SettingSpec],
+    /// Builds a source for one connection.
+    pub build: fn(ConnectorContext) -> Result<Box<dyn Source>, SourceError>,
+}
+
+impl std::fmt::Debug for ConnectorDescriptor {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ConnectorDescriptor")
+            .field("slug", &self.slug)
+            .finish_non_exhaustive()
+    }
+}
+
+impl ConnectorDescriptor {
+    pub fn oauth2(&self) -> Option<&OAuth2Spec> {
+        self.auth_methods.iter().find_map(|m| match m {
+            AuthMethod::OAuth2(spec) => Some(spec),
+            _ => None,
+        })
+    }
+
+    /// Checks settings against the schema: unknown keys and missing required
+    /// keys are errors; defaults are filled in.
+    pub fn validate_settings(
+        &self,
+        mut settings: serde_json::Map<String, serde_json::Value>,
+    ) -> Result<serde_json::Map<String, serde_json::Value>, String> {
+        for key in settings.keys() {
+            if !self.settings.iter().any(|s| s.key == key) {
+                let known: Vec<_> = self.settings.iter().map(|s| s.key).collect();
+                return Err(format!(
+                    "{} has no setting `{key}` (known settings: {})",
+                    self.display_name,
+                    known.join(", ")
+                ));
+            }
+        }
+        for spec in self.settings {
+            if !settings.contains_key(spec.key) {
+                if let Some(default) = spec.default {
+                    settings.insert(spec.key.into(), default.into());
+                } else if spec.required {
+                    return Err(format!(
+                        "{} needs the setting `{}` ({})",
+                        self.display_name, spec.key, spec.help
+                    ));
+                }
+            }
+        }
+        Ok(settings)
+    }
+}
+
+inventory::collect!(ConnectorDescriptor);
+
+/// Every connector linked into this binary, sorted by slug.
+pub fn all() -> Vec<&'static ConnectorDescriptor> {
+    let mut v: Vec<_> = inventory::iter::<ConnectorDescriptor>.into_iter().collect();
+    v.sort_by_key(|d| d.slug);
+    v
+}
+
+/// The connector with this slug.
+pub fn find(slug: &str) -> Option<&'static ConnectorDescriptor> {
+    inventory::iter::<ConnectorDescriptor>
+        .into_iter()
+        .find(|d| d.slug == slug)
+}
+
+/// Keeps a secret out of `Debug` output while letting callers build one from
+/// a plain string.
+pub fn secret(s: impl Into<String>) -> SecretString {
+    SecretString::from(s.into())
+}
