@@ -103,7 +103,10 @@ impl RawResponse {
     /// Decodes the body, or a [`SourceError::BadData`] with an excerpt.
     pub fn json<T: DeserializeOwned>(&self) -> Result<T, SourceError> {
         serde_json::from_slice(&self.body).map_err(|e| {
-            SourceError::bad_data(format!("invalid JSON ({e}) with status {}", self.status), &self.body)
+            SourceError::bad_data(
+                format!("invalid JSON ({e}) with status {}", self.status),
+                &self.body,
+            )
         })
     }
 
@@ -185,17 +188,32 @@ impl HttpClient {
                 Err(e) => e,
             };
             match &err {
-                SourceError::CredentialsRejected { .. } if !refreshed => {
+                SourceError::CredentialsRejected { reason } if !refreshed => {
                     refreshed = true;
-                    token = tokens.token_rejected(&token).await?;
+                    token = match tokens.token_rejected(&token).await {
+                        Ok(fresh) => fresh,
+                        // Keep the app's own words: they say why it refused.
+                        Err(SourceError::CredentialsRejected { reason: why_not }) => {
+                            return Err(SourceError::CredentialsRejected {
+                                reason: format!("{reason} ({why_not})"),
+                            })
+                        }
+                        Err(other) => return Err(other),
+                    };
                     continue;
                 }
-                SourceError::RateLimited { retry_after, .. } if attempt < self.retry.max_attempts => {
+                SourceError::RateLimited { retry_after, .. }
+                    if attempt < self.retry.max_attempts =>
+                {
                     let wait = retry_after.unwrap_or_else(|| self.backoff(attempt));
                     if wait > self.retry.max_rate_limit_wait {
                         return Err(err);
                     }
-                    tracing::warn!(attempt, wait_ms = wait.as_millis() as u64, "rate limited by the app; waiting before retrying");
+                    tracing::warn!(
+                        attempt,
+                        wait_ms = wait.as_millis() as u64,
+                        "rate limited by the app; waiting before retrying"
+                    );
                     tokio::time::sleep(wait).await;
                 }
                 SourceError::Transient { message } if attempt < self.retry.max_attempts => {
@@ -235,10 +253,12 @@ impl HttpClient {
             .map_err(|e| SourceError::transient(describe_reqwest_error(&e)))?;
         let status = resp.status();
         let headers = resp.headers().clone();
-        let body = resp
-            .bytes()
-            .await
-            .map_err(|e| SourceError::transient(format!("reading the response: {}", describe_reqwest_error(&e))))?;
+        let body = resp.bytes().await.map_err(|e| {
+            SourceError::transient(format!(
+                "reading the response: {}",
+                describe_reqwest_error(&e)
+            ))
+        })?;
         Ok(RawResponse {
             status,
             headers,
@@ -303,22 +323,47 @@ pub fn retry_after(headers: &HeaderMap) -> Option<Duration> {
 
 /// The `rel="next"` URL of an RFC 8288 `Link` header.
 pub fn link_next(headers: &HeaderMap) -> Option<String> {
+    link_rel(headers, "next")
+}
+
+/// The URL of relation `rel` (`next`, `last`, ...) in RFC 8288 `Link` headers.
+pub fn link_rel(headers: &HeaderMap, rel: &str) -> Option<String> {
     headers
         .get_all(reqwest::header::LINK)
         .iter()
         .filter_map(|v| v.to_str().ok())
-        .flat_map(|v| v.split(','))
+        .flat_map(split_links)
         .find_map(|link| {
             let mut parts = link.split(';');
             let url = parts.next()?.trim().strip_prefix('<')?.strip_suffix('>')?;
-            let is_next = parts.any(|p| {
-                let p = p.trim();
-                p.strip_prefix("rel=")
-                    .map(|r| r.trim_matches('"').split_whitespace().any(|r| r == "next"))
-                    .unwrap_or(false)
+            let matches = parts.any(|p| {
+                p.trim()
+                    .strip_prefix("rel=")
+                    .is_some_and(|r| r.trim_matches('"').split_whitespace().any(|r| r == rel))
             });
-            is_next.then(|| url.to_string())
+            matches.then(|| url.to_string())
         })
+}
+
+/// Splits a `Link` header value at the commas between links, not those
+/// inside a `<URL>`.
+fn split_links(value: &str) -> Vec<&str> {
+    let mut out = Vec::new();
+    let mut in_url = false;
+    let mut start = 0;
+    for (i, c) in value.char_indices() {
+        match c {
+            '<' => in_url = true,
+            '>' => in_url = false,
+            ',' if !in_url => {
+                out.push(&value[start..i]);
+                start = i + 1;
+            }
+            _ => {}
+        }
+    }
+    out.push(&value[start..]);
+    out
 }
 
 /// The generic verdict on a response from its status alone: 2xx is fine,
@@ -377,11 +422,19 @@ mod tests {
         );
         let last = headers(&[(LINK.as_str(), r#"<https://x/?page=1>; rel="first""#)]);
         assert_eq!(link_next(&last), None);
+        let comma = headers(&[(LINK.as_str(), r#"<https://x/?q=a,b&page=2>; rel="next""#)]);
+        assert_eq!(
+            link_rel(&comma, "next").as_deref(),
+            Some("https://x/?q=a,b&page=2")
+        );
     }
 
     #[test]
     fn retry_after_prefers_header_then_reset() {
-        assert_eq!(retry_after(&headers(&[("retry-after", "7")])), Some(Duration::from_secs(7)));
+        assert_eq!(
+            retry_after(&headers(&[("retry-after", "7")])),
+            Some(Duration::from_secs(7))
+        );
         let reset = (unix_now() + 30).to_string();
         let d = retry_after(&headers(&[
             ("x-ratelimit-remaining", "0"),
@@ -389,6 +442,9 @@ mod tests {
         ]))
         .unwrap();
         assert!(d.as_secs() >= 28 && d.as_secs() <= 30, "{d:?}");
-        assert_eq!(retry_after(&headers(&[("x-ratelimit-remaining", "10")])), None);
+        assert_eq!(
+            retry_after(&headers(&[("x-ratelimit-remaining", "10")])),
+            None
+        );
     }
 }

@@ -21,7 +21,7 @@ use crate::{Edge, Kind, Record, SourceError};
 
 /// An opaque, resumable position inside a stream. The host persists it after
 /// each page and gives it back unchanged; it must not contain secrets.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(transparent)]
 pub struct Cursor(pub String);
 

@@ -1,1 +1,539 @@
-//! tether-store
+//! Tether's store.
+//!
+//! Everything Tether keeps goes through [`Store`]: connections and their
+//! status history, encrypted credentials, sync runs with their checkpoints
+//! and per-kind counts, and the synced identities and edges. No SQL lives
+//! outside this crate, so a PostgreSQL backend can follow behind the same
+//! methods. SQLite is embedded by default (`sqlite://tether.db`, WAL).
+
+mod crypto;
+mod identities;
+mod runs;
+
+use std::str::FromStr;
+use std::time::Duration;
+
+use secrecy::{ExposeSecret, SecretString};
+use serde::{Deserialize, Serialize};
+use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteSynchronous};
+use sqlx::{Row, SqlitePool};
+
+pub use crypto::{KeySource, MasterKey, MASTER_KEY_ENV};
+pub use identities::{AccountRow, EdgeRow, IdentityCounts, ResourceRow};
+pub use runs::{
+    Completion, KindCounts, PageWrite, RunStart, RunStatus, RunSummary, StreamOutcome, WorkItem,
+};
+
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    #[error("master key problem: {0}")]
+    BadKey(String),
+    #[error(
+        "the master key from {source_desc} does not match the key this database was created with; \
+         start Tether with the original key (TETHER_MASTER_KEY or the key file) — credentials cannot be read without it"
+    )]
+    WrongKey { source_desc: String },
+    #[error("{0}")]
+    NotFound(String),
+    #[error("{0}")]
+    Conflict(String),
+    #[error("stored credentials of connection {connection} cannot be decrypted (the data is damaged or was written under another key); reconnect it")]
+    Undecryptable { connection: i64 },
+    #[error("database error: {0}")]
+    Database(#[from] sqlx::Error),
+    #[error("database migration failed: {0}")]
+    Migrate(#[from] sqlx::migrate::MigrateError),
+}
+
+pub type Result<T, E = StoreError> = std::result::Result<T, E>;
+
+pub(crate) fn now_ms() -> i64 {
+    chrono::Utc::now().timestamp_millis()
+}
+
+/// A connection's state, as the operator sees it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ConnectionStatus {
+    /// Waiting for consent.
+    Pending,
+    Syncing,
+    Active,
+    /// The app refused the credentials: reconnect needed.
+    Expired,
+    /// The last sync failed; the credentials are fine.
+    Error,
+    Disabled,
+}
+
+impl ConnectionStatus {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ConnectionStatus::Pending => "pending",
+            ConnectionStatus::Syncing => "syncing",
+            ConnectionStatus::Active => "active",
+            ConnectionStatus::Expired => "expired",
+            ConnectionStatus::Error => "error",
+            ConnectionStatus::Disabled => "disabled",
+        }
+    }
+
+    pub fn parse(s: &str) -> Option<Self> {
+        Some(match s {
+            "pending" => Self::Pending,
+            "syncing" => Self::Syncing,
+            "active" => Self::Active,
+            "expired" => Self::Expired,
+            "error" => Self::Error,
+            "disabled" => Self::Disabled,
+            _ => return None,
+        })
+    }
+}
+
+impl std::fmt::Display for ConnectionStatus {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// A connection to one account of one app.
+#[derive(Debug, Clone, Serialize)]
+pub struct Connection {
+    pub id: i64,
+    pub app: String,
+    pub display_name: String,
+    pub settings: serde_json::Map<String, serde_json::Value>,
+    pub auth_kind: String,
+    pub status: ConnectionStatus,
+    pub status_reason: Option<String>,
+    pub connected_external_id: Option<String>,
+    pub connected_name: Option<String>,
+    pub created_at: i64,
+    pub updated_at: i64,
+}
+
+/// What a connection authenticates with. Never serialized in clear outside
+/// the store; never `Debug`-printed.
+pub enum Secret {
+    Token {
+        access_token: SecretString,
+        refresh_token: Option<SecretString>,
+        /// Unix ms.
+        expires_at: Option<i64>,
+        scope: Option<String>,
+    },
+    Basic {
+        username: String,
+        password: SecretString,
+    },
+}
+
+impl std::fmt::Debug for Secret {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Secret::Token { expires_at, .. } => f
+                .debug_struct("Secret::Token")
+                .field("expires_at", expires_at)
+                .finish_non_exhaustive(),
+            Secret::Basic { username, .. } => f
+                .debug_struct("Secret::Basic")
+                .field("username", username)
+                .finish_non_exhaustive(),
+        }
+    }
+}
+
+/// The clear-text shape of a [`Secret`], only ever held briefly while
+/// encrypting or decrypting.
+#[derive(Serialize, Deserialize)]
+#[serde(tag = "type", rename_all = "snake_case")]
+enum SecretWire {
+    Token {
+        access_token: String,
+        refresh_token: Option<String>,
+        expires_at: Option<i64>,
+        scope: Option<String>,
+    },
+    Basic {
+        username: String,
+        password: String,
+    },
+}
+
+impl Secret {
+    fn expires_at(&self) -> Option<i64> {
+        match self {
+            Secret::Token { expires_at, .. } => *expires_at,
+            Secret::Basic { .. } => None,
+        }
+    }
+
+    fn to_wire(&self) -> SecretWire {
+        match self {
+            Secret::Token {
+                access_token,
+                refresh_token,
+                expires_at,
+                scope,
+            } => SecretWire::Token {
+                access_token: access_token.expose_secret().to_owned(),
+                refresh_token: refresh_token.as_ref().map(|t| t.expose_secret().to_owned()),
+                expires_at: *expires_at,
+                scope: scope.clone(),
+            },
+            Secret::Basic { username, password } => SecretWire::Basic {
+                username: username.clone(),
+                password: password.expose_secret().to_owned(),
+            },
+        }
+    }
+
+    fn from_wire(w: SecretWire) -> Self {
+        match w {
+            SecretWire::Token {
+                access_token,
+                refresh_token,
+                expires_at,
+                scope,
+            } => Secret::Token {
+                access_token: access_token.into(),
+                refresh_token: refresh_token.map(Into::into),
+                expires_at,
+                scope,
+            },
+            SecretWire::Basic { username, password } => Secret::Basic {
+                username,
+                password: password.into(),
+            },
+        }
+    }
+}
+
+/// A connection to create.
+pub struct NewConnection<'a> {
+    pub app: &'a str,
+    pub display_name: &'a str,
+    pub settings: serde_json::Map<String, serde_json::Value>,
+    pub auth_kind: &'a str,
+    pub status: ConnectionStatus,
+    pub secret: Option<Secret>,
+}
+
+/// The handle to Tether's database. Cheap to clone.
+#[derive(Clone)]
+pub struct Store {
+    pool: SqlitePool,
+    key: std::sync::Arc<MasterKey>,
+}
+
+impl Store {
+    /// Opens (creating if needed) the database, applies migrations, and checks
+    /// that `key` is the key the database was created with.
+    pub async fn open(database_url: &str, key: MasterKey, key_source: &KeySource) -> Result<Store> {
+        let options = SqliteConnectOptions::from_str(database_url)?
+            .create_if_missing(true)
+            .journal_mode(SqliteJournalMode::Wal)
+            .synchronous(SqliteSynchronous::Normal)
+            .foreign_keys(true)
+            .busy_timeout(Duration::from_secs(10))
+            .pragma("cache_size", "-32768");
+        let pool = SqlitePoolOptions::new()
+            .max_connections(4)
+            .connect_with(options)
+            .await?;
+        sqlx::migrate!("./migrations").run(&pool).await?;
+
+        let check: Option<Vec<u8>> =
+            sqlx::query_scalar("SELECT value FROM meta WHERE key = 'key_check'")
+                .fetch_optional(&pool)
+                .await?;
+        match check {
+            Some(blob) if !key.verify_key_check(&blob) => {
+                return Err(StoreError::WrongKey {
+                    source_desc: key_source.to_string(),
+                })
+            }
+            Some(_) => {}
+            None => {
+                sqlx::query("INSERT INTO meta (key, value) VALUES ('key_check', ?)")
+                    .bind(key.key_check())
+                    .execute(&pool)
+                    .await?;
+            }
+        }
+        Ok(Store {
+            pool,
+            key: std::sync::Arc::new(key),
+        })
+    }
+
+    /// The key file that belongs with a database URL: `tether.key` beside a
+    /// SQLite file, or in the working directory.
+    pub fn default_key_file(database_url: &str) -> std::path::PathBuf {
+        let path = database_url
+            .strip_prefix("sqlite://")
+            .or_else(|| database_url.strip_prefix("sqlite:"))
+            .map(|p| p.split('?').next().unwrap_or(p));
+        match path.map(std::path::Path::new).and_then(|p| p.parent()) {
+            Some(dir) if !dir.as_os_str().is_empty() => dir.join("tether.key"),
+            _ => std::path::PathBuf::from("tether.key"),
+        }
+    }
+
+    pub(crate) fn pool(&self) -> &SqlitePool {
+        &self.pool
+    }
+
+    // ---- connections -------------------------------------------------------
+
+    pub async fn create_connection(&self, new: NewConnection<'_>) -> Result<Connection> {
+        let now = now_ms();
+        let mut tx = self.pool.begin().await?;
+        let id: i64 = sqlx::query_scalar(
+            "INSERT INTO connections (app, display_name, settings, auth_kind, status, created_at, updated_at)
+             VALUES (?, ?, ?, ?, ?, ?, ?) RETURNING id",
+        )
+        .bind(new.app)
+        .bind(new.display_name)
+        .bind(serde_json::Value::Object(new.settings).to_string())
+        .bind(new.auth_kind)
+        .bind(new.status.as_str())
+        .bind(now)
+        .bind(now)
+        .fetch_one(&mut *tx)
+        .await
+        .map_err(|e| match &e {
+            sqlx::Error::Database(d) if d.is_unique_violation() => StoreError::Conflict(format!(
+                "a {} connection named `{}` already exists; choose another display name",
+                new.app, new.display_name
+            )),
+            _ => e.into(),
+        })?;
+        sqlx::query("INSERT INTO connection_events (connection_id, at, from_status, to_status, reason) VALUES (?, ?, NULL, ?, 'created')")
+            .bind(id)
+            .bind(now)
+            .bind(new.status.as_str())
+            .execute(&mut *tx)
+            .await?;
+        if let Some(secret) = &new.secret {
+            self.put_secret(&mut tx, id, secret).await?;
+        }
+        tx.commit().await?;
+        self.connection(id).await
+    }
+
+    pub async fn connection(&self, id: i64) -> Result<Connection> {
+        let row = sqlx::query("SELECT * FROM connections WHERE id = ?")
+            .bind(id)
+            .fetch_optional(&self.pool)
+            .await?
+            .ok_or_else(|| StoreError::NotFound(format!("no connection with id {id}")))?;
+        connection_from_row(&row)
+    }
+
+    /// Finds a connection by id or display name (`tether connections list`
+    /// shows both).
+    pub async fn find_connection(&self, id_or_name: &str) -> Result<Connection> {
+        if let Ok(id) = id_or_name.parse::<i64>() {
+            return self.connection(id).await;
+        }
+        let rows = sqlx::query("SELECT * FROM connections WHERE display_name = ?")
+            .bind(id_or_name)
+            .fetch_all(&self.pool)
+            .await?;
+        match rows.as_slice() {
+            [row] => connection_from_row(row),
+            [] => Err(StoreError::NotFound(format!(
+                "no connection named `{id_or_name}`; `tether connections list` shows them"
+            ))),
+            _ => Err(StoreError::Conflict(format!(
+                "several apps have a connection named `{id_or_name}`; use its id (see `tether connections list`)"
+            ))),
+        }
+    }
+
+    pub async fn list_connections(&self) -> Result<Vec<Connection>> {
+        let rows = sqlx::query("SELECT * FROM connections ORDER BY app, display_name")
+            .fetch_all(&self.pool)
+            .await?;
+        rows.iter().map(connection_from_row).collect()
+    }
+
+    /// Changes a connection's status and records why. A no-op when the status
+    /// and reason are unchanged.
+    pub async fn set_connection_status(
+        &self,
+        id: i64,
+        status: ConnectionStatus,
+        reason: Option<&str>,
+    ) -> Result<()> {
+        let mut tx = self.pool.begin().await?;
+        let current: Option<(String, Option<String>)> =
+            sqlx::query_as("SELECT status, status_reason FROM connections WHERE id = ?")
+                .bind(id)
+                .fetch_optional(&mut *tx)
+                .await?;
+        let Some((from, from_reason)) = current else {
+            return Err(StoreError::NotFound(format!("no connection with id {id}")));
+        };
+        if from == status.as_str() && from_reason.as_deref() == reason {
+            return Ok(());
+        }
+        let now = now_ms();
+        sqlx::query(
+            "UPDATE connections SET status = ?, status_reason = ?, updated_at = ? WHERE id = ?",
+        )
+        .bind(status.as_str())
+        .bind(reason)
+        .bind(now)
+        .bind(id)
+        .execute(&mut *tx)
+        .await?;
+        sqlx::query("INSERT INTO connection_events (connection_id, at, from_status, to_status, reason) VALUES (?, ?, ?, ?, ?)")
+            .bind(id)
+            .bind(now)
+            .bind(from)
+            .bind(status.as_str())
+            .bind(reason)
+            .execute(&mut *tx)
+            .await?;
+        tx.commit().await?;
+        Ok(())
+    }
+
+    /// Records what the connection reaches in the app (its organisation).
+    pub async fn set_connected_identity(
+        &self,
+        id: i64,
+        external_id: &str,
+        name: &str,
+    ) -> Result<()> {
+        sqlx::query("UPDATE connections SET connected_external_id = ?, connected_name = ?, updated_at = ? WHERE id = ?")
+            .bind(external_id)
+            .bind(name)
+            .bind(now_ms())
+            .bind(id)
+            .execute(&self.pool)
+            .await?;
+        Ok(())
+    }
+
+    /// The status history, oldest first: (at, from, to, reason).
+    pub async fn connection_events(
+        &self,
+        id: i64,
+    ) -> Result<Vec<(i64, Option<String>, String, Option<String>)>> {
+        Ok(sqlx::query_as(
+            "SELECT at, from_status, to_status, reason FROM connection_events WHERE connection_id = ? ORDER BY id",
+        )
+        .bind(id)
+        .fetch_all(&self.pool)
+        .await?)
+    }
+
+    /// Deletes a connection. With `purge`, its identities and runs go too;
+    /// without, the connection row is kept as `disabled` with no credentials,
+    /// so its synced data stays readable.
+    pub async fn delete_connection(&self, id: i64, purge: bool) -> Result<()> {
+        if purge {
+            let done = sqlx::query("DELETE FROM connections WHERE id = ?")
+                .bind(id)
+                .execute(&self.pool)
+                .await?;
+            if done.rows_affected() == 0 {
+                return Err(StoreError::NotFound(format!("no connection with id {id}")));
+            }
+            return Ok(());
+        }
+        sqlx::query("DELETE FROM credentials WHERE connection_id = ?")
+            .bind(id)
+            .execute(&self.pool)
+            .await?;
+        self.set_connection_status(
+            id,
+            ConnectionStatus::Disabled,
+            Some("deleted; synced data kept"),
+        )
+        .await
+    }
+
+    // ---- credentials -------------------------------------------------------
+
+    async fn put_secret(
+        &self,
+        tx: &mut sqlx::Transaction<'_, sqlx::Sqlite>,
+        connection_id: i64,
+        secret: &Secret,
+    ) -> Result<()> {
+        let clear = serde_json::to_vec(&secret.to_wire()).expect("secrets serialize");
+        let (nonce, ciphertext) = self.key.seal(&clear, &aad(connection_id));
+        drop(clear);
+        sqlx::query(
+            "INSERT INTO credentials (connection_id, nonce, ciphertext, expires_at, updated_at) VALUES (?, ?, ?, ?, ?)
+             ON CONFLICT (connection_id) DO UPDATE SET nonce = excluded.nonce, ciphertext = excluded.ciphertext,
+               expires_at = excluded.expires_at, updated_at = excluded.updated_at",
+        )
+        .bind(connection_id)
+        .bind(nonce)
+        .bind(ciphertext)
+        .bind(secret.expires_at())
+        .bind(now_ms())
+        .execute(&mut **tx)
+        .await?;
+        Ok(())
+    }
+
+    /// Replaces a connection's credentials (a refresh, a reconnect).
+    pub async fn set_secret(&self, connection_id: i64, secret: &Secret) -> Result<()> {
+        let mut tx = self.pool.begin().await?;
+        self.put_secret(&mut tx, connection_id, secret).await?;
+        tx.commit().await?;
+        Ok(())
+    }
+
+    /// A connection's decrypted credentials, if it has any.
+    pub async fn secret(&self, connection_id: i64) -> Result<Option<Secret>> {
+        let row: Option<(Vec<u8>, Vec<u8>)> =
+            sqlx::query_as("SELECT nonce, ciphertext FROM credentials WHERE connection_id = ?")
+                .bind(connection_id)
+                .fetch_optional(&self.pool)
+                .await?;
+        let Some((nonce, ciphertext)) = row else {
+            return Ok(None);
+        };
+        let clear = self
+            .key
+            .open(&nonce, &ciphertext, &aad(connection_id))
+            .ok_or(StoreError::Undecryptable {
+                connection: connection_id,
+            })?;
+        let wire: SecretWire =
+            serde_json::from_slice(&clear).map_err(|_| StoreError::Undecryptable {
+                connection: connection_id,
+            })?;
+        Ok(Some(Secret::from_wire(wire)))
+    }
+}
+
+fn aad(connection_id: i64) -> Vec<u8> {
+    format!("tether credential for connection {connection_id}").into_bytes()
+}
+
+fn connection_from_row(row: &sqlx::sqlite::SqliteRow) -> Result<Connection> {
+    let settings: String = row.try_get("settings")?;
+    let status: String = row.try_get("status")?;
+    Ok(Connection {
+        id: row.try_get("id")?,
+        app: row.try_get("app")?,
+        display_name: row.try_get("display_name")?,
+        settings: serde_json::from_str(&settings).unwrap_or_default(),
+        auth_kind: row.try_get("auth_kind")?,
+        status: ConnectionStatus::parse(&status).unwrap_or(ConnectionStatus::Error),
+        status_reason: row.try_get("status_reason")?,
+        connected_external_id: row.try_get("connected_external_id")?,
+        connected_name: row.try_get("connected_name")?,
+        created_at: row.try_get("created_at")?,
+        updated_at: row.try_get("updated_at")?,
+    })
+}

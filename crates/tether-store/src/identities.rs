@@ -1,0 +1,399 @@
+//! Writing and reading synced identities and edges.
+//!
+//! Writes are multi-row upserts, a few hundred rows per statement, inside the
+//! caller's transaction. Every row carries the run that first saw it, last
+//! saw it and last changed it; a content hash decides "changed". Reading is
+//! for the CLI, the API and the tests.
+
+use serde::Serialize;
+use sqlx::{QueryBuilder, Sqlite, Transaction};
+use tether_core::{Account, Edge, Kind, Record};
+
+use crate::{Result, Store};
+
+/// Rows per multi-row statement (SQLite allows 32766 bound parameters).
+const ROWS_PER_STATEMENT: usize = 400;
+
+/// FNV-1a, 64 bit: a stable content hash (std's hasher may change between
+/// Rust releases, which would mark every record changed after an upgrade).
+fn stable_hash(bytes: &[u8]) -> i64 {
+    let mut h: u64 = 0xcbf2_9ce4_8422_2325;
+    for b in bytes {
+        h ^= u64::from(*b);
+        h = h.wrapping_mul(0x0000_0100_0000_01b3);
+    }
+    h as i64
+}
+
+fn record_hash(record: &impl Serialize) -> i64 {
+    stable_hash(&serde_json::to_vec(record).expect("records serialize"))
+}
+
+fn ms(t: Option<chrono::DateTime<chrono::Utc>>) -> Option<i64> {
+    t.map(|t| t.timestamp_millis())
+}
+
+pub(crate) async fn upsert_accounts(
+    tx: &mut Transaction<'_, Sqlite>,
+    connection_id: i64,
+    run_id: i64,
+    accounts: &[&Account],
+) -> Result<()> {
+    for chunk in accounts.chunks(ROWS_PER_STATEMENT) {
+        let mut q = QueryBuilder::<Sqlite>::new(
+            "INSERT INTO accounts (connection_id, external_id, email, username, display_name, given_name, family_name,
+               status, is_admin, last_login_at, created_at, attributes, hash, first_seen_run, last_seen_run, changed_run) ",
+        );
+        q.push_values(chunk, |mut b, a| {
+            b.push_bind(connection_id)
+                .push_bind(&a.external_id)
+                .push_bind(&a.email)
+                .push_bind(&a.username)
+                .push_bind(&a.display_name)
+                .push_bind(&a.given_name)
+                .push_bind(&a.family_name)
+                .push_bind(a.status.as_str())
+                .push_bind(a.is_admin)
+                .push_bind(ms(a.last_login_at))
+                .push_bind(ms(a.created_at))
+                .push_bind(serde_json::Value::Object(a.attributes.clone()).to_string())
+                .push_bind(record_hash(a))
+                .push_bind(run_id)
+                .push_bind(run_id)
+                .push_bind(run_id);
+        });
+        q.push(
+            " ON CONFLICT (connection_id, external_id) DO UPDATE SET
+               email = excluded.email, username = excluded.username, display_name = excluded.display_name,
+               given_name = excluded.given_name, family_name = excluded.family_name, status = excluded.status,
+               is_admin = excluded.is_admin, last_login_at = excluded.last_login_at, created_at = excluded.created_at,
+               attributes = excluded.attributes,
+               changed_run = CASE WHEN accounts.hash <> excluded.hash OR accounts.removed_at IS NOT NULL
+                                  THEN excluded.last_seen_run ELSE accounts.changed_run END,
+               hash = excluded.hash, last_seen_run = excluded.last_seen_run, removed_at = NULL",
+        );
+        q.build().execute(&mut **tx).await?;
+    }
+    Ok(())
+}
+
+/// Groups, roles and licenses share one table, told apart by kind.
+pub(crate) struct ResourceIn<'a> {
+    kind: Kind,
+    external_id: &'a str,
+    name: &'a str,
+    description: Option<&'a str>,
+    parent: Option<&'a str>,
+    total_seats: Option<i64>,
+    used_seats: Option<i64>,
+    attributes: String,
+    hash: i64,
+}
+
+impl<'a> ResourceIn<'a> {
+    pub(crate) fn from_record(r: &'a Record) -> Option<Self> {
+        Some(match r {
+            Record::Account(_) => return None,
+            Record::Group(g) => ResourceIn {
+                kind: Kind::Group,
+                external_id: &g.external_id,
+                name: &g.name,
+                description: g.description.as_deref(),
+                parent: g.parent_external_id.as_deref(),
+                total_seats: None,
+                used_seats: None,
+                attributes: serde_json::Value::Object(g.attributes.clone()).to_string(),
+                hash: record_hash(g),
+            },
+            Record::Role(x) => ResourceIn {
+                kind: Kind::Role,
+                external_id: &x.external_id,
+                name: &x.name,
+                description: x.description.as_deref(),
+                parent: None,
+                total_seats: None,
+                used_seats: None,
+                attributes: serde_json::Value::Object(x.attributes.clone()).to_string(),
+                hash: record_hash(x),
+            },
+            Record::License(l) => ResourceIn {
+                kind: Kind::License,
+                external_id: &l.external_id,
+                name: &l.name,
+                description: None,
+                parent: None,
+                total_seats: l.total_seats,
+                used_seats: l.used_seats,
+                attributes: serde_json::Value::Object(l.attributes.clone()).to_string(),
+                hash: record_hash(l),
+            },
+        })
+    }
+}
+
+pub(crate) async fn upsert_resources(
+    tx: &mut Transaction<'_, Sqlite>,
+    connection_id: i64,
+    run_id: i64,
+    resources: &[ResourceIn<'_>],
+) -> Result<()> {
+    for chunk in resources.chunks(ROWS_PER_STATEMENT) {
+        let mut q = QueryBuilder::<Sqlite>::new(
+            "INSERT INTO resources (connection_id, kind, external_id, name, description, parent_external_id,
+               total_seats, used_seats, attributes, hash, first_seen_run, last_seen_run, changed_run) ",
+        );
+        q.push_values(chunk, |mut b, r| {
+            b.push_bind(connection_id)
+                .push_bind(r.kind.as_str())
+                .push_bind(r.external_id)
+                .push_bind(r.name)
+                .push_bind(r.description)
+                .push_bind(r.parent)
+                .push_bind(r.total_seats)
+                .push_bind(r.used_seats)
+                .push_bind(&r.attributes)
+                .push_bind(r.hash)
+                .push_bind(run_id)
+                .push_bind(run_id)
+                .push_bind(run_id);
+        });
+        q.push(
+            " ON CONFLICT (connection_id, kind, external_id) DO UPDATE SET
+               name = excluded.name, description = excluded.description,
+               parent_external_id = excluded.parent_external_id, total_seats = excluded.total_seats,
+               used_seats = excluded.used_seats, attributes = excluded.attributes,
+               changed_run = CASE WHEN resources.hash <> excluded.hash OR resources.removed_at IS NOT NULL
+                                  THEN excluded.last_seen_run ELSE resources.changed_run END,
+               hash = excluded.hash, last_seen_run = excluded.last_seen_run, removed_at = NULL",
+        );
+        q.build().execute(&mut **tx).await?;
+    }
+    Ok(())
+}
+
+/// Writes edges, first creating a minimal record for any target (group, role
+/// or license) not stored yet; the record is filled in when it is synced.
+pub(crate) async fn upsert_edges(
+    tx: &mut Transaction<'_, Sqlite>,
+    connection_id: i64,
+    run_id: i64,
+    edges: &[Edge],
+) -> Result<()> {
+    let mut targets: Vec<(Kind, &str)> = edges
+        .iter()
+        .map(|e| (e.kind.target_kind(), e.target_external_id.as_str()))
+        .collect();
+    targets.sort_unstable();
+    targets.dedup();
+    for chunk in targets.chunks(ROWS_PER_STATEMENT) {
+        let mut q = QueryBuilder::<Sqlite>::new(
+            "INSERT INTO resources (connection_id, kind, external_id, name, attributes, hash,
+               first_seen_run, last_seen_run, changed_run) ",
+        );
+        q.push_values(chunk, |mut b, (kind, id)| {
+            b.push_bind(connection_id)
+                .push_bind(kind.as_str())
+                .push_bind(*id)
+                .push_bind(*id)
+                .push_bind("{}")
+                .push_bind(0i64)
+                .push_bind(run_id)
+                .push_bind(run_id)
+                .push_bind(run_id);
+        });
+        // An edge seen in this run proves its target exists in the app.
+        q.push(
+            " ON CONFLICT (connection_id, kind, external_id) DO UPDATE SET
+               changed_run = CASE WHEN resources.removed_at IS NOT NULL
+                                  THEN excluded.last_seen_run ELSE resources.changed_run END,
+               last_seen_run = excluded.last_seen_run, removed_at = NULL",
+        );
+        q.build().execute(&mut **tx).await?;
+    }
+
+    for chunk in edges.chunks(ROWS_PER_STATEMENT) {
+        let mut q = QueryBuilder::<Sqlite>::new(
+            "INSERT INTO edges (connection_id, kind, target_external_id, account_external_id, role,
+               first_seen_run, last_seen_run, changed_run) ",
+        );
+        q.push_values(chunk, |mut b, e| {
+            b.push_bind(connection_id)
+                .push_bind(e.kind.kind().as_str())
+                .push_bind(&e.target_external_id)
+                .push_bind(&e.account_external_id)
+                .push_bind(&e.role)
+                .push_bind(run_id)
+                .push_bind(run_id)
+                .push_bind(run_id);
+        });
+        q.push(
+            " ON CONFLICT (connection_id, kind, target_external_id, account_external_id) DO UPDATE SET
+               changed_run = CASE WHEN edges.role IS NOT excluded.role OR edges.removed_at IS NOT NULL
+                                  THEN excluded.last_seen_run ELSE edges.changed_run END,
+               role = excluded.role, last_seen_run = excluded.last_seen_run, removed_at = NULL",
+        );
+        q.build().execute(&mut **tx).await?;
+    }
+    Ok(())
+}
+
+/// The table and filter holding records of a kind.
+pub(crate) fn kind_table(kind: Kind) -> (&'static str, Option<&'static str>) {
+    match kind {
+        Kind::Account => ("accounts", None),
+        Kind::Group | Kind::Role | Kind::License => ("resources", Some(kind.as_str())),
+        Kind::Membership | Kind::RoleAssignment | Kind::LicenseAssignment => {
+            ("edges", Some(kind.as_str()))
+        }
+    }
+}
+
+/// An account as stored.
+#[derive(Debug, Clone, Serialize, sqlx::FromRow)]
+pub struct AccountRow {
+    pub external_id: String,
+    pub email: Option<String>,
+    pub username: Option<String>,
+    pub display_name: Option<String>,
+    pub status: String,
+    pub is_admin: bool,
+    pub attributes: String,
+    pub first_seen_run: i64,
+    pub last_seen_run: i64,
+    pub removed_at: Option<i64>,
+}
+
+/// A group, role or license as stored.
+#[derive(Debug, Clone, Serialize, sqlx::FromRow)]
+pub struct ResourceRow {
+    pub kind: String,
+    pub external_id: String,
+    pub name: String,
+    pub description: Option<String>,
+    pub parent_external_id: Option<String>,
+    pub total_seats: Option<i64>,
+    pub used_seats: Option<i64>,
+    pub removed_at: Option<i64>,
+}
+
+/// An edge as stored.
+#[derive(Debug, Clone, Serialize, sqlx::FromRow)]
+pub struct EdgeRow {
+    pub kind: String,
+    pub account_external_id: String,
+    pub target_external_id: String,
+    pub role: Option<String>,
+    pub removed_at: Option<i64>,
+}
+
+/// How many records of each kind a connection has, present and removed.
+#[derive(Debug, Clone, Default, Serialize)]
+pub struct IdentityCounts {
+    pub present: std::collections::BTreeMap<String, i64>,
+    pub removed: std::collections::BTreeMap<String, i64>,
+}
+
+impl Store {
+    /// Accounts of a connection ordered by external id, after `after`.
+    pub async fn accounts(
+        &self,
+        connection_id: i64,
+        include_removed: bool,
+        after: Option<&str>,
+        limit: i64,
+    ) -> Result<Vec<AccountRow>> {
+        Ok(sqlx::query_as(
+            "SELECT external_id, email, username, display_name, status, is_admin, attributes,
+                    first_seen_run, last_seen_run, removed_at
+             FROM accounts WHERE connection_id = ? AND (? OR removed_at IS NULL) AND external_id > ?
+             ORDER BY external_id LIMIT ?",
+        )
+        .bind(connection_id)
+        .bind(include_removed)
+        .bind(after.unwrap_or(""))
+        .bind(limit)
+        .fetch_all(self.pool())
+        .await?)
+    }
+
+    pub async fn account(
+        &self,
+        connection_id: i64,
+        external_id: &str,
+    ) -> Result<Option<AccountRow>> {
+        Ok(sqlx::query_as(
+            "SELECT external_id, email, username, display_name, status, is_admin, attributes,
+                    first_seen_run, last_seen_run, removed_at
+             FROM accounts WHERE connection_id = ? AND external_id = ?",
+        )
+        .bind(connection_id)
+        .bind(external_id)
+        .fetch_optional(self.pool())
+        .await?)
+    }
+
+    /// Groups, roles or licenses of a connection.
+    pub async fn resources(
+        &self,
+        connection_id: i64,
+        kind: Kind,
+        include_removed: bool,
+    ) -> Result<Vec<ResourceRow>> {
+        Ok(sqlx::query_as(
+            "SELECT kind, external_id, name, description, parent_external_id, total_seats, used_seats, removed_at
+             FROM resources WHERE connection_id = ? AND kind = ? AND (? OR removed_at IS NULL)
+             ORDER BY external_id",
+        )
+        .bind(connection_id)
+        .bind(kind.as_str())
+        .bind(include_removed)
+        .fetch_all(self.pool())
+        .await?)
+    }
+
+    /// Edges of a connection, optionally only those of one account.
+    pub async fn edges(
+        &self,
+        connection_id: i64,
+        kind: Kind,
+        account_external_id: Option<&str>,
+        include_removed: bool,
+    ) -> Result<Vec<EdgeRow>> {
+        Ok(sqlx::query_as(
+            "SELECT kind, account_external_id, target_external_id, role, removed_at
+             FROM edges WHERE connection_id = ? AND kind = ? AND (? IS NULL OR account_external_id = ?)
+               AND (? OR removed_at IS NULL)
+             ORDER BY target_external_id, account_external_id",
+        )
+        .bind(connection_id)
+        .bind(kind.as_str())
+        .bind(account_external_id)
+        .bind(account_external_id)
+        .bind(include_removed)
+        .fetch_all(self.pool())
+        .await?)
+    }
+
+    /// Per-kind counts of present and removed records.
+    pub async fn identity_counts(&self, connection_id: i64) -> Result<IdentityCounts> {
+        let rows: Vec<(String, i64, i64)> = sqlx::query_as(
+            "SELECT 'account', COUNT(*) FILTER (WHERE removed_at IS NULL), COUNT(*) FILTER (WHERE removed_at IS NOT NULL)
+               FROM accounts WHERE connection_id = ?1
+             UNION ALL
+             SELECT kind, COUNT(*) FILTER (WHERE removed_at IS NULL), COUNT(*) FILTER (WHERE removed_at IS NOT NULL)
+               FROM resources WHERE connection_id = ?1 GROUP BY kind
+             UNION ALL
+             SELECT kind, COUNT(*) FILTER (WHERE removed_at IS NULL), COUNT(*) FILTER (WHERE removed_at IS NOT NULL)
+               FROM edges WHERE connection_id = ?1 GROUP BY kind",
+        )
+        .bind(connection_id)
+        .fetch_all(self.pool())
+        .await?;
+        let mut counts = IdentityCounts::default();
+        for (kind, present, removed) in rows {
+            counts.present.insert(kind.clone(), present);
+            counts.removed.insert(kind, removed);
+        }
+        Ok(counts)
+    }
+}

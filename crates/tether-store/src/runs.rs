@@ -1,0 +1,633 @@
+//! Sync runs: the one-run-per-connection lease, checkpoints, page writes and
+//! completion (with the guard against mass removal).
+
+use std::collections::BTreeMap;
+
+use serde::Serialize;
+use tether_core::{Edge, Kind, Record};
+
+use crate::identities::{kind_table, upsert_accounts, upsert_edges, upsert_resources, ResourceIn};
+use crate::{now_ms, Result, Store, StoreError};
+
+/// How long a run's lease lasts without a heartbeat. A run whose owner died
+/// is taken over after this, or at once when the owner is known to be dead.
+pub const LEASE_MS: i64 = 60_000;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum RunStatus {
+    InProgress,
+    /// Paging is done; removal is being decided, or is held for an operator.
+    Completing,
+    Completed,
+    Error,
+    /// Cancelled by an operator, or superseded.
+    Abandoned,
+}
+
+impl RunStatus {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            RunStatus::InProgress => "in_progress",
+            RunStatus::Completing => "completing",
+            RunStatus::Completed => "completed",
+            RunStatus::Error => "error",
+            RunStatus::Abandoned => "abandoned",
+        }
+    }
+
+    pub fn parse(s: &str) -> Option<Self> {
+        Some(match s {
+            "in_progress" => Self::InProgress,
+            "completing" => Self::Completing,
+            "completed" => Self::Completed,
+            "error" => Self::Error,
+            "abandoned" => Self::Abandoned,
+            _ => return None,
+        })
+    }
+}
+
+/// One cursor chain still to follow.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct WorkItem {
+    pub id: i64,
+    pub stream: String,
+    pub scope: Option<String>,
+    /// `None`: not started.
+    pub cursor: Option<String>,
+}
+
+/// A run that was started or taken over.
+#[derive(Debug)]
+pub struct RunStart {
+    pub run_id: i64,
+    /// Whether an interrupted run was resumed rather than a new one started.
+    pub resumed: bool,
+    pub status: RunStatus,
+    /// The chains still to follow.
+    pub work: Vec<WorkItem>,
+    /// Streams already recorded as skipped.
+    pub skipped_streams: Vec<String>,
+    /// The next free work-item id.
+    pub next_work_id: i64,
+}
+
+/// The effects of one fetched page, written atomically with its checkpoint.
+#[derive(Debug)]
+pub struct PageWrite {
+    pub work_id: i64,
+    pub stream: String,
+    pub records: Vec<Record>,
+    pub edges: Vec<Edge>,
+    /// Where this chain goes on; `None` when it is finished.
+    pub next_cursor: Option<String>,
+    /// New chains: partitions of this stream, and scopes of child streams.
+    pub new_work: Vec<WorkItem>,
+}
+
+/// What happened to a stream in a run.
+#[derive(Debug, Clone, Serialize)]
+pub struct StreamOutcome {
+    pub stream: String,
+    pub status: String,
+    pub reason: Option<String>,
+    pub pages: i64,
+}
+
+#[derive(Debug, Clone, Default, Serialize, PartialEq, Eq)]
+pub struct KindCounts {
+    pub seen: i64,
+    pub created: i64,
+    pub updated: i64,
+    pub removed: i64,
+}
+
+/// A run as reported to the operator.
+#[derive(Debug, Clone, Serialize)]
+pub struct RunSummary {
+    pub run_id: i64,
+    pub connection_id: i64,
+    pub status: RunStatus,
+    pub started_at: i64,
+    pub finished_at: Option<i64>,
+    pub requests: i64,
+    pub error_code: Option<String>,
+    pub error_message: Option<String>,
+    pub hold_reason: Option<String>,
+    pub kinds: BTreeMap<String, KindCounts>,
+    pub streams: Vec<StreamOutcome>,
+}
+
+impl RunSummary {
+    pub fn records_and_edges_seen(&self) -> i64 {
+        self.kinds.values().map(|k| k.seen).sum()
+    }
+}
+
+/// The end of a run's paging.
+#[derive(Debug)]
+pub enum Completion {
+    Completed(RunSummary),
+    /// Completing would remove too much; an operator must confirm.
+    Held {
+        reason: String,
+    },
+}
+
+impl Store {
+    /// Starts a run for a connection, or takes over its interrupted one.
+    ///
+    /// `roots` are the streams without a parent; a new run gets one chain per
+    /// root. `owner` names this process; `owner_alive` says whether the owner
+    /// of an existing run is still running (`None`: unknown, wait for its
+    /// lease to lapse).
+    pub async fn begin_run(
+        &self,
+        connection_id: i64,
+        roots: &[&str],
+        owner: &str,
+        owner_alive: impl Fn(&str) -> Option<bool>,
+    ) -> Result<RunStart> {
+        let now = now_ms();
+        let mut tx = self.pool().begin().await?;
+        let active: Option<(i64, String, Option<String>, Option<i64>, i64)> = sqlx::query_as(
+            "SELECT id, status, lease_owner, lease_expires_at, started_at FROM sync_runs
+             WHERE connection_id = ? AND status IN ('in_progress', 'completing')",
+        )
+        .bind(connection_id)
+        .fetch_optional(&mut *tx)
+        .await?;
+
+        let (run_id, resumed, status) = if let Some((
+            id,
+            status,
+            lease_owner,
+            lease_expires_at,
+            started_at,
+        )) = active
+        {
+            let lease_live = lease_expires_at.is_some_and(|t| t > now);
+            let alive = lease_owner.as_deref().and_then(&owner_alive);
+            if lease_owner.as_deref() != Some(owner) && alive != Some(false) && lease_live {
+                return Err(StoreError::Conflict(format!(
+                    "a sync of this connection is already running (run {id}, started {}, by {}); wait for it to finish",
+                    chrono::DateTime::from_timestamp_millis(started_at).map(|t| t.to_rfc3339()).unwrap_or_default(),
+                    lease_owner.unwrap_or_default()
+                )));
+            }
+            sqlx::query("UPDATE sync_runs SET lease_owner = ?, lease_expires_at = ? WHERE id = ?")
+                .bind(owner)
+                .bind(now + LEASE_MS)
+                .bind(id)
+                .execute(&mut *tx)
+                .await?;
+            (
+                id,
+                true,
+                RunStatus::parse(&status).unwrap_or(RunStatus::InProgress),
+            )
+        } else {
+            let id: i64 = sqlx::query_scalar(
+                "INSERT INTO sync_runs (connection_id, status, started_at, lease_owner, lease_expires_at)
+                 VALUES (?, 'in_progress', ?, ?, ?) RETURNING id",
+            )
+            .bind(connection_id)
+            .bind(now)
+            .bind(owner)
+            .bind(now + LEASE_MS)
+            .fetch_one(&mut *tx)
+            .await?;
+            for (i, stream) in roots.iter().enumerate() {
+                sqlx::query("INSERT INTO sync_work (run_id, id, stream) VALUES (?, ?, ?)")
+                    .bind(id)
+                    .bind(i as i64 + 1)
+                    .bind(*stream)
+                    .execute(&mut *tx)
+                    .await?;
+            }
+            (id, false, RunStatus::InProgress)
+        };
+
+        let work: Vec<(i64, String, Option<String>, Option<String>)> = sqlx::query_as(
+            "SELECT id, stream, scope, cursor FROM sync_work WHERE run_id = ? AND done = 0 ORDER BY id",
+        )
+        .bind(run_id)
+        .fetch_all(&mut *tx)
+        .await?;
+        let next_work_id: i64 =
+            sqlx::query_scalar("SELECT COALESCE(MAX(id), 0) + 1 FROM sync_work WHERE run_id = ?")
+                .bind(run_id)
+                .fetch_one(&mut *tx)
+                .await?;
+        let skipped_streams: Vec<String> = sqlx::query_scalar(
+            "SELECT stream FROM sync_run_streams WHERE run_id = ? AND status = 'skipped'",
+        )
+        .bind(run_id)
+        .fetch_all(&mut *tx)
+        .await?;
+        tx.commit().await?;
+        Ok(RunStart {
+            run_id,
+            resumed,
+            status,
+            work: work
+                .into_iter()
+                .map(|(id, stream, scope, cursor)| WorkItem {
+                    id,
+                    stream,
+                    scope,
+                    cursor,
+                })
+                .collect(),
+            skipped_streams,
+            next_work_id,
+        })
+    }
+
+    /// Writes fetched pages and advances their checkpoints, in one
+    /// transaction: after a crash, either a page and its cursor are both
+    /// stored or neither is.
+    pub async fn write_pages(
+        &self,
+        connection_id: i64,
+        run_id: i64,
+        owner: &str,
+        pages: &[PageWrite],
+        requests: u64,
+    ) -> Result<()> {
+        let mut tx = self.pool().begin().await?;
+        // Fencing: a process that lost its lease must not write.
+        let renewed = sqlx::query(
+            "UPDATE sync_runs SET requests = ?, lease_expires_at = ? WHERE id = ? AND lease_owner = ? AND status = 'in_progress'",
+        )
+        .bind(requests as i64)
+        .bind(now_ms() + LEASE_MS)
+        .bind(run_id)
+        .bind(owner)
+        .execute(&mut *tx)
+        .await?;
+        if renewed.rows_affected() == 0 {
+            return Err(StoreError::Conflict(format!(
+                "run {run_id} is no longer owned by this process (it was taken over or ended)"
+            )));
+        }
+
+        let mut accounts = Vec::new();
+        let mut resources = Vec::new();
+        let mut edges: Vec<Edge> = Vec::new();
+        let mut seen: BTreeMap<Kind, i64> = BTreeMap::new();
+        let mut stream_pages: BTreeMap<&str, i64> = BTreeMap::new();
+        for page in pages {
+            for r in &page.records {
+                *seen.entry(r.kind()).or_default() += 1;
+                match r {
+                    Record::Account(a) => accounts.push(a),
+                    other => resources.extend(ResourceIn::from_record(other)),
+                }
+            }
+            for e in &page.edges {
+                *seen.entry(e.kind.kind()).or_default() += 1;
+            }
+            edges.extend(page.edges.iter().cloned());
+            *stream_pages.entry(&page.stream).or_default() += 1;
+        }
+        upsert_resources(&mut tx, connection_id, run_id, &resources).await?;
+        upsert_accounts(&mut tx, connection_id, run_id, &accounts).await?;
+        upsert_edges(&mut tx, connection_id, run_id, &edges).await?;
+
+        for page in pages {
+            sqlx::query("UPDATE sync_work SET cursor = ?, done = ? WHERE run_id = ? AND id = ?")
+                .bind(&page.next_cursor)
+                .bind(page.next_cursor.is_none())
+                .bind(run_id)
+                .bind(page.work_id)
+                .execute(&mut *tx)
+                .await?;
+            for w in &page.new_work {
+                sqlx::query(
+                    "INSERT INTO sync_work (run_id, id, stream, scope, cursor) VALUES (?, ?, ?, ?, ?)",
+                )
+                .bind(run_id)
+                .bind(w.id)
+                .bind(&w.stream)
+                .bind(&w.scope)
+                .bind(&w.cursor)
+                .execute(&mut *tx)
+                .await?;
+            }
+        }
+        for (kind, n) in seen {
+            sqlx::query(
+                "INSERT INTO sync_run_kinds (run_id, kind, seen) VALUES (?, ?, ?)
+                 ON CONFLICT (run_id, kind) DO UPDATE SET seen = seen + excluded.seen",
+            )
+            .bind(run_id)
+            .bind(kind.as_str())
+            .bind(n)
+            .execute(&mut *tx)
+            .await?;
+        }
+        for (stream, n) in stream_pages {
+            sqlx::query(
+                "INSERT INTO sync_run_streams (run_id, stream, status, pages) VALUES (?, ?, 'running', ?)
+                 ON CONFLICT (run_id, stream) DO UPDATE SET pages = pages + excluded.pages",
+            )
+            .bind(run_id)
+            .bind(stream)
+            .bind(n)
+            .execute(&mut *tx)
+            .await?;
+        }
+        tx.commit().await?;
+        Ok(())
+    }
+
+    /// Keeps the run's lease while it waits (on a rate limit, say).
+    pub async fn heartbeat(&self, run_id: i64, owner: &str) -> Result<()> {
+        sqlx::query("UPDATE sync_runs SET lease_expires_at = ? WHERE id = ? AND lease_owner = ?")
+            .bind(now_ms() + LEASE_MS)
+            .bind(run_id)
+            .bind(owner)
+            .execute(self.pool())
+            .await?;
+        Ok(())
+    }
+
+    /// Records that an optional stream was skipped and drops its chains.
+    pub async fn skip_stream(&self, run_id: i64, stream: &str, reason: &str) -> Result<()> {
+        let mut tx = self.pool().begin().await?;
+        sqlx::query(
+            "INSERT INTO sync_run_streams (run_id, stream, status, reason) VALUES (?, ?, 'skipped', ?)
+             ON CONFLICT (run_id, stream) DO UPDATE SET status = 'skipped', reason = excluded.reason",
+        )
+        .bind(run_id)
+        .bind(stream)
+        .bind(reason)
+        .execute(&mut *tx)
+        .await?;
+        sqlx::query("UPDATE sync_work SET done = 1 WHERE run_id = ? AND stream = ?")
+            .bind(run_id)
+            .bind(stream)
+            .execute(&mut *tx)
+            .await?;
+        tx.commit().await?;
+        Ok(())
+    }
+
+    /// Ends a run without completing it: nothing is removed, what was written
+    /// stays.
+    pub async fn end_run(
+        &self,
+        run_id: i64,
+        status: RunStatus,
+        code: &str,
+        message: &str,
+    ) -> Result<()> {
+        debug_assert!(matches!(status, RunStatus::Error | RunStatus::Abandoned));
+        let mut tx = self.pool().begin().await?;
+        sqlx::query(
+            "UPDATE sync_runs SET status = ?, finished_at = ?, error_code = ?, error_message = ?,
+               lease_owner = NULL, lease_expires_at = NULL WHERE id = ?",
+        )
+        .bind(status.as_str())
+        .bind(now_ms())
+        .bind(code)
+        .bind(message)
+        .bind(run_id)
+        .execute(&mut *tx)
+        .await?;
+        sqlx::query("DELETE FROM sync_work WHERE run_id = ?")
+            .bind(run_id)
+            .execute(&mut *tx)
+            .await?;
+        tx.commit().await?;
+        Ok(())
+    }
+
+    /// Completes a run whose chains are all done: marks what it did not see
+    /// as removed, except for `skip_kinds` (kinds of skipped streams).
+    ///
+    /// When removal would take away more than `max_removal_share` of the
+    /// present records of a kind and `confirmed` is false, the run is held in
+    /// `completing` with the reason, and nothing is removed.
+    pub async fn complete_run(
+        &self,
+        connection_id: i64,
+        run_id: i64,
+        skip_kinds: &[Kind],
+        max_removal_share: f64,
+        confirmed: bool,
+    ) -> Result<Completion> {
+        sqlx::query(
+            "UPDATE sync_runs SET status = 'completing' WHERE id = ? AND status = 'in_progress'",
+        )
+        .bind(run_id)
+        .execute(self.pool())
+        .await?;
+        let kinds: Vec<Kind> = Kind::ALL
+            .into_iter()
+            .filter(|k| !skip_kinds.contains(k))
+            .collect();
+
+        if !confirmed {
+            let mut reasons = Vec::new();
+            for kind in &kinds {
+                let (table, filter) = kind_table(*kind);
+                let sql = format!(
+                    "SELECT COUNT(*) FILTER (WHERE last_seen_run < ?1), COUNT(*) FROM {table}
+                     WHERE connection_id = ?2 AND removed_at IS NULL AND first_seen_run < ?1 {}",
+                    if filter.is_some() {
+                        "AND kind = ?3"
+                    } else {
+                        ""
+                    }
+                );
+                let mut q = sqlx::query_as(&sql).bind(run_id).bind(connection_id);
+                if let Some(f) = filter {
+                    q = q.bind(f);
+                }
+                let (vanishing, present): (i64, i64) = q.fetch_one(self.pool()).await?;
+                if vanishing > 0 && (vanishing as f64) > max_removal_share * present as f64 {
+                    reasons.push(format!(
+                        "{vanishing} of {present} {kind} records ({:.0}%)",
+                        100.0 * vanishing as f64 / present as f64
+                    ));
+                }
+            }
+            if !reasons.is_empty() {
+                let reason = format!(
+                    "this run would mark {} as removed, more than the allowed {:.0}%; \
+                     check the app, then confirm with `tether sync <connection> --confirm-removals` (nothing was removed)",
+                    reasons.join(", "),
+                    max_removal_share * 100.0
+                );
+                sqlx::query("UPDATE sync_runs SET hold_reason = ?, lease_owner = NULL, lease_expires_at = NULL WHERE id = ?")
+                    .bind(&reason)
+                    .bind(run_id)
+                    .execute(self.pool())
+                    .await?;
+                return Ok(Completion::Held { reason });
+            }
+        }
+
+        let now = now_ms();
+        let mut tx = self.pool().begin().await?;
+        for kind in &kinds {
+            let (table, filter) = kind_table(*kind);
+            let sql =
+                format!(
+                "UPDATE {table} SET removed_at = ?1 WHERE connection_id = ?2 AND last_seen_run < ?3
+                   AND removed_at IS NULL {}",
+                if filter.is_some() { "AND kind = ?4" } else { "" }
+            );
+            let mut q = sqlx::query(&sql).bind(now).bind(connection_id).bind(run_id);
+            if let Some(f) = filter {
+                q = q.bind(f);
+            }
+            let removed = q.execute(&mut *tx).await?.rows_affected() as i64;
+            let sql = format!(
+                "SELECT COUNT(*) FILTER (WHERE first_seen_run = ?2),
+                        COUNT(*) FILTER (WHERE first_seen_run < ?2 AND changed_run = ?2)
+                 FROM {table} WHERE connection_id = ?1 AND last_seen_run = ?2 {}",
+                if filter.is_some() {
+                    "AND kind = ?3"
+                } else {
+                    ""
+                }
+            );
+            let mut q = sqlx::query_as(&sql).bind(connection_id).bind(run_id);
+            if let Some(f) = filter {
+                q = q.bind(f);
+            }
+            let (created, updated): (i64, i64) = q.fetch_one(&mut *tx).await?;
+            sqlx::query(
+                "INSERT INTO sync_run_kinds (run_id, kind, created, updated, removed) VALUES (?, ?, ?, ?, ?)
+                 ON CONFLICT (run_id, kind) DO UPDATE SET created = excluded.created,
+                   updated = excluded.updated, removed = excluded.removed",
+            )
+            .bind(run_id)
+            .bind(kind.as_str())
+            .bind(created)
+            .bind(updated)
+            .bind(removed)
+            .execute(&mut *tx)
+            .await?;
+        }
+        sqlx::query(
+            "UPDATE sync_run_streams SET status = 'done' WHERE run_id = ? AND status = 'running'",
+        )
+        .bind(run_id)
+        .execute(&mut *tx)
+        .await?;
+        sqlx::query(
+            "UPDATE sync_runs SET status = 'completed', finished_at = ?, hold_reason = NULL,
+               lease_owner = NULL, lease_expires_at = NULL WHERE id = ?",
+        )
+        .bind(now)
+        .bind(run_id)
+        .execute(&mut *tx)
+        .await?;
+        sqlx::query("DELETE FROM sync_work WHERE run_id = ?")
+            .bind(run_id)
+            .execute(&mut *tx)
+            .await?;
+        tx.commit().await?;
+        Ok(Completion::Completed(self.run_summary(run_id).await?))
+    }
+
+    pub async fn run_summary(&self, run_id: i64) -> Result<RunSummary> {
+        type RunRow = (
+            i64,
+            String,
+            i64,
+            Option<i64>,
+            i64,
+            Option<String>,
+            Option<String>,
+            Option<String>,
+        );
+        let row: Option<RunRow> = sqlx::query_as(
+            "SELECT connection_id, status, started_at, finished_at, requests, error_code, error_message, hold_reason
+             FROM sync_runs WHERE id = ?",
+        )
+        .bind(run_id)
+        .fetch_optional(self.pool())
+        .await?;
+        let Some((
+            connection_id,
+            status,
+            started_at,
+            finished_at,
+            requests,
+            error_code,
+            error_message,
+            hold_reason,
+        )) = row
+        else {
+            return Err(StoreError::NotFound(format!("no sync run {run_id}")));
+        };
+        let kinds: Vec<(String, i64, i64, i64, i64)> = sqlx::query_as(
+            "SELECT kind, seen, created, updated, removed FROM sync_run_kinds WHERE run_id = ? ORDER BY kind",
+        )
+        .bind(run_id)
+        .fetch_all(self.pool())
+        .await?;
+        let streams: Vec<(String, String, Option<String>, i64)> = sqlx::query_as(
+            "SELECT stream, status, reason, pages FROM sync_run_streams WHERE run_id = ? ORDER BY stream",
+        )
+        .bind(run_id)
+        .fetch_all(self.pool())
+        .await?;
+        Ok(RunSummary {
+            run_id,
+            connection_id,
+            status: RunStatus::parse(&status).unwrap_or(RunStatus::Error),
+            started_at,
+            finished_at,
+            requests,
+            error_code,
+            error_message,
+            hold_reason,
+            kinds: kinds
+                .into_iter()
+                .map(|(k, seen, created, updated, removed)| {
+                    (
+                        k,
+                        KindCounts {
+                            seen,
+                            created,
+                            updated,
+                            removed,
+                        },
+                    )
+                })
+                .collect(),
+            streams: streams
+                .into_iter()
+                .map(|(stream, status, reason, pages)| StreamOutcome {
+                    stream,
+                    status,
+                    reason,
+                    pages,
+                })
+                .collect(),
+        })
+    }
+
+    /// The latest runs of a connection, newest first.
+    pub async fn runs(&self, connection_id: i64, limit: i64) -> Result<Vec<RunSummary>> {
+        let ids: Vec<i64> = sqlx::query_scalar(
+            "SELECT id FROM sync_runs WHERE connection_id = ? ORDER BY id DESC LIMIT ?",
+        )
+        .bind(connection_id)
+        .bind(limit)
+        .fetch_all(self.pool())
+        .await?;
+        let mut out = Vec::with_capacity(ids.len());
+        for id in ids {
+            out.push(self.run_summary(id).await?);
+        }
+        Ok(out)
+    }
+}
