@@ -1,1 +1,312 @@
-fn main() {}
+//! `cargo xtask`: repository chores.
+//!
+//! * `cargo xtask bench sync [--sizes 10k,100k,1m] [--latency-ms 50] [--latency-size 100k]`
+//!   syncs sandbox organisations of each size with the release `tether`
+//!   binary, each run in its own process so that its peak RSS is the hub's
+//!   alone, and prints records+edges per second, peak RSS and requests.
+
+// `wait4` (the child's own peak RSS) needs libc.
+#![allow(unsafe_code)]
+
+use std::io::{BufRead, BufReader};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use anyhow::{bail, Context, Result};
+use serde_json::{json, Value};
+
+fn main() -> Result<()> {
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    match args
+        .iter()
+        .map(String::as_str)
+        .collect::<Vec<_>>()
+        .as_slice()
+    {
+        ["bench", "sync", rest @ ..] => bench_sync(rest),
+        _ => {
+            eprintln!("usage: cargo xtask bench sync [--sizes 10k,100k,1m] [--latency-ms 50] [--latency-size 100k] [--no-latency]");
+            std::process::exit(2)
+        }
+    }
+}
+
+fn workspace_root() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .unwrap()
+        .to_owned()
+}
+
+fn parse_size(s: &str) -> Result<u64> {
+    let s = s.trim().to_ascii_lowercase();
+    let (num, mult) = if let Some(n) = s.strip_suffix('k') {
+        (n, 1_000)
+    } else if let Some(n) = s.strip_suffix('m') {
+        (n, 1_000_000)
+    } else {
+        (s.as_str(), 1)
+    };
+    Ok(num
+        .parse::<u64>()
+        .with_context(|| format!("bad size `{s}`"))?
+        * mult)
+}
+
+fn human(n: u64) -> String {
+    match n {
+        n if n >= 1_000_000 && n % 1_000_000 == 0 => format!("{}M", n / 1_000_000),
+        n if n >= 1_000 && n % 1_000 == 0 => format!("{}k", n / 1_000),
+        n => n.to_string(),
+    }
+}
+
+struct SandboxProc {
+    child: Child,
+    url: String,
+}
+
+impl Drop for SandboxProc {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+impl SandboxProc {
+    fn start(bin: &Path) -> Result<Self> {
+        let port = std::net::TcpListener::bind("127.0.0.1:0")?
+            .local_addr()?
+            .port();
+        let mut child = Command::new(bin)
+            .args(["sandbox", "--listen", &format!("127.0.0.1:{port}")])
+            .env("TETHER_LOG", "warn")
+            .stdout(Stdio::piped())
+            .spawn()
+            .context("starting the sandbox")?;
+        let stdout = child.stdout.take().unwrap();
+        let mut line = String::new();
+        BufReader::new(stdout).read_line(&mut line)?;
+        if !line.contains("listening on") {
+            bail!("the sandbox did not start: {line}");
+        }
+        Ok(SandboxProc {
+            child,
+            url: format!("http://127.0.0.1:{port}"),
+        })
+    }
+
+    fn control(&self, path: &str, body: Value) -> Result<Value> {
+        let resp = ureq::post(&format!("{}/_sandbox/{path}", self.url))
+            .timeout(Duration::from_secs(600))
+            .send_json(body)
+            .with_context(|| format!("sandbox control {path}"))?;
+        Ok(resp.into_json().unwrap_or(Value::Null))
+    }
+}
+
+struct Measured {
+    records: u64,
+    elapsed: Duration,
+    requests: u64,
+    peak_rss_kb: i64,
+}
+
+/// Runs `cmd` and returns its exit status and its own peak RSS (kB).
+fn run_measured(mut cmd: Command) -> Result<(std::process::ExitStatus, String, i64)> {
+    let tmp = tempfile::NamedTempFile::new()?;
+    let child = cmd
+        .stdout(Stdio::from(tmp.reopen()?))
+        .spawn()
+        .context("starting tether")?;
+    let pid = child.id() as libc::pid_t;
+    let mut status: libc::c_int = 0;
+    let mut usage: libc::rusage = unsafe { std::mem::zeroed() };
+    // SAFETY: `pid` is our own child, not yet waited for; `status` and
+    // `usage` are valid for writes.
+    let r = unsafe { libc::wait4(pid, &mut status, 0, &mut usage) };
+    if r != pid {
+        bail!("wait4 failed: {}", std::io::Error::last_os_error());
+    }
+    std::mem::forget(child);
+    use std::os::unix::process::ExitStatusExt;
+    let exit = std::process::ExitStatus::from_raw(status);
+    let out = std::fs::read_to_string(tmp.path())?;
+    Ok((exit, out, usage.ru_maxrss))
+}
+
+fn sync_once(bin: &Path, sandbox: &SandboxProc, members: u64, label: &str) -> Result<Measured> {
+    let login = format!("bench-{label}");
+    let teams = (members / 200).max(1);
+    let t = Instant::now();
+    let org = sandbox.control(
+        "orgs",
+        json!({"login": login, "members": members, "teams": teams, "team_memberships_per_member": 5}),
+    )?;
+    eprintln!(
+        "  sandbox org {login}: {} members, {} teams, {} team memberships ({:.1}s to create)",
+        org["members"],
+        org["teams"],
+        org["team_memberships"],
+        t.elapsed().as_secs_f64()
+    );
+    let token = sandbox.control(&format!("orgs/{login}/tokens"), json!({"kind": "pat"}))?
+        ["access_token"]
+        .as_str()
+        .context("no token")?
+        .to_owned();
+    let dir = tempfile::tempdir()?;
+    let db = format!("sqlite://{}", dir.path().join("bench.db").display());
+    let tether = |args: &[&str]| {
+        let mut c = Command::new(bin);
+        c.args(args)
+            .env("TETHER_DATABASE_URL", &db)
+            .env("TETHER_KEY_FILE", dir.path().join("tether.key"))
+            .env("TETHER_LOG", "warn")
+            .env("BENCH_TOKEN", &token);
+        c
+    };
+    let status = tether(&[
+        "connections",
+        "add",
+        "github",
+        "--name",
+        "bench",
+        "--setting",
+        &format!("org={login}"),
+        "--setting",
+        &format!("api_base_url={}", sandbox.url),
+        "--token-env",
+        "BENCH_TOKEN",
+    ])
+    .stdout(Stdio::null())
+    .status()?;
+    if !status.success() {
+        bail!("adding the connection failed");
+    }
+    let (exit, out, peak) = run_measured(tether(&["sync", "bench", "--json"]))?;
+    if !exit.success() {
+        bail!("tether sync failed ({exit}): {out}");
+    }
+    let summary: Value =
+        serde_json::from_str(out.lines().last().unwrap_or("")).context("sync summary")?;
+    Ok(Measured {
+        records: summary["records_and_edges"].as_u64().unwrap_or(0),
+        elapsed: Duration::from_millis(summary["elapsed_ms"].as_u64().unwrap_or(0)),
+        requests: summary["requests"].as_u64().unwrap_or(0),
+        peak_rss_kb: peak,
+    })
+}
+
+fn bench_sync(args: &[&str]) -> Result<()> {
+    let mut sizes = vec![10_000, 100_000, 1_000_000];
+    let mut latency_ms = 50u64;
+    let mut latency_size = 100_000u64;
+    let mut it = args.iter();
+    while let Some(a) = it.next() {
+        match *a {
+            "--sizes" => {
+                sizes = it
+                    .next()
+                    .context("--sizes needs a value")?
+                    .split(',')
+                    .map(parse_size)
+                    .collect::<Result<_>>()?
+            }
+            "--latency-ms" => {
+                latency_ms = it.next().context("--latency-ms needs a value")?.parse()?
+            }
+            "--latency-size" => {
+                latency_size = parse_size(it.next().context("--latency-size needs a value")?)?
+            }
+            "--no-latency" => latency_ms = 0,
+            other => bail!("unknown argument {other}"),
+        }
+    }
+    let root = workspace_root();
+    eprintln!("building tether (release)...");
+    let status = Command::new(env!("CARGO"))
+        .args(["build", "--release", "--quiet", "-p", "tether"])
+        .current_dir(&root)
+        .status()?;
+    if !status.success() {
+        bail!("cargo build failed");
+    }
+    let target = std::env::var_os("CARGO_TARGET_DIR")
+        .map(PathBuf::from)
+        .unwrap_or(root.join("target"));
+    let bin = target.join("release/tether");
+    let sandbox = SandboxProc::start(&bin)?;
+    sandbox.control("config", json!({"rate_limit": 1_000_000_000u64}))?;
+
+    println!(
+        "{:>8} {:>12} {:>9} {:>14} {:>10} {:>10}",
+        "members", "records+edges", "seconds", "records/s", "peak MB", "requests"
+    );
+    let mut at_100k = None;
+    let mut peak_1m = None;
+    let mut rates = Vec::new();
+    for &n in &sizes {
+        let m = sync_once(&bin, &sandbox, n, &human(n))?;
+        let rate = m.records as f64 / m.elapsed.as_secs_f64().max(1e-3);
+        let mb = m.peak_rss_kb as f64 / 1024.0;
+        println!(
+            "{:>8} {:>12} {:>9.2} {:>14.0} {:>10.1} {:>10}",
+            human(n),
+            m.records,
+            m.elapsed.as_secs_f64(),
+            rate,
+            mb,
+            m.requests
+        );
+        rates.push((n, m.elapsed.as_secs_f64() / m.records.max(1) as f64));
+        if n == 100_000 {
+            at_100k = Some(rate);
+        }
+        if n == 1_000_000 {
+            peak_1m = Some(mb);
+        }
+    }
+    if rates.len() >= 2 {
+        let (n0, t0) = rates[0];
+        let (n1, t1) = rates[rates.len() - 1];
+        println!(
+            "time per record at {} vs {}: {:.2}x (1.00 = linear)",
+            human(n1),
+            human(n0),
+            t1 / t0
+        );
+    }
+    if latency_ms > 0 {
+        sandbox.control("latency", json!({"ms": latency_ms}))?;
+        let m = sync_once(
+            &bin,
+            &sandbox,
+            latency_size,
+            &format!("{}-latency", human(latency_size)),
+        )?;
+        sandbox.control("latency", json!({"ms": 0}))?;
+        // GitHub connector's concurrency (see connectors/github: max_concurrency).
+        let concurrency = 8.0;
+        let ideal = m.requests as f64 * latency_ms as f64 / 1000.0 / concurrency;
+        println!(
+            "with {latency_ms} ms per request at {}: {:.1}s for {} requests; {:.1}s at concurrency {concurrency} is the floor; ratio {:.2} (target <= 1.2)",
+            human(latency_size),
+            m.elapsed.as_secs_f64(),
+            m.requests,
+            ideal,
+            m.elapsed.as_secs_f64() / ideal
+        );
+    }
+    println!(
+        "bench sync: {} records/s at 100k, peak {} MB at 1M",
+        at_100k
+            .map(|r| format!("{r:.0}"))
+            .unwrap_or_else(|| "n/a".into()),
+        peak_1m
+            .map(|m| format!("{m:.0}"))
+            .unwrap_or_else(|| "n/a".into())
+    );
+    Ok(())
+}

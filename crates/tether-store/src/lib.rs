@@ -281,6 +281,12 @@ impl Store {
         }
     }
 
+    /// Checks the database answers.
+    pub async fn ping(&self) -> Result<()> {
+        sqlx::query("SELECT 1").execute(&self.pool).await?;
+        Ok(())
+    }
+
     pub(crate) fn pool(&self) -> &SqlitePool {
         &self.pool
     }

@@ -151,7 +151,9 @@ impl Store {
     ) -> Result<RunStart> {
         let now = now_ms();
         let mut tx = self.pool().begin().await?;
-        let active: Option<(i64, String, Option<String>, Option<i64>, i64)> = sqlx::query_as(
+        // (id, status, lease owner, lease expiry, started at)
+        type ActiveRun = (i64, String, Option<String>, Option<i64>, i64);
+        let active: Option<ActiveRun> = sqlx::query_as(
             "SELECT id, status, lease_owner, lease_expires_at, started_at FROM sync_runs
              WHERE connection_id = ? AND status IN ('in_progress', 'completing')",
         )

@@ -1,0 +1,129 @@
+//! OAuth token upkeep: the cross-process refresh lease (`token_locks`) and
+//! the list of connections whose tokens are due for a refresh.
+//!
+//! The token manager (`tether-oauth`) takes the lease before it sends a
+//! refresh token to the app, re-reads the credentials once it holds it (the
+//! previous holder may have refreshed already), and releases it afterwards.
+
+use std::time::Duration;
+
+use crate::{now_ms, Result, Store};
+
+/// A held refresh lease. Pass `fence` back to [`Store::unlock_refresh`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct LockGuard {
+    pub connection_id: i64,
+    /// Grows with every new holder of this connection's lease.
+    pub fence: i64,
+    /// Unix ms after which another owner may take the lease over.
+    pub expires_at: i64,
+}
+
+/// An OAuth connection whose token expires soon or was not refreshed for a
+/// long time.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TokenDue {
+    pub connection_id: i64,
+    pub app: String,
+    /// When the access token expires (Unix ms), if it does.
+    pub expires_at: Option<i64>,
+    /// When the credentials were last written (Unix ms).
+    pub updated_at: i64,
+}
+
+impl Store {
+    /// Takes the refresh lease of a connection for `ttl`, unless another owner
+    /// holds an unexpired one. An expired lease is taken over with a larger
+    /// fence.
+    pub async fn try_lock_refresh(
+        &self,
+        connection_id: i64,
+        owner: &str,
+        ttl: Duration,
+    ) -> Result<Option<LockGuard>> {
+        let now = now_ms();
+        let expires_at = now.saturating_add(ttl.as_millis().min(i64::MAX as u128) as i64);
+        // The fence is at least the current time, so it keeps growing even
+        // after a released row was deleted.
+        let row: Option<(i64, i64)> = sqlx::query_as(
+            "INSERT INTO token_locks (connection_id, owner, fence, expires_at) VALUES (?1, ?2, ?3, ?4)
+             ON CONFLICT (connection_id) DO UPDATE SET owner = excluded.owner,
+               fence = MAX(token_locks.fence + 1, excluded.fence), expires_at = excluded.expires_at
+             WHERE token_locks.expires_at <= ?3
+             RETURNING fence, expires_at",
+        )
+        .bind(connection_id)
+        .bind(owner)
+        .bind(now)
+        .bind(expires_at)
+        .fetch_optional(self.pool())
+        .await?;
+        Ok(row.map(|(fence, expires_at)| LockGuard {
+            connection_id,
+            fence,
+            expires_at,
+        }))
+    }
+
+    /// Releases the refresh lease, only if `owner` still holds it with
+    /// `fence`. Returns whether it was released.
+    pub async fn unlock_refresh(
+        &self,
+        connection_id: i64,
+        owner: &str,
+        fence: i64,
+    ) -> Result<bool> {
+        let done = sqlx::query(
+            "DELETE FROM token_locks WHERE connection_id = ? AND owner = ? AND fence = ?",
+        )
+        .bind(connection_id)
+        .bind(owner)
+        .bind(fence)
+        .execute(self.pool())
+        .await?;
+        Ok(done.rows_affected() > 0)
+    }
+
+    /// Who holds a connection's refresh lease: (owner, fence, expires_at).
+    pub async fn refresh_lock_holder(
+        &self,
+        connection_id: i64,
+    ) -> Result<Option<(String, i64, i64)>> {
+        Ok(sqlx::query_as(
+            "SELECT owner, fence, expires_at FROM token_locks WHERE connection_id = ?",
+        )
+        .bind(connection_id)
+        .fetch_optional(self.pool())
+        .await?)
+    }
+
+    /// OAuth connections (not expired, disabled or pending) whose access token
+    /// expires before `expiring_before`, or whose credentials were last written
+    /// before `idle_before` (both Unix ms); soonest expiry first.
+    pub async fn tokens_due(
+        &self,
+        expiring_before: i64,
+        idle_before: i64,
+    ) -> Result<Vec<TokenDue>> {
+        let rows: Vec<(i64, String, Option<i64>, i64)> = sqlx::query_as(
+            "SELECT c.id, c.app, cr.expires_at, cr.updated_at
+             FROM connections c JOIN credentials cr ON cr.connection_id = c.id
+             WHERE c.auth_kind = 'oauth2' AND c.status NOT IN ('expired', 'disabled', 'pending')
+               AND ((cr.expires_at IS NOT NULL AND cr.expires_at <= ?1) OR cr.updated_at <= ?2)
+             ORDER BY cr.expires_at IS NULL, cr.expires_at, c.id",
+        )
+        .bind(expiring_before)
+        .bind(idle_before)
+        .fetch_all(self.pool())
+        .await?;
+        Ok(rows
+            .into_iter()
+            .map(|(connection_id, app, expires_at, updated_at)| TokenDue {
+                connection_id,
+                app,
+                expires_at,
+                updated_at,
+            })
+            .collect())
+    }
+}

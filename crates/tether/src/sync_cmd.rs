@@ -1,0 +1,140 @@
+//! `tether sync <connection>`: one sync now, with a progress bar and a
+//! summary.
+
+use std::process::ExitCode;
+use std::time::Instant;
+
+use anyhow::Result;
+use clap::Args;
+use indicatif::{ProgressBar, ProgressStyle};
+use tether_store::{RunSummary, Store};
+use tether_sync::{SyncError, SyncOptions, SyncOutcome};
+
+use crate::connectors;
+
+#[derive(Args)]
+pub struct SyncArgs {
+    /// Connection id or display name.
+    connection: String,
+    /// Print the run summary as JSON (and no progress bar).
+    #[arg(long)]
+    json: bool,
+    /// Allow this run to mark more than `--max-removal-share` of a kind as
+    /// removed (completes a held run).
+    #[arg(long)]
+    confirm_removals: bool,
+    /// The largest share (0..1) of a kind a run may remove unconfirmed.
+    #[arg(long, default_value_t = 0.5)]
+    max_removal_share: f64,
+}
+
+pub async fn run(store: &Store, args: SyncArgs) -> Result<ExitCode> {
+    let connection = store.find_connection(&args.connection).await?;
+    let source = connectors::for_connection(store, &connection).await?;
+    let options = SyncOptions {
+        max_removal_share: args.max_removal_share,
+        confirm_removals: args.confirm_removals,
+        ..Default::default()
+    };
+
+    let bar = if args.json || !std::io::IsTerminal::is_terminal(&std::io::stderr()) {
+        ProgressBar::hidden()
+    } else {
+        ProgressBar::new_spinner()
+    };
+    bar.set_style(
+        ProgressStyle::with_template("{spinner} [{elapsed_precise}] {msg}")
+            .expect("the progress template is valid"),
+    );
+    bar.enable_steady_tick(std::time::Duration::from_millis(120));
+    let started = Instant::now();
+    let progress = |p: &tether_sync::Progress| {
+        let rate = p.fetched_total() as f64 / p.elapsed.as_secs_f64().max(0.001);
+        let kinds: Vec<String> = p.fetched.iter().map(|(k, n)| format!("{k} {n}")).collect();
+        bar.set_message(format!(
+            "run {}{}: {} pages, {} requests, {:.0}/s — {}",
+            p.run_id,
+            if p.resumed { " (resumed)" } else { "" },
+            p.pages,
+            p.requests,
+            rate,
+            kinds.join(", ")
+        ));
+    };
+    let cancel = async {
+        let _ = tokio::signal::ctrl_c().await;
+    };
+    let result = tether_sync::sync(store, &connection, &*source, &options, &progress, cancel).await;
+    bar.finish_and_clear();
+    let elapsed = started.elapsed();
+
+    match result {
+        Ok(SyncOutcome::Completed(summary)) => {
+            report(&summary, elapsed, args.json, &connection.display_name);
+            Ok(ExitCode::SUCCESS)
+        }
+        Ok(SyncOutcome::Held { run_id, reason }) => {
+            let summary = store.run_summary(run_id).await?;
+            report(&summary, elapsed, args.json, &connection.display_name);
+            eprintln!(
+                "sync of `{}` is held (run {run_id}): {reason}",
+                connection.display_name
+            );
+            Ok(ExitCode::from(3))
+        }
+        Err(e @ SyncError::Source { run_id, .. })
+        | Err(e @ SyncError::Cancelled { run_id, .. }) => {
+            if args.json {
+                let summary = store.run_summary(run_id).await?;
+                report(&summary, elapsed, true, &connection.display_name);
+            }
+            let hint = match &e {
+                SyncError::Source { error: tether_core::SourceError::CredentialsRejected { .. }, .. } => {
+                    "\nthe connection is now expired: reconnect it (or add it again with a new token)"
+                }
+                _ => "",
+            };
+            eprintln!("error: {e}{hint}");
+            Ok(ExitCode::FAILURE)
+        }
+        Err(e) => Err(e.into()),
+    }
+}
+
+fn report(summary: &RunSummary, elapsed: std::time::Duration, json: bool, name: &str) {
+    let total = summary.records_and_edges_seen();
+    let per_second = total as f64 / elapsed.as_secs_f64().max(0.001);
+    if json {
+        let mut v = serde_json::to_value(summary).expect("summaries serialize");
+        v["elapsed_ms"] = (elapsed.as_millis() as u64).into();
+        v["records_and_edges"] = total.into();
+        v["records_per_second"] = (per_second.round() as u64).into();
+        println!("{v}");
+        return;
+    }
+    println!(
+        "sync of `{name}` {} (run {}) in {:.1}s: {total} records and edges, {:.0}/s, {} requests",
+        summary.status.as_str(),
+        summary.run_id,
+        elapsed.as_secs_f64(),
+        per_second,
+        summary.requests
+    );
+    println!(
+        "  {:<20} {:>10} {:>10} {:>10} {:>10}",
+        "kind", "seen", "created", "updated", "removed"
+    );
+    for (kind, c) in &summary.kinds {
+        println!(
+            "  {kind:<20} {:>10} {:>10} {:>10} {:>10}",
+            c.seen, c.created, c.updated, c.removed
+        );
+    }
+    for s in summary.streams.iter().filter(|s| s.status == "skipped") {
+        println!(
+            "  stream {} skipped: {}",
+            s.stream,
+            s.reason.as_deref().unwrap_or("")
+        );
+    }
+}

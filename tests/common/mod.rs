@@ -1,0 +1,181 @@
+//! Harness for the end-to-end tests: a sandbox in this process, and the real
+//! `tether` binary run as a child process against its own database.
+//!
+//! The files in `tests/` are integration tests of the `tether` package (see
+//! its Cargo.toml), so cargo builds the binary with them.
+
+#![allow(dead_code)] // each test file uses part of the harness
+
+use std::path::Path;
+use std::process::{Command, Output, Stdio};
+
+use serde_json::{json, Value};
+
+/// The `tether` binary cargo built for these tests.
+pub fn tether_bin() -> &'static Path {
+    Path::new(env!("CARGO_BIN_EXE_tether"))
+}
+
+/// A hub: a database and a master key in a temporary directory.
+pub struct Hub {
+    pub dir: tempfile::TempDir,
+    pub master_key: String,
+}
+
+impl Default for Hub {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl Hub {
+    pub fn new() -> Self {
+        Hub {
+            dir: tempfile::tempdir().expect("a temporary directory"),
+            // 32 bytes, hex.
+            master_key: "11".repeat(32),
+        }
+    }
+
+    pub fn database_url(&self) -> String {
+        format!("sqlite://{}", self.dir.path().join("tether.db").display())
+    }
+
+    /// `tether ARGS` against this hub.
+    pub fn command(&self, args: &[&str]) -> Command {
+        let mut cmd = Command::new(tether_bin());
+        cmd.args(args)
+            .env("TETHER_DATABASE_URL", self.database_url())
+            .env("TETHER_MASTER_KEY", &self.master_key)
+            .env("TETHER_LOG", "warn")
+            .stdin(Stdio::null());
+        cmd
+    }
+
+    /// Runs `tether ARGS` and returns its output, whatever its exit code.
+    pub fn run(&self, args: &[&str], env: &[(&str, &str)]) -> Output {
+        let mut cmd = self.command(args);
+        for (k, v) in env {
+            cmd.env(k, v);
+        }
+        cmd.output().expect("running tether")
+    }
+
+    /// Runs `tether ARGS`, asserting success, and returns stdout.
+    pub fn ok(&self, args: &[&str], env: &[(&str, &str)]) -> String {
+        let out = self.run(args, env);
+        assert!(
+            out.status.success(),
+            "tether {args:?} failed ({}):\nstdout: {}\nstderr: {}",
+            out.status,
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        );
+        String::from_utf8(out.stdout).expect("utf-8 output")
+    }
+
+    /// Adds a GitHub connection to `org` on the sandbox with `token`.
+    pub fn add_github(&self, name: &str, sandbox: &str, org: &str, token: &str) {
+        self.ok(
+            &[
+                "connections",
+                "add",
+                "github",
+                "--name",
+                name,
+                "--setting",
+                &format!("org={org}"),
+                "--setting",
+                &format!("api_base_url={sandbox}"),
+                "--token-env",
+                "E2E_TOKEN",
+            ],
+            &[("E2E_TOKEN", token)],
+        );
+    }
+
+    /// `tether sync NAME --json`: (exit code, summary, stderr).
+    pub fn sync(&self, name: &str, extra: &[&str]) -> (i32, Value, String) {
+        let mut args = vec!["sync", name, "--json"];
+        args.extend_from_slice(extra);
+        let out = self.run(&args, &[]);
+        let stdout = String::from_utf8_lossy(&out.stdout);
+        let summary = stdout
+            .lines()
+            .rev()
+            .find_map(|l| serde_json::from_str(l).ok())
+            .unwrap_or(Value::Null);
+        (
+            out.status.code().unwrap_or(-1),
+            summary,
+            String::from_utf8_lossy(&out.stderr).into_owned(),
+        )
+    }
+
+    /// The connection as `tether connections list --json` shows it.
+    pub fn connection(&self, name: &str) -> Value {
+        let list: Value = serde_json::from_str(&self.ok(&["connections", "list", "--json"], &[]))
+            .expect("connections list --json prints JSON");
+        list.as_array()
+            .and_then(|a| a.iter().find(|c| c["display_name"] == name).cloned())
+            .unwrap_or_else(|| panic!("no connection {name} in {list}"))
+    }
+}
+
+/// A sandbox in this process, with a client for its control endpoints.
+pub struct Sandbox {
+    pub inner: tether_sandbox::Sandbox,
+    client: reqwest::Client,
+}
+
+impl Sandbox {
+    pub async fn start() -> Self {
+        let inner = tether_sandbox::Sandbox::start(tether_sandbox::SandboxConfig::default())
+            .await
+            .expect("the sandbox starts");
+        Sandbox {
+            inner,
+            client: reqwest::Client::new(),
+        }
+    }
+
+    pub fn url(&self) -> String {
+        self.inner.base_url()
+    }
+
+    pub async fn control(&self, method: &str, path: &str, body: Value) -> Value {
+        let url = format!("{}/_sandbox/{path}", self.url());
+        let req = match method {
+            "DELETE" => self.client.delete(url),
+            "GET" => self.client.get(url),
+            _ => self.client.post(url).json(&body),
+        };
+        let resp = req.send().await.expect("the sandbox answers");
+        let status = resp.status();
+        let text = resp.text().await.unwrap_or_default();
+        assert!(status.is_success(), "sandbox {path}: {status}: {text}");
+        serde_json::from_str(&text).unwrap_or(Value::Null)
+    }
+
+    /// Creates an organisation; returns the sandbox's counts.
+    pub async fn create_org(&self, spec: Value) -> Value {
+        self.control("POST", "orgs", spec).await
+    }
+
+    /// A personal access token for the org's first admin.
+    pub async fn pat(&self, org: &str) -> String {
+        let v = self
+            .control(
+                "POST",
+                &format!("orgs/{org}/tokens"),
+                json!({"kind": "pat"}),
+            )
+            .await;
+        v["access_token"].as_str().expect("a token").to_owned()
+    }
+}
+
+/// `summary.kinds[kind][field]`, 0 when absent.
+pub fn count(summary: &Value, kind: &str, field: &str) -> i64 {
+    summary["kinds"][kind][field].as_i64().unwrap_or(0)
+}

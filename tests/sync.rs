@@ -1,0 +1,263 @@
+//! `tether sync` end to end: the real binary, a real SQLite database, the
+//! GitHub connector against the sandbox's fake GitHub.
+
+use std::time::Duration;
+
+use serde_json::{json, Value};
+mod common;
+
+use common::{count, Hub, Sandbox};
+
+const NAME: &str = "GitHub - Engineering Org";
+
+/// Expected per-kind totals for a freshly created sandbox org.
+fn expected(org: &Value) -> [(&'static str, i64); 6] {
+    let n = |k: &str| {
+        org[k]
+            .as_i64()
+            .unwrap_or_else(|| panic!("sandbox org has no {k}: {org}"))
+    };
+    [
+        (
+            "account",
+            n("members") + n("outside_collaborators") + n("invitations"),
+        ),
+        ("role_assignment", n("members") + n("outside_collaborators")),
+        ("group", n("teams")),
+        ("membership", n("team_memberships")),
+        ("license_assignment", n("copilot_seats")),
+        ("role", 3),
+    ]
+}
+
+async fn connected(spec: Value) -> (Sandbox, Hub, Value) {
+    let sandbox = Sandbox::start().await;
+    let org = sandbox.create_org(spec).await;
+    let token = sandbox.pat(org["login"].as_str().unwrap()).await;
+    let hub = Hub::new();
+    let url = sandbox.url();
+    let login = org["login"].as_str().unwrap().to_owned();
+    let hub = tokio::task::spawn_blocking(move || {
+        hub.add_github(NAME, &url, &login, &token);
+        hub
+    })
+    .await
+    .unwrap();
+    (sandbox, hub, org)
+}
+
+async fn sync(hub: &Hub, extra: &'static [&'static str]) -> (i32, Value, String) {
+    tokio::task::block_in_place(|| hub.sync(NAME, extra))
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn full_sync_then_members_leave_and_teams_are_deleted() {
+    let (sandbox, hub, org) =
+        connected(json!({"login": "acme", "members": 480, "teams": 12})).await;
+
+    let (code, summary, stderr) = sync(&hub, &[]).await;
+    assert_eq!(code, 0, "{stderr}");
+    assert_eq!(summary["status"], "completed");
+    for (kind, n) in expected(&org) {
+        assert_eq!(count(&summary, kind, "seen"), n, "{kind} seen: {summary}");
+        assert_eq!(
+            count(&summary, kind, "created"),
+            n,
+            "{kind} created: {summary}"
+        );
+        assert_eq!(count(&summary, kind, "removed"), 0, "{kind} removed");
+    }
+    assert_eq!(count(&summary, "license", "seen"), 1);
+    assert!(summary["requests"].as_i64().unwrap() > 0);
+    let c = tokio::task::block_in_place(|| hub.connection(NAME));
+    assert_eq!(c["status"], "active");
+    assert_eq!(c["connected_name"], "acme");
+    assert_eq!(c["counts"]["account"], expected(&org)[0].1);
+
+    // Members leave and teams are deleted in the app.
+    let before = org["team_memberships"].as_i64().unwrap();
+    let after = sandbox
+        .control(
+            "POST",
+            "orgs/acme/mutate",
+            json!({"remove_members": 30, "delete_teams": 2}),
+        )
+        .await;
+    let (code, summary, stderr) = sync(&hub, &[]).await;
+    assert_eq!(code, 0, "{stderr}");
+    assert_eq!(count(&summary, "account", "removed"), 30, "{summary}");
+    assert_eq!(count(&summary, "account", "created"), 0);
+    assert_eq!(count(&summary, "group", "removed"), 2);
+    assert_eq!(
+        count(&summary, "membership", "removed"),
+        before - after["team_memberships"].as_i64().unwrap(),
+        "{summary} / {after}"
+    );
+    assert_eq!(count(&summary, "role", "removed"), 0);
+    let c = tokio::task::block_in_place(|| hub.connection(NAME));
+    assert_eq!(c["counts"]["account"], expected(&org)[0].1 - 30);
+    assert_eq!(c["counts"]["group"], org["teams"].as_i64().unwrap() - 2);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_run_killed_mid_way_resumes_without_loss_or_duplicates() {
+    let (sandbox, hub, org) =
+        connected(json!({"login": "acme", "members": 3000, "teams": 30})).await;
+    sandbox.control("POST", "latency", json!({"ms": 100})).await;
+
+    let mut child = hub.command(&["sync", NAME]).spawn().unwrap();
+    // Wait until the run is well under way, then kill -9 it.
+    for _ in 0..600 {
+        let stats = sandbox.control("GET", "stats", Value::Null).await;
+        if stats["requests"].as_i64().unwrap_or(0) >= 40 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert!(
+        child.try_wait().unwrap().is_none(),
+        "the sync finished before it could be killed"
+    );
+    child.kill().unwrap();
+    child.wait().unwrap();
+
+    sandbox.control("POST", "latency", json!({"ms": 0})).await;
+    let (code, summary, stderr) = sync(&hub, &[]).await;
+    assert_eq!(code, 0, "{stderr}");
+    assert_eq!(
+        summary["run_id"], 1,
+        "the killed run is resumed, not restarted: {summary}"
+    );
+    assert_eq!(summary["status"], "completed");
+    for (kind, n) in expected(&org) {
+        // Every page was counted exactly once across the kill.
+        assert_eq!(count(&summary, kind, "seen"), n, "{kind}: {summary}");
+        assert_eq!(count(&summary, kind, "created"), n, "{kind}: {summary}");
+        assert_eq!(count(&summary, kind, "removed"), 0, "{kind}: {summary}");
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn rate_limits_and_server_errors_are_retried() {
+    let (sandbox, hub, org) = connected(json!({"login": "acme", "members": 450, "teams": 6})).await;
+    sandbox
+        .control(
+            "POST",
+            "faults",
+            json!({"status": 429, "kind": "status", "path_contains": "/members", "skip": 2, "count": 2, "retry_after": 1}),
+        )
+        .await;
+    sandbox
+        .control("POST", "faults", json!({"status": 403, "kind": "status", "path_contains": "/teams", "skip": 1, "count": 1, "retry_after": 1}))
+        .await;
+    sandbox
+        .control("POST", "faults", json!({"status": 502, "kind": "status", "path_contains": "/orgs/acme", "skip": 5, "count": 3}))
+        .await;
+    let (code, summary, stderr) = sync(&hub, &[]).await;
+    assert_eq!(code, 0, "{stderr}");
+    for (kind, n) in expected(&org) {
+        assert_eq!(count(&summary, kind, "seen"), n, "{kind}: {summary}");
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_malformed_page_fails_the_run_and_removes_nothing() {
+    let (sandbox, hub, org) = connected(json!({"login": "acme", "members": 300, "teams": 5})).await;
+    let (code, _, stderr) = sync(&hub, &[]).await;
+    assert_eq!(code, 0, "{stderr}");
+
+    sandbox
+        .control("POST", "orgs/acme/mutate", json!({"remove_members": 20}))
+        .await;
+    sandbox
+        .control(
+            "POST",
+            "faults",
+            json!({"kind": "malformed", "path_contains": "/teams", "count": 100}),
+        )
+        .await;
+    let (code, summary, stderr) = sync(&hub, &[]).await;
+    assert_eq!(code, 1);
+    assert!(
+        stderr.contains("cannot read"),
+        "the error says what went wrong: {stderr}"
+    );
+    assert_eq!(summary["status"], "error");
+    assert_eq!(summary["error_code"], "bad_data");
+    let c = tokio::task::block_in_place(|| hub.connection(NAME));
+    assert_eq!(c["status"], "error");
+    assert_eq!(
+        c["counts"]["account"],
+        expected(&org)[0].1,
+        "nothing was removed"
+    );
+
+    // The app recovers: the next run completes and removes what left.
+    sandbox.control("DELETE", "faults", Value::Null).await;
+    let (code, summary, stderr) = sync(&hub, &[]).await;
+    assert_eq!(code, 0, "{stderr}");
+    assert_eq!(count(&summary, "account", "removed"), 20);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_revoked_token_expires_the_connection_with_the_reason() {
+    let (sandbox, hub, _org) = connected(json!({"login": "acme", "members": 50, "teams": 2})).await;
+    sandbox
+        .control("POST", "revoke", json!({"org": "acme"}))
+        .await;
+    let (code, summary, stderr) = sync(&hub, &[]).await;
+    assert_eq!(code, 1);
+    assert!(stderr.contains("reconnect"), "{stderr}");
+    assert_eq!(summary["error_code"], "credentials_rejected");
+    let c = tokio::task::block_in_place(|| hub.connection(NAME));
+    assert_eq!(c["status"], "expired");
+    assert!(
+        c["status_reason"]
+            .as_str()
+            .unwrap()
+            .contains("Bad credentials"),
+        "the provider's reason is kept: {c}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_sudden_mass_removal_is_held_until_confirmed() {
+    let (sandbox, hub, org) = connected(json!({"login": "acme", "members": 200, "teams": 4})).await;
+    let (code, _, stderr) = sync(&hub, &[]).await;
+    assert_eq!(code, 0, "{stderr}");
+    sandbox
+        .control("POST", "orgs/acme/mutate", json!({"remove_members": 150}))
+        .await;
+    let (code, summary, stderr) = sync(&hub, &[]).await;
+    assert_eq!(code, 3, "{stderr}");
+    assert!(stderr.contains("--confirm-removals"), "{stderr}");
+    assert_eq!(summary["status"], "completing");
+    let c = tokio::task::block_in_place(|| hub.connection(NAME));
+    assert_eq!(
+        c["counts"]["account"],
+        expected(&org)[0].1,
+        "nothing removed while held"
+    );
+
+    let (code, summary, stderr) = sync(&hub, &["--confirm-removals"]).await;
+    assert_eq!(code, 0, "{stderr}");
+    assert_eq!(count(&summary, "account", "removed"), 150);
+}
+
+#[test]
+fn a_wrong_master_key_fails_at_start_with_a_clear_message() {
+    let hub = Hub::new();
+    hub.ok(&["connections", "list"], &[]);
+    let out = hub.run(
+        &["connections", "list"],
+        &[("TETHER_MASTER_KEY", &"22".repeat(32))],
+    );
+    assert!(!out.status.success());
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        stderr.contains("does not match the key this database was created with"),
+        "{stderr}"
+    );
+    let out = hub.run(&["connections", "list"], &[("TETHER_MASTER_KEY", "short")]);
+    assert!(String::from_utf8_lossy(&out.stderr).contains("32 bytes"));
+}
