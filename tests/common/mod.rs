@@ -44,6 +44,11 @@ impl Hub {
     /// `tether ARGS` against this hub.
     pub fn command(&self, args: &[&str]) -> Command {
         let mut cmd = Command::new(tether_bin());
+        let config = self.dir.path().join("tether.toml");
+        if config.exists() {
+            // The same configuration as `serve` (see [`Hub::serve`]).
+            cmd.env("TETHER_CONFIG", config);
+        }
         cmd.args(args)
             .env("TETHER_DATABASE_URL", self.database_url())
             .env("TETHER_MASTER_KEY", &self.master_key)
@@ -178,4 +183,70 @@ impl Sandbox {
 /// `summary.kinds[kind][field]`, 0 when absent.
 pub fn count(summary: &Value, kind: &str, field: &str) -> i64 {
     summary["kinds"][kind][field].as_i64().unwrap_or(0)
+}
+
+/// A free TCP port on the loopback interface.
+pub fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .map(|a| a.port())
+        .expect("a free port")
+}
+
+/// `tether serve` running as a child process; killed on drop.
+pub struct Server {
+    pub child: std::process::Child,
+    pub url: String,
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+impl Hub {
+    /// Writes `config` (TOML) beside the database and starts `tether serve`
+    /// with it on a free port, waiting until it listens. `TETHER_ADMIN_PASSWORD`
+    /// is `admin-password`.
+    pub fn serve(&self, config: &str) -> Server {
+        self.serve_on(config, free_port())
+    }
+
+    /// [`Hub::serve`] on a given port.
+    pub fn serve_on(&self, config: &str, port: u16) -> Server {
+        use std::io::BufRead;
+        let path = self.dir.path().join("tether.toml");
+        std::fs::write(&path, config).expect("writing the config");
+        let mut child = self
+            .command(&["serve", "--listen", &format!("127.0.0.1:{port}")])
+            .env("TETHER_CONFIG", &path)
+            .env("TETHER_ADMIN_PASSWORD", "admin-password")
+            .env("TETHER_PUBLIC_BASE_URL", format!("http://127.0.0.1:{port}"))
+            .stdout(Stdio::piped())
+            .spawn()
+            .expect("starting tether serve");
+        let stdout = child.stdout.take().expect("piped stdout");
+        let mut lines = std::io::BufReader::new(stdout).lines();
+        let mut seen = Vec::new();
+        loop {
+            match lines.next() {
+                Some(Ok(line)) => {
+                    let ready = line.contains("tether listening on");
+                    seen.push(line);
+                    if ready {
+                        break;
+                    }
+                }
+                _ => panic!("tether serve exited before listening: {seen:?}"),
+            }
+        }
+        // Keep draining stdout so the server never blocks on a full pipe.
+        std::thread::spawn(move || for _ in lines {});
+        Server {
+            child,
+            url: format!("http://127.0.0.1:{port}"),
+        }
+    }
 }

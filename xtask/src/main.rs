@@ -86,11 +86,14 @@ impl SandboxProc {
             .spawn()
             .context("starting the sandbox")?;
         let stdout = child.stdout.take().unwrap();
+        let mut reader = BufReader::new(stdout);
         let mut line = String::new();
-        BufReader::new(stdout).read_line(&mut line)?;
+        reader.read_line(&mut line)?;
         if !line.contains("listening on") {
             bail!("the sandbox did not start: {line}");
         }
+        // Keep reading: a closed pipe would kill the sandbox at its next line.
+        std::thread::spawn(move || std::io::copy(&mut reader, &mut std::io::sink()));
         Ok(SandboxProc {
             child,
             url: format!("http://127.0.0.1:{port}"),

@@ -205,8 +205,15 @@ async fn mutate(State(sh): St, Path(org): Path<String>, body: Bytes) -> Response
 
 async fn create_app(State(sh): St, body: Bytes) -> Response {
     let app: App = try_r!(body_json(&body));
+    match register_app(&sh, app) {
+        Ok(v) => json_value(StatusCode::CREATED, &v),
+        Err(e) => bad_request(&e),
+    }
+}
+
+pub(crate) fn register_app(sh: &Shared, app: App) -> Result<serde_json::Value, String> {
     if app.client_id.is_empty() {
-        return bad_request("client_id is required");
+        return Err("client_id is required".into());
     }
     let v = json!({
         "client_id": app.client_id,
@@ -219,7 +226,7 @@ async fn create_app(State(sh): St, body: Bytes) -> Response {
         .unwrap()
         .apps
         .insert(app.client_id.clone(), app);
-    json_value(StatusCode::CREATED, &v)
+    Ok(v)
 }
 
 async fn list_apps(State(sh): St) -> Response {
@@ -237,12 +244,17 @@ async fn list_apps(State(sh): St) -> Response {
 #[derive(Deserialize)]
 struct Enabled {
     enabled: bool,
+    /// The organisation whose admin approves (default: the app's, else the
+    /// first).
+    #[serde(default)]
+    org: Option<String>,
 }
 
 async fn auto_approve(State(sh): St, body: Bytes) -> Response {
     let e: Enabled = try_r!(body_json(&body));
     sh.auto_approve.store(e.enabled, Ordering::Relaxed);
-    json_value(StatusCode::OK, &json!({"enabled": e.enabled}))
+    *sh.auto_approve_org.write().unwrap() = e.org.clone();
+    json_value(StatusCode::OK, &json!({"enabled": e.enabled, "org": e.org}))
 }
 
 #[derive(Deserialize, Default)]

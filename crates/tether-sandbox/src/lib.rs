@@ -59,6 +59,7 @@ impl Default for SandboxConfig {
 pub struct Sandbox {
     addr: SocketAddr,
     base_url: String,
+    state: SandboxState,
     stop: tokio::sync::oneshot::Sender<()>,
     task: tokio::task::JoinHandle<()>,
 }
@@ -75,7 +76,7 @@ impl Sandbox {
             .trim_end_matches('/')
             .to_string();
         let state = SandboxState::new(base_url.clone(), config.latency);
-        let app = router(state);
+        let app = router(state.clone());
         let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
         let task = tokio::spawn(async move {
             let server = axum::serve(listener, app).with_graceful_shutdown(async move {
@@ -88,6 +89,7 @@ impl Sandbox {
         Ok(Sandbox {
             addr,
             base_url,
+            state,
             stop,
             task,
         })
@@ -96,6 +98,11 @@ impl Sandbox {
     /// The bound socket address.
     pub fn local_addr(&self) -> SocketAddr {
         self.addr
+    }
+
+    /// The sandbox's state, to set it up from Rust (the demo does).
+    pub fn state(&self) -> SandboxState {
+        self.state.clone()
     }
 
     /// The public base URL, without a trailing slash.
@@ -132,6 +139,8 @@ pub(crate) struct Shared {
     pub latency_ms: AtomicU64,
     pub rate_limit: AtomicU64,
     pub auto_approve: AtomicBool,
+    /// Which organisation's admin auto-approves.
+    pub auto_approve_org: RwLock<Option<String>>,
     pub faults: Mutex<Vec<control::Fault>>,
     pub faults_active: AtomicBool,
     pub stats: rest::Stats,
@@ -155,6 +164,7 @@ impl SandboxState {
             latency_ms: AtomicU64::new(latency.as_millis() as u64),
             rate_limit: AtomicU64::new(5000),
             auto_approve: AtomicBool::new(false),
+            auto_approve_org: RwLock::new(None),
             faults: Mutex::new(Vec::new()),
             faults_active: AtomicBool::new(false),
             stats: rest::Stats::default(),
@@ -166,6 +176,12 @@ impl SandboxState {
     /// Creates (or replaces) an organisation, like `POST /_sandbox/orgs`.
     pub fn create_org(&self, spec: &OrgSpec) -> Result<serde_json::Value, String> {
         control::create_org(&self.0, spec)
+    }
+
+    /// Registers an OAuth client, as `POST /_sandbox/oauth-apps` does.
+    pub fn register_oauth_app(&self, app: serde_json::Value) -> Result<serde_json::Value, String> {
+        let app = serde_json::from_value(app).map_err(|e| e.to_string())?;
+        control::register_app(&self.0, app)
     }
 }
 

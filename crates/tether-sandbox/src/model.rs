@@ -33,6 +33,33 @@ pub struct OrgSpec {
     pub name: Option<String>,
 }
 
+impl OrgSpec {
+    /// An organisation with `members` members and every other count at its
+    /// default.
+    pub fn new(login: &str, members: u64) -> Self {
+        OrgSpec {
+            login: login.into(),
+            members,
+            admins: None,
+            teams: None,
+            team_memberships_per_member: None,
+            nested_team_share: None,
+            maintainers_per_team: None,
+            outside_collaborators: None,
+            invitations: None,
+            copilot_seats: None,
+            seed: None,
+            user_prefix: None,
+            name: None,
+        }
+    }
+
+    pub fn with_teams(mut self, teams: u64) -> Self {
+        self.teams = Some(teams);
+        self
+    }
+}
+
 #[derive(Debug, Clone)]
 pub(crate) struct Team {
     /// Team number (`team-0042`).

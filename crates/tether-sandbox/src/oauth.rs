@@ -116,7 +116,20 @@ fn validate(sh: &Shared, p: &Params) -> Result<AuthzRequest, Response> {
             }
         }
     }
-    let org = match &app.org {
+    // The person approving picks which organisation's admin they are (the
+    // consent page's `sandbox_org`, or the auto-approve setting); a real
+    // GitHub user token reaches every organisation the user belongs to.
+    let chosen = p
+        .get("sandbox_org")
+        .filter(|s| !s.is_empty())
+        .cloned()
+        .or_else(|| {
+            sh.auto_approve
+                .load(Ordering::Relaxed)
+                .then(|| sh.auto_approve_org.read().unwrap().clone())
+                .flatten()
+        });
+    let org = match chosen.as_ref().or(app.org.as_ref()) {
         Some(o) => o.clone(),
         None => match sh.orgs.read().unwrap().keys().next() {
             Some(o) => o.clone(),
@@ -206,9 +219,22 @@ async fn authorize_get(State(sh): St, Query(p): Query<Params>) -> Response {
         .name
         .clone()
         .unwrap_or_else(|| req.app.client_id.clone());
+    let org_options: String = sh
+        .orgs
+        .read()
+        .unwrap()
+        .keys()
+        .map(|o| {
+            format!(
+                "<option value=\"{o}\"{sel}>{o}</option>",
+                o = html_escape(o),
+                sel = if *o == req.org { " selected" } else { "" }
+            )
+        })
+        .collect();
     let mut hidden = String::new();
     for (k, v) in &p {
-        if k != "decision" {
+        if k != "decision" && k != "sandbox_org" {
             hidden.push_str(&format!(
                 "<input type=\"hidden\" name=\"{}\" value=\"{}\">",
                 html_escape(k),
@@ -229,12 +255,14 @@ async fn authorize_get(State(sh): St, Query(p): Query<Params>) -> Response {
 <body><h1>Authorize {app}</h1>\
 <p><strong>{app}</strong> by the sandbox wants to access your account and the organization <strong id=\"org\">{org}</strong>.</p>\
 {scope_html}<form method=\"post\" action=\"/login/oauth/authorize\">{hidden}\
+<p><label>Sign in as the admin of <select id=\"sandbox-org\" name=\"sandbox_org\">{org_options}</select></label></p>\
 <button id=\"deny\" type=\"submit\" name=\"decision\" value=\"deny\">Cancel</button> \
 <button id=\"approve\" type=\"submit\" name=\"decision\" value=\"approve\">Authorize {app}</button>\
 </form><p>Authorizing will redirect to <code>{redir}</code></p></body></html>",
         app = html_escape(&app_name),
         org = html_escape(&req.org),
         redir = html_escape(&req.redirect_uri),
+        org_options = org_options,
     );
     Html(body).into_response()
 }

@@ -6,9 +6,15 @@
 //! outside this crate, so a PostgreSQL backend can follow behind the same
 //! methods. SQLite is embedded by default (`sqlite://tether.db`, WAL).
 
+mod api_keys;
 mod crypto;
 mod identities;
+mod oauth_states;
+mod queries;
 mod runs;
+mod tokens;
+mod web;
+mod webhooks;
 
 use std::str::FromStr;
 use std::time::Duration;
@@ -18,10 +24,19 @@ use serde::{Deserialize, Serialize};
 use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteSynchronous};
 use sqlx::{Row, SqlitePool};
 
+pub use api_keys::ApiKeyInfo;
 pub use crypto::{KeySource, MasterKey, MASTER_KEY_ENV};
 pub use identities::{AccountRow, EdgeRow, IdentityCounts, ResourceRow};
+pub use oauth_states::{OAuthPurpose, StateCheck, TakenState};
+pub use queries::{AccountQuery, EdgeQuery};
 pub use runs::{
     Completion, KindCounts, PageWrite, RunStart, RunStatus, RunSummary, StreamOutcome, WorkItem,
+};
+pub use tokens::{LockGuard, TokenDue};
+pub use web::{WebAuthSettings, WebSession};
+pub use webhooks::{
+    AttemptOutcome, ClaimedDelivery, DeliveryStatus, WebhookAttempt, WebhookDelivery,
+    WebhookSubscription, WebhookTarget,
 };
 
 #[derive(Debug, thiserror::Error)]

@@ -1,7 +1,10 @@
 //! `tether`: the host binary. It wires the pieces together: connectors (found
 //! through the registry), the store, the sync engine and the HTTP server.
 
+mod apps;
+mod config;
 mod connectors;
+mod demo;
 mod serve;
 mod sync_cmd;
 
@@ -10,7 +13,7 @@ use std::path::PathBuf;
 use anyhow::{bail, Context, Result};
 use clap::{Args, Parser, Subcommand};
 use secrecy::SecretString;
-use tether_store::{ConnectionStatus, MasterKey, NewConnection, Secret, Store};
+use tether_store::{MasterKey, Store};
 
 #[derive(Parser)]
 #[command(
@@ -19,14 +22,14 @@ use tether_store::{ConnectionStatus, MasterKey, NewConnection, Secret, Store};
     about = "A self-hosted OAuth SaaS connector hub"
 )]
 struct Cli {
-    /// Where Tether keeps its data (SQLite embedded by default).
-    #[arg(
-        long,
-        global = true,
-        env = "TETHER_DATABASE_URL",
-        default_value = "sqlite://tether.db"
-    )]
-    database_url: String,
+    /// The configuration file (TOML); see the README.
+    #[arg(long, global = true, env = "TETHER_CONFIG")]
+    config: Option<PathBuf>,
+
+    /// Where Tether keeps its data (default `sqlite://tether.db`, SQLite
+    /// embedded). Overrides `TETHER_DATABASE_URL` and the configuration file.
+    #[arg(long, global = true)]
+    database_url: Option<String>,
 
     /// The master key file (default: `tether.key` beside the database).
     /// `TETHER_MASTER_KEY` takes precedence.
@@ -53,6 +56,53 @@ enum Command {
     Sync(sync_cmd::SyncArgs),
     /// Runs the sandbox: local fake providers for tests, benchmarks and demos.
     Sandbox(SandboxArgs),
+    /// Administers the hub's own sign-in.
+    #[command(subcommand)]
+    Admin(AdminCmd),
+    /// Manages webhook subscriptions and shows their deliveries.
+    #[command(subcommand)]
+    Webhooks(WebhooksCmd),
+    /// Manages keys for the REST API (`Authorization: Api-Key <key>`).
+    #[command(subcommand, name = "api-keys")]
+    ApiKeys(ApiKeysCmd),
+}
+
+#[derive(Subcommand)]
+enum ApiKeysCmd {
+    /// Creates a key and prints it once.
+    Create { name: String },
+    /// Lists keys (never the keys themselves).
+    List,
+    /// Revokes a key.
+    Revoke { id: i64 },
+}
+
+#[derive(Subcommand)]
+enum AdminCmd {
+    /// Sets the admin password of the web UI (read from standard input) and
+    /// signs every session out.
+    SetPassword,
+}
+
+#[derive(Subcommand)]
+enum WebhooksCmd {
+    /// Subscribes URL to events; prints the signing secret once.
+    Add {
+        url: String,
+        /// Event types, comma-separated (`connection.expired,sync.failed`), or `*`.
+        #[arg(long, default_value = "*")]
+        events: String,
+    },
+    /// Lists subscriptions (never their secrets).
+    List,
+    /// Deletes a subscription.
+    Remove { id: i64 },
+    /// Shows a subscription's latest deliveries and their attempts.
+    Deliveries {
+        id: i64,
+        #[arg(long, default_value_t = 20)]
+        limit: i64,
+    },
 }
 
 #[derive(Subcommand)]
@@ -64,6 +114,12 @@ enum ConnectionsCmd {
     List {
         #[arg(long)]
         json: bool,
+    },
+    /// Refreshes an OAuth connection's access token now (and so checks that
+    /// the provider still accepts the grant).
+    Refresh {
+        /// Connection id or display name.
+        connection: String,
     },
     /// Removes a connection: its credentials are deleted; its synced data is
     /// kept unless `--purge`.
@@ -130,21 +186,44 @@ fn main() -> std::process::ExitCode {
 }
 
 async fn run(cli: Cli) -> Result<std::process::ExitCode> {
+    let config = config::Config::load(cli.config.as_deref())?;
+    let database_url = cli
+        .database_url
+        .clone()
+        .or_else(|| config.database_url.clone())
+        .unwrap_or_else(|| "sqlite://tether.db".into());
     match cli.command {
         Command::Apps { json } => apps(json),
         Command::Sandbox(args) => sandbox(args).await,
         Command::Serve(args) => {
-            let store = open_store(&cli.database_url, cli.key_file.as_deref()).await?;
-            serve::serve(store, args).await
+            let store = open_store(&database_url, cli.key_file.as_deref()).await?;
+            serve::serve(store, config, args).await
         }
         Command::Connections(cmd) => {
-            let store = open_store(&cli.database_url, cli.key_file.as_deref()).await?;
+            let store = open_store(&database_url, cli.key_file.as_deref()).await?;
+            let hub = cli_hub(&store, &config)?;
             match cmd {
-                ConnectionsCmd::Add(args) => add_connection(&store, args).await,
+                ConnectionsCmd::Add(args) => add_connection(&hub, args).await,
                 ConnectionsCmd::List { json } => list_connections(&store, json).await,
+                ConnectionsCmd::Refresh { connection } => {
+                    let c = store.find_connection(&connection).await?;
+                    if c.auth_kind != "oauth2" {
+                        bail!("`{}` uses a token that cannot be refreshed", c.display_name);
+                    }
+                    match hub.tokens().refresh_now(c.id, None).await {
+                        Ok(_) => {
+                            println!("refreshed the access token of `{}`", c.display_name);
+                            Ok(std::process::ExitCode::SUCCESS)
+                        }
+                        Err(e) => {
+                            eprintln!("error: refreshing `{}` failed: {e}", c.display_name);
+                            Ok(std::process::ExitCode::FAILURE)
+                        }
+                    }
+                }
                 ConnectionsCmd::Remove { connection, purge } => {
                     let c = store.find_connection(&connection).await?;
-                    store.delete_connection(c.id, purge).await?;
+                    let warning = hub.delete(c.id, purge).await?;
                     println!(
                         "removed connection {} `{}`{}",
                         c.id,
@@ -155,15 +234,118 @@ async fn run(cli: Cli) -> Result<std::process::ExitCode> {
                             "; its synced data is kept"
                         }
                     );
+                    if let Some(w) = warning {
+                        eprintln!("warning: {w}");
+                    }
                     Ok(std::process::ExitCode::SUCCESS)
                 }
             }
         }
+        Command::Admin(AdminCmd::SetPassword) => {
+            let store = open_store(&database_url, cli.key_file.as_deref()).await?;
+            let mut line = String::new();
+            std::io::stdin().read_line(&mut line)?;
+            let password = SecretString::from(line.trim_end_matches(['\n', '\r']).to_owned());
+            tether_web::set_admin_password(&store, &password)
+                .await
+                .map_err(|e| anyhow::anyhow!("{e}"))?;
+            println!("the admin password is set; every session was signed out");
+            Ok(std::process::ExitCode::SUCCESS)
+        }
+        Command::ApiKeys(cmd) => {
+            let store = open_store(&database_url, cli.key_file.as_deref()).await?;
+            match cmd {
+                ApiKeysCmd::Create { name } => {
+                    let (id, key) = tether_api::create_api_key(&store, &name).await?;
+                    println!("API key {id} `{name}` (shown once, store it now):");
+                    println!("{}", secrecy::ExposeSecret::expose_secret(&key));
+                }
+                ApiKeysCmd::List => {
+                    for k in tether_api::list_api_keys(&store).await? {
+                        println!("{}", serde_json::to_string(&k)?);
+                    }
+                }
+                ApiKeysCmd::Revoke { id } => {
+                    tether_api::revoke_api_key(&store, id).await?;
+                    println!("revoked API key {id}");
+                }
+            }
+            Ok(std::process::ExitCode::SUCCESS)
+        }
+        Command::Webhooks(cmd) => {
+            let store = open_store(&database_url, cli.key_file.as_deref()).await?;
+            webhooks(tether_events::Webhooks::new(store), cmd).await
+        }
         Command::Sync(args) => {
-            let store = open_store(&cli.database_url, cli.key_file.as_deref()).await?;
-            sync_cmd::run(&store, args).await
+            let store = open_store(&database_url, cli.key_file.as_deref()).await?;
+            let hub = cli_hub(&store, &config)?;
+            sync_cmd::run(&hub, args).await
         }
     }
+}
+
+/// The hub for one CLI command (no server, no scheduler).
+fn cli_hub(store: &Store, config: &config::Config) -> Result<tether_hub::Hub> {
+    let base = config
+        .public_base_url
+        .clone()
+        .unwrap_or_else(|| "http://127.0.0.1:8080".parse().expect("a valid URL"));
+    apps::hub(
+        store,
+        apps::hub_config(config, base),
+        apps::catalog(config)?,
+        std::sync::Arc::new(tether_hub::LogSink),
+    )
+}
+
+async fn webhooks(
+    hooks: tether_events::Webhooks,
+    cmd: WebhooksCmd,
+) -> Result<std::process::ExitCode> {
+    match cmd {
+        WebhooksCmd::Add { url, events } => {
+            let events = events
+                .split(',')
+                .map(|e| e.trim().to_owned())
+                .filter(|e| !e.is_empty())
+                .collect();
+            let (sub, secret) = hooks.create_subscription(&url, events, None).await?;
+            println!(
+                "subscription {} to {} for {}",
+                sub.id,
+                sub.url,
+                sub.events.join(", ")
+            );
+            println!(
+                "signing secret (shown once): {}",
+                secrecy::ExposeSecret::expose_secret(&secret)
+            );
+        }
+        WebhooksCmd::List => {
+            for sub in hooks.list_subscriptions().await? {
+                println!(
+                    "{:>4}  {:<8} {}  [{}]",
+                    sub.id,
+                    if sub.active { "active" } else { "paused" },
+                    sub.url,
+                    sub.events.join(", ")
+                );
+            }
+        }
+        WebhooksCmd::Remove { id } => {
+            hooks.delete_subscription(id).await?;
+            println!("deleted subscription {id}");
+        }
+        WebhooksCmd::Deliveries { id, limit } => {
+            for d in hooks.list_deliveries(id, limit).await? {
+                println!("{}", serde_json::to_string(&d)?);
+                for a in hooks.delivery_attempts(d.id).await? {
+                    println!("    {}", serde_json::to_string(&a)?);
+                }
+            }
+        }
+    }
+    Ok(std::process::ExitCode::SUCCESS)
 }
 
 async fn open_store(database_url: &str, key_file: Option<&std::path::Path>) -> Result<Store> {
@@ -217,13 +399,7 @@ fn apps(json: bool) -> Result<std::process::ExitCode> {
     Ok(std::process::ExitCode::SUCCESS)
 }
 
-async fn add_connection(store: &Store, args: AddArgs) -> Result<std::process::ExitCode> {
-    let descriptor = tether_core::registry::find(&args.app).with_context(|| {
-        format!(
-            "no app `{}`; `tether apps` lists the ones this build knows",
-            args.app
-        )
-    })?;
+async fn add_connection(hub: &tether_hub::Hub, args: AddArgs) -> Result<std::process::ExitCode> {
     let mut settings = serde_json::Map::new();
     for kv in &args.settings {
         let (k, v) = kv
@@ -231,9 +407,6 @@ async fn add_connection(store: &Store, args: AddArgs) -> Result<std::process::Ex
             .with_context(|| format!("`--setting {kv}` must look like KEY=VALUE"))?;
         settings.insert(k.trim().to_owned(), v.trim().into());
     }
-    let settings = descriptor
-        .validate_settings(settings)
-        .map_err(anyhow::Error::msg)?;
     let token = if let Some(var) = &args.token_env {
         std::env::var(var).with_context(|| format!("the environment variable {var} is not set"))?
     } else if args.token_stdin {
@@ -246,46 +419,24 @@ async fn add_connection(store: &Store, args: AddArgs) -> Result<std::process::Ex
     if token.is_empty() {
         bail!("the token is empty");
     }
-    let token = SecretString::from(token);
-
-    let identity = if args.no_verify {
-        None
-    } else {
-        let source = connectors::build(descriptor, &args.name, settings.clone(), token.clone())?;
-        Some(source.verify().await.with_context(|| {
-            format!(
-                "checking the token against {} failed; nothing was saved",
-                descriptor.display_name
-            )
-        })?)
-    };
-    let connection = store
-        .create_connection(NewConnection {
-            app: descriptor.slug,
-            display_name: &args.name,
+    let connection = hub
+        .add_token_connection(
+            &args.app,
+            &args.name,
             settings,
-            auth_kind: "token",
-            status: ConnectionStatus::Active,
-            secret: Some(Secret::Token {
-                access_token: token,
-                refresh_token: None,
-                expires_at: None,
-                scope: None,
-            }),
-        })
-        .await?;
-    if let Some(id) = &identity {
-        store
-            .set_connected_identity(connection.id, &id.external_id, &id.name)
-            .await?;
-    }
+            SecretString::from(token),
+            !args.no_verify,
+        )
+        .await
+        .with_context(|| format!("adding `{}`; nothing was saved", args.name))?;
     println!(
         "added connection {} `{}` ({}{})",
         connection.id,
         connection.display_name,
-        descriptor.display_name,
-        identity
-            .map(|i| format!(", connected to {}", i.name))
+        connection.app,
+        connection
+            .connected_name
+            .map(|n| format!(", connected to {n}"))
             .unwrap_or_default()
     );
     Ok(std::process::ExitCode::SUCCESS)

@@ -1,6 +1,9 @@
-//! `tether serve`: the hub's HTTP server.
+//! `tether serve`: the hub's HTTP server, its background work, and (with no
+//! real app credentials configured) the sandbox demo.
 
 use std::process::ExitCode;
+use std::sync::Arc;
+use std::time::Duration;
 
 use anyhow::{Context, Result};
 use axum::extract::State;
@@ -10,14 +13,21 @@ use axum::{Json, Router};
 use clap::Args;
 use tether_store::Store;
 
+use crate::config::Config;
+use crate::{apps, demo};
+
 #[derive(Args)]
 pub struct ServeArgs {
-    /// Address to listen on.
-    #[arg(long, env = "TETHER_LISTEN", default_value = "127.0.0.1:8080")]
-    listen: std::net::SocketAddr,
+    /// Address to listen on (default 127.0.0.1:8080, or `listen` in the
+    /// configuration file).
+    #[arg(long)]
+    listen: Option<std::net::SocketAddr>,
+    /// Run without the sandbox demo even when no app is configured.
+    #[arg(long)]
+    no_demo: bool,
 }
 
-pub fn router(store: Store) -> Router {
+pub fn health_router(store: Store) -> Router {
     Router::new()
         .route("/healthz", get(health))
         .with_state(store)
@@ -42,19 +52,66 @@ async fn health(State(store): State<Store>) -> (StatusCode, Json<serde_json::Val
     }
 }
 
-pub async fn serve(store: Store, args: ServeArgs) -> Result<ExitCode> {
-    let listener = tokio::net::TcpListener::bind(args.listen)
+pub async fn serve(store: Store, config: Config, args: ServeArgs) -> Result<ExitCode> {
+    let listen = args
+        .listen
+        .or(config.listen)
+        .unwrap_or_else(|| "127.0.0.1:8080".parse().expect("a valid address"));
+    let listener = tokio::net::TcpListener::bind(listen)
         .await
-        .with_context(|| {
-            format!(
-                "cannot listen on {}; is another process using it?",
-                args.listen
-            )
-        })?;
+        .with_context(|| format!("cannot listen on {listen}; is another process using it? (--listen or TETHER_LISTEN)"))?;
     let addr = listener.local_addr()?;
+    let public_base_url = config
+        .public_base_url
+        .clone()
+        .unwrap_or_else(|| format!("http://{addr}").parse().expect("a valid URL"));
+
+    let mut catalog = apps::catalog(&config)?;
+    let mut hub_config = apps::hub_config(&config, public_base_url.clone());
+    let demo_wanted = match config.demo.mode.as_str() {
+        "on" => true,
+        "off" => false,
+        _ => !config.has_oauth_clients(),
+    };
+    let _demo = if demo_wanted && !args.no_demo {
+        let callback = public_base_url.join("oauth/callback")?;
+        let demo = demo::start(
+            config.demo.sandbox_listen,
+            &callback,
+            &mut catalog,
+            &mut hub_config,
+        )
+        .await?;
+        println!(
+            "demo mode: no app credentials are configured, so GitHub is the sandbox at {} (its controls: {}/_sandbox/)",
+            demo.sandbox.base_url(),
+            demo.sandbox.base_url()
+        );
+        Some(demo)
+    } else {
+        None
+    };
+
+    let webhooks = tether_events::Webhooks::new(store.clone());
+    let _deliveries = webhooks.spawn_worker();
+    let hub = apps::hub(&store, hub_config, catalog, Arc::new(webhooks))?;
+    let _background =
+        hub.spawn_scheduler(Duration::from_secs(config.sync.scheduler_tick_secs.max(1)));
+
+    let web = tether_web::WebState {
+        hub: hub.clone(),
+        settings: tether_web::WebSettings {
+            admin_password: config.admin_password()?,
+            secure_cookies: public_base_url.scheme() == "https",
+        },
+    };
+    let app = Router::new()
+        .merge(health_router(store))
+        .merge(tether_api::router(hub.clone()))
+        .merge(tether_web::router(web));
     tracing::info!(%addr, "tether is listening");
-    println!("tether listening on http://{addr}");
-    axum::serve(listener, router(store))
+    println!("tether listening on http://{addr} (public URL {public_base_url})");
+    axum::serve(listener, app)
         .with_graceful_shutdown(async {
             let _ = tokio::signal::ctrl_c().await;
         })

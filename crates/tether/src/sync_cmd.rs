@@ -7,10 +7,9 @@ use std::time::Instant;
 use anyhow::Result;
 use clap::Args;
 use indicatif::{ProgressBar, ProgressStyle};
-use tether_store::{RunSummary, Store};
+use tether_hub::Hub;
+use tether_store::RunSummary;
 use tether_sync::{SyncError, SyncOptions, SyncOutcome};
-
-use crate::connectors;
 
 #[derive(Args)]
 pub struct SyncArgs {
@@ -28,9 +27,10 @@ pub struct SyncArgs {
     max_removal_share: f64,
 }
 
-pub async fn run(store: &Store, args: SyncArgs) -> Result<ExitCode> {
+pub async fn run(hub: &Hub, args: SyncArgs) -> Result<ExitCode> {
+    let store = hub.store();
     let connection = store.find_connection(&args.connection).await?;
-    let source = connectors::for_connection(store, &connection).await?;
+    let source = hub.source_for(&connection).await?;
     let options = SyncOptions {
         max_removal_share: args.max_removal_share,
         confirm_removals: args.confirm_removals,

@@ -1,0 +1,468 @@
+//! What the API sends and receives. These mirror the hub's and the store's
+//! types (which know nothing of OpenAPI) and never carry credentials. Times
+//! are RFC 3339 strings in UTC.
+
+use std::collections::BTreeMap;
+
+use secrecy::SecretString;
+use serde::{Deserialize, Serialize};
+use utoipa::ToSchema;
+
+pub(crate) fn time(ms: i64) -> String {
+    chrono::DateTime::from_timestamp_millis(ms)
+        .map(|t| t.to_rfc3339_opts(chrono::SecondsFormat::Millis, true))
+        .unwrap_or_default()
+}
+
+pub(crate) fn opt_time(ms: Option<i64>) -> Option<String> {
+    ms.map(time)
+}
+
+// ---- catalog ---------------------------------------------------------------
+
+/// An app that can be connected.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct AppDto {
+    /// The key to pass as `app` when connecting (`github`).
+    pub key: String,
+    pub display_name: String,
+    pub description: String,
+    /// OAuth can be used: a client is configured.
+    pub oauth_configured: bool,
+    /// A token (API key, personal access token) can be used.
+    pub token_auth: bool,
+    /// Declared in configuration only: connections are kept alive, not synced.
+    pub custom: bool,
+    pub settings: Vec<SettingDto>,
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+pub struct SettingDto {
+    pub key: String,
+    pub label: String,
+    pub help: String,
+    pub required: bool,
+    pub default: Option<String>,
+}
+
+impl From<tether_hub::CatalogEntry> for AppDto {
+    fn from(c: tether_hub::CatalogEntry) -> Self {
+        AppDto {
+            key: c.key,
+            display_name: c.display_name,
+            description: c.description,
+            oauth_configured: c.oauth_configured,
+            token_auth: c.token_auth,
+            custom: c.custom,
+            settings: c
+                .settings
+                .into_iter()
+                .map(|s| SettingDto {
+                    key: s.key,
+                    label: s.label,
+                    help: s.help,
+                    required: s.required,
+                    default: s.default,
+                })
+                .collect(),
+        }
+    }
+}
+
+// ---- connections -----------------------------------------------------------
+
+/// A connection. Its credentials are never shown.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct ConnectionDto {
+    pub id: i64,
+    pub app: String,
+    pub display_name: String,
+    /// The connector's settings (organisation, base URL): no secrets.
+    #[schema(value_type = Object)]
+    pub settings: serde_json::Map<String, serde_json::Value>,
+    /// `oauth2` or `token`.
+    pub auth: String,
+    /// `pending`, `syncing`, `active`, `expired`, `error` or `disabled`.
+    pub status: String,
+    pub status_reason: Option<String>,
+    /// What the connection reaches in the app (its organisation).
+    pub connected: Option<ConnectedDto>,
+    pub created_at: String,
+    pub updated_at: String,
+    /// Present (not removed) records and edges.
+    pub counts: CountsDto,
+    /// The sync running now, if any.
+    pub sync: Option<SyncProgressDto>,
+    /// The newest run, if any.
+    pub last_run: Option<RunBriefDto>,
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+pub struct ConnectedDto {
+    pub external_id: String,
+    pub name: Option<String>,
+}
+
+#[derive(Debug, Default, Serialize, ToSchema)]
+pub struct CountsDto {
+    pub accounts: i64,
+    pub groups: i64,
+    pub roles: i64,
+    pub licenses: i64,
+    pub memberships: i64,
+    pub role_assignments: i64,
+    pub license_assignments: i64,
+}
+
+impl From<&tether_store::IdentityCounts> for CountsDto {
+    fn from(c: &tether_store::IdentityCounts) -> Self {
+        let n = |k: &str| c.present.get(k).copied().unwrap_or(0);
+        CountsDto {
+            accounts: n("account"),
+            groups: n("group"),
+            roles: n("role"),
+            licenses: n("license"),
+            memberships: n("membership"),
+            role_assignments: n("role_assignment"),
+            license_assignments: n("license_assignment"),
+        }
+    }
+}
+
+/// The live progress of a running sync.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct SyncProgressDto {
+    /// `null` until the run has started.
+    pub run_id: Option<i64>,
+    /// An interrupted run was resumed.
+    pub resumed: bool,
+    pub pages: u64,
+    pub requests: u64,
+    /// Records and edges fetched so far, per kind.
+    pub fetched: BTreeMap<String, u64>,
+    pub elapsed_ms: u64,
+}
+
+impl From<tether_hub::SyncState> for SyncProgressDto {
+    fn from(s: tether_hub::SyncState) -> Self {
+        SyncProgressDto {
+            run_id: s.run_id,
+            resumed: s.resumed,
+            pages: s.pages,
+            requests: s.requests,
+            fetched: s.fetched,
+            elapsed_ms: s.elapsed_ms,
+        }
+    }
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+pub struct RunBriefDto {
+    pub run_id: i64,
+    pub status: String,
+    pub started_at: String,
+    pub finished_at: Option<String>,
+}
+
+/// How the new connection authenticates.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, ToSchema)]
+#[serde(rename_all = "lowercase")]
+pub enum AuthChoice {
+    /// OAuth: the answer has an `authorize_url` to send a person to.
+    Oauth2,
+    /// A token (personal access token, API key) given in `token`.
+    Token,
+}
+
+/// A connection to make.
+#[derive(Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct CreateConnectionRequest {
+    /// The app's key in the catalog (`github`).
+    pub app: String,
+    /// Unique per app, 1 to 200 characters.
+    pub display_name: String,
+    /// The connector's settings (see the catalog), e.g. `{"org": "acme"}`.
+    #[serde(default)]
+    #[schema(value_type = Object)]
+    pub settings: serde_json::Map<String, serde_json::Value>,
+    /// `oauth2` (the default without `token`) or `token`.
+    pub auth: Option<AuthChoice>,
+    /// With `auth: token`: the token. Stored encrypted, never returned.
+    #[schema(value_type = Option<String>, write_only)]
+    pub token: Option<SecretString>,
+    /// With `auth: token`: check the token against the app first (default
+    /// true).
+    pub verify: Option<bool>,
+    /// With `auth: oauth2`: the browser session the OAuth callback must come
+    /// from. Tether's callback only completes a flow in the session that
+    /// started it; pass the session the person's browser will present to
+    /// Tether's `/oauth/callback`. Defaults to `api-key:{id}` of the calling
+    /// key, which only a callback presenting that same session can complete.
+    pub session: Option<String>,
+}
+
+/// Where to send the person who consents.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct ConnectStartDto {
+    pub connection_id: i64,
+    /// The provider's consent page; the flow ends at Tether's
+    /// `/oauth/callback`, which starts the first sync.
+    pub authorize_url: String,
+}
+
+/// The answer to `POST /connections`: a connection (token) or where to
+/// send a person (OAuth).
+#[derive(Debug, Serialize, ToSchema)]
+#[serde(untagged)]
+pub enum CreatedConnection {
+    OAuth(ConnectStartDto),
+    Token(Box<ConnectionDto>),
+}
+
+#[derive(Debug, Default, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct ReconnectRequest {
+    /// As in `POST /connections`.
+    pub session: Option<String>,
+}
+
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct RenameRequest {
+    pub display_name: String,
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+pub struct DeletedDto {
+    pub deleted: bool,
+    /// The synced data was deleted too.
+    pub purged: bool,
+    /// Set when the provider did not confirm revoking Tether's access.
+    pub warning: Option<String>,
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+pub struct SyncStartedDto {
+    pub connection_id: i64,
+    /// The run, when it started within a moment; poll `GET /runs/{run_id}`
+    /// or `GET /connections/{id}/runs` otherwise.
+    pub run_id: Option<i64>,
+    pub status: String,
+}
+
+// ---- runs ------------------------------------------------------------------
+
+#[derive(Debug, Serialize, ToSchema)]
+pub struct KindCountsDto {
+    pub seen: i64,
+    pub created: i64,
+    pub updated: i64,
+    pub removed: i64,
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+pub struct StreamDto {
+    pub stream: String,
+    /// `running`, `done` or `skipped`.
+    pub status: String,
+    pub reason: Option<String>,
+    pub pages: i64,
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+pub struct RunErrorDto {
+    pub code: Option<String>,
+    pub message: Option<String>,
+}
+
+/// A sync run.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct RunDto {
+    pub run_id: i64,
+    pub connection_id: i64,
+    /// `in_progress`, `completing`, `completed`, `error` or `abandoned`.
+    pub status: String,
+    pub started_at: String,
+    pub finished_at: Option<String>,
+    /// Requests made to the app.
+    pub requests: i64,
+    pub error: Option<RunErrorDto>,
+    /// Why a run is held in `completing` for an operator to confirm.
+    pub hold_reason: Option<String>,
+    /// Per kind (`account`, `group`, `membership`, ...).
+    pub kinds: BTreeMap<String, KindCountsDto>,
+    pub streams: Vec<StreamDto>,
+    /// Live progress while the run is running in this process.
+    pub progress: Option<SyncProgressDto>,
+}
+
+impl RunDto {
+    pub(crate) fn new(r: tether_store::RunSummary, progress: Option<SyncProgressDto>) -> Self {
+        let error = if r.error_code.is_some() || r.error_message.is_some() {
+            Some(RunErrorDto {
+                code: r.error_code,
+                message: r.error_message,
+            })
+        } else {
+            None
+        };
+        RunDto {
+            run_id: r.run_id,
+            connection_id: r.connection_id,
+            status: r.status.as_str().to_owned(),
+            started_at: time(r.started_at),
+            finished_at: opt_time(r.finished_at),
+            requests: r.requests,
+            error,
+            hold_reason: r.hold_reason,
+            kinds: r
+                .kinds
+                .into_iter()
+                .map(|(k, c)| {
+                    (
+                        k,
+                        KindCountsDto {
+                            seen: c.seen,
+                            created: c.created,
+                            updated: c.updated,
+                            removed: c.removed,
+                        },
+                    )
+                })
+                .collect(),
+            streams: r
+                .streams
+                .into_iter()
+                .map(|s| StreamDto {
+                    stream: s.stream,
+                    status: s.status,
+                    reason: s.reason,
+                    pages: s.pages,
+                })
+                .collect(),
+            progress,
+        }
+    }
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+pub struct RunList {
+    pub data: Vec<RunDto>,
+}
+
+// ---- identities ------------------------------------------------------------
+
+/// An account in the app.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct AccountDto {
+    pub external_id: String,
+    pub email: Option<String>,
+    pub username: Option<String>,
+    pub display_name: Option<String>,
+    /// `active`, `suspended`, `deprovisioned` or `invited`.
+    pub status: String,
+    pub is_admin: bool,
+    /// App-specific attributes.
+    #[schema(value_type = Object)]
+    pub attributes: serde_json::Value,
+    pub first_seen_run: i64,
+    pub last_seen_run: i64,
+    /// Set when a completed sync no longer saw it.
+    pub removed_at: Option<String>,
+}
+
+impl From<tether_store::AccountRow> for AccountDto {
+    fn from(a: tether_store::AccountRow) -> Self {
+        AccountDto {
+            external_id: a.external_id,
+            email: a.email,
+            username: a.username,
+            display_name: a.display_name,
+            status: a.status,
+            is_admin: a.is_admin,
+            attributes: serde_json::from_str(&a.attributes)
+                .unwrap_or_else(|_| serde_json::Value::Object(Default::default())),
+            first_seen_run: a.first_seen_run,
+            last_seen_run: a.last_seen_run,
+            removed_at: opt_time(a.removed_at),
+        }
+    }
+}
+
+/// A group, role or license.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct ResourceDto {
+    /// `group`, `role` or `license`.
+    pub kind: String,
+    pub external_id: String,
+    pub name: String,
+    pub description: Option<String>,
+    /// A group's parent group.
+    pub parent_external_id: Option<String>,
+    pub total_seats: Option<i64>,
+    pub used_seats: Option<i64>,
+    pub removed_at: Option<String>,
+}
+
+impl From<tether_store::ResourceRow> for ResourceDto {
+    fn from(r: tether_store::ResourceRow) -> Self {
+        ResourceDto {
+            kind: r.kind,
+            external_id: r.external_id,
+            name: r.name,
+            description: r.description,
+            parent_external_id: r.parent_external_id,
+            total_seats: r.total_seats,
+            used_seats: r.used_seats,
+            removed_at: opt_time(r.removed_at),
+        }
+    }
+}
+
+/// An account's membership in a group, or its holding of a role or license.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct EdgeDto {
+    /// `membership`, `role_assignment` or `license_assignment`.
+    pub kind: String,
+    pub account_external_id: String,
+    /// The group, role or license.
+    pub target_external_id: String,
+    /// The role within the group (`maintainer`), where the app has one.
+    pub role: Option<String>,
+    pub removed_at: Option<String>,
+}
+
+impl From<tether_store::EdgeRow> for EdgeDto {
+    fn from(e: tether_store::EdgeRow) -> Self {
+        EdgeDto {
+            kind: e.kind,
+            account_external_id: e.account_external_id,
+            target_external_id: e.target_external_id,
+            role: e.role,
+            removed_at: opt_time(e.removed_at),
+        }
+    }
+}
+
+/// A page of accounts. Pass `next_cursor` as `after` for the next page;
+/// it is `null` on the last page.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct AccountPage {
+    pub data: Vec<AccountDto>,
+    pub next_cursor: Option<String>,
+}
+
+/// A page of groups, roles or licenses.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct ResourcePage {
+    pub data: Vec<ResourceDto>,
+    pub next_cursor: Option<String>,
+}
+
+/// A page of memberships or assignments.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct EdgePage {
+    pub data: Vec<EdgeDto>,
+    pub next_cursor: Option<String>,
+}

@@ -1,0 +1,206 @@
+//! Tether's REST API under `/api/v1`.
+//!
+//! [`router`] serves the app catalog, the connection lifecycle (connect over
+//! OAuth or with a token, reconnect, rename, delete), syncs and their runs,
+//! and the synced identities with keyset pagination. Every endpoint but
+//! `GET /api/v1/openapi.json` needs `Authorization: Api-Key <key>`; keys are
+//! made with [`create_api_key`] (`tether api-keys create NAME`), shown once,
+//! and stored as a SHA-256 hash.
+//!
+//! Errors are JSON with a stable code: `{"error": {"code": "not_found",
+//! "message": "..."}}`. No response ever carries a connection's credentials
+//! or an API key.
+//!
+//! OAuth flows started here are bound, like the web UI's, to a browser
+//! session: the callback completes a flow only when it comes from the session
+//! the flow was started for. `POST /connections` and `/reconnect` take that
+//! session in `session`; without it the session is `api-key:{id}`.
+
+mod dto;
+mod error;
+mod extract;
+mod handlers;
+
+use axum::routing::{get, post};
+use axum::{Json, Router};
+use rand::distributions::{Alphanumeric, Distribution};
+use rand::Rng;
+use secrecy::SecretString;
+use tether_hub::{Hub, HubError};
+use tether_store::{ApiKeyInfo, Store};
+use utoipa::openapi::security::{ApiKey, ApiKeyValue, SecurityScheme};
+use utoipa::OpenApi;
+
+pub use dto::*;
+pub use error::{ApiError, ErrorBody, ErrorDetail};
+pub use handlers::{DEFAULT_LIMIT, MAX_LIMIT};
+
+/// Every API key starts with this.
+pub const KEY_PREFIX: &str = "tth_";
+
+/// The API, its routes prefixed with `/api/v1`.
+pub fn router(hub: Hub) -> Router {
+    use handlers::*;
+    let authed = Router::new()
+        .route("/apps", get(list_apps))
+        .route(
+            "/connections",
+            get(list_connections).post(create_connection),
+        )
+        .route(
+            "/connections/{id}",
+            get(get_connection).patch(rename).delete(delete_connection),
+        )
+        .route("/connections/{id}/reconnect", post(reconnect))
+        .route("/connections/{id}/sync", post(start_sync))
+        .route("/connections/{id}/runs", get(list_runs))
+        .route("/connections/{id}/accounts", get(list_accounts))
+        .route("/connections/{id}/groups", get(list_groups))
+        .route("/connections/{id}/roles", get(list_roles))
+        .route("/connections/{id}/licenses", get(list_licenses))
+        .route("/connections/{id}/memberships", get(list_memberships))
+        .route(
+            "/connections/{id}/role-assignments",
+            get(list_role_assignments),
+        )
+        .route(
+            "/connections/{id}/license-assignments",
+            get(list_license_assignments),
+        )
+        .route("/runs/{run_id}", get(get_run))
+        .route_layer(axum::middleware::from_fn_with_state(
+            hub.clone(),
+            extract::require_api_key,
+        ));
+    let api = Router::new()
+        .route("/openapi.json", get(openapi_json))
+        .merge(authed)
+        .fallback(not_found)
+        .method_not_allowed_fallback(method_not_allowed)
+        .with_state(hub);
+    Router::new().nest("/api/v1", api)
+}
+
+async fn openapi_json() -> Json<utoipa::openapi::OpenApi> {
+    Json(openapi())
+}
+
+/// The OpenAPI 3 description of the API.
+pub fn openapi() -> utoipa::openapi::OpenApi {
+    ApiDoc::openapi()
+}
+
+#[derive(OpenApi)]
+#[openapi(
+    info(
+        title = "Tether API",
+        description = "Connections to SaaS apps, their syncs, and the identities they sync. \
+                       Authenticate with `Authorization: Api-Key <key>`."
+    ),
+    paths(
+        handlers::list_apps,
+        handlers::list_connections,
+        handlers::create_connection,
+        handlers::get_connection,
+        handlers::rename,
+        handlers::delete_connection,
+        handlers::reconnect,
+        handlers::start_sync,
+        handlers::list_runs,
+        handlers::get_run,
+        handlers::list_accounts,
+        handlers::list_groups,
+        handlers::list_roles,
+        handlers::list_licenses,
+        handlers::list_memberships,
+        handlers::list_role_assignments,
+        handlers::list_license_assignments,
+    ),
+    components(schemas(ErrorBody, ErrorDetail)),
+    modifiers(&SecurityAddon),
+    tags(
+        (name = "apps", description = "The app catalog"),
+        (name = "connections", description = "Connections and their lifecycle"),
+        (name = "syncs", description = "Syncs and their runs"),
+        (name = "identities", description = "Synced accounts, groups, roles, licenses and who holds what"),
+    )
+)]
+struct ApiDoc;
+
+struct SecurityAddon;
+
+impl utoipa::Modify for SecurityAddon {
+    fn modify(&self, openapi: &mut utoipa::openapi::OpenApi) {
+        let components = openapi.components.get_or_insert_with(Default::default);
+        components.add_security_scheme(
+            "api_key",
+            SecurityScheme::ApiKey(ApiKey::Header(ApiKeyValue::with_description(
+                "Authorization",
+                "`Api-Key <key>`; create a key with `tether api-keys create NAME`",
+            ))),
+        );
+    }
+}
+
+// ---- API keys --------------------------------------------------------------
+
+/// Random characters after the prefix: 43 alphanumerics carry 256 bits.
+const KEY_SECRET_LEN: usize = 43;
+/// The short id-like part shown in listings (`tth_ab12cd34`).
+const KEY_ID_LEN: usize = 8;
+
+/// Creates an API key named `name`. The key is returned once, here: only its
+/// hash and its first characters (`tth_ab12cd34`) are stored.
+pub async fn create_api_key(store: &Store, name: &str) -> Result<(i64, SecretString), HubError> {
+    let name = name.trim();
+    if name.is_empty() || name.chars().count() > 100 {
+        return Err(HubError::BadRequest(
+            "an API key's name must be 1 to 100 characters".into(),
+        ));
+    }
+    let mut rng = rand::rngs::OsRng;
+    const LOWER: &[u8] = b"abcdefghijklmnopqrstuvwxyz0123456789";
+    let id: String = (0..KEY_ID_LEN)
+        .map(|_| LOWER[rng.gen_range(0..LOWER.len())] as char)
+        .collect();
+    let secret: String = (0..KEY_SECRET_LEN)
+        .map(|_| Alphanumeric.sample(&mut rng) as char)
+        .collect();
+    let prefix = format!("{KEY_PREFIX}{id}");
+    let key = format!("{prefix}_{secret}");
+    let key_id = store.insert_api_key(name, &prefix, &key).await?;
+    tracing::info!(api_key = key_id, %prefix, name, "API key created");
+    Ok((key_id, SecretString::from(key)))
+}
+
+/// Every API key, revoked ones included (never their secret part).
+pub async fn list_api_keys(store: &Store) -> Result<Vec<ApiKeyInfo>, HubError> {
+    Ok(store.list_api_keys().await?)
+}
+
+/// Revokes an API key: requests with it are refused from now on.
+pub async fn revoke_api_key(store: &Store, id: i64) -> Result<(), HubError> {
+    store.revoke_api_key(id).await?;
+    tracing::info!(api_key = id, "API key revoked");
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn every_authenticated_operation_declares_the_key() {
+        let doc = serde_json::to_value(super::openapi()).unwrap();
+        if let Ok(path) = std::env::var("TETHER_API_DUMP_OPENAPI") {
+            std::fs::write(path, serde_json::to_string_pretty(&doc).unwrap()).unwrap();
+        }
+        for (path, ops) in doc["paths"].as_object().unwrap() {
+            for (method, op) in ops.as_object().unwrap() {
+                assert!(
+                    op["security"].is_array(),
+                    "{method} {path} does not declare its security"
+                );
+                assert!(op["responses"]["401"].is_object(), "{method} {path}");
+            }
+        }
+    }
+}

@@ -1,0 +1,97 @@
+//! What the hub tells the outside world. The host plugs in an [`EventSink`]
+//! (webhooks); the hub never waits on delivery.
+
+use serde::Serialize;
+
+/// A connection as events name it.
+#[derive(Debug, Clone, Serialize, PartialEq)]
+pub struct ConnectionRef {
+    pub id: i64,
+    pub app: String,
+    pub display_name: String,
+}
+
+impl From<&tether_store::Connection> for ConnectionRef {
+    fn from(c: &tether_store::Connection) -> Self {
+        ConnectionRef {
+            id: c.id,
+            app: c.app.clone(),
+            display_name: c.display_name.clone(),
+        }
+    }
+}
+
+#[derive(Debug, Clone, Serialize, PartialEq)]
+#[serde(tag = "type")]
+pub enum Event {
+    #[serde(rename = "connection.created")]
+    ConnectionCreated { connection: ConnectionRef },
+    #[serde(rename = "connection.reconnected")]
+    ConnectionReconnected { connection: ConnectionRef },
+    #[serde(rename = "connection.expired")]
+    ConnectionExpired {
+        connection: ConnectionRef,
+        reason: String,
+    },
+    #[serde(rename = "connection.recovered")]
+    ConnectionRecovered { connection: ConnectionRef },
+    #[serde(rename = "connection.deleted")]
+    ConnectionDeleted {
+        connection: ConnectionRef,
+        purged: bool,
+    },
+    #[serde(rename = "sync.completed")]
+    SyncCompleted {
+        connection: ConnectionRef,
+        run_id: i64,
+        counts: std::collections::BTreeMap<String, tether_store::KindCounts>,
+    },
+    #[serde(rename = "sync.failed")]
+    SyncFailed {
+        connection: ConnectionRef,
+        run_id: Option<i64>,
+        error: String,
+    },
+}
+
+impl Event {
+    /// The event's type name (`connection.expired`).
+    pub fn kind(&self) -> &'static str {
+        match self {
+            Event::ConnectionCreated { .. } => "connection.created",
+            Event::ConnectionReconnected { .. } => "connection.reconnected",
+            Event::ConnectionExpired { .. } => "connection.expired",
+            Event::ConnectionRecovered { .. } => "connection.recovered",
+            Event::ConnectionDeleted { .. } => "connection.deleted",
+            Event::SyncCompleted { .. } => "sync.completed",
+            Event::SyncFailed { .. } => "sync.failed",
+        }
+    }
+
+    pub const KINDS: [&'static str; 7] = [
+        "connection.created",
+        "connection.reconnected",
+        "connection.expired",
+        "connection.recovered",
+        "connection.deleted",
+        "sync.completed",
+        "sync.failed",
+    ];
+}
+
+/// Receives the hub's events. Implementations must not block for long:
+/// queue, then deliver in the background.
+#[async_trait::async_trait]
+pub trait EventSink: Send + Sync {
+    async fn publish(&self, event: Event);
+}
+
+/// Logs events; the default sink.
+pub struct LogSink;
+
+#[async_trait::async_trait]
+impl EventSink for LogSink {
+    async fn publish(&self, event: Event) {
+        tracing::info!(event = event.kind(), "event");
+    }
+}

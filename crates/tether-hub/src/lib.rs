@@ -1,0 +1,463 @@
+//! Tether's services, shared by the web UI, the REST API and the CLI.
+//!
+//! [`Hub`] owns the app catalog (connectors from the registry, with their
+//! OAuth client settings from configuration, plus custom OAuth apps declared
+//! in configuration alone), the connection lifecycle (connect and reconnect
+//! over OAuth, token connections, rename, delete), the token manager, and the
+//! syncs: on demand, right after connecting, and on a schedule.
+
+mod connect;
+pub mod events;
+mod syncs;
+
+use std::collections::{BTreeMap, HashMap};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use secrecy::SecretString;
+use serde::Serialize;
+use tether_core::{ConnectorDescriptor, SourceError};
+use tether_oauth::{OAuthApp, OAuthError, TokenManager};
+use tether_store::{Connection, Store, StoreError};
+use url::Url;
+
+pub use connect::{CallbackError, CallbackParams, ConnectStart};
+pub use events::{ConnectionRef, Event, EventSink, LogSink};
+pub use syncs::SyncState;
+
+/// How the hub behaves.
+#[derive(Debug, Clone)]
+pub struct HubConfig {
+    /// Where people reach the hub; the OAuth redirect URI is
+    /// `{public_base_url}/oauth/callback`.
+    pub public_base_url: Url,
+    /// Time between scheduled syncs of a connection.
+    pub sync_interval: Duration,
+    /// Each connection's interval is stretched by up to this share, so that
+    /// connections made together do not all sync at once.
+    pub sync_jitter: f64,
+    /// See `tether_sync::SyncOptions::max_removal_share`.
+    pub max_removal_share: f64,
+    /// How long an OAuth flow may take from redirect to callback.
+    pub oauth_state_ttl: Duration,
+    /// Per app, connection settings used when a new connection does not give
+    /// them (an Enterprise Server base URL, the sandbox in demo mode).
+    pub setting_defaults: BTreeMap<String, serde_json::Map<String, serde_json::Value>>,
+}
+
+impl Default for HubConfig {
+    fn default() -> Self {
+        HubConfig {
+            public_base_url: Url::parse("http://127.0.0.1:8080").expect("a valid URL"),
+            sync_interval: Duration::from_secs(3600),
+            sync_jitter: 0.1,
+            max_removal_share: 0.5,
+            oauth_state_ttl: Duration::from_secs(600),
+            setting_defaults: BTreeMap::new(),
+        }
+    }
+}
+
+/// An app people can connect: a connector, a custom OAuth app, or both.
+#[derive(Clone)]
+pub struct AppEntry {
+    /// The slug (`github`) or the custom app's key.
+    pub key: String,
+    pub display_name: String,
+    pub description: String,
+    /// The connector that syncs it; `None` for a custom OAuth app, whose
+    /// connections are kept alive but not synced.
+    pub descriptor: Option<&'static ConnectorDescriptor>,
+    /// The OAuth client, when configured.
+    pub oauth: Option<OAuthApp>,
+}
+
+/// An app as the catalog shows it.
+#[derive(Debug, Clone, Serialize)]
+pub struct CatalogEntry {
+    pub key: String,
+    pub display_name: String,
+    pub description: String,
+    /// OAuth can be used: a client id is configured.
+    pub oauth_configured: bool,
+    /// A token (API key, personal access token) can be used.
+    pub token_auth: bool,
+    /// Declared in configuration only; connections are kept alive, not synced.
+    pub custom: bool,
+    pub settings: Vec<SettingInfo>,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct SettingInfo {
+    pub key: String,
+    pub label: String,
+    pub help: String,
+    pub required: bool,
+    pub default: Option<String>,
+}
+
+/// Errors of hub operations, each with a stable code for the API.
+#[derive(Debug, thiserror::Error)]
+pub enum HubError {
+    #[error("{0}")]
+    NotFound(String),
+    #[error("{0}")]
+    Conflict(String),
+    #[error("{0}")]
+    BadRequest(String),
+    #[error("{app} has no OAuth client configured: set [apps.{app}] client_id and client_secret in the configuration file (or TETHER_APPS_{env}_CLIENT_ID / _CLIENT_SECRET)", env = app.to_uppercase().replace('-', "_"))]
+    AppNotConfigured { app: String },
+    #[error("{0}")]
+    Source(#[from] SourceError),
+    #[error("{0}")]
+    OAuth(#[from] OAuthError),
+    #[error(transparent)]
+    Store(StoreError),
+}
+
+impl From<StoreError> for HubError {
+    fn from(e: StoreError) -> Self {
+        match e {
+            StoreError::NotFound(m) => HubError::NotFound(m),
+            StoreError::Conflict(m) => HubError::Conflict(m),
+            other => HubError::Store(other),
+        }
+    }
+}
+
+impl HubError {
+    pub fn code(&self) -> &'static str {
+        match self {
+            HubError::NotFound(_) => "not_found",
+            HubError::Conflict(_) => "conflict",
+            HubError::BadRequest(_) => "bad_request",
+            HubError::AppNotConfigured { .. } => "app_not_configured",
+            HubError::Source(e) => e.code(),
+            HubError::OAuth(_) => "oauth_error",
+            HubError::Store(_) => "internal",
+        }
+    }
+}
+
+pub type Result<T, E = HubError> = std::result::Result<T, E>;
+
+struct Inner {
+    store: Store,
+    config: HubConfig,
+    apps: BTreeMap<String, AppEntry>,
+    tokens: TokenManager,
+    http: reqwest::Client,
+    events: Arc<dyn EventSink>,
+    syncs: Mutex<HashMap<i64, SyncState>>,
+}
+
+/// The hub. Cheap to clone.
+#[derive(Clone)]
+pub struct Hub {
+    inner: Arc<Inner>,
+}
+
+impl Hub {
+    pub fn new(
+        store: Store,
+        config: HubConfig,
+        apps: Vec<AppEntry>,
+        tokens: TokenManager,
+        events: Arc<dyn EventSink>,
+    ) -> Hub {
+        for app in &apps {
+            if let Some(oauth) = &app.oauth {
+                tokens.register_app(oauth.clone());
+            }
+        }
+        Hub {
+            inner: Arc::new(Inner {
+                store,
+                config,
+                apps: apps.into_iter().map(|a| (a.key.clone(), a)).collect(),
+                tokens,
+                http: reqwest::Client::builder()
+                    .user_agent(concat!("tether/", env!("CARGO_PKG_VERSION")))
+                    .timeout(Duration::from_secs(30))
+                    .build()
+                    .expect("a reqwest client with rustls always builds"),
+                events,
+                syncs: Mutex::new(HashMap::new()),
+            }),
+        }
+    }
+
+    pub fn store(&self) -> &Store {
+        &self.inner.store
+    }
+
+    pub fn config(&self) -> &HubConfig {
+        &self.inner.config
+    }
+
+    pub fn tokens(&self) -> &TokenManager {
+        &self.inner.tokens
+    }
+
+    /// The fixed redirect URI every app's OAuth client must register.
+    pub fn redirect_uri(&self) -> Url {
+        self.inner
+            .config
+            .public_base_url
+            .join("oauth/callback")
+            .expect("the callback path joins onto any base URL")
+    }
+
+    pub fn app(&self, key: &str) -> Result<&AppEntry> {
+        self.inner.apps.get(key).ok_or_else(|| {
+            HubError::NotFound(format!(
+                "no app `{key}`; the catalog lists: {}",
+                self.inner
+                    .apps
+                    .keys()
+                    .cloned()
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            ))
+        })
+    }
+
+    /// Every app that can be connected.
+    pub fn catalog(&self) -> Vec<CatalogEntry> {
+        self.inner
+            .apps
+            .values()
+            .map(|a| CatalogEntry {
+                key: a.key.clone(),
+                display_name: a.display_name.clone(),
+                description: a.description.clone(),
+                oauth_configured: a.oauth.is_some(),
+                token_auth: a.descriptor.is_some_and(|d| {
+                    d.auth_methods
+                        .iter()
+                        .any(|m| matches!(m, tether_core::AuthMethod::Token { .. }))
+                }),
+                custom: a.descriptor.is_none(),
+                settings: a
+                    .descriptor
+                    .map(|d| {
+                        d.settings
+                            .iter()
+                            .map(|s| SettingInfo {
+                                key: s.key.into(),
+                                label: s.label.into(),
+                                help: s.help.into(),
+                                required: s.required,
+                                default: s.default.map(Into::into),
+                            })
+                            .collect()
+                    })
+                    .unwrap_or_default(),
+            })
+            .collect()
+    }
+
+    /// `settings` with the configured defaults of the app filled in.
+    pub(crate) fn with_defaults(
+        &self,
+        app_key: &str,
+        mut settings: serde_json::Map<String, serde_json::Value>,
+    ) -> serde_json::Map<String, serde_json::Value> {
+        if let Some(defaults) = self.inner.config.setting_defaults.get(app_key) {
+            for (k, v) in defaults {
+                let empty = settings.get(k).is_none_or(|s| s.as_str() == Some(""));
+                if empty {
+                    settings.insert(k.clone(), v.clone());
+                }
+            }
+        }
+        settings.retain(|_, v| v.as_str() != Some(""));
+        settings
+    }
+
+    pub async fn connections(&self) -> Result<Vec<Connection>> {
+        Ok(self.inner.store.list_connections().await?)
+    }
+
+    pub async fn connection(&self, id: i64) -> Result<Connection> {
+        Ok(self.inner.store.connection(id).await?)
+    }
+
+    pub async fn rename(&self, id: i64, display_name: &str) -> Result<Connection> {
+        let name = display_name.trim();
+        if name.is_empty() || name.len() > 200 {
+            return Err(HubError::BadRequest(
+                "a display name must be 1 to 200 characters".into(),
+            ));
+        }
+        self.inner.store.rename_connection(id, name).await?;
+        self.connection(id).await
+    }
+
+    /// Deletes a connection: revokes its tokens at the provider where it has
+    /// a revocation endpoint, deletes the credentials, and keeps (or, with
+    /// `purge`, deletes) its synced data. A failed revocation is reported in
+    /// the result's warning but does not stop the deletion.
+    pub async fn delete(&self, id: i64, purge: bool) -> Result<Option<String>> {
+        let connection = self.connection(id).await?;
+        let mut warning = None;
+        if let (
+            Ok(app),
+            Ok(Some(tether_store::Secret::Token {
+                access_token,
+                refresh_token,
+                ..
+            })),
+        ) = (self.app(&connection.app), self.inner.store.secret(id).await)
+        {
+            if let Some(oauth) = app.oauth.as_ref().filter(|o| o.revoke_url.is_some()) {
+                for token in refresh_token.iter().chain(std::iter::once(&access_token)) {
+                    if let Err(e) = tether_oauth::revoke(&self.inner.http, oauth, token).await {
+                        tracing::warn!(connection = %connection.display_name, error = %e, "revoking the token at the provider failed; revoke the app's access there by hand");
+                        warning = Some(format!(
+                            "the provider did not confirm the revocation ({e}); revoke Tether's access in {} by hand",
+                            app.display_name
+                        ));
+                    }
+                }
+            }
+        }
+        self.inner.store.delete_connection(id, purge).await?;
+        self.inner
+            .events
+            .publish(Event::ConnectionDeleted {
+                connection: (&connection).into(),
+                purged: purge,
+            })
+            .await;
+        Ok(warning)
+    }
+
+    /// The source that syncs a connection, with credentials that refresh
+    /// themselves for OAuth connections.
+    pub async fn source_for(
+        &self,
+        connection: &Connection,
+    ) -> Result<Box<dyn tether_core::Source>> {
+        let app = self.app(&connection.app)?;
+        let descriptor = app.descriptor.ok_or_else(|| {
+            HubError::BadRequest(format!(
+                "{} is a custom OAuth app: Tether keeps its connection alive but has no connector to sync it",
+                app.display_name
+            ))
+        })?;
+        let credentials = if connection.auth_kind == "oauth2" {
+            tether_core::Credentials::Token(
+                self.inner
+                    .tokens
+                    .token_source(connection.id, &connection.app),
+            )
+        } else {
+            match self.inner.store.secret(connection.id).await? {
+                Some(tether_store::Secret::Token { access_token, .. }) => {
+                    tether_core::Credentials::static_token(access_token)
+                }
+                Some(tether_store::Secret::Basic { username, password }) => {
+                    tether_core::Credentials::Basic { username, password }
+                }
+                None => {
+                    return Err(HubError::Conflict(format!(
+                        "connection `{}` has no credentials; reconnect it",
+                        connection.display_name
+                    )))
+                }
+            }
+        };
+        build_source(
+            descriptor,
+            &connection.display_name,
+            connection.settings.clone(),
+            credentials,
+        )
+    }
+
+    /// Adds a connection authenticated by a token (API key, personal access
+    /// token), after checking it against the app.
+    pub async fn add_token_connection(
+        &self,
+        app_key: &str,
+        display_name: &str,
+        settings: serde_json::Map<String, serde_json::Value>,
+        token: SecretString,
+        verify: bool,
+    ) -> Result<Connection> {
+        let app = self.app(app_key)?;
+        let descriptor = app.descriptor.ok_or_else(|| {
+            HubError::BadRequest(format!(
+                "{} can only be connected over OAuth",
+                app.display_name
+            ))
+        })?;
+        let settings = descriptor
+            .validate_settings(self.with_defaults(app_key, settings))
+            .map_err(HubError::BadRequest)?;
+        let identity = if verify {
+            let source = build_source(
+                descriptor,
+                display_name,
+                settings.clone(),
+                tether_core::Credentials::static_token(token.clone()),
+            )?;
+            Some(source.verify().await?)
+        } else {
+            None
+        };
+        let connection = self
+            .inner
+            .store
+            .create_connection(tether_store::NewConnection {
+                app: descriptor.slug,
+                display_name,
+                settings,
+                auth_kind: "token",
+                status: tether_store::ConnectionStatus::Active,
+                secret: Some(tether_store::Secret::Token {
+                    access_token: token,
+                    refresh_token: None,
+                    expires_at: None,
+                    scope: None,
+                }),
+            })
+            .await?;
+        if let Some(id) = identity {
+            self.inner
+                .store
+                .set_connected_identity(connection.id, &id.external_id, &id.name)
+                .await?;
+        }
+        let connection = self.connection(connection.id).await?;
+        self.inner
+            .events
+            .publish(Event::ConnectionCreated {
+                connection: (&connection).into(),
+            })
+            .await;
+        Ok(connection)
+    }
+}
+
+/// Requests in flight per connection, across all of its streams.
+const MAX_IN_FLIGHT: usize = 16;
+
+/// Builds a connector's source with the host's HTTP client.
+pub fn build_source(
+    descriptor: &ConnectorDescriptor,
+    connection_name: &str,
+    settings: serde_json::Map<String, serde_json::Value>,
+    credentials: tether_core::Credentials,
+) -> Result<Box<dyn tether_core::Source>> {
+    Ok((descriptor.build)(tether_core::ConnectorContext {
+        connection_name: connection_name.to_owned(),
+        settings,
+        credentials,
+        http: tether_core::http::HttpClient::build_default(
+            MAX_IN_FLIGHT,
+            tether_core::http::RetryPolicy::default(),
+        ),
+    })?)
+}

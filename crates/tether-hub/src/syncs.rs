@@ -1,0 +1,222 @@
+//! Syncs run by the hub: on demand ("Sync now"), right after connecting, and
+//! on a schedule with jitter. The live progress of each running sync is kept
+//! in memory for the UI and the API; its history is in the store.
+
+use std::time::{Duration, Instant};
+
+use serde::Serialize;
+use tether_store::ConnectionStatus;
+use tether_sync::{SyncError, SyncOptions, SyncOutcome};
+
+use crate::{Event, Hub, HubError, Result};
+
+/// A sync running in this process.
+#[derive(Debug, Clone, Serialize)]
+pub struct SyncState {
+    pub run_id: Option<i64>,
+    pub resumed: bool,
+    pub pages: u64,
+    pub requests: u64,
+    /// Records and edges fetched so far, per kind.
+    pub fetched: std::collections::BTreeMap<String, u64>,
+    pub elapsed_ms: u64,
+}
+
+impl Hub {
+    /// The progress of the connection's running sync, if one runs here.
+    pub fn sync_state(&self, connection_id: i64) -> Option<SyncState> {
+        self.inner
+            .syncs
+            .lock()
+            .expect("sync map lock")
+            .get(&connection_id)
+            .cloned()
+    }
+
+    /// Starts a sync of the connection in the background. Fails when one is
+    /// already running in this process.
+    pub fn sync_now(&self, connection_id: i64) -> Result<()> {
+        {
+            let mut syncs = self.inner.syncs.lock().expect("sync map lock");
+            if syncs.contains_key(&connection_id) {
+                return Err(HubError::Conflict(
+                    "a sync of this connection is already running".into(),
+                ));
+            }
+            syncs.insert(
+                connection_id,
+                SyncState {
+                    run_id: None,
+                    resumed: false,
+                    pages: 0,
+                    requests: 0,
+                    fetched: Default::default(),
+                    elapsed_ms: 0,
+                },
+            );
+        }
+        let hub = self.clone();
+        tokio::spawn(async move {
+            let result = hub.run_sync(connection_id).await;
+            hub.inner
+                .syncs
+                .lock()
+                .expect("sync map lock")
+                .remove(&connection_id);
+            if let Err(e) = result {
+                tracing::warn!(connection_id, error = %e, "sync failed");
+            }
+        });
+        Ok(())
+    }
+
+    /// Runs a sync of the connection to its end, publishing its events.
+    pub async fn run_sync(&self, connection_id: i64) -> Result<SyncOutcome> {
+        let connection = self.connection(connection_id).await?;
+        let before = connection.status;
+        let source = self.source_for(&connection).await?;
+        let options = SyncOptions {
+            max_removal_share: self.config().max_removal_share,
+            ..Default::default()
+        };
+        let started = Instant::now();
+        let progress = |p: &tether_sync::Progress| {
+            if let Some(s) = self
+                .inner
+                .syncs
+                .lock()
+                .expect("sync map lock")
+                .get_mut(&connection_id)
+            {
+                s.run_id = Some(p.run_id);
+                s.resumed = p.resumed;
+                s.pages = p.pages;
+                s.requests = p.requests;
+                s.fetched = p.fetched.iter().map(|(k, n)| (k.to_string(), *n)).collect();
+                s.elapsed_ms = started.elapsed().as_millis() as u64;
+            }
+        };
+        let result = tether_sync::sync(
+            self.store(),
+            &connection,
+            &*source,
+            &options,
+            &progress,
+            std::future::pending(),
+        )
+        .await;
+        let conn_ref = (&connection).into();
+        match result {
+            Ok(SyncOutcome::Completed(summary)) => {
+                if matches!(before, ConnectionStatus::Error | ConnectionStatus::Expired) {
+                    self.inner
+                        .events
+                        .publish(Event::ConnectionRecovered {
+                            connection: (&connection).into(),
+                        })
+                        .await;
+                }
+                self.inner
+                    .events
+                    .publish(Event::SyncCompleted {
+                        connection: conn_ref,
+                        run_id: summary.run_id,
+                        counts: summary.kinds.clone(),
+                    })
+                    .await;
+                Ok(SyncOutcome::Completed(summary))
+            }
+            Ok(held @ SyncOutcome::Held { .. }) => {
+                let SyncOutcome::Held { run_id, reason } = &held else {
+                    unreachable!()
+                };
+                self.inner
+                    .events
+                    .publish(Event::SyncFailed {
+                        connection: conn_ref,
+                        run_id: Some(*run_id),
+                        error: format!("held for confirmation: {reason}"),
+                    })
+                    .await;
+                Ok(held)
+            }
+            Err(e) => {
+                let run_id = match &e {
+                    SyncError::Source { run_id, .. } | SyncError::Cancelled { run_id, .. } => {
+                        Some(*run_id)
+                    }
+                    _ => None,
+                };
+                if let SyncError::Source {
+                    error: error @ tether_core::SourceError::CredentialsRejected { .. },
+                    ..
+                } = &e
+                {
+                    self.inner
+                        .events
+                        .publish(Event::ConnectionExpired {
+                            connection: (&connection).into(),
+                            reason: error.to_string(),
+                        })
+                        .await;
+                }
+                self.inner
+                    .events
+                    .publish(Event::SyncFailed {
+                        connection: conn_ref,
+                        run_id,
+                        error: e.to_string(),
+                    })
+                    .await;
+                Err(match e {
+                    SyncError::Store(s) => s.into(),
+                    SyncError::Source { error, .. } => HubError::Source(error),
+                    other => HubError::Conflict(other.to_string()),
+                })
+            }
+        }
+    }
+
+    /// Starts the background work: token refreshes and scheduled syncs.
+    pub fn spawn_scheduler(&self, tick: Duration) -> Vec<tokio::task::JoinHandle<()>> {
+        let tokens = self.tokens().spawn_scheduler();
+        let hub = self.clone();
+        let syncs = tokio::spawn(async move {
+            let mut interval = tokio::time::interval(tick);
+            interval.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+            loop {
+                interval.tick().await;
+                if let Err(e) = hub.start_due_syncs().await {
+                    tracing::warn!(error = %e, "the sync scheduler could not read the connections; retrying at the next tick");
+                }
+            }
+        });
+        vec![tokens, syncs]
+    }
+
+    /// Starts the syncs that are due: each connection syncs every
+    /// `sync_interval`, stretched by a per-connection share of the jitter.
+    pub async fn start_due_syncs(&self) -> Result<usize> {
+        let interval = self.config().sync_interval.as_millis() as i64;
+        let jitter = self.config().sync_jitter.clamp(0.0, 1.0);
+        let now = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map(|d| d.as_millis() as i64)
+            .unwrap_or(0);
+        let mut started = 0;
+        for (id, last) in self.store().connections_due_for_sync(interval).await? {
+            // A stable share in [0, 1) per connection, so syncs spread out.
+            let share = ((id as u64).wrapping_mul(0x9E37_79B9_7F4A_7C15) >> 11) as f64
+                / (1u64 << 53) as f64;
+            let due_at = last.unwrap_or(0) + interval + (interval as f64 * jitter * share) as i64;
+            let connection = self.connection(id).await?;
+            let syncable = self
+                .app(&connection.app)
+                .is_ok_and(|a| a.descriptor.is_some());
+            if due_at <= now && syncable && self.sync_now(id).is_ok() {
+                started += 1;
+            }
+        }
+        Ok(started)
+    }
+}

@@ -1,0 +1,824 @@
+//! The OAuth 2.0 client: authorization code with PKCE (S256), refresh and
+//! revoke, honouring each app's quirks.
+//!
+//! `oauth2` builds the authorize URL, the PKCE pair and the token requests.
+//! Its responses go through [`QuirkClient`], an `oauth2` HTTP client over
+//! reqwest that turns the provider's answer into a standard RFC 6749 one
+//! before `oauth2` parses it: a form-encoded body becomes JSON, an HTTP 200
+//! with an `error` (GitHub) or `ok:false` (Slack) becomes a 400, HubSpot's
+//! `status: BAD_REFRESH_TOKEN` becomes an error code, 5xx/429 become
+//! [`OAuthError::Transient`] and unreadable bodies [`OAuthError::InvalidResponse`].
+//! See `/work/shared/providers.md`, sections 1, 2 and 7.
+
+use std::future::Future;
+use std::pin::Pin;
+use std::time::Duration;
+
+use oauth2::basic::{
+    BasicClient, BasicErrorResponse, BasicRevocationErrorResponse, BasicTokenIntrospectionResponse,
+    BasicTokenType,
+};
+use oauth2::{
+    AsyncHttpClient, AuthType, AuthUrl, AuthorizationCode, Client, ClientId, ClientSecret,
+    CsrfToken, EndpointNotSet, EndpointSet, ExtraTokenFields, HttpRequest, HttpResponse,
+    PkceCodeChallenge, PkceCodeVerifier, RedirectUrl, RefreshToken, RequestTokenError, Scope,
+    StandardRevocableToken, StandardTokenResponse, TokenResponse, TokenUrl,
+};
+use secrecy::{ExposeSecret, SecretString};
+use serde::{Deserialize, Serialize};
+use serde_json::{Map, Value};
+use url::Url;
+
+pub use tether_core::{ClientAuth, TokenResponseFormat};
+
+/// Bytes of randomness in the CSRF `state` (256 bits).
+const STATE_BYTES: u32 = 32;
+
+/// One OAuth app: the settings of a connector's [`tether_core::OAuth2Spec`]
+/// with the operator's client credentials, possibly overridden by
+/// configuration, or defined there entirely (a custom OAuth app).
+#[derive(Debug, Clone)]
+pub struct OAuthApp {
+    /// The app slug (`github`) or the custom app's name; connections name it
+    /// in their `app` column.
+    pub key: String,
+    /// For messages ("GitHub refused the refresh token ...").
+    pub display_name: String,
+    pub client_id: String,
+    pub client_secret: Option<SecretString>,
+    pub authorize_url: Url,
+    pub token_url: Url,
+    /// RFC 7009 revocation endpoint, if the app has one.
+    pub revoke_url: Option<Url>,
+    pub scopes: Vec<String>,
+    /// How scopes are joined in the authorize URL (Slack: `,`).
+    pub scope_separator: String,
+    pub pkce: bool,
+    /// Sent with the authorize URL (Google `access_type=offline`).
+    pub extra_authorize_params: Vec<(String, String)>,
+    pub client_auth: ClientAuth,
+    pub token_response: TokenResponseFormat,
+}
+
+impl OAuthApp {
+    /// The app described by a connector's descriptor.
+    ///
+    /// # Panics
+    /// When the descriptor holds an invalid URL: a bug in the connector.
+    pub fn from_spec(
+        key: impl Into<String>,
+        display_name: impl Into<String>,
+        spec: &tether_core::OAuth2Spec,
+        client_id: impl Into<String>,
+        client_secret: Option<SecretString>,
+    ) -> Self {
+        let url = |u: &str| {
+            Url::parse(u).unwrap_or_else(|e| panic!("connector OAuth URL `{u}` is invalid: {e}"))
+        };
+        OAuthApp {
+            key: key.into(),
+            display_name: display_name.into(),
+            client_id: client_id.into(),
+            client_secret,
+            authorize_url: url(spec.authorize_url),
+            token_url: url(spec.token_url),
+            revoke_url: spec.revoke_url.map(url),
+            scopes: spec.scopes.iter().map(|s| s.to_string()).collect(),
+            scope_separator: spec.scope_separator.to_string(),
+            pkce: spec.pkce,
+            extra_authorize_params: spec
+                .extra_authorize_params
+                .iter()
+                .map(|(k, v)| (k.to_string(), v.to_string()))
+                .collect(),
+            client_auth: spec.client_auth,
+            token_response: spec.token_response,
+        }
+    }
+}
+
+/// Where to send the user for consent, and what to keep until they return.
+pub struct AuthorizeRequest {
+    pub url: Url,
+    /// The `state` parameter: 256 random bits, base64url. Compare it with the
+    /// one the callback brings back.
+    pub csrf_state: String,
+    /// Keep it (server side) for [`exchange_code`].
+    pub pkce_verifier: Option<SecretString>,
+}
+
+impl std::fmt::Debug for AuthorizeRequest {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("AuthorizeRequest")
+            .field("url", &self.url.as_str())
+            .field("csrf_state", &"[redacted]")
+            .field(
+                "pkce_verifier",
+                &self.pkce_verifier.as_ref().map(|_| "[redacted]"),
+            )
+            .finish()
+    }
+}
+
+/// What a token endpoint granted.
+pub struct TokenSet {
+    pub access_token: SecretString,
+    /// `None` on a refresh means: keep the refresh token you have.
+    pub refresh_token: Option<SecretString>,
+    pub expires_in: Option<Duration>,
+    /// As the app sent it (GitHub and Slack join with commas).
+    pub scope: Option<String>,
+    /// Non-secret extra fields (Slack `team`, Salesforce `instance_url`,
+    /// HubSpot `hub_id`); tokens are never kept here.
+    pub extra: Map<String, Value>,
+}
+
+impl std::fmt::Debug for TokenSet {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("TokenSet")
+            .field("access_token", &"[redacted]")
+            .field(
+                "refresh_token",
+                &self.refresh_token.as_ref().map(|_| "[redacted]"),
+            )
+            .field("expires_in", &self.expires_in)
+            .field("scope", &self.scope)
+            .field("extra", &self.extra)
+            .finish()
+    }
+}
+
+/// Why a token request failed.
+#[derive(Debug, Clone, PartialEq, thiserror::Error)]
+pub enum OAuthError {
+    /// The app refused the grant (`invalid_grant`, `bad_refresh_token`,
+    /// `bad_verification_code`, `access_denied`...): the code or refresh token
+    /// is dead, the user must connect again.
+    #[error("the app refused the grant: {error}{}", description.as_deref().map(|d| format!(": {d}")).unwrap_or_default())]
+    Refused {
+        error: String,
+        description: Option<String>,
+    },
+    /// 5xx, 429, timeout, network failure: may pass.
+    #[error("temporary failure at the token endpoint: {0}")]
+    Transient(String),
+    /// The app answered something that is not a token response.
+    #[error(
+        "the token endpoint sent an unreadable answer: {message} (payload starts: {excerpt:?})"
+    )]
+    InvalidResponse { message: String, excerpt: String },
+    /// The OAuth client settings are wrong (`invalid_client`,
+    /// `incorrect_client_credentials`, `redirect_uri_mismatch`).
+    #[error("the app refused the OAuth client settings: {0}")]
+    Misconfigured(String),
+}
+
+impl OAuthError {
+    /// Whether trying again later may succeed.
+    pub fn is_transient(&self) -> bool {
+        matches!(
+            self,
+            OAuthError::Transient(_) | OAuthError::InvalidResponse { .. }
+        )
+    }
+}
+
+/// Builds the authorize URL with a fresh `state` and, if the app uses PKCE,
+/// an S256 challenge.
+pub fn authorize(app: &OAuthApp, redirect_uri: &Url) -> AuthorizeRequest {
+    let client = BasicClient::new(ClientId::new(app.client_id.clone()))
+        .set_auth_uri(AuthUrl::from_url(app.authorize_url.clone()))
+        .set_redirect_uri(RedirectUrl::from_url(redirect_uri.clone()));
+    let mut req = client.authorize_url(|| CsrfToken::new_random_len(STATE_BYTES));
+    if !app.scopes.is_empty() {
+        if app.scope_separator == " " {
+            req = req.add_scopes(app.scopes.iter().cloned().map(Scope::new));
+        } else {
+            // oauth2 joins scopes with spaces; one pre-joined scope keeps the
+            // app's separator.
+            req = req.add_scope(Scope::new(app.scopes.join(&app.scope_separator)));
+        }
+    }
+    for (k, v) in &app.extra_authorize_params {
+        req = req.add_extra_param(k.clone(), v.clone());
+    }
+    let mut verifier = None;
+    if app.pkce {
+        let (challenge, v) = PkceCodeChallenge::new_random_sha256();
+        req = req.set_pkce_challenge(challenge);
+        verifier = Some(SecretString::from(v.secret().clone()));
+    }
+    let (url, state) = req.url();
+    AuthorizeRequest {
+        url,
+        csrf_state: state.secret().clone(),
+        pkce_verifier: verifier,
+    }
+}
+
+/// Exchanges the authorization code the callback brought for tokens.
+pub async fn exchange_code(
+    http: &reqwest::Client,
+    app: &OAuthApp,
+    redirect_uri: &Url,
+    code: &str,
+    pkce_verifier: Option<&SecretString>,
+) -> Result<TokenSet, OAuthError> {
+    let client = token_client(app).set_redirect_uri(RedirectUrl::from_url(redirect_uri.clone()));
+    let mut req = client.exchange_code(AuthorizationCode::new(code.to_owned()));
+    if let Some(v) = pkce_verifier {
+        req = req.set_pkce_verifier(PkceCodeVerifier::new(v.expose_secret().to_owned()));
+    }
+    let http = QuirkClient {
+        http: http.clone(),
+        format: app.token_response,
+    };
+    let resp = req.request_async(&http).await.map_err(map_error)?;
+    Ok(token_set(resp))
+}
+
+/// Trades a refresh token for new tokens. A `None` refresh token in the
+/// answer means the old one stays valid.
+pub async fn refresh(
+    http: &reqwest::Client,
+    app: &OAuthApp,
+    refresh_token: &SecretString,
+) -> Result<TokenSet, OAuthError> {
+    let client = token_client(app);
+    let rt = RefreshToken::new(refresh_token.expose_secret().to_owned());
+    let req = client.exchange_refresh_token(&rt);
+    let http = QuirkClient {
+        http: http.clone(),
+        format: app.token_response,
+    };
+    let resp = req.request_async(&http).await.map_err(map_error)?;
+    Ok(token_set(resp))
+}
+
+/// Revokes a token with an RFC 7009 form POST to the app's revocation
+/// endpoint; does nothing when the app has none.
+pub async fn revoke(
+    http: &reqwest::Client,
+    app: &OAuthApp,
+    token: &SecretString,
+) -> Result<(), OAuthError> {
+    let Some(url) = &app.revoke_url else {
+        return Ok(());
+    };
+    let mut form: Vec<(&str, &str)> = vec![("token", token.expose_secret())];
+    let mut req = http
+        .post(url.clone())
+        .header(reqwest::header::ACCEPT, "application/json");
+    match app.client_auth {
+        ClientAuth::RequestBody => {
+            form.push(("client_id", &app.client_id));
+            if let Some(secret) = &app.client_secret {
+                form.push(("client_secret", secret.expose_secret()));
+            }
+        }
+        ClientAuth::BasicAuth => {
+            // RFC 6749 §2.3.1: both form-urlencoded before Basic encoding.
+            let enc =
+                |s: &str| url::form_urlencoded::byte_serialize(s.as_bytes()).collect::<String>();
+            req = req.basic_auth(
+                enc(&app.client_id),
+                app.client_secret.as_ref().map(|s| enc(s.expose_secret())),
+            );
+        }
+    }
+    let resp = req
+        .form(&form)
+        .send()
+        .await
+        .map_err(|e| OAuthError::Transient(describe_reqwest_error(&e)))?;
+    let status = resp.status().as_u16();
+    let content_type = header_str(resp.headers(), reqwest::header::CONTENT_TYPE);
+    let body = resp
+        .bytes()
+        .await
+        .map_err(|e| OAuthError::Transient(describe_reqwest_error(&e)))?;
+    if is_transient_status(status) {
+        return Err(OAuthError::Transient(format!(
+            "HTTP {status} from the revocation endpoint: {}",
+            redacted_excerpt(&body)
+        )));
+    }
+    let parsed = parse_body(content_type.as_deref(), &body);
+    if let Some((error, description)) = parsed
+        .as_ref()
+        .and_then(|obj| error_of(app.token_response, status, obj))
+    {
+        return Err(classify(&error, description));
+    }
+    if (200..300).contains(&status) {
+        return Ok(());
+    }
+    Err(OAuthError::InvalidResponse {
+        message: format!("HTTP {status} from the revocation endpoint"),
+        excerpt: redacted_excerpt(&body),
+    })
+}
+
+// ---- oauth2 plumbing ---------------------------------------------------------
+
+/// Every field of the token response that `oauth2` does not model.
+#[derive(Clone, Default, Deserialize, Serialize)]
+struct Extra {
+    #[serde(flatten)]
+    fields: Map<String, Value>,
+}
+
+impl std::fmt::Debug for Extra {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_list().entries(self.fields.keys()).finish()
+    }
+}
+
+impl ExtraTokenFields for Extra {}
+
+type TokenResp = StandardTokenResponse<Extra, BasicTokenType>;
+
+type TokenClient = Client<
+    BasicErrorResponse,
+    TokenResp,
+    BasicTokenIntrospectionResponse,
+    StandardRevocableToken,
+    BasicRevocationErrorResponse,
+    EndpointNotSet,
+    EndpointNotSet,
+    EndpointNotSet,
+    EndpointNotSet,
+    EndpointSet,
+>;
+
+fn token_client(app: &OAuthApp) -> TokenClient {
+    let mut client = Client::new(ClientId::new(app.client_id.clone()))
+        .set_token_uri(TokenUrl::from_url(app.token_url.clone()))
+        .set_auth_type(match app.client_auth {
+            ClientAuth::RequestBody => AuthType::RequestBody,
+            ClientAuth::BasicAuth => AuthType::BasicAuth,
+        });
+    if let Some(secret) = &app.client_secret {
+        client = client.set_client_secret(ClientSecret::new(secret.expose_secret().to_owned()));
+    }
+    client
+}
+
+fn token_set(resp: TokenResp) -> TokenSet {
+    TokenSet {
+        access_token: SecretString::from(resp.access_token().secret().clone()),
+        refresh_token: resp
+            .refresh_token()
+            .map(|t| SecretString::from(t.secret().clone())),
+        expires_in: resp.expires_in(),
+        // An empty scope (GitHub Apps always send `""`) says nothing.
+        scope: resp
+            .scopes()
+            .map(|s| s.iter().map(|s| s.as_str()).collect::<Vec<_>>().join(" "))
+            .filter(|s| !s.is_empty()),
+        extra: resp.extra_fields().fields.clone(),
+    }
+}
+
+fn map_error(e: RequestTokenError<Transport, BasicErrorResponse>) -> OAuthError {
+    match e {
+        RequestTokenError::ServerResponse(err) => {
+            classify(err.error().as_ref(), err.error_description().cloned())
+        }
+        RequestTokenError::Request(Transport::Transient(m)) => OAuthError::Transient(m),
+        RequestTokenError::Request(Transport::Invalid { message, excerpt }) => {
+            OAuthError::InvalidResponse { message, excerpt }
+        }
+        // The serde message may quote a value; keep only where it failed.
+        RequestTokenError::Parse(e, body) => OAuthError::InvalidResponse {
+            message: format!("unreadable token response at `{}`", e.path()),
+            excerpt: redacted_excerpt(&body),
+        },
+        RequestTokenError::Other(m) => OAuthError::InvalidResponse {
+            message: m,
+            excerpt: String::new(),
+        },
+    }
+}
+
+/// Sorts a provider's error code into what the caller must do.
+fn classify(error: &str, description: Option<String>) -> OAuthError {
+    let mentions_refresh = description
+        .as_deref()
+        .is_some_and(|d| d.to_ascii_lowercase().contains("refresh"));
+    let text = || match &description {
+        Some(d) => format!("{error}: {d}"),
+        None => error.to_string(),
+    };
+    match error {
+        "invalid_client"
+        | "incorrect_client_credentials"
+        | "redirect_uri_mismatch"
+        | "bad_redirect_uri"
+        | "invalid_client_id"
+        | "bad_client_secret"
+        | "unsupported_grant_type"
+        | "invalid_grant_type"
+        | "oauth_authorization_url_mismatch"
+        | "invalid_scope"
+        | "invalid_request"
+        | "unsupported_token_type" => OAuthError::Misconfigured(text()),
+        // Atlassian answers a dead refresh token with `unauthorized_client`
+        // "refresh_token is invalid"; otherwise it is a client problem.
+        "unauthorized_client" if !mentions_refresh => OAuthError::Misconfigured(text()),
+        "temporarily_unavailable" | "server_error" | "ratelimited" | "rate_limited" => {
+            OAuthError::Transient(text())
+        }
+        _ => OAuthError::Refused {
+            error: error.to_string(),
+            description,
+        },
+    }
+}
+
+/// The transport error of [`QuirkClient`].
+#[derive(Debug, thiserror::Error)]
+enum Transport {
+    #[error("{0}")]
+    Transient(String),
+    #[error("{message}")]
+    Invalid { message: String, excerpt: String },
+}
+
+/// An `oauth2` HTTP client over reqwest that normalises provider quirks into
+/// RFC 6749 responses.
+struct QuirkClient {
+    http: reqwest::Client,
+    format: TokenResponseFormat,
+}
+
+impl<'c> AsyncHttpClient<'c> for QuirkClient {
+    type Error = Transport;
+    type Future = Pin<Box<dyn Future<Output = Result<HttpResponse, Transport>> + Send + 'c>>;
+
+    fn call(&'c self, request: HttpRequest) -> Self::Future {
+        Box::pin(async move {
+            let request = reqwest::Request::try_from(request).map_err(|e| Transport::Invalid {
+                message: format!("cannot build the token request: {e}"),
+                excerpt: String::new(),
+            })?;
+            let resp = self
+                .http
+                .execute(request)
+                .await
+                .map_err(|e| Transport::Transient(describe_reqwest_error(&e)))?;
+            let status = resp.status().as_u16();
+            let content_type = header_str(resp.headers(), reqwest::header::CONTENT_TYPE);
+            let body = resp.bytes().await.map_err(|e| {
+                Transport::Transient(format!(
+                    "reading the token response: {}",
+                    describe_reqwest_error(&e)
+                ))
+            })?;
+            normalise(self.format, status, content_type.as_deref(), &body)
+        })
+    }
+}
+
+fn header_str(
+    headers: &reqwest::header::HeaderMap,
+    name: reqwest::header::HeaderName,
+) -> Option<String> {
+    headers
+        .get(name)
+        .and_then(|v| v.to_str().ok())
+        .map(str::to_owned)
+}
+
+fn is_transient_status(status: u16) -> bool {
+    status == 408 || status == 429 || status >= 500
+}
+
+/// Turns a provider's token response into a standard one: 200 with a JSON
+/// token, or 400 with a JSON `error`.
+fn normalise(
+    format: TokenResponseFormat,
+    status: u16,
+    content_type: Option<&str>,
+    body: &[u8],
+) -> Result<HttpResponse, Transport> {
+    if is_transient_status(status) {
+        return Err(Transport::Transient(format!(
+            "HTTP {status} from the token endpoint: {}",
+            redacted_excerpt(body)
+        )));
+    }
+    let Some(mut obj) = parse_body(content_type, body) else {
+        return Err(Transport::Invalid {
+            message: format!(
+                "HTTP {status} from the token endpoint, neither a JSON object nor a form-encoded token response"
+            ),
+            excerpt: redacted_excerpt(body),
+        });
+    };
+    if let Some((error, description)) = error_of(format, status, &obj) {
+        let mut out = Map::new();
+        out.insert("error".into(), Value::String(error));
+        if let Some(d) = description {
+            out.insert("error_description".into(), Value::String(d));
+        }
+        return Ok(json_response(400, &out));
+    }
+    if !(200..300).contains(&status) {
+        return Err(Transport::Invalid {
+            message: format!("HTTP {status} from the token endpoint without an error code"),
+            excerpt: redacted_excerpt(body),
+        });
+    }
+    if format == TokenResponseFormat::OkFlagged {
+        obj.remove("ok");
+        // Slack: a user-token-only install carries its token in
+        // `authed_user`; the top-level (bot) token wins otherwise.
+        if !obj.contains_key("access_token") {
+            if let Some(Value::Object(user)) = obj.get("authed_user").cloned() {
+                for key in [
+                    "access_token",
+                    "refresh_token",
+                    "expires_in",
+                    "scope",
+                    "token_type",
+                ] {
+                    if let Some(v) = user.get(key) {
+                        obj.insert(key.into(), v.clone());
+                    }
+                }
+            }
+        }
+    }
+    if !matches!(obj.get("access_token"), Some(Value::String(s)) if !s.is_empty()) {
+        return Err(Transport::Invalid {
+            message: format!("HTTP {status} from the token endpoint without an access_token"),
+            excerpt: redacted_excerpt(body),
+        });
+    }
+    if !matches!(obj.get("refresh_token"), Some(Value::String(s)) if !s.is_empty()) {
+        obj.remove("refresh_token");
+    }
+    if !matches!(obj.get("token_type"), Some(Value::String(_))) {
+        obj.insert("token_type".into(), Value::String("bearer".into()));
+    }
+    match obj.get("expires_in").map(seconds) {
+        Some(Some(secs)) => {
+            obj.insert("expires_in".into(), Value::from(secs));
+        }
+        Some(None) => {
+            obj.remove("expires_in");
+        }
+        None => {}
+    }
+    match obj.get("scope") {
+        Some(Value::String(_)) | None => {}
+        Some(Value::Array(items)) => {
+            let joined = items
+                .iter()
+                .filter_map(Value::as_str)
+                .collect::<Vec<_>>()
+                .join(" ");
+            obj.insert("scope".into(), Value::String(joined));
+        }
+        Some(_) => {
+            obj.remove("scope");
+        }
+    }
+    // Extra fields never carry tokens (Slack's `authed_user.access_token`,
+    // OIDC `id_token`).
+    for (key, value) in obj.iter_mut() {
+        if key != "access_token" && key != "refresh_token" {
+            strip_secrets(value);
+        }
+    }
+    obj.retain(|k, _| k == "access_token" || k == "refresh_token" || !is_secret_key(k));
+    Ok(json_response(200, &obj))
+}
+
+/// A non-negative number of seconds, as a number or a numeric string.
+fn seconds(v: &Value) -> Option<u64> {
+    match v {
+        Value::Number(n) => n
+            .as_u64()
+            .or_else(|| n.as_f64().filter(|f| *f >= 0.0).map(|f| f as u64)),
+        Value::String(s) => s.trim().parse::<u64>().ok(),
+        _ => None,
+    }
+}
+
+/// The error code and description of a provider's answer, if it is an error.
+fn error_of(
+    format: TokenResponseFormat,
+    status: u16,
+    obj: &Map<String, Value>,
+) -> Option<(String, Option<String>)> {
+    let str_of = |k: &str| obj.get(k).and_then(Value::as_str).filter(|s| !s.is_empty());
+    let description = || {
+        str_of("error_description")
+            .or_else(|| str_of("message"))
+            .or_else(|| str_of("reason"))
+            .map(str::to_owned)
+    };
+    match obj.get("error") {
+        Some(Value::String(code)) if !code.is_empty() => {
+            return Some((code.clone(), description()))
+        }
+        // `{"error": {"code": .., "message": ..}}`
+        Some(Value::Object(inner)) => {
+            let code = inner
+                .get("code")
+                .and_then(|c| {
+                    c.as_str()
+                        .map(str::to_owned)
+                        .or_else(|| Some(c.to_string()))
+                })
+                .unwrap_or_else(|| "error".into());
+            let message = inner
+                .get("message")
+                .and_then(Value::as_str)
+                .map(str::to_owned);
+            return Some((code, message));
+        }
+        _ => {}
+    }
+    let failed = !(200..300).contains(&status)
+        || (format == TokenResponseFormat::OkFlagged && obj.get("ok") == Some(&Value::Bool(false)));
+    // HubSpot's older form: `{"status":"BAD_REFRESH_TOKEN","message":..}`.
+    let status_code = str_of("status").filter(|s| s.starts_with("BAD_"));
+    if let Some(code) = status_code {
+        return Some((code.to_owned(), description()));
+    }
+    if failed && format == TokenResponseFormat::OkFlagged {
+        return Some(("unknown_error".into(), description()));
+    }
+    None
+}
+
+fn json_response(status: u16, obj: &Map<String, Value>) -> HttpResponse {
+    let mut resp = HttpResponse::new(serde_json::to_vec(obj).expect("JSON maps serialize"));
+    *resp.status_mut() = oauth2::http::StatusCode::from_u16(status).expect("valid status");
+    resp.headers_mut().insert(
+        oauth2::http::header::CONTENT_TYPE,
+        oauth2::http::HeaderValue::from_static("application/json"),
+    );
+    resp
+}
+
+/// The body as a JSON object, or a form-encoded body as one (GitHub answers
+/// `access_token=..&scope=repo%2Cgist&token_type=bearer` unless asked for
+/// JSON, and may do so anyway).
+fn parse_body(content_type: Option<&str>, body: &[u8]) -> Option<Map<String, Value>> {
+    if let Ok(Value::Object(obj)) = serde_json::from_slice::<Value>(body) {
+        return Some(obj);
+    }
+    let text = std::str::from_utf8(body).ok()?.trim();
+    let is_form = content_type.is_some_and(|ct| {
+        ct.to_ascii_lowercase()
+            .starts_with("application/x-www-form-urlencoded")
+    });
+    let pairs: Vec<(String, String)> = serde_urlencoded::from_str(text).ok()?;
+    let looks_like_token = pairs
+        .iter()
+        .any(|(k, _)| k == "access_token" || k == "error");
+    if !(looks_like_token || (is_form && !pairs.is_empty())) || text.contains(char::is_whitespace) {
+        return None;
+    }
+    Some(
+        pairs
+            .into_iter()
+            .map(|(k, v)| (k, Value::String(v)))
+            .collect(),
+    )
+}
+
+fn is_secret_key(key: &str) -> bool {
+    let k = key.to_ascii_lowercase();
+    k == "access_token"
+        || k == "refresh_token"
+        || k == "id_token"
+        || k == "code"
+        || k == "code_verifier"
+        || k.contains("secret")
+        || k.contains("password")
+}
+
+fn strip_secrets(value: &mut Value) {
+    match value {
+        Value::Object(obj) => {
+            obj.retain(|k, _| !is_secret_key(k));
+            obj.values_mut().for_each(strip_secrets);
+        }
+        Value::Array(items) => items.iter_mut().for_each(strip_secrets),
+        _ => {}
+    }
+}
+
+fn redact(value: &mut Value) {
+    match value {
+        Value::Object(obj) => {
+            for (k, v) in obj.iter_mut() {
+                if is_secret_key(k) {
+                    *v = Value::String("[redacted]".into());
+                } else {
+                    redact(v);
+                }
+            }
+        }
+        Value::Array(items) => items.iter_mut().for_each(redact),
+        _ => {}
+    }
+}
+
+/// An excerpt of a token endpoint's body with tokens replaced.
+pub(crate) fn redacted_excerpt(body: &[u8]) -> String {
+    if let Ok(mut v) = serde_json::from_slice::<Value>(body) {
+        redact(&mut v);
+        return tether_core::error::excerpt(v.to_string().as_bytes());
+    }
+    if let Ok(text) = std::str::from_utf8(body) {
+        if let Ok(pairs) = serde_urlencoded::from_str::<Vec<(String, String)>>(text.trim()) {
+            if pairs.iter().any(|(k, _)| is_secret_key(k)) {
+                let clean: Vec<(String, String)> = pairs
+                    .into_iter()
+                    .map(|(k, v)| {
+                        let v = if is_secret_key(&k) {
+                            "[redacted]".into()
+                        } else {
+                            v
+                        };
+                        (k, v)
+                    })
+                    .collect();
+                let text = serde_urlencoded::to_string(clean).unwrap_or_default();
+                return tether_core::error::excerpt(text.as_bytes());
+            }
+        }
+    }
+    tether_core::error::excerpt(body)
+}
+
+fn describe_reqwest_error(e: &reqwest::Error) -> String {
+    let what = if e.is_timeout() {
+        "timed out"
+    } else if e.is_connect() {
+        "could not connect"
+    } else {
+        "request failed"
+    };
+    // Token and revocation URLs carry no secrets (those travel in the body).
+    match e.url() {
+        Some(url) => format!("{what}: {url}: {e}"),
+        None => format!("{what}: {e}"),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn normalises_form_and_errors() {
+        let ok = normalise(
+            TokenResponseFormat::JsonWhenAskedErrorsWith200,
+            200,
+            Some("application/x-www-form-urlencoded"),
+            b"access_token=gho_x&scope=repo%2Cgist&token_type=bearer",
+        )
+        .unwrap();
+        assert_eq!(ok.status(), 200);
+        let v: Value = serde_json::from_slice(ok.body()).unwrap();
+        assert_eq!(v["scope"], "repo,gist");
+
+        let err = normalise(
+            TokenResponseFormat::JsonWhenAskedErrorsWith200,
+            200,
+            Some("application/json"),
+            br#"{"error":"bad_refresh_token","error_description":"gone"}"#,
+        )
+        .unwrap();
+        assert_eq!(err.status(), 400);
+
+        assert!(matches!(
+            normalise(
+                TokenResponseFormat::Json,
+                200,
+                Some("text/html"),
+                b"<html>oops</html>"
+            ),
+            Err(Transport::Invalid { .. })
+        ));
+        assert!(matches!(
+            normalise(TokenResponseFormat::Json, 502, None, b"bad gateway"),
+            Err(Transport::Transient(_))
+        ));
+    }
+
+    #[test]
+    fn excerpts_hide_tokens() {
+        let e = redacted_excerpt(br#"{"access_token":"sekrit","x":{"refresh_token":"sekrit2"}}"#);
+        assert!(!e.contains("sekrit"), "{e}");
+        let e = redacted_excerpt(b"access_token=sekrit&scope=repo");
+        assert!(!e.contains("sekrit"), "{e}");
+    }
+}

@@ -1,0 +1,556 @@
+//! The admin password, sign-in, sessions and CSRF tokens.
+
+use argon2::password_hash::{
+    rand_core::OsRng as PhcRng, PasswordHash, PasswordHasher, PasswordVerifier, SaltString,
+};
+use argon2::Argon2;
+use axum::extract::{Form, FromRequestParts, Query, State};
+use axum::http::request::Parts;
+use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
+use axum::response::{AppendHeaders, IntoResponse, Redirect, Response};
+use base64::Engine;
+use maud::html;
+use rand::RngCore;
+use secrecy::{ExposeSecret, SecretString};
+use serde::Deserialize;
+use tether_store::{Store, StoreError, WebSession};
+
+use crate::views::{self, layout};
+use crate::{App, WebError, WebResult};
+
+/// The session cookie's name.
+pub const SESSION_COOKIE: &str = "tether_session";
+/// The double-submit cookie of the sign-in and setup forms.
+const LOGIN_COOKIE: &str = "tether_login";
+/// The shortest admin password accepted.
+pub const MIN_PASSWORD_LEN: usize = 8;
+
+#[derive(Debug, thiserror::Error)]
+pub enum PasswordError {
+    #[error("the password must be at least {MIN_PASSWORD_LEN} characters")]
+    TooShort,
+    #[error("the password must be at most 1024 characters")]
+    TooLong,
+    #[error("hashing the password failed: {0}")]
+    Hash(String),
+    #[error(transparent)]
+    Store(#[from] StoreError),
+}
+
+fn check_password_rules(password: &str) -> Result<(), PasswordError> {
+    if password.chars().count() < MIN_PASSWORD_LEN {
+        return Err(PasswordError::TooShort);
+    }
+    if password.len() > 1024 {
+        return Err(PasswordError::TooLong);
+    }
+    Ok(())
+}
+
+/// Hashes a password with argon2id (a PHC string). Slow on purpose: call it
+/// off the async threads.
+pub fn hash_password(password: &SecretString) -> Result<String, PasswordError> {
+    let salt = SaltString::generate(&mut PhcRng);
+    Argon2::default()
+        .hash_password(password.expose_secret().as_bytes(), &salt)
+        .map(|h| h.to_string())
+        .map_err(|e| PasswordError::Hash(e.to_string()))
+}
+
+fn verify_password(password: &str, phc: &str) -> bool {
+    PasswordHash::new(phc)
+        .map(|h| {
+            Argon2::default()
+                .verify_password(password.as_bytes(), &h)
+                .is_ok()
+        })
+        .unwrap_or(false)
+}
+
+async fn hash_blocking(password: SecretString) -> Result<String, PasswordError> {
+    tokio::task::spawn_blocking(move || hash_password(&password))
+        .await
+        .map_err(|e| PasswordError::Hash(e.to_string()))?
+}
+
+async fn verify_blocking(password: SecretString, phc: String) -> bool {
+    tokio::task::spawn_blocking(move || verify_password(password.expose_secret(), &phc))
+        .await
+        .unwrap_or(false)
+}
+
+/// Sets the admin password (the CLI's `tether web set-password`), replacing
+/// any, and signs every session out.
+pub async fn set_admin_password(
+    store: &Store,
+    password: &SecretString,
+) -> Result<(), PasswordError> {
+    check_password_rules(password.expose_secret())?;
+    let phc = hash_blocking(password.clone()).await?;
+    store.set_admin_password_hash(&phc, true).await?;
+    Ok(())
+}
+
+/// Stores the configured admin password once per process, if it is not the
+/// stored one already. Replacing a different stored password signs every
+/// session out.
+pub(crate) async fn sync_configured_password(app: &App) -> WebResult<()> {
+    let Some(configured) = app.settings.admin_password.clone() else {
+        return Ok(());
+    };
+    app.password_synced
+        .get_or_try_init(|| async {
+            let stored = app.store().web_auth_settings().await?.admin_password_hash;
+            if let Some(phc) = &stored {
+                if verify_blocking(configured.clone(), phc.clone()).await {
+                    return Ok(());
+                }
+            }
+            let phc = hash_blocking(configured)
+                .await
+                .map_err(|e| WebError::Internal(e.to_string()))?;
+            app.store()
+                .set_admin_password_hash(&phc, stored.is_some())
+                .await?;
+            tracing::info!("stored the admin password from the configuration");
+            Ok::<(), WebError>(())
+        })
+        .await?;
+    Ok(())
+}
+
+/// Whether an admin password is set (stored or configured).
+async fn password_is_set(app: &App) -> WebResult<bool> {
+    sync_configured_password(app).await?;
+    Ok(app
+        .store()
+        .web_auth_settings()
+        .await?
+        .admin_password_hash
+        .is_some())
+}
+
+pub(crate) fn random_token() -> String {
+    let mut bytes = [0u8; 32];
+    rand::rngs::OsRng.fill_bytes(&mut bytes);
+    base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(bytes)
+}
+
+/// Compares without leaking where two strings differ.
+pub(crate) fn constant_time_eq(a: &str, b: &str) -> bool {
+    a.len() == b.len()
+        && a.bytes()
+            .zip(b.bytes())
+            .fold(0u8, |acc, (x, y)| acc | (x ^ y))
+            == 0
+}
+
+pub(crate) fn cookie(headers: &HeaderMap, name: &str) -> Option<String> {
+    headers
+        .get_all(header::COOKIE)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(';'))
+        .filter_map(|pair| pair.trim().split_once('='))
+        .find(|(k, _)| *k == name)
+        .map(|(_, v)| v.trim_matches('"').to_owned())
+        .filter(|v| !v.is_empty())
+}
+
+fn set_cookie(app: &App, name: &str, value: &str, max_age_secs: i64) -> HeaderValue {
+    let secure = if app.settings.secure_cookies {
+        "; Secure"
+    } else {
+        ""
+    };
+    HeaderValue::from_str(&format!(
+        "{name}={value}; Path=/; HttpOnly; SameSite=Lax; Max-Age={max_age_secs}{secure}"
+    ))
+    .expect("cookie values are URL-safe base64")
+}
+
+/// A signed-in browser.
+pub(crate) struct Auth {
+    pub(crate) session_id: String,
+    pub(crate) session: WebSession,
+}
+
+impl Auth {
+    pub(crate) fn csrf(&self) -> &str {
+        &self.session.csrf_token
+    }
+
+    /// Checks a form's CSRF token against the session's.
+    pub(crate) fn check_csrf(&self, token: Option<&str>) -> WebResult<()> {
+        match token {
+            Some(t) if constant_time_eq(t, &self.session.csrf_token) => Ok(()),
+            _ => Err(WebError::Csrf),
+        }
+    }
+}
+
+/// The session the request's cookie names, if it is signed in.
+pub(crate) async fn current_session(app: &App, headers: &HeaderMap) -> WebResult<Option<Auth>> {
+    let Some(id) = cookie(headers, SESSION_COOKIE) else {
+        return Ok(None);
+    };
+    if id.len() > 128 {
+        return Ok(None);
+    }
+    Ok(app.store().web_session(&id).await?.map(|session| Auth {
+        session_id: id,
+        session,
+    }))
+}
+
+/// Where to go after signing in: a local path only.
+fn safe_next(next: Option<&str>) -> String {
+    match next {
+        Some(n)
+            if n.starts_with('/')
+                && !n.starts_with("//")
+                && !n.contains('\\')
+                && !n.chars().any(char::is_control) =>
+        {
+            n.to_owned()
+        }
+        _ => "/".to_owned(),
+    }
+}
+
+fn login_redirect(parts: &Parts) -> Response {
+    let next = if parts.method == axum::http::Method::GET {
+        parts
+            .uri
+            .path_and_query()
+            .map(|p| p.as_str())
+            .unwrap_or("/")
+    } else {
+        "/"
+    };
+    let target = if next == "/" {
+        "/login".to_owned()
+    } else {
+        let mut url = url::Url::parse("http://x/login").expect("a valid URL");
+        url.query_pairs_mut().append_pair("next", next);
+        format!("/login?{}", url.query().unwrap_or_default())
+    };
+    Redirect::to(&target).into_response()
+}
+
+impl FromRequestParts<App> for Auth {
+    type Rejection = Response;
+
+    async fn from_request_parts(parts: &mut Parts, app: &App) -> Result<Self, Self::Rejection> {
+        match current_session(app, &parts.headers).await {
+            Ok(Some(auth)) => Ok(auth),
+            Ok(None) => Err(login_redirect(parts)),
+            Err(e) => Err(e.into_response()),
+        }
+    }
+}
+
+/// Starts a session and answers with its cookie and a redirect.
+async fn sign_in(app: &App, next: &str) -> WebResult {
+    let id = random_token();
+    let session = app.store().create_web_session(&id, &random_token()).await?;
+    let max_age = ((session.expires_at - session.created_at) / 1000).max(0);
+    Ok((
+        AppendHeaders([
+            (
+                header::SET_COOKIE,
+                set_cookie(app, SESSION_COOKIE, &id, max_age),
+            ),
+            (header::SET_COOKIE, set_cookie(app, LOGIN_COOKIE, "", 0)),
+        ]),
+        Redirect::to(next),
+    )
+        .into_response())
+}
+
+#[derive(Deserialize)]
+pub(crate) struct LoginQuery {
+    next: Option<String>,
+}
+
+#[derive(Deserialize)]
+pub(crate) struct LoginForm {
+    #[serde(default)]
+    password: String,
+    next: Option<String>,
+    login_csrf: Option<String>,
+}
+
+/// The pre-session CSRF token: reuse the browser's, or make one.
+fn login_token(app: &App, headers: &HeaderMap) -> (String, Option<HeaderValue>) {
+    match cookie(headers, LOGIN_COOKIE).filter(|t| t.len() <= 64) {
+        Some(t) => (t, None),
+        None => {
+            let t = random_token();
+            let c = set_cookie(app, LOGIN_COOKIE, &t, 3600);
+            (t, Some(c))
+        }
+    }
+}
+
+fn check_login_token(headers: &HeaderMap, form_token: Option<&str>) -> WebResult<()> {
+    match (cookie(headers, LOGIN_COOKIE), form_token) {
+        (Some(c), Some(f)) if constant_time_eq(&c, f) => Ok(()),
+        _ => Err(WebError::Csrf),
+    }
+}
+
+fn login_view(
+    status: StatusCode,
+    token: &str,
+    next: &str,
+    error: Option<&str>,
+    cookie: Option<HeaderValue>,
+) -> Response {
+    let body = html! {
+        section.auth-card {
+            h1 { "Sign in to Tether" }
+            @if let Some(e) = error { p.flash.error #login-error role="alert" { (e) } }
+            form method="post" action="/login" #login-form {
+                input type="hidden" name="login_csrf" value=(token);
+                input type="hidden" name="next" value=(next);
+                label for="password" { "Admin password" }
+                input #password type="password" name="password" autocomplete="current-password" required autofocus;
+                button.primary type="submit" { "Sign in" }
+            }
+        }
+    };
+    let mut res = (status, layout("Sign in", None, false, body)).into_response();
+    if let Some(c) = cookie {
+        res.headers_mut().append(header::SET_COOKIE, c);
+    }
+    res
+}
+
+pub(crate) async fn login_page(
+    State(app): State<App>,
+    headers: HeaderMap,
+    Query(q): Query<LoginQuery>,
+) -> WebResult {
+    if !password_is_set(&app).await? {
+        return Ok(Redirect::to("/setup").into_response());
+    }
+    let next = safe_next(q.next.as_deref());
+    if current_session(&app, &headers).await?.is_some() {
+        return Ok(Redirect::to(&next).into_response());
+    }
+    let (token, cookie) = login_token(&app, &headers);
+    Ok(login_view(StatusCode::OK, &token, &next, None, cookie))
+}
+
+pub(crate) async fn login(
+    State(app): State<App>,
+    headers: HeaderMap,
+    Form(form): Form<LoginForm>,
+) -> WebResult {
+    check_login_token(&headers, form.login_csrf.as_deref())?;
+    if !password_is_set(&app).await? {
+        return Ok(Redirect::to("/setup").into_response());
+    }
+    let next = safe_next(form.next.as_deref());
+    let phc = app.store().web_auth_settings().await?.admin_password_hash;
+    let ok = match phc {
+        Some(phc) if !form.password.is_empty() && form.password.len() <= 1024 => {
+            verify_blocking(SecretString::from(form.password), phc).await
+        }
+        _ => false,
+    };
+    if !ok {
+        tracing::warn!("a sign-in to the web UI failed: wrong password");
+        let (token, cookie) = login_token(&app, &headers);
+        return Ok(login_view(
+            StatusCode::UNAUTHORIZED,
+            &token,
+            &next,
+            Some("Wrong password. Try again."),
+            cookie,
+        ));
+    }
+    sign_in(&app, &next).await
+}
+
+#[derive(Deserialize)]
+pub(crate) struct CsrfForm {
+    pub(crate) csrf: Option<String>,
+}
+
+pub(crate) async fn logout(
+    State(app): State<App>,
+    auth: Auth,
+    Form(form): Form<CsrfForm>,
+) -> WebResult {
+    auth.check_csrf(form.csrf.as_deref())?;
+    app.store().delete_web_session(&auth.session_id).await?;
+    Ok((
+        AppendHeaders([(header::SET_COOKIE, set_cookie(&app, SESSION_COOKIE, "", 0))]),
+        Redirect::to("/login"),
+    )
+        .into_response())
+}
+
+fn setup_view(
+    status: StatusCode,
+    token: &str,
+    error: Option<&str>,
+    cookie: Option<HeaderValue>,
+) -> Response {
+    let body = html! {
+        section.auth-card {
+            h1 { "Set the admin password" }
+            p { "Tether has no admin password yet. Choose one now: it protects this web UI. "
+                "You can change it later in Settings, or set it in the configuration file." }
+            @if let Some(e) = error { p.flash.error #setup-error role="alert" { (e) } }
+            form method="post" action="/setup" #setup-form {
+                input type="hidden" name="login_csrf" value=(token);
+                label for="password" { "Password (at least " (MIN_PASSWORD_LEN) " characters)" }
+                input #password type="password" name="password" autocomplete="new-password" minlength=(MIN_PASSWORD_LEN) required autofocus;
+                label for="confirm" { "Repeat the password" }
+                input #confirm type="password" name="confirm" autocomplete="new-password" required;
+                button.primary type="submit" { "Set password and sign in" }
+            }
+        }
+    };
+    let mut res = (status, layout("Set the admin password", None, false, body)).into_response();
+    if let Some(c) = cookie {
+        res.headers_mut().append(header::SET_COOKIE, c);
+    }
+    res
+}
+
+pub(crate) async fn setup_page(State(app): State<App>, headers: HeaderMap) -> WebResult {
+    if password_is_set(&app).await? {
+        return Ok(Redirect::to("/login").into_response());
+    }
+    let (token, cookie) = login_token(&app, &headers);
+    Ok(setup_view(StatusCode::OK, &token, None, cookie))
+}
+
+#[derive(Deserialize)]
+pub(crate) struct SetupForm {
+    #[serde(default)]
+    password: String,
+    #[serde(default)]
+    confirm: String,
+    login_csrf: Option<String>,
+}
+
+pub(crate) async fn setup(
+    State(app): State<App>,
+    headers: HeaderMap,
+    Form(form): Form<SetupForm>,
+) -> WebResult {
+    check_login_token(&headers, form.login_csrf.as_deref())?;
+    if password_is_set(&app).await? {
+        return Ok(views::error_page(
+            StatusCode::FORBIDDEN,
+            "Already set up",
+            "An admin password is already set; sign in with it.",
+            "already_set_up",
+            Some(("/login", "Sign in")),
+        ));
+    }
+    let error = if form.password != form.confirm {
+        Some("The two passwords differ.".to_owned())
+    } else {
+        check_password_rules(&form.password).err().map(|e| {
+            let mut m = e.to_string();
+            if let Some(c) = m.get_mut(0..1) {
+                c.make_ascii_uppercase();
+            }
+            m + "."
+        })
+    };
+    if let Some(error) = error {
+        let (token, cookie) = login_token(&app, &headers);
+        return Ok(setup_view(
+            StatusCode::BAD_REQUEST,
+            &token,
+            Some(&error),
+            cookie,
+        ));
+    }
+    let phc = hash_blocking(SecretString::from(form.password))
+        .await
+        .map_err(|e| WebError::Internal(e.to_string()))?;
+    if !app.store().set_first_admin_password_hash(&phc).await? {
+        return Ok(Redirect::to("/login").into_response());
+    }
+    tracing::info!("the admin password was set on the setup page");
+    sign_in(&app, "/").await
+}
+
+/// Checks the current password and stores a new one; every other session
+/// is signed out, this one gets a fresh session.
+pub(crate) async fn change_password(
+    app: &App,
+    current: String,
+    new: String,
+    confirm: String,
+) -> WebResult<Result<Response, String>> {
+    let phc = app.store().web_auth_settings().await?.admin_password_hash;
+    let ok = match phc {
+        Some(phc) if current.len() <= 1024 => {
+            verify_blocking(SecretString::from(current), phc).await
+        }
+        _ => false,
+    };
+    if !ok {
+        return Ok(Err("The current password is wrong.".into()));
+    }
+    if new != confirm {
+        return Ok(Err("The two new passwords differ.".into()));
+    }
+    if let Err(e) = check_password_rules(&new) {
+        return Ok(Err(format!("The new password is not accepted: {e}.")));
+    }
+    let phc = hash_blocking(SecretString::from(new))
+        .await
+        .map_err(|e| WebError::Internal(e.to_string()))?;
+    app.store().set_admin_password_hash(&phc, true).await?;
+    Ok(Ok(sign_in(app, "/settings?saved=password").await?))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn next_stays_local() {
+        assert_eq!(
+            safe_next(Some("/connections/1?after=x")),
+            "/connections/1?after=x"
+        );
+        assert_eq!(safe_next(Some("//evil.example/")), "/");
+        assert_eq!(safe_next(Some("https://evil.example/")), "/");
+        assert_eq!(safe_next(Some("/\\evil")), "/");
+        assert_eq!(safe_next(None), "/");
+    }
+
+    #[test]
+    fn passwords_hash_and_verify() {
+        let phc = hash_password(&SecretString::from("correct horse")).unwrap();
+        assert!(phc.starts_with("$argon2id$"));
+        assert!(verify_password("correct horse", &phc));
+        assert!(!verify_password("wrong horse", &phc));
+        assert!(!verify_password("x", "not a phc string"));
+    }
+
+    #[test]
+    fn cookies_parse() {
+        let mut h = HeaderMap::new();
+        h.insert(
+            header::COOKIE,
+            HeaderValue::from_static("a=1; tether_session=abc; b=2"),
+        );
+        assert_eq!(cookie(&h, SESSION_COOKIE).as_deref(), Some("abc"));
+        assert_eq!(cookie(&h, "c"), None);
+        assert!(constant_time_eq("abc", "abc"));
+        assert!(!constant_time_eq("abc", "abd"));
+        assert!(!constant_time_eq("abc", "ab"));
+    }
+}

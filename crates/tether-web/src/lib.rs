@@ -1,0 +1,242 @@
+//! Tether's web UI: server-rendered pages (maud), no JavaScript needed.
+//!
+//! * Sign-in with the admin password (argon2id hash in the store), or a
+//!   `/setup` page on first start when no password is set anywhere.
+//! * Sessions: a random 256-bit id in the `tether_session` cookie (HttpOnly,
+//!   SameSite=Lax so that it comes back on the top-level redirect from the
+//!   OAuth provider, Secure behind https), stored as its SHA-256 with an
+//!   expiry and the settings generation; `/settings` changes how long new
+//!   sessions last and signs everyone out ("force re-authentication").
+//! * Every POST form carries the session's CSRF token; the sign-in and setup
+//!   forms, which come before any session, use a double-submit cookie.
+//! * Pages: Connected Apps (`/`), the app catalog (`/apps`), the OAuth
+//!   callback, a page per connection and the settings.
+
+mod auth;
+mod pages;
+mod settings;
+mod views;
+
+use std::sync::Arc;
+
+use axum::http::{header, HeaderValue, StatusCode};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use axum::Router;
+use secrecy::SecretString;
+use tether_hub::{Hub, HubError};
+use tether_store::{Store, StoreError};
+
+pub use auth::{
+    hash_password, set_admin_password, PasswordError, MIN_PASSWORD_LEN, SESSION_COOKIE,
+};
+
+/// What the web UI needs.
+#[derive(Clone)]
+pub struct WebState {
+    pub hub: Hub,
+    pub settings: WebSettings,
+}
+
+/// How the web UI behaves.
+#[derive(Clone, Default)]
+pub struct WebSettings {
+    /// The admin password from configuration. When set, it is hashed and
+    /// stored on first use, replacing a stored one. When `None` and no
+    /// password is stored yet, the first visit shows the setup page.
+    pub admin_password: Option<SecretString>,
+    /// Mark cookies `Secure`: true when the public base URL is https.
+    pub secure_cookies: bool,
+}
+
+impl std::fmt::Debug for WebSettings {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("WebSettings")
+            .field(
+                "admin_password",
+                &self.admin_password.as_ref().map(|_| "[redacted]"),
+            )
+            .field("secure_cookies", &self.secure_cookies)
+            .finish()
+    }
+}
+
+pub(crate) struct AppInner {
+    pub(crate) hub: Hub,
+    pub(crate) settings: WebSettings,
+    /// Set once the configured admin password has been stored.
+    pub(crate) password_synced: tokio::sync::OnceCell<()>,
+}
+
+impl AppInner {
+    pub(crate) fn store(&self) -> &Store {
+        self.hub.store()
+    }
+}
+
+pub(crate) type App = Arc<AppInner>;
+
+/// The web UI's routes. Mount at the root of the hub's public base URL (the
+/// OAuth callback is `/oauth/callback`).
+pub fn router(state: WebState) -> Router {
+    let app: App = Arc::new(AppInner {
+        hub: state.hub,
+        settings: state.settings,
+        password_synced: tokio::sync::OnceCell::new(),
+    });
+    Router::new()
+        .route("/", get(pages::connected_apps))
+        .route("/login", get(auth::login_page).post(auth::login))
+        .route("/setup", get(auth::setup_page).post(auth::setup))
+        .route("/logout", post(auth::logout))
+        .route("/apps", get(pages::catalog))
+        .route("/connect/{app}", post(pages::connect))
+        .route("/connect/{app}/token", post(pages::connect_token))
+        .route("/oauth/callback", get(pages::oauth_callback))
+        .route("/connections/{id}", get(pages::connection))
+        .route("/connections/{id}/sync", post(pages::sync_now))
+        .route("/connections/{id}/reconnect", post(pages::reconnect))
+        .route("/connections/{id}/rename", post(pages::rename))
+        .route("/connections/{id}/delete", post(pages::delete))
+        .route("/settings", get(settings::page))
+        .route(
+            "/settings/session-duration",
+            post(settings::session_duration),
+        )
+        .route("/settings/force-reauth", post(settings::force_reauth))
+        .route("/settings/password", post(settings::change_password))
+        .route("/static/tether.css", get(stylesheet))
+        .fallback(not_found)
+        .layer(axum::middleware::map_response(security_headers))
+        .with_state(app)
+}
+
+const CSS: &str = include_str!("../static/tether.css");
+
+async fn stylesheet() -> Response {
+    (
+        [
+            (header::CONTENT_TYPE, "text/css; charset=utf-8"),
+            (header::CACHE_CONTROL, "public, max-age=3600"),
+        ],
+        CSS,
+    )
+        .into_response()
+}
+
+async fn not_found() -> Response {
+    views::error_page(
+        StatusCode::NOT_FOUND,
+        "Page not found",
+        "There is no page at this address.",
+        "not_found",
+        None,
+    )
+}
+
+/// Headers every answer gets: no framing, no sniffing, no referrer leaving
+/// the hub (the callback URL holds a code), no caching of pages.
+async fn security_headers(mut res: Response) -> Response {
+    let h = res.headers_mut();
+    let defaults: [(header::HeaderName, &'static str); 5] = [
+        (header::X_FRAME_OPTIONS, "DENY"),
+        (header::X_CONTENT_TYPE_OPTIONS, "nosniff"),
+        (header::REFERRER_POLICY, "same-origin"),
+        (
+            header::CONTENT_SECURITY_POLICY,
+            "default-src 'none'; style-src 'self'; img-src 'self' data:; frame-ancestors 'none'; base-uri 'none'",
+        ),
+        (header::CACHE_CONTROL, "no-store"),
+    ];
+    for (name, value) in defaults {
+        if !h.contains_key(&name) {
+            h.insert(name, HeaderValue::from_static(value));
+        }
+    }
+    res
+}
+
+/// An error a handler answers with, rendered as a page.
+#[derive(Debug, thiserror::Error)]
+pub(crate) enum WebError {
+    #[error(transparent)]
+    Hub(#[from] HubError),
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    #[error(
+        "this form has expired or did not come from Tether; go back, reload the page and try again"
+    )]
+    Csrf,
+    #[error("{0}")]
+    BadRequest(String),
+    #[error("{0}")]
+    Internal(String),
+}
+
+impl WebError {
+    fn status(&self) -> StatusCode {
+        match self {
+            WebError::Hub(e) => hub_status(e),
+            WebError::Store(StoreError::NotFound(_)) => StatusCode::NOT_FOUND,
+            WebError::Store(StoreError::Conflict(_)) => StatusCode::CONFLICT,
+            WebError::Store(_) | WebError::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
+            WebError::Csrf => StatusCode::FORBIDDEN,
+            WebError::BadRequest(_) => StatusCode::BAD_REQUEST,
+        }
+    }
+
+    fn code(&self) -> &'static str {
+        match self {
+            WebError::Hub(e) => e.code(),
+            WebError::Store(StoreError::NotFound(_)) => "not_found",
+            WebError::Store(StoreError::Conflict(_)) => "conflict",
+            WebError::Store(_) | WebError::Internal(_) => "internal",
+            WebError::Csrf => "csrf",
+            WebError::BadRequest(_) => "bad_request",
+        }
+    }
+
+    fn title(&self) -> &'static str {
+        match self.status() {
+            StatusCode::NOT_FOUND => "Not found",
+            StatusCode::CONFLICT => "Conflict",
+            StatusCode::FORBIDDEN => "Form expired",
+            StatusCode::BAD_REQUEST => "Invalid request",
+            StatusCode::BAD_GATEWAY => "The app did not answer as expected",
+            _ => "Something went wrong",
+        }
+    }
+
+    /// The message for the page: internal details go to the log only.
+    fn message(&self) -> String {
+        match self {
+            WebError::Store(StoreError::NotFound(m) | StoreError::Conflict(m)) => m.clone(),
+            WebError::Store(_) | WebError::Internal(_) | WebError::Hub(HubError::Store(_)) => {
+                "Tether could not complete this request; the server log has the details.".into()
+            }
+            other => other.to_string(),
+        }
+    }
+}
+
+pub(crate) fn hub_status(e: &HubError) -> StatusCode {
+    match e {
+        HubError::NotFound(_) => StatusCode::NOT_FOUND,
+        HubError::Conflict(_) => StatusCode::CONFLICT,
+        HubError::BadRequest(_) | HubError::AppNotConfigured { .. } => StatusCode::BAD_REQUEST,
+        HubError::Source(_) | HubError::OAuth(_) => StatusCode::BAD_GATEWAY,
+        HubError::Store(_) => StatusCode::INTERNAL_SERVER_ERROR,
+    }
+}
+
+impl IntoResponse for WebError {
+    fn into_response(self) -> Response {
+        let status = self.status();
+        if status.is_server_error() {
+            tracing::error!(error = %self, "web request failed");
+        }
+        views::error_page(status, self.title(), &self.message(), self.code(), None)
+    }
+}
+
+pub(crate) type WebResult<T = Response> = Result<T, WebError>;

@@ -1,0 +1,867 @@
+//! Connected Apps, the app catalog, connecting, the OAuth callback and the
+//! connection page.
+
+use std::collections::{BTreeMap, HashMap};
+
+use axum::extract::{Form, Path, Query, State};
+use axum::http::{HeaderMap, StatusCode};
+use axum::response::{IntoResponse, Redirect, Response};
+use maud::{html, Markup};
+use secrecy::SecretString;
+use serde::Deserialize;
+use tether_core::Kind;
+use tether_hub::{CallbackParams, CatalogEntry, HubError};
+use tether_store::{Connection, ConnectionStatus};
+
+use crate::auth::{current_session, Auth, CsrfForm};
+use crate::views::{self, badge, layout, plural, progress, thousands, time_ago};
+use crate::{hub_status, App, WebError, WebResult};
+
+/// Accounts per page on the connection page.
+const ACCOUNTS_PER_PAGE: i64 = 100;
+/// Groups, roles, licenses and edges shown at most.
+const ROWS_SHOWN: usize = 500;
+
+fn csrf_field(auth: &Auth) -> Markup {
+    html! { input type="hidden" name="csrf" value=(auth.csrf()); }
+}
+
+/// The status shown for a connection: "syncing" while a sync runs here.
+fn shown_status(app: &App, c: &Connection) -> &'static str {
+    if app.hub.sync_state(c.id).is_some() {
+        "syncing"
+    } else {
+        c.status.as_str()
+    }
+}
+
+fn app_name(app: &App, key: &str) -> String {
+    app.hub
+        .app(key)
+        .map(|a| a.display_name.clone())
+        .unwrap_or_else(|_| key.to_owned())
+}
+
+fn reconnect_button(auth: &Auth, c: &Connection) -> Markup {
+    html! {
+        @if c.auth_kind == "oauth2" {
+            form.inline method="post" action=(format!("/connections/{}/reconnect", c.id)) {
+                (csrf_field(auth))
+                button.reconnect type="submit" { "Reconnect" }
+            }
+        }
+    }
+}
+
+/// What to say under a badge.
+fn status_detail(app: &App, auth: &Auth, c: &Connection, status: &str) -> Markup {
+    html! {
+        @match status {
+            "syncing" => {
+                @if let Some(state) = app.hub.sync_state(c.id) { (progress(&state)) }
+            }
+            "expired" => {
+                @if let Some(r) = &c.status_reason { div.reason { (r) } }
+                @if c.auth_kind == "oauth2" {
+                    (reconnect_button(auth, c))
+                } @else {
+                    div.hint { "Connected with a token: delete this connection and add it again with a new token." }
+                }
+            }
+            "error" => {
+                @if let Some(r) = &c.status_reason { div.reason.error-message { (r) } }
+            }
+            "pending" => {
+                div.hint { "Waiting for consent in " (app_name(app, &c.app)) "." }
+                @if let Some(r) = c.status_reason.as_deref().filter(|r| *r != "created") { div.reason { (r) } }
+                @if c.auth_kind == "oauth2" {
+                    form.inline method="post" action=(format!("/connections/{}/reconnect", c.id)) {
+                        (csrf_field(auth))
+                        button.resume type="submit" { "Continue connecting" }
+                    }
+                }
+            }
+            "disabled" => {
+                @if let Some(r) = &c.status_reason { div.reason { (r) } }
+            }
+            _ => {}
+        }
+    }
+}
+
+fn count(counts: &tether_store::IdentityCounts, kind: &str) -> i64 {
+    counts.present.get(kind).copied().unwrap_or(0)
+}
+
+// ---- Connected Apps --------------------------------------------------------
+
+pub(crate) async fn connected_apps(State(app): State<App>, auth: Auth) -> WebResult {
+    let connections = app.hub.connections().await?;
+    let mut rows = Vec::with_capacity(connections.len());
+    let mut any_syncing = false;
+    for c in &connections {
+        let counts = app.store().identity_counts(c.id).await?;
+        let last_run = app.store().runs(c.id, 1).await?.into_iter().next();
+        let status = shown_status(&app, c);
+        any_syncing |= status == "syncing";
+        rows.push((c, status, counts, last_run));
+    }
+    let body = html! {
+        div.page-head {
+            h1 { "Connected Apps" }
+            a.button.primary href="/apps" { "Connect an app" }
+        }
+        @if rows.is_empty() {
+            p.empty #no-connections { "No apps are connected yet. " a href="/apps" { "Connect your first app" } "." }
+        } @else {
+            table.connections #connections {
+                thead { tr {
+                    th { "Name" } th { "App" } th { "Status" } th { "Last sync" }
+                    th.num { "Accounts" } th.num { "Groups" } th.num { "Roles" } th.num { "Licenses" }
+                } }
+                tbody {
+                    @for (c, status, counts, last_run) in &rows {
+                        tr id=(format!("connection-{}", c.id)) data-status=(status) {
+                            td.name {
+                                a href=(format!("/connections/{}", c.id)) { (c.display_name) }
+                                @if let Some(org) = &c.connected_name { div.sub { (org) } }
+                            }
+                            td.app { (app_name(&app, &c.app)) }
+                            td.status { (badge(status)) (status_detail(&app, &auth, c, status)) }
+                            td.last-sync {
+                                @match last_run {
+                                    Some(run) => {
+                                        (time_ago(run.finished_at.unwrap_or(run.started_at)))
+                                        @if run.status != tether_store::RunStatus::Completed {
+                                            " " span.sub { "(" (run.status.as_str().replace('_', " ")) ")" }
+                                        }
+                                    }
+                                    None => { span.sub { "never" } }
+                                }
+                            }
+                            td.num.count-accounts { (thousands(count(counts, "account"))) }
+                            td.num.count-groups { (thousands(count(counts, "group"))) }
+                            td.num.count-roles { (thousands(count(counts, "role"))) }
+                            td.num.count-licenses { (thousands(count(counts, "license"))) }
+                        }
+                    }
+                }
+            }
+        }
+    };
+    Ok(layout("Connected Apps", Some(&auth), any_syncing, body).into_response())
+}
+
+// ---- the catalog and connecting ---------------------------------------------
+
+/// A connect form that failed, shown again with its values and the error.
+struct FailedForm {
+    app: String,
+    token_form: bool,
+    values: HashMap<String, String>,
+    error: String,
+}
+
+fn connect_fields(
+    entry: &CatalogEntry,
+    values: Option<&HashMap<String, String>>,
+    id_prefix: &str,
+) -> Markup {
+    let value = |k: &str| values.and_then(|v| v.get(k)).cloned();
+    html! {
+        label for=(format!("{id_prefix}-display-name")) { "Display name" }
+        input id=(format!("{id_prefix}-display-name")) type="text" name="display_name" required maxlength="200"
+            placeholder=(format!("e.g. {} - Engineering Org", entry.display_name))
+            value=[value("display_name")];
+        div.help { "Tells this account apart from others of the same app on Connected Apps." }
+        @for s in &entry.settings {
+            @let field = format!("setting.{}", s.key);
+            label for=(format!("{id_prefix}-{}", s.key)) {
+                (s.label) @if !s.required { " " span.sub { "(optional)" } }
+            }
+            input id=(format!("{id_prefix}-{}", s.key)) type="text" name=(field) required[s.required]
+                placeholder=[s.default.as_deref()]
+                value=[value(&field)];
+            div.help { (s.help) }
+        }
+    }
+}
+
+fn catalog_view(app: &App, auth: &Auth, failed: Option<&FailedForm>) -> Markup {
+    let catalog = app.hub.catalog();
+    html! {
+        div.page-head { h1 { "Connect an app" } }
+        p.sub { "Redirect URI to register in each app's OAuth client: " code #redirect-uri { (app.hub.redirect_uri()) } }
+        @for entry in &catalog {
+            @let failed_here = failed.filter(|f| f.app == entry.key);
+            section.app-card id=(format!("app-{}", entry.key)) {
+                h2 { (entry.display_name) }
+                @if !entry.description.is_empty() { p.description { (entry.description) } }
+                @if entry.custom { p.hint { "Custom OAuth app: Tether keeps the connection alive but does not sync it." } }
+                @if let Some(f) = failed_here {
+                    p.flash.error.connect-error role="alert" { (f.error) }
+                }
+                @if entry.oauth_configured {
+                    form.connect-form method="post" action=(format!("/connect/{}", entry.key)) {
+                        (csrf_field(auth))
+                        (connect_fields(entry, failed_here.filter(|f| !f.token_form).map(|f| &f.values), &format!("{}-oauth", entry.key)))
+                        button.primary type="submit" { "Connect" }
+                    }
+                } @else {
+                    p.not-configured {
+                        "Not configured: "
+                        (HubError::AppNotConfigured { app: entry.key.clone() }.to_string())
+                    }
+                }
+                @if entry.token_auth {
+                    details.token-connect open[failed_here.is_some_and(|f| f.token_form) || !entry.oauth_configured] {
+                        summary { "Connect with a token instead" }
+                        form.token-form method="post" action=(format!("/connect/{}/token", entry.key)) {
+                            (csrf_field(auth))
+                            (connect_fields(entry, failed_here.filter(|f| f.token_form).map(|f| &f.values), &format!("{}-token", entry.key)))
+                            label for=(format!("{}-token-secret", entry.key)) { "Token" }
+                            input id=(format!("{}-token-secret", entry.key)) type="password" name="token" autocomplete="off" required;
+                            button type="submit" { "Connect with token" }
+                        }
+                    }
+                }
+            }
+        }
+    }
+}
+
+pub(crate) async fn catalog(State(app): State<App>, auth: Auth) -> WebResult {
+    Ok(layout(
+        "Connect an app",
+        Some(&auth),
+        false,
+        catalog_view(&app, &auth, None),
+    )
+    .into_response())
+}
+
+/// The fields of a connect form.
+struct ConnectForm {
+    csrf: Option<String>,
+    display_name: String,
+    settings: serde_json::Map<String, serde_json::Value>,
+    token: Option<SecretString>,
+    /// What to show again if it fails (never the token).
+    values: HashMap<String, String>,
+}
+
+fn parse_connect_form(fields: Vec<(String, String)>) -> ConnectForm {
+    let mut form = ConnectForm {
+        csrf: None,
+        display_name: String::new(),
+        settings: Default::default(),
+        token: None,
+        values: HashMap::new(),
+    };
+    for (k, v) in fields {
+        match k.as_str() {
+            "csrf" => form.csrf = Some(v),
+            "token" => form.token = Some(SecretString::from(v)),
+            "display_name" => {
+                form.display_name = v.clone();
+                form.values.insert(k, v);
+            }
+            _ => {
+                if let Some(key) = k.strip_prefix("setting.") {
+                    let trimmed = v.trim();
+                    if !trimmed.is_empty() {
+                        form.settings.insert(key.to_owned(), trimmed.into());
+                    }
+                    form.values.insert(k.clone(), v);
+                }
+            }
+        }
+    }
+    form
+}
+
+fn connect_failed(
+    app: &App,
+    auth: &Auth,
+    app_key: String,
+    token_form: bool,
+    values: HashMap<String, String>,
+    e: HubError,
+) -> Response {
+    let status = hub_status(&e);
+    if status.is_server_error() {
+        tracing::error!(error = %e, "connecting failed");
+    }
+    let failed = FailedForm {
+        app: app_key,
+        token_form,
+        values,
+        error: match &e {
+            HubError::Store(_) => {
+                "Tether could not save the connection; the server log has the details.".into()
+            }
+            other => other.to_string(),
+        },
+    };
+    (
+        status,
+        layout(
+            "Connect an app",
+            Some(auth),
+            false,
+            catalog_view(app, auth, Some(&failed)),
+        ),
+    )
+        .into_response()
+}
+
+pub(crate) async fn connect(
+    State(app): State<App>,
+    auth: Auth,
+    Path(app_key): Path<String>,
+    Form(fields): Form<Vec<(String, String)>>,
+) -> WebResult {
+    let form = parse_connect_form(fields);
+    auth.check_csrf(form.csrf.as_deref())?;
+    match app
+        .hub
+        .begin_connect(
+            &app_key,
+            &form.display_name,
+            form.settings,
+            &auth.session_id,
+        )
+        .await
+    {
+        Ok(start) => Ok(Redirect::to(&start.authorize_url).into_response()),
+        Err(HubError::NotFound(m)) => Err(WebError::Hub(HubError::NotFound(m))),
+        Err(e) => Ok(connect_failed(&app, &auth, app_key, false, form.values, e)),
+    }
+}
+
+pub(crate) async fn connect_token(
+    State(app): State<App>,
+    auth: Auth,
+    Path(app_key): Path<String>,
+    Form(fields): Form<Vec<(String, String)>>,
+) -> WebResult {
+    let form = parse_connect_form(fields);
+    auth.check_csrf(form.csrf.as_deref())?;
+    let Some(token) = form
+        .token
+        .filter(|t| !secrecy::ExposeSecret::expose_secret(t).trim().is_empty())
+    else {
+        return Ok(connect_failed(
+            &app,
+            &auth,
+            app_key,
+            true,
+            form.values,
+            HubError::BadRequest("enter the token".into()),
+        ));
+    };
+    let name = form.display_name.trim();
+    if name.is_empty() || name.len() > 200 {
+        return Ok(connect_failed(
+            &app,
+            &auth,
+            app_key,
+            true,
+            form.values,
+            HubError::BadRequest("a display name must be 1 to 200 characters".into()),
+        ));
+    }
+    match app
+        .hub
+        .add_token_connection(&app_key, name, form.settings, token, true)
+        .await
+    {
+        Ok(c) => {
+            if app.hub.app(&c.app).is_ok_and(|a| a.descriptor.is_some()) {
+                // The initial sync, as after an OAuth connect.
+                let _ = app.hub.sync_now(c.id);
+            }
+            Ok(Redirect::to(&format!("/connections/{}", c.id)).into_response())
+        }
+        Err(HubError::NotFound(m)) => Err(WebError::Hub(HubError::NotFound(m))),
+        Err(e) => Ok(connect_failed(&app, &auth, app_key, true, form.values, e)),
+    }
+}
+
+// ---- the OAuth callback -------------------------------------------------------
+
+pub(crate) async fn oauth_callback(
+    State(app): State<App>,
+    headers: HeaderMap,
+    query: Result<Query<CallbackParams>, axum::extract::rejection::QueryRejection>,
+) -> WebResult {
+    let Some(auth) = current_session(&app, &headers).await? else {
+        return Ok(views::error_page(
+            StatusCode::UNAUTHORIZED,
+            "Sign in to finish connecting",
+            "This browser is not signed in to Tether (the session may have expired or been signed out), \
+             so the connection cannot be finished here. Sign in, then start the connection again from \
+             Connected Apps.",
+            "not_signed_in",
+            Some(("/login", "Sign in")),
+        ));
+    };
+    let Ok(Query(params)) = query else {
+        let e = tether_hub::CallbackError::Malformed("query");
+        return Ok(callback_error(&e));
+    };
+    match app.hub.complete_oauth(&params, &auth.session_id).await {
+        Ok(c) => Ok(Redirect::to(&format!("/connections/{}", c.id)).into_response()),
+        Err(e) => {
+            if e.status() >= 500 {
+                tracing::error!(error = %e, code = e.code(), "an OAuth callback failed");
+            } else {
+                tracing::info!(error = %e, code = e.code(), "an OAuth callback was refused");
+            }
+            Ok(callback_error(&e))
+        }
+    }
+}
+
+fn callback_error(e: &tether_hub::CallbackError) -> Response {
+    let status = StatusCode::from_u16(e.status()).unwrap_or(StatusCode::BAD_REQUEST);
+    let message = match e {
+        tether_hub::CallbackError::Hub(HubError::Store(_)) => {
+            "Tether could not finish the connection; the server log has the details.".to_owned()
+        }
+        other => {
+            let mut m = other.to_string();
+            if let Some(c) = m.get_mut(0..1) {
+                c.make_ascii_uppercase();
+            }
+            m
+        }
+    };
+    views::error_page(status, e.title(), &message, e.code(), None)
+}
+
+// ---- the connection page ----------------------------------------------------------
+
+#[derive(Deserialize, Default)]
+pub(crate) struct ConnectionQuery {
+    after: Option<String>,
+    removed: Option<String>,
+    group: Option<String>,
+    role: Option<String>,
+    license: Option<String>,
+    account: Option<String>,
+}
+
+impl ConnectionQuery {
+    fn show_removed(&self) -> bool {
+        self.removed.as_deref() == Some("1")
+    }
+
+    /// This page's URL with some parameters changed.
+    fn link(&self, id: i64, changes: &[(&str, Option<&str>)], anchor: &str) -> String {
+        let mut params: BTreeMap<&str, String> = BTreeMap::new();
+        for (k, v) in [
+            ("removed", &self.removed),
+            ("group", &self.group),
+            ("role", &self.role),
+            ("license", &self.license),
+            ("account", &self.account),
+            ("after", &self.after),
+        ] {
+            if let Some(v) = v {
+                params.insert(k, v.clone());
+            }
+        }
+        for (k, v) in changes {
+            match v {
+                Some(v) => params.insert(k, (*v).to_owned()),
+                None => params.remove(k),
+            };
+        }
+        let mut url = url::Url::parse("http://x/").expect("a valid URL");
+        if !params.is_empty() {
+            let mut q = url.query_pairs_mut();
+            for (k, v) in &params {
+                q.append_pair(k, v);
+            }
+        }
+        match url.query() {
+            Some(q) => format!("/connections/{id}?{q}{anchor}"),
+            None => format!("/connections/{id}{anchor}"),
+        }
+    }
+}
+
+pub(crate) async fn connection(
+    State(app): State<App>,
+    auth: Auth,
+    Path(id): Path<i64>,
+    Query(q): Query<ConnectionQuery>,
+) -> WebResult {
+    let c = app.hub.connection(id).await?;
+    let store = app.store();
+    let status = shown_status(&app, &c);
+    let show_removed = q.show_removed();
+    let counts = store.identity_counts(id).await?;
+    let mut accounts = store
+        .accounts(id, show_removed, q.after.as_deref(), ACCOUNTS_PER_PAGE + 1)
+        .await?;
+    let more_accounts = accounts.len() as i64 > ACCOUNTS_PER_PAGE;
+    accounts.truncate(ACCOUNTS_PER_PAGE as usize);
+    let groups = store.resources(id, Kind::Group, show_removed).await?;
+    let roles = store.resources(id, Kind::Role, show_removed).await?;
+    let licenses = store.resources(id, Kind::License, show_removed).await?;
+    let group_names: HashMap<&str, &str> = groups
+        .iter()
+        .map(|g| (g.external_id.as_str(), g.name.as_str()))
+        .collect();
+    let runs = store.runs(id, 20).await?;
+    let mut events = store.connection_events(id).await?;
+    events.reverse();
+
+    // The memberships of what is selected.
+    let selected: Option<(String, Vec<tether_store::EdgeRow>, bool)> =
+        if let Some(account) = &q.account {
+            let mut edges = Vec::new();
+            for kind in [
+                Kind::Membership,
+                Kind::RoleAssignment,
+                Kind::LicenseAssignment,
+            ] {
+                edges.extend(store.edges(id, kind, Some(account), show_removed).await?);
+            }
+            let more = edges.len() > ROWS_SHOWN;
+            edges.truncate(ROWS_SHOWN);
+            Some((format!("account {account}"), edges, more))
+        } else if let Some((kind, target_kind, label, target)) = [
+            (Kind::Membership, Kind::Group, "group", &q.group),
+            (Kind::RoleAssignment, Kind::Role, "role", &q.role),
+            (
+                Kind::LicenseAssignment,
+                Kind::License,
+                "license",
+                &q.license,
+            ),
+        ]
+        .into_iter()
+        .find_map(|(k, tk, l, t)| t.as_ref().map(|t| (k, tk, l, t)))
+        {
+            let mut edges = store
+                .edges_to(id, kind, target, show_removed, ROWS_SHOWN as i64 + 1)
+                .await?;
+            let more = edges.len() > ROWS_SHOWN;
+            edges.truncate(ROWS_SHOWN);
+            let name = store
+                .resources(id, target_kind, true)
+                .await?
+                .into_iter()
+                .find(|r| &r.external_id == target)
+                .map(|r| r.name)
+                .unwrap_or_else(|| target.clone());
+            Some((format!("{label} {name}"), edges, more))
+        } else {
+            None
+        };
+
+    let sync_state = app.hub.sync_state(id);
+    let body = html! {
+        div.page-head #connection data-connection-id=(c.id) data-status=(status) {
+            div {
+                h1 { (c.display_name) }
+                div.sub {
+                    (app_name(&app, &c.app))
+                    @if let Some(org) = &c.connected_name { " · connected to " strong #connected-name { (org) } }
+                    " · " @if c.auth_kind == "oauth2" { "OAuth" } @else { "token" }
+                }
+            }
+            div.status-block {
+                (badge(status))
+                @if let Some(r) = &c.status_reason { @if status != "syncing" { div.reason #status-reason { (r) } } }
+            }
+        }
+        @if let Some(state) = &sync_state {
+            section.syncing #sync-progress { h2 { "Syncing" } (progress(state)) }
+        }
+        section.actions #actions {
+            form.inline method="post" action=(format!("/connections/{id}/sync")) #sync-form {
+                (csrf_field(&auth))
+                button.primary type="submit" disabled[sync_state.is_some() || c.status == ConnectionStatus::Disabled] { "Sync now" }
+            }
+            (reconnect_button(&auth, &c))
+            form.inline method="post" action=(format!("/connections/{id}/rename")) #rename-form {
+                (csrf_field(&auth))
+                label.visually-hidden for="rename-name" { "Display name" }
+                input #rename-name type="text" name="display_name" value=(c.display_name) required maxlength="200";
+                button type="submit" { "Rename" }
+            }
+            form.inline.delete-form method="post" action=(format!("/connections/{id}/delete")) #delete-form {
+                (csrf_field(&auth))
+                label { input type="radio" name="mode" value="keep" checked; " keep synced data" }
+                label { input type="radio" name="mode" value="purge"; " purge synced data" }
+                button.danger type="submit" { "Delete" }
+            }
+        }
+        nav.sections {
+            a href="#accounts" { "Accounts" } a href="#groups" { "Groups" } a href="#roles" { "Roles" }
+            a href="#licenses" { "Licenses" } a href="#memberships" { "Memberships" }
+            a href="#runs" { "Sync history" } a href="#history" { "Status history" }
+            " · "
+            @if show_removed {
+                a #toggle-removed href=(q.link(id, &[("removed", None), ("after", None)], "")) { "Hide removed" }
+            } @else {
+                a #toggle-removed href=(q.link(id, &[("removed", Some("1")), ("after", None)], "")) { "Show removed" }
+            }
+        }
+
+        section #accounts {
+            h2 { "Accounts " span.sub { "(" (thousands(count(&counts, "account"))) ")" } }
+            @if accounts.is_empty() {
+                p.empty { "No accounts." }
+            } @else {
+                table.accounts {
+                    thead { tr { th { "Username" } th { "Name" } th { "Email" } th { "Status" } th { "Admin" } } }
+                    tbody {
+                        @for a in &accounts {
+                            tr.removed[a.removed_at.is_some()] data-external-id=(a.external_id) {
+                                td { a href=(q.link(id, &[("account", Some(&a.external_id)), ("group", None), ("role", None), ("license", None)], "#memberships")) {
+                                    (a.username.as_deref().unwrap_or(&a.external_id))
+                                } }
+                                td { (a.display_name.as_deref().unwrap_or("")) }
+                                td { (a.email.as_deref().unwrap_or("")) }
+                                td { (a.status) @if let Some(at) = a.removed_at { " " span.sub { "removed " (time_ago(at)) } } }
+                                td { @if a.is_admin { "admin" } }
+                            }
+                        }
+                    }
+                }
+                p.pager {
+                    @if q.after.is_some() { a #accounts-first href=(q.link(id, &[("after", None)], "#accounts")) { "« First page" } " " }
+                    @if more_accounts {
+                        @if let Some(last) = accounts.last() {
+                            a #accounts-next href=(q.link(id, &[("after", Some(&last.external_id))], "#accounts")) { "Next " (ACCOUNTS_PER_PAGE) " »" }
+                        }
+                    }
+                }
+            }
+        }
+
+        section #groups {
+            h2 { "Groups " span.sub { "(" (thousands(count(&counts, "group"))) ")" } }
+            @if groups.is_empty() { p.empty { "No groups." } } @else {
+                table.groups {
+                    thead { tr { th { "Name" } th { "Parent" } th { "Description" } } }
+                    tbody {
+                        @for g in groups.iter().take(ROWS_SHOWN) {
+                            tr.removed[g.removed_at.is_some()] {
+                                td { a href=(q.link(id, &[("group", Some(&g.external_id)), ("account", None), ("role", None), ("license", None)], "#memberships")) { (g.name) } }
+                                td { @if let Some(p) = &g.parent_external_id { (group_names.get(p.as_str()).copied().unwrap_or(p)) } }
+                                td { (g.description.as_deref().unwrap_or("")) }
+                            }
+                        }
+                    }
+                }
+                @if groups.len() > ROWS_SHOWN { p.note { "Showing the first " (ROWS_SHOWN) " of " (thousands(groups.len() as i64)) " groups." } }
+            }
+        }
+
+        section #roles {
+            h2 { "Roles " span.sub { "(" (thousands(count(&counts, "role"))) ")" } }
+            @if roles.is_empty() { p.empty { "No roles." } } @else {
+                table.roles {
+                    thead { tr { th { "Name" } th { "Description" } } }
+                    tbody {
+                        @for r in roles.iter().take(ROWS_SHOWN) {
+                            tr.removed[r.removed_at.is_some()] {
+                                td { a href=(q.link(id, &[("role", Some(&r.external_id)), ("account", None), ("group", None), ("license", None)], "#memberships")) { (r.name) } }
+                                td { (r.description.as_deref().unwrap_or("")) }
+                            }
+                        }
+                    }
+                }
+                @if roles.len() > ROWS_SHOWN { p.note { "Showing the first " (ROWS_SHOWN) " roles." } }
+            }
+        }
+
+        section #licenses {
+            h2 { "Licenses " span.sub { "(" (thousands(count(&counts, "license"))) ")" } }
+            @if licenses.is_empty() { p.empty { "No licenses." } } @else {
+                table.licenses {
+                    thead { tr { th { "Name" } th.num { "Seats used / total" } } }
+                    tbody {
+                        @for l in licenses.iter().take(ROWS_SHOWN) {
+                            tr.removed[l.removed_at.is_some()] {
+                                td { a href=(q.link(id, &[("license", Some(&l.external_id)), ("account", None), ("group", None), ("role", None)], "#memberships")) { (l.name) } }
+                                td.num.seats {
+                                    (l.used_seats.map(thousands).unwrap_or_else(|| "?".into()))
+                                    " / "
+                                    (l.total_seats.map(thousands).unwrap_or_else(|| "?".into()))
+                                }
+                            }
+                        }
+                    }
+                }
+            }
+        }
+
+        section #memberships {
+            h2 { "Memberships" }
+            @match &selected {
+                None => { p.hint { "Select an account, group, role or license above to see who holds what." } }
+                Some((label, edges, more)) => {
+                    p { "Of " strong { (label) } ": " (thousands(edges.len() as i64)) @if *more { "+" } " " (plural("edge", edges.len() as i64)) }
+                    @if !edges.is_empty() {
+                        table.edges {
+                            thead { tr { th { "Kind" } th { "Account" } th { "Target" } th { "Role" } } }
+                            tbody {
+                                @for e in edges {
+                                    tr.removed[e.removed_at.is_some()] {
+                                        td { (e.kind.replace('_', " ")) }
+                                        td { a href=(q.link(id, &[("account", Some(&e.account_external_id)), ("group", None), ("role", None), ("license", None)], "#memberships")) { (e.account_external_id) } }
+                                        td { (group_names.get(e.target_external_id.as_str()).copied().unwrap_or(&e.target_external_id)) }
+                                        td { (e.role.as_deref().unwrap_or("")) }
+                                    }
+                                }
+                            }
+                        }
+                    }
+                    @if *more { p.note { "Showing the first " (ROWS_SHOWN) "; the REST API lists them all." } }
+                }
+            }
+        }
+
+        section #runs {
+            h2 { "Sync history" }
+            @if runs.is_empty() { p.empty { "No syncs yet." } } @else {
+                table.runs {
+                    thead { tr { th { "Run" } th { "Status" } th { "Started" } th { "Duration" } th { "Seen / created / updated / removed" } th { "Requests" } th { "Problem" } } }
+                    tbody {
+                        @for r in &runs {
+                            tr id=(format!("run-{}", r.run_id)) data-status=(r.status.as_str()) {
+                                td { "#" (r.run_id) }
+                                td { span class=(format!("run-status run-{}", r.status.as_str())) { (r.status.as_str().replace('_', " ")) } }
+                                td { (time_ago(r.started_at)) }
+                                td { @match r.finished_at { Some(f) => { (views::duration_ms(f - r.started_at)) } None => { "—" } } }
+                                td.kinds {
+                                    @for (kind, k) in &r.kinds {
+                                        div {
+                                            span.kind { (plural(kind, 2)) ": " }
+                                            (thousands(k.seen)) " / +" (thousands(k.created)) " / ~" (thousands(k.updated)) " / −" (thousands(k.removed))
+                                        }
+                                    }
+                                }
+                                td.num { (thousands(r.requests)) }
+                                td.problem {
+                                    @if let Some(m) = &r.error_message { span.error-message { (m) } }
+                                    @if let Some(h) = &r.hold_reason { span.hold { "Held: " (h) } }
+                                }
+                            }
+                        }
+                    }
+                }
+            }
+        }
+
+        section #history {
+            h2 { "Status history" }
+            table.events {
+                thead { tr { th { "When" } th { "Change" } th { "Reason" } } }
+                tbody {
+                    @for (at, from, to, reason) in &events {
+                        tr {
+                            td { (time_ago(*at)) }
+                            td { @if let Some(f) = from { (badge(f)) " → " } (badge(to)) }
+                            td { (reason.as_deref().unwrap_or("")) }
+                        }
+                    }
+                }
+            }
+        }
+    };
+    Ok(layout(&c.display_name, Some(&auth), sync_state.is_some(), body).into_response())
+}
+
+// ---- connection actions ----------------------------------------------------------
+
+pub(crate) async fn sync_now(
+    State(app): State<App>,
+    auth: Auth,
+    Path(id): Path<i64>,
+    Form(form): Form<CsrfForm>,
+) -> WebResult {
+    auth.check_csrf(form.csrf.as_deref())?;
+    let c = app.hub.connection(id).await?;
+    match app.hub.sync_now(c.id) {
+        // Already running: the page shows its progress.
+        Ok(()) | Err(HubError::Conflict(_)) => {
+            Ok(Redirect::to(&format!("/connections/{id}")).into_response())
+        }
+        Err(e) => Err(e.into()),
+    }
+}
+
+pub(crate) async fn reconnect(
+    State(app): State<App>,
+    auth: Auth,
+    Path(id): Path<i64>,
+    Form(form): Form<CsrfForm>,
+) -> WebResult {
+    auth.check_csrf(form.csrf.as_deref())?;
+    let start = app.hub.begin_reconnect(id, &auth.session_id).await?;
+    Ok(Redirect::to(&start.authorize_url).into_response())
+}
+
+#[derive(Deserialize)]
+pub(crate) struct RenameForm {
+    csrf: Option<String>,
+    #[serde(default)]
+    display_name: String,
+}
+
+pub(crate) async fn rename(
+    State(app): State<App>,
+    auth: Auth,
+    Path(id): Path<i64>,
+    Form(form): Form<RenameForm>,
+) -> WebResult {
+    auth.check_csrf(form.csrf.as_deref())?;
+    app.hub.rename(id, &form.display_name).await?;
+    Ok(Redirect::to(&format!("/connections/{id}")).into_response())
+}
+
+#[derive(Deserialize)]
+pub(crate) struct DeleteForm {
+    csrf: Option<String>,
+    mode: Option<String>,
+}
+
+pub(crate) async fn delete(
+    State(app): State<App>,
+    auth: Auth,
+    Path(id): Path<i64>,
+    Form(form): Form<DeleteForm>,
+) -> WebResult {
+    auth.check_csrf(form.csrf.as_deref())?;
+    let purge = match form.mode.as_deref() {
+        Some("purge") => true,
+        Some("keep") | None => false,
+        Some(_) => {
+            return Err(WebError::BadRequest(
+                "choose to keep or purge the synced data".into(),
+            ))
+        }
+    };
+    let c = app.hub.connection(id).await?;
+    let warning = app.hub.delete(id, purge).await?;
+    let body = html! {
+        section.deleted #deleted {
+            h1 { "Deleted " (c.display_name) }
+            p {
+                @if purge { "The connection and its synced data are gone." }
+                @else { "The connection's credentials are gone; its synced data is kept, read-only." }
+            }
+            @if let Some(w) = &warning { p.flash.warning #delete-warning role="alert" { "Warning: " (w) } }
+            p { a.button href="/" { "Back to Connected Apps" } }
+        }
+    };
+    Ok(layout("Deleted", Some(&auth), false, body).into_response())
+}

@@ -1,0 +1,177 @@
+//! The settings page: session duration, force re-authentication and the
+//! admin password.
+
+use axum::extract::{Form, Query, State};
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Redirect, Response};
+use maud::html;
+use serde::Deserialize;
+
+use crate::auth::{self, Auth, MIN_PASSWORD_LEN};
+use crate::views::{datetime, duration_words, layout};
+use crate::{App, WebError, WebResult};
+
+/// The session durations offered, in seconds.
+pub(crate) const DURATIONS: [i64; 5] = [3600, 8 * 3600, 24 * 3600, 7 * 86400, 30 * 86400];
+
+#[derive(Deserialize, Default)]
+pub(crate) struct SettingsQuery {
+    saved: Option<String>,
+}
+
+async fn render(
+    app: &App,
+    auth: &Auth,
+    status: StatusCode,
+    notice: Option<&str>,
+    error: Option<&str>,
+) -> WebResult {
+    let settings = app.store().web_auth_settings().await?;
+    let sessions = app.store().count_web_sessions().await?;
+    let configured = app.settings.admin_password.is_some();
+    let body = html! {
+        div.page-head { h1 { "Settings" } }
+        @if let Some(n) = notice { p.flash.ok #settings-notice role="status" { (n) } }
+        @if let Some(e) = error { p.flash.error #settings-error role="alert" { (e) } }
+
+        section.card #session-duration {
+            h2 { "Session duration" }
+            p { "How long a sign-in lasts before Tether asks for the password again. "
+                "Applies to sessions signed in from now on." }
+            form method="post" action="/settings/session-duration" #session-duration-form {
+                input type="hidden" name="csrf" value=(auth.csrf());
+                label for="duration" { "Session duration" }
+                select #duration name="secs" {
+                    @for secs in DURATIONS {
+                        option value=(secs) selected[secs == settings.session_duration_secs] { (duration_words(secs)) }
+                    }
+                    @if !DURATIONS.contains(&settings.session_duration_secs) {
+                        option value=(settings.session_duration_secs) selected { (duration_words(settings.session_duration_secs)) }
+                    }
+                }
+                button.primary type="submit" { "Save" }
+            }
+            p.sub { "This session expires " (datetime(auth.session.expires_at)) "." }
+        }
+
+        section.card #force-reauth {
+            h2 { "Force re-authentication" }
+            p { "Signs out every session, this one included: everyone must sign in again. "
+                "Use it after a password change you did not make, or when a browser may have been left signed in. "
+                (sessions) " " @if sessions == 1 { "session is" } @else { "sessions are" } " signed in now." }
+            form method="post" action="/settings/force-reauth" #force-reauth-form {
+                input type="hidden" name="csrf" value=(auth.csrf());
+                label.checkbox { input type="checkbox" name="confirm" value="yes" required; " Yes, sign everyone out" }
+                button.danger type="submit" { "Force re-authentication" }
+            }
+        }
+
+        section.card #password {
+            h2 { "Admin password" }
+            @if configured {
+                p.hint { "The admin password is set in the configuration; a password changed here is replaced by it when Tether restarts." }
+            }
+            form method="post" action="/settings/password" #password-form {
+                input type="hidden" name="csrf" value=(auth.csrf());
+                label for="current" { "Current password" }
+                input #current type="password" name="current" autocomplete="current-password" required;
+                label for="new" { "New password (at least " (MIN_PASSWORD_LEN) " characters)" }
+                input #new type="password" name="new" autocomplete="new-password" minlength=(MIN_PASSWORD_LEN) required;
+                label for="confirm-new" { "Repeat the new password" }
+                input #confirm-new type="password" name="confirm" autocomplete="new-password" required;
+                button type="submit" { "Change password and sign out other sessions" }
+            }
+        }
+    };
+    Ok((status, layout("Settings", Some(auth), false, body)).into_response())
+}
+
+pub(crate) async fn page(
+    State(app): State<App>,
+    auth: Auth,
+    Query(q): Query<SettingsQuery>,
+) -> WebResult {
+    let notice = match q.saved.as_deref() {
+        Some("duration") => {
+            Some("Saved. New sessions last as long as chosen; this one keeps its expiry.")
+        }
+        Some("password") => Some("Password changed. Every other session was signed out."),
+        _ => None,
+    };
+    render(&app, &auth, StatusCode::OK, notice, None).await
+}
+
+#[derive(Deserialize)]
+pub(crate) struct DurationForm {
+    csrf: Option<String>,
+    secs: Option<String>,
+}
+
+pub(crate) async fn session_duration(
+    State(app): State<App>,
+    auth: Auth,
+    Form(form): Form<DurationForm>,
+) -> WebResult {
+    auth.check_csrf(form.csrf.as_deref())?;
+    let secs = form
+        .secs
+        .as_deref()
+        .and_then(|s| s.parse::<i64>().ok())
+        .filter(|s| DURATIONS.contains(s))
+        .ok_or_else(|| {
+            WebError::BadRequest("choose one of the offered session durations".into())
+        })?;
+    app.store().set_session_duration(secs).await?;
+    tracing::info!(secs, "the web session duration was changed");
+    Ok(Redirect::to("/settings?saved=duration").into_response())
+}
+
+#[derive(Deserialize)]
+pub(crate) struct ForceForm {
+    csrf: Option<String>,
+    confirm: Option<String>,
+}
+
+pub(crate) async fn force_reauth(
+    State(app): State<App>,
+    auth: Auth,
+    Form(form): Form<ForceForm>,
+) -> WebResult {
+    auth.check_csrf(form.csrf.as_deref())?;
+    if form.confirm.as_deref() != Some("yes") {
+        return render(
+            &app,
+            &auth,
+            StatusCode::BAD_REQUEST,
+            None,
+            Some("Tick the box to confirm that everyone will be signed out."),
+        )
+        .await;
+    }
+    app.store().force_web_reauthentication().await?;
+    tracing::warn!("force re-authentication: every web session was signed out");
+    Ok(Redirect::to("/login").into_response())
+}
+
+#[derive(Deserialize)]
+pub(crate) struct PasswordForm {
+    csrf: Option<String>,
+    #[serde(default)]
+    current: String,
+    #[serde(default)]
+    new: String,
+    #[serde(default)]
+    confirm: String,
+}
+
+pub(crate) async fn change_password(
+    State(app): State<App>,
+    auth: Auth,
+    Form(form): Form<PasswordForm>,
+) -> WebResult<Response> {
+    auth.check_csrf(form.csrf.as_deref())?;
+    match auth::change_password(&app, form.current, form.new, form.confirm).await? {
+        Ok(response) => Ok(response),
+        Err(message) => render(&app, &auth, StatusCode::BAD_REQUEST, None, Some(&message)).await,
+    }
+}

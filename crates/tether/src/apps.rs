@@ -1,0 +1,133 @@
+//! Turns the connector registry and the configuration into the hub's app
+//! catalog, and starts the hub.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::{Context, Result};
+use tether_hub::{AppEntry, EventSink, Hub, HubConfig};
+use tether_oauth::{OAuthApp, TokenManager, TokenManagerConfig};
+use tether_store::Store;
+
+use crate::config::Config;
+
+/// The catalog: every linked connector, with its OAuth client when one is
+/// configured, and every custom OAuth app.
+pub fn catalog(config: &Config) -> Result<Vec<AppEntry>> {
+    let mut apps = Vec::new();
+    for descriptor in tether_core::registry::all() {
+        let app_config = config
+            .apps
+            .get(descriptor.slug)
+            .cloned()
+            .unwrap_or_default();
+        let oauth = match (descriptor.oauth2(), &app_config.client_id) {
+            (Some(spec), Some(client_id)) => {
+                let mut oauth = OAuthApp::from_spec(
+                    descriptor.slug,
+                    descriptor.display_name,
+                    spec,
+                    client_id.clone(),
+                    app_config.client_secret()?,
+                );
+                if let Some(u) = &app_config.authorize_url {
+                    oauth.authorize_url = u.clone();
+                }
+                if let Some(u) = &app_config.token_url {
+                    oauth.token_url = u.clone();
+                }
+                if let Some(u) = &app_config.revoke_url {
+                    oauth.revoke_url = Some(u.clone());
+                }
+                if let Some(s) = &app_config.scopes {
+                    oauth.scopes = s.clone();
+                }
+                Some(oauth)
+            }
+            _ => None,
+        };
+        apps.push(AppEntry {
+            key: descriptor.slug.into(),
+            display_name: descriptor.display_name.into(),
+            description: descriptor.description.into(),
+            descriptor: Some(descriptor),
+            oauth,
+        });
+    }
+    for (key, custom) in &config.custom_apps {
+        if tether_core::registry::find(key).is_some() {
+            anyhow::bail!("[custom_apps.{key}] has the name of a connector; configure it under [apps.{key}] instead");
+        }
+        let client_auth = match custom.client_auth.as_str() {
+            "body" => tether_core::ClientAuth::RequestBody,
+            "basic" => tether_core::ClientAuth::BasicAuth,
+            other => anyhow::bail!(
+                "[custom_apps.{key}] client_auth must be `body` or `basic`, not `{other}`"
+            ),
+        };
+        let display_name = custom.display_name.clone().unwrap_or_else(|| key.clone());
+        let oauth = match &custom.client_id {
+            Some(client_id) => Some(OAuthApp {
+                key: key.clone(),
+                display_name: display_name.clone(),
+                client_id: client_id.clone(),
+                client_secret: custom.client_secret()?,
+                authorize_url: custom.authorize_url.clone(),
+                token_url: custom.token_url.clone(),
+                revoke_url: custom.revoke_url.clone(),
+                scopes: custom.scopes.clone(),
+                scope_separator: custom.scope_separator.clone(),
+                pkce: custom.pkce,
+                extra_authorize_params: custom
+                    .extra_authorize_params
+                    .iter()
+                    .map(|(k, v)| (k.clone(), v.clone()))
+                    .collect(),
+                client_auth,
+                token_response: tether_core::TokenResponseFormat::Json,
+            }),
+            None => None,
+        };
+        apps.push(AppEntry {
+            key: key.clone(),
+            display_name,
+            description: custom.description.clone(),
+            descriptor: None,
+            oauth,
+        });
+    }
+    Ok(apps)
+}
+
+/// The hub's configuration from Tether's.
+pub fn hub_config(config: &Config, public_base_url: url::Url) -> HubConfig {
+    HubConfig {
+        public_base_url,
+        sync_interval: Duration::from_secs(config.sync.interval_secs.max(60)),
+        sync_jitter: config.sync.jitter,
+        max_removal_share: config.sync.max_removal_share,
+        setting_defaults: config
+            .apps
+            .iter()
+            .filter(|(_, a)| !a.settings.is_empty())
+            .map(|(k, a)| (k.clone(), a.settings.clone()))
+            .collect(),
+        ..Default::default()
+    }
+}
+
+/// Builds the hub over `store`.
+pub fn hub(
+    store: &Store,
+    hub_config: HubConfig,
+    apps: Vec<AppEntry>,
+    events: Arc<dyn EventSink>,
+) -> Result<Hub> {
+    let http = reqwest::Client::builder()
+        .user_agent(concat!("tether/", env!("CARGO_PKG_VERSION")))
+        .timeout(Duration::from_secs(30))
+        .build()
+        .context("building the HTTP client")?;
+    let tokens = TokenManager::new(store.clone(), http, TokenManagerConfig::default());
+    Ok(Hub::new(store.clone(), hub_config, apps, tokens, events))
+}

@@ -1,0 +1,300 @@
+//! Configuration: a TOML file (path by `--config` or `TETHER_CONFIG`) with
+//! environment-variable overrides. Everything has a default, so Tether starts
+//! with no file at all (and then runs the sandbox demo).
+//!
+//! ```toml
+//! listen = "127.0.0.1:8080"
+//! public_base_url = "https://tether.example.com"   # for the OAuth redirect URI
+//! database_url = "sqlite://tether.db"
+//! admin_password_file = "/run/secrets/tether-admin"
+//!
+//! [sync]
+//! interval_secs = 3600
+//! jitter = 0.1
+//! max_removal_share = 0.5
+//!
+//! [apps.github]                                    # a connector's OAuth client
+//! client_id = "Iv1.0123456789abcdef"
+//! client_secret_file = "/run/secrets/github-client-secret"
+//! # authorize_url / token_url / revoke_url / scopes override the connector's
+//! [apps.github.settings]                           # defaults for new connections
+//! api_base_url = "https://github.example.com/api/v3"
+//!
+//! [custom_apps.acme-idp]                           # an app with no connector crate
+//! display_name = "Acme IdP"
+//! authorize_url = "https://idp.acme.test/authorize"
+//! token_url = "https://idp.acme.test/token"
+//! revoke_url = "https://idp.acme.test/revoke"
+//! scopes = ["openid", "offline_access"]
+//! client_id = "tether"
+//! client_secret = "..."
+//! client_auth = "basic"                            # or "body"
+//! ```
+//!
+//! Environment overrides: `TETHER_LISTEN`, `TETHER_PUBLIC_BASE_URL`,
+//! `TETHER_DATABASE_URL`, `TETHER_ADMIN_PASSWORD`, and per app
+//! `TETHER_APPS_<APP>_CLIENT_ID` / `TETHER_APPS_<APP>_CLIENT_SECRET` (the app
+//! key upper-cased, `-` as `_`).
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+
+use anyhow::{bail, Context, Result};
+use secrecy::SecretString;
+use serde::Deserialize;
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Config {
+    pub listen: Option<std::net::SocketAddr>,
+    pub public_base_url: Option<url::Url>,
+    pub database_url: Option<String>,
+    pub admin_password: Option<String>,
+    pub admin_password_file: Option<PathBuf>,
+    #[serde(default)]
+    pub sync: SyncConfig,
+    #[serde(default)]
+    pub demo: DemoConfig,
+    #[serde(default)]
+    pub apps: BTreeMap<String, AppConfig>,
+    #[serde(default)]
+    pub custom_apps: BTreeMap<String, CustomAppConfig>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct SyncConfig {
+    pub interval_secs: u64,
+    pub jitter: f64,
+    pub max_removal_share: f64,
+    pub scheduler_tick_secs: u64,
+}
+
+impl Default for SyncConfig {
+    fn default() -> Self {
+        SyncConfig {
+            interval_secs: 3600,
+            jitter: 0.1,
+            max_removal_share: 0.5,
+            scheduler_tick_secs: 30,
+        }
+    }
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct DemoConfig {
+    /// `auto` (when no app has an OAuth client configured), `on` or `off`.
+    pub mode: String,
+    /// Where the demo's sandbox listens.
+    pub sandbox_listen: std::net::SocketAddr,
+}
+
+impl Default for DemoConfig {
+    fn default() -> Self {
+        DemoConfig {
+            mode: "auto".into(),
+            sandbox_listen: "127.0.0.1:9090".parse().expect("a valid address"),
+        }
+    }
+}
+
+#[derive(Debug, Default, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AppConfig {
+    pub client_id: Option<String>,
+    pub client_secret: Option<String>,
+    pub client_secret_file: Option<PathBuf>,
+    pub authorize_url: Option<url::Url>,
+    pub token_url: Option<url::Url>,
+    pub revoke_url: Option<url::Url>,
+    pub scopes: Option<Vec<String>>,
+    /// Defaults for new connections' settings.
+    #[serde(default)]
+    pub settings: serde_json::Map<String, serde_json::Value>,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct CustomAppConfig {
+    pub display_name: Option<String>,
+    #[serde(default)]
+    pub description: String,
+    pub authorize_url: url::Url,
+    pub token_url: url::Url,
+    pub revoke_url: Option<url::Url>,
+    #[serde(default)]
+    pub scopes: Vec<String>,
+    #[serde(default = "space")]
+    pub scope_separator: String,
+    #[serde(default = "yes")]
+    pub pkce: bool,
+    #[serde(default)]
+    pub extra_authorize_params: BTreeMap<String, String>,
+    pub client_id: Option<String>,
+    pub client_secret: Option<String>,
+    pub client_secret_file: Option<PathBuf>,
+    /// `body` (client_id/secret as form fields) or `basic`.
+    #[serde(default = "body")]
+    pub client_auth: String,
+}
+
+fn space() -> String {
+    " ".into()
+}
+fn yes() -> bool {
+    true
+}
+fn body() -> String {
+    "body".into()
+}
+
+/// Reads a secret from a file, trimming the trailing newline.
+fn read_secret_file(path: &Path) -> Result<SecretString> {
+    let text = std::fs::read_to_string(path)
+        .with_context(|| format!("reading the secret file {}", path.display()))?;
+    Ok(SecretString::from(
+        text.trim_end_matches(['\n', '\r']).to_owned(),
+    ))
+}
+
+fn env_key(app: &str) -> String {
+    app.to_uppercase().replace('-', "_")
+}
+
+impl Config {
+    /// Reads the file (when given) and applies the environment overrides.
+    pub fn load(path: Option<&Path>) -> Result<Config> {
+        let mut config: Config = match path {
+            Some(p) => {
+                let text = std::fs::read_to_string(p)
+                    .with_context(|| format!("reading the configuration file {}", p.display()))?;
+                toml::from_str(&text)
+                    .with_context(|| format!("the configuration file {} is invalid", p.display()))?
+            }
+            None => Config::default(),
+        };
+        let env = |k: &str| std::env::var(k).ok().filter(|v| !v.is_empty());
+        if let Some(v) = env("TETHER_LISTEN") {
+            config.listen = Some(
+                v.parse()
+                    .context("TETHER_LISTEN must be an address like 127.0.0.1:8080")?,
+            );
+        }
+        if let Some(v) = env("TETHER_PUBLIC_BASE_URL") {
+            config.public_base_url =
+                Some(v.parse().context("TETHER_PUBLIC_BASE_URL must be a URL")?);
+        }
+        if let Some(v) = env("TETHER_DATABASE_URL") {
+            config.database_url = Some(v);
+        }
+        if let Some(v) = env("TETHER_ADMIN_PASSWORD") {
+            config.admin_password = Some(v);
+        }
+        // Per-app client credentials from the environment, for the
+        // connectors this build knows and the custom apps declared.
+        let keys: Vec<String> = tether_core::registry::all()
+            .iter()
+            .map(|d| d.slug.to_owned())
+            .chain(config.custom_apps.keys().cloned())
+            .collect();
+        for key in keys {
+            let id = env(&format!("TETHER_APPS_{}_CLIENT_ID", env_key(&key)));
+            let secret = env(&format!("TETHER_APPS_{}_CLIENT_SECRET", env_key(&key)));
+            if id.is_none() && secret.is_none() {
+                continue;
+            }
+            if let Some(custom) = config.custom_apps.get_mut(&key) {
+                custom.client_id = id.or(custom.client_id.take());
+                custom.client_secret = secret.or(custom.client_secret.take());
+            } else {
+                let app = config.apps.entry(key).or_default();
+                app.client_id = id.or(app.client_id.take());
+                app.client_secret = secret.or(app.client_secret.take());
+            }
+        }
+        for key in config.apps.keys() {
+            if tether_core::registry::find(key).is_none() {
+                bail!(
+                    "the configuration has [apps.{key}], but this build has no `{key}` connector; declare it under [custom_apps.{key}] to connect it over OAuth without a connector"
+                );
+            }
+        }
+        Ok(config)
+    }
+
+    pub fn admin_password(&self) -> Result<Option<SecretString>> {
+        match (&self.admin_password, &self.admin_password_file) {
+            (Some(p), _) => Ok(Some(SecretString::from(p.clone()))),
+            (None, Some(f)) => Ok(Some(read_secret_file(f)?)),
+            (None, None) => Ok(None),
+        }
+    }
+
+    /// Whether any app has an OAuth client: real credentials are configured.
+    pub fn has_oauth_clients(&self) -> bool {
+        self.apps.values().any(|a| a.client_id.is_some())
+            || self.custom_apps.values().any(|a| a.client_id.is_some())
+    }
+}
+
+impl AppConfig {
+    pub fn client_secret(&self) -> Result<Option<SecretString>> {
+        match (&self.client_secret, &self.client_secret_file) {
+            (Some(s), _) => Ok(Some(SecretString::from(s.clone()))),
+            (None, Some(f)) => Ok(Some(read_secret_file(f)?)),
+            (None, None) => Ok(None),
+        }
+    }
+}
+
+impl CustomAppConfig {
+    pub fn client_secret(&self) -> Result<Option<SecretString>> {
+        match (&self.client_secret, &self.client_secret_file) {
+            (Some(s), _) => Ok(Some(SecretString::from(s.clone()))),
+            (None, Some(f)) => Ok(Some(read_secret_file(f)?)),
+            (None, None) => Ok(None),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn parses_a_full_file() {
+        let text = r#"
+            listen = "127.0.0.1:9999"
+            public_base_url = "https://tether.example.com"
+            [sync]
+            interval_secs = 600
+            [apps.github]
+            client_id = "Iv1.abc"
+            client_secret = "s3cr3t"
+            [apps.github.settings]
+            api_base_url = "https://ghe.example.com/api/v3"
+            [custom_apps.acme-idp]
+            authorize_url = "https://idp.acme.test/authorize"
+            token_url = "https://idp.acme.test/token"
+            scopes = ["openid", "offline_access"]
+            client_id = "tether"
+            client_auth = "basic"
+        "#;
+        let c: Config = toml::from_str(text).unwrap();
+        assert_eq!(c.sync.interval_secs, 600);
+        assert_eq!(c.sync.max_removal_share, 0.5);
+        assert_eq!(
+            c.apps["github"].settings["api_base_url"],
+            "https://ghe.example.com/api/v3"
+        );
+        assert!(c.custom_apps["acme-idp"].pkce);
+        assert!(c.has_oauth_clients());
+    }
+
+    #[test]
+    fn unknown_keys_are_refused() {
+        let err = toml::from_str::<Config>("listne = \"x\"").unwrap_err();
+        assert!(err.to_string().contains("listne"), "{err}");
+    }
+}

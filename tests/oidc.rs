@@ -1,0 +1,251 @@
+//! Tether against a real third-party authorization server, npm's
+//! `oidc-provider` (tests/oidc/server.mjs), declared as a custom OAuth app in
+//! configuration alone: it enforces PKCE, rotates the refresh token on every
+//! use and revokes the grant when a rotated token is reused. Driven without a
+//! browser: connect, refresh several times, revoke, see the connection expire.
+//!
+//! Needs Node.js and `npm ci` in tests/oidc (`.ci/run` does it).
+
+mod common;
+
+use std::io::BufRead;
+use std::process::{Child, Command, Stdio};
+
+use common::{free_port, Hub};
+use serde_json::Value;
+
+struct Node(Child);
+
+impl Drop for Node {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+fn start_oidc_provider(port: u16, redirect_uri: &str) -> Node {
+    let dir = concat!(env!("CARGO_MANIFEST_DIR"), "/../../tests/oidc");
+    assert!(
+        std::path::Path::new(dir)
+            .join("node_modules/oidc-provider")
+            .exists(),
+        "run `npm ci` in tests/oidc first (`.ci/run` does)"
+    );
+    let mut child = Command::new("node")
+        .arg("server.mjs")
+        .arg(port.to_string())
+        .arg(redirect_uri)
+        .current_dir(dir)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("starting node");
+    let mut lines = std::io::BufReader::new(child.stdout.take().unwrap()).lines();
+    loop {
+        match lines.next() {
+            Some(Ok(l)) if l.contains("listening") => break,
+            Some(Ok(_)) => {}
+            _ => panic!("oidc-provider did not start"),
+        }
+    }
+    std::thread::spawn(move || for _ in lines {});
+    Node(child)
+}
+
+/// The value of `<input ... name="NAME" value="VALUE">` in a page.
+fn input_value(html: &str, name: &str) -> String {
+    let at = html
+        .find(&format!("name=\"{name}\""))
+        .unwrap_or_else(|| panic!("no input {name} in {html}"));
+    let rest = &html[at..];
+    let v = rest.find("value=\"").expect("a value") + 7;
+    rest[v..v + rest[v..].find('"').unwrap()].to_owned()
+}
+
+fn form_action(html: &str) -> String {
+    let at = html.find("action=\"").expect("a form") + 8;
+    html[at..at + html[at..].find('"').unwrap()].replace("&amp;", "&")
+}
+
+fn location(resp: &reqwest::Response, base: &reqwest::Url) -> reqwest::Url {
+    let loc = resp.headers()["location"].to_str().unwrap();
+    base.join(loc).unwrap()
+}
+
+fn tether(hub: &Hub, args: &[&str]) -> std::process::Output {
+    hub.run(args, &[])
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn connect_refresh_revoke_against_oidc_provider() {
+    let hub = Hub::new();
+    let hub_port = free_port();
+    let idp_port = free_port();
+    let base = format!("http://127.0.0.1:{hub_port}");
+    let idp = format!("http://127.0.0.1:{idp_port}");
+    let _idp = start_oidc_provider(idp_port, &format!("{base}/oauth/callback"));
+    let _server = hub.serve_on(
+        &format!(
+            r#"
+[demo]
+mode = "off"
+
+[custom_apps.oidc]
+display_name = "OIDC test IdP"
+authorize_url = "{idp}/auth"
+token_url = "{idp}/token"
+revoke_url = "{idp}/token/revocation"
+scopes = ["openid", "offline_access"]
+client_id = "tether"
+client_secret = "tether-oidc-test-secret"
+client_auth = "basic"
+extra_authorize_params = {{ prompt = "consent" }}
+"#
+        ),
+        hub_port,
+    );
+    let http = reqwest::Client::builder()
+        .cookie_store(true)
+        .redirect(reqwest::redirect::Policy::none())
+        .build()
+        .unwrap();
+
+    // Sign in to the hub.
+    let page = http
+        .get(format!("{base}/login"))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    let resp = http
+        .post(format!("{base}/login"))
+        .form(&[
+            ("login_csrf", input_value(&page, "login_csrf").as_str()),
+            ("next", "/"),
+            ("password", "admin-password"),
+        ])
+        .send()
+        .await
+        .unwrap();
+    assert!(
+        resp.status().is_redirection(),
+        "signed in: {}",
+        resp.status()
+    );
+
+    // Connect: the hub sends us to the IdP with PKCE.
+    let apps = http
+        .get(format!("{base}/apps"))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    let resp = http
+        .post(format!("{base}/connect/oidc"))
+        .form(&[
+            ("csrf", input_value(&apps, "csrf").as_str()),
+            ("display_name", "IdP - Test"),
+        ])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(
+        resp.status(),
+        303,
+        "{}",
+        resp.text().await.unwrap_or_default()
+    );
+    let mut url = location(&resp, &base.parse().unwrap());
+    assert!(url.as_str().starts_with(&idp), "{url}");
+    assert!(url.query().unwrap().contains("code_challenge_method=S256"));
+
+    // Sign in at the IdP and consent, following its redirects by hand, until
+    // it sends us back to the hub.
+    let connection_page = loop {
+        let resp = http.get(url.clone()).send().await.unwrap();
+        if resp.status().is_redirection() {
+            let next = location(&resp, &url);
+            if next.as_str().starts_with(&base) && !next.path().starts_with("/oauth/callback") {
+                break next;
+            }
+            url = next;
+            continue;
+        }
+        let html = resp.text().await.unwrap();
+        let action = url.join(&form_action(&html)).unwrap();
+        let prompt = input_value(&html, "prompt");
+        let form: Vec<(&str, &str)> = if prompt == "login" {
+            vec![("prompt", "login"), ("login", "alice"), ("password", "any")]
+        } else {
+            vec![("prompt", "consent")]
+        };
+        let resp = http.post(action.clone()).form(&form).send().await.unwrap();
+        assert!(
+            resp.status().is_redirection(),
+            "{prompt}: {}",
+            resp.status()
+        );
+        url = location(&resp, &action);
+    };
+    assert!(
+        connection_page.path().starts_with("/connections/"),
+        "{connection_page}"
+    );
+
+    let list = || -> Value {
+        let out = tether(&hub, &["connections", "list", "--json"]);
+        serde_json::from_slice::<Value>(&out.stdout).unwrap()[0].clone()
+    };
+    let c = tokio::task::block_in_place(list);
+    assert_eq!(c["status"], "active", "{c}");
+    assert_eq!(c["app"], "oidc");
+
+    // Refresh several times: each rotation is stored before use, so every
+    // next refresh presents the newest token (a reused one would revoke all).
+    for _ in 0..3 {
+        let out =
+            tokio::task::block_in_place(|| tether(&hub, &["connections", "refresh", "IdP - Test"]));
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+    let stats: Value = http
+        .get(format!("{idp}/_test/stats"))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(stats["refreshes"], 3, "{stats}");
+    assert_eq!(
+        stats["reuse_detected"], 0,
+        "no rotated token was ever reused: {stats}"
+    );
+    assert_eq!(tokio::task::block_in_place(list)["status"], "active");
+
+    // The IdP's admin revokes the grant: the next refresh is refused and the
+    // connection shows as expired, with the IdP's reason.
+    http.post(format!("{idp}/_test/revoke-all"))
+        .send()
+        .await
+        .unwrap();
+    let out =
+        tokio::task::block_in_place(|| tether(&hub, &["connections", "refresh", "IdP - Test"]));
+    assert!(!out.status.success());
+    let c = tokio::task::block_in_place(list);
+    assert_eq!(c["status"], "expired", "{c}");
+    assert!(
+        c["status_reason"]
+            .as_str()
+            .unwrap()
+            .contains("invalid_grant"),
+        "{c}"
+    );
+}
