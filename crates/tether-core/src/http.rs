@@ -278,7 +278,10 @@ impl HttpClient {
     }
 }
 
-fn describe_reqwest_error(e: &reqwest::Error) -> String {
+/// Describes a failed request for an operator: timed out, could not connect,
+/// or failed, with its URL. URLs carry no secrets here: tokens travel in
+/// headers or bodies.
+pub fn describe_reqwest_error(e: &reqwest::Error) -> String {
     let what = if e.is_timeout() {
         "timed out"
     } else if e.is_connect() {
@@ -286,7 +289,6 @@ fn describe_reqwest_error(e: &reqwest::Error) -> String {
     } else {
         "request failed"
     };
-    // The URL is kept (it holds no secrets: tokens travel in headers).
     match e.url() {
         Some(url) => format!("{what}: {url}: {e}"),
         None => format!("{what}: {e}"),

@@ -27,6 +27,7 @@ use oauth2::{
 use secrecy::{ExposeSecret, SecretString};
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
+use tether_core::http::describe_reqwest_error;
 use url::Url;
 
 pub use tether_core::{ClientAuth, TokenResponseFormat};
@@ -756,21 +757,6 @@ pub(crate) fn redacted_excerpt(body: &[u8]) -> String {
         }
     }
     tether_core::error::excerpt(body)
-}
-
-fn describe_reqwest_error(e: &reqwest::Error) -> String {
-    let what = if e.is_timeout() {
-        "timed out"
-    } else if e.is_connect() {
-        "could not connect"
-    } else {
-        "request failed"
-    };
-    // Token and revocation URLs carry no secrets (those travel in the body).
-    match e.url() {
-        Some(url) => format!("{what}: {url}: {e}"),
-        None => format!("{what}: {e}"),
-    }
 }
 
 #[cfg(test)]

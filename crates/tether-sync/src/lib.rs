@@ -54,8 +54,10 @@ impl Default for SyncOptions {
         SyncOptions {
             max_removal_share: 0.5,
             confirm_removals: false,
-            write_batch: 5_000,
-            write_queue_pages: 32,
+            // Large transactions amortise SQLite's commit and B-tree
+            // rebalancing; ~20k rows is a few MB in memory.
+            write_batch: 20_000,
+            write_queue_pages: 128,
         }
     }
 }
