@@ -170,6 +170,26 @@ impl Hub {
                 tokens.register_app(oauth.clone());
             }
         }
+        // A refused refresh, in a sync or in the background, is an expiry.
+        {
+            let store = store.clone();
+            let events = events.clone();
+            tokens.on_expired(Arc::new(move |id, reason| {
+                let (store, events, reason) = (store.clone(), events.clone(), reason.to_owned());
+                if let Ok(handle) = tokio::runtime::Handle::try_current() {
+                    handle.spawn(async move {
+                        if let Ok(c) = store.connection(id).await {
+                            events
+                                .publish(Event::ConnectionExpired {
+                                    connection: (&c).into(),
+                                    reason,
+                                })
+                                .await;
+                        }
+                    });
+                }
+            }));
+        }
         Hub {
             inner: Arc::new(Inner {
                 store,

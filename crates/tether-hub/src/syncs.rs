@@ -147,10 +147,15 @@ impl Hub {
                     }
                     _ => None,
                 };
-                if let SyncError::Source {
-                    error: error @ tether_core::SourceError::CredentialsRejected { .. },
-                    ..
-                } = &e
+                // OAuth connections are expired (and announced) by the token
+                // manager; a refused token connection is announced here.
+                if let (
+                    SyncError::Source {
+                        error: error @ tether_core::SourceError::CredentialsRejected { .. },
+                        ..
+                    },
+                    false,
+                ) = (&e, connection.auth_kind == "oauth2")
                 {
                     self.inner
                         .events

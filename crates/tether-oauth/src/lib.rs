@@ -78,4 +78,4 @@ pub use client::{
     authorize, exchange_code, refresh, revoke, AuthorizeRequest, ClientAuth, OAuthApp, OAuthError,
     TokenResponseFormat, TokenSet,
 };
-pub use manager::{TokenError, TokenManager, TokenManagerConfig};
+pub use manager::{ExpiryHook, TokenError, TokenManager, TokenManagerConfig};

@@ -116,7 +116,13 @@ struct Inner {
     locks: StdMutex<HashMap<i64, Arc<tokio::sync::Mutex<()>>>>,
     /// The last failed refresh per connection, for the cooldown.
     failures: StdMutex<HashMap<i64, Failure>>,
+    /// Told when this manager marks a connection expired.
+    on_expired: RwLock<Option<ExpiryHook>>,
 }
+
+/// Called with the connection id and the reason when the manager marks a
+/// connection expired (the host publishes an event).
+pub type ExpiryHook = Arc<dyn Fn(i64, &str) + Send + Sync>;
 
 struct Failure {
     at: Instant,
@@ -174,7 +180,20 @@ impl TokenManager {
                 apps: RwLock::new(HashMap::new()),
                 locks: StdMutex::new(HashMap::new()),
                 failures: StdMutex::new(HashMap::new()),
+                on_expired: RwLock::new(None),
             }),
+        }
+    }
+
+    /// Sets the hook told when this manager marks a connection expired.
+    pub fn on_expired(&self, hook: ExpiryHook) {
+        *self.inner.on_expired.write().expect("hook lock") = Some(hook);
+    }
+
+    fn expired(&self, id: i64, reason: &str) {
+        let hook = self.inner.on_expired.read().expect("hook lock").clone();
+        if let Some(hook) = hook {
+            hook(id, reason);
         }
     }
 
@@ -467,6 +486,7 @@ impl TokenManager {
             store
                 .set_connection_status(id, ConnectionStatus::Expired, Some(&reason))
                 .await?;
+            self.expired(id, &reason);
             return Err(TokenError::Rejected { reason });
         };
 
@@ -503,6 +523,7 @@ impl TokenManager {
                 store
                     .set_connection_status(id, ConnectionStatus::Expired, Some(&reason))
                     .await?;
+                self.expired(id, &reason);
                 Err(TokenError::Rejected { reason })
             }
             Err(OAuthError::Misconfigured(m)) => {
