@@ -55,9 +55,10 @@ impl Default for SyncOptions {
             max_removal_share: 0.5,
             confirm_removals: false,
             // Large transactions amortise SQLite's commit and B-tree
-            // rebalancing; ~20k rows is a few MB in memory.
-            write_batch: 20_000,
-            write_queue_pages: 128,
+            // rebalancing; the queue bounds memory (see `cargo xtask bench
+            // sync`: larger values bought little speed for much memory).
+            write_batch: 10_000,
+            write_queue_pages: 48,
         }
     }
 }

@@ -851,3 +851,84 @@ async fn callback_errors_are_clear_pages() -> Result<()> {
     assert!(names.contains(&"GitHub - Replay".to_owned()));
     Ok(())
 }
+
+fn query(url: &str, key: &str) -> Result<String> {
+    reqwest::Url::parse(url)?
+        .query_pairs()
+        .find(|(k, _)| k == key)
+        .map(|(_, v)| v.into_owned())
+        .with_context(|| format!("no {key} in {url}"))
+}
+
+#[tokio::test]
+async fn a_pkce_mismatch_and_a_failing_token_endpoint_are_clear_pages() -> Result<()> {
+    let env = Env::start(Some(PASSWORD)).await?;
+    let a = Env::manual_browser();
+    env.login(&a, PASSWORD).await?;
+
+    // Flow one's state with flow two's code: the code was issued for flow
+    // two's PKCE challenge, so flow one's verifier does not match it and the
+    // provider refuses the exchange.
+    let one = env
+        .approve(&a, &env.begin(&a, "GitHub - One").await?)
+        .await?;
+    let two = env
+        .approve(&a, &env.begin(&a, "GitHub - Two").await?)
+        .await?;
+    let mut mixed = reqwest::Url::parse(&env.url("/oauth/callback"))?;
+    mixed
+        .query_pairs_mut()
+        .append_pair("code", &query(&two, "code")?)
+        .append_pair("state", &query(&one, "state")?);
+    let page = expect_callback_error(
+        &a,
+        mixed.as_str(),
+        StatusCode::BAD_GATEWAY,
+        "token_exchange_failed",
+    )
+    .await?;
+    assert!(page.contains("bad_verification_code"), "{page}");
+
+    // The token endpoint answers 500, then garbage.
+    for fault in [
+        json!({"status": 500, "kind": "status", "path_contains": "/login/oauth/access_token", "count": 50}),
+        json!({"kind": "malformed", "path_contains": "/login/oauth/access_token", "count": 50}),
+    ] {
+        env.sandbox_post("/_sandbox/faults", fault).await?;
+        let callback = env
+            .approve(
+                &a,
+                &env.begin(&a, &format!("GitHub - {}", rand_suffix()))
+                    .await?,
+            )
+            .await?;
+        expect_callback_error(
+            &a,
+            &callback,
+            StatusCode::BAD_GATEWAY,
+            "token_exchange_failed",
+        )
+        .await?;
+        Client::new()
+            .delete(env.sb("/_sandbox/faults"))
+            .send()
+            .await?
+            .error_for_status()?;
+    }
+    // Nothing half-connected is shown as active.
+    for c in env.store.list_connections().await? {
+        assert_ne!(
+            c.status,
+            tether_store::ConnectionStatus::Active,
+            "{} should not be active",
+            c.display_name
+        );
+    }
+    Ok(())
+}
+
+fn rand_suffix() -> String {
+    use std::sync::atomic::{AtomicU32, Ordering};
+    static N: AtomicU32 = AtomicU32::new(0);
+    format!("Fault {}", N.fetch_add(1, Ordering::Relaxed))
+}
