@@ -51,6 +51,7 @@ use tether_core::{
 
 pub mod errors;
 pub mod paging;
+mod revoke;
 mod source;
 
 pub use source::{GithubSource, API_VERSION, DEFAULT_API_BASE_URL, MAX_CONCURRENCY};
@@ -121,5 +122,6 @@ tether_core::inventory::submit! {
             },
         ],
         build: GithubSource::build,
+        revoke_token: Some(revoke::revoke),
     }
 }

@@ -120,6 +120,24 @@ impl ConnectorContext {
     }
 }
 
+/// What a connector's own token revocation gets.
+pub struct RevokeRequest {
+    pub http: reqwest::Client,
+    /// The connection's settings (an Enterprise base URL, say).
+    pub settings: serde_json::Map<String, serde_json::Value>,
+    pub client_id: String,
+    pub client_secret: Option<SecretString>,
+    pub token: SecretString,
+}
+
+/// The future a [`RevokeFn`] returns.
+pub type RevokeFuture =
+    std::pin::Pin<Box<dyn std::future::Future<Output = Result<(), SourceError>> + Send>>;
+
+/// Revokes a token at the app, for apps whose revocation endpoint is not
+/// RFC 7009 (GitHub's `DELETE /applications/{client_id}/token`).
+pub type RevokeFn = fn(RevokeRequest) -> RevokeFuture;
+
 /// Describes one app's connector. Submit one per crate with
 /// `tether_core::inventory::submit!`.
 pub struct ConnectorDescriptor {
@@ -132,6 +150,9 @@ pub struct ConnectorDescriptor {
     pub settings: &'static [SettingSpec],
     /// Builds a source for one connection.
     pub build: fn(ConnectorContext) -> Result<Box<dyn Source>, SourceError>,
+    /// Revokes an OAuth token, when the app's revocation is not RFC 7009
+    /// (`OAuth2Spec::revoke_url` covers those).
+    pub revoke_token: Option<RevokeFn>,
 }
 
 impl std::fmt::Debug for ConnectorDescriptor {

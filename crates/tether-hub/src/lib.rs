@@ -330,15 +330,37 @@ impl Hub {
             })),
         ) = (self.app(&connection.app), self.inner.store.secret(id).await)
         {
-            if let Some(oauth) = app.oauth.as_ref().filter(|o| o.revoke_url.is_some()) {
-                for token in refresh_token.iter().chain(std::iter::once(&access_token)) {
-                    if let Err(e) = tether_oauth::revoke(&self.inner.http, oauth, token).await {
-                        tracing::warn!(connection = %connection.display_name, error = %e, "revoking the token at the provider failed; revoke the app's access there by hand");
-                        warning = Some(format!(
-                            "the provider did not confirm the revocation ({e}); revoke Tether's access in {} by hand",
-                            app.display_name
-                        ));
+            if let (Some(oauth), true) = (&app.oauth, connection.auth_kind == "oauth2") {
+                let result = match app.descriptor.and_then(|d| d.revoke_token) {
+                    // The app's own revocation (GitHub's is not RFC 7009).
+                    Some(revoke) => revoke(tether_core::registry::RevokeRequest {
+                        http: self.inner.http.clone(),
+                        settings: connection.settings.clone(),
+                        client_id: oauth.client_id.clone(),
+                        client_secret: oauth.client_secret.clone(),
+                        token: access_token,
+                    })
+                    .await
+                    .map_err(|e| e.to_string()),
+                    None if oauth.revoke_url.is_some() => {
+                        let mut result = Ok(());
+                        for token in refresh_token.iter().chain(std::iter::once(&access_token)) {
+                            if let Err(e) =
+                                tether_oauth::revoke(&self.inner.http, oauth, token).await
+                            {
+                                result = Err(e.to_string());
+                            }
+                        }
+                        result
                     }
+                    None => Ok(()),
+                };
+                if let Err(e) = result {
+                    tracing::warn!(connection = %connection.display_name, error = %e, "revoking the token at the provider failed; revoke the app's access there by hand");
+                    warning = Some(format!(
+                        "the provider did not confirm the revocation ({e}); revoke Tether's access in {} by hand",
+                        app.display_name
+                    ));
                 }
             }
         }

@@ -932,3 +932,57 @@ fn rand_suffix() -> String {
     static N: AtomicU32 = AtomicU32::new(0);
     format!("Fault {}", N.fetch_add(1, Ordering::Relaxed))
 }
+
+#[tokio::test]
+async fn deleting_an_oauth_connection_revokes_its_token_at_github() -> Result<()> {
+    let env = Env::start(Some(PASSWORD)).await?;
+    let a = Env::manual_browser();
+    env.login(&a, PASSWORD).await?;
+    let callback = env
+        .approve(&a, &env.begin(&a, "GitHub - Doomed").await?)
+        .await?;
+    let res = a.get(&callback).send().await?;
+    assert_eq!(res.status(), StatusCode::SEE_OTHER);
+    let id = connection_id(&reqwest::Url::parse(&env.url(&location(&res)))?)?;
+
+    let live = |grants: &serde_json::Value| -> i64 {
+        grants
+            .as_array()
+            .unwrap()
+            .iter()
+            .filter(|g| g["client_id"] == CLIENT_ID)
+            .map(|g| g["live_access_tokens"].as_i64().unwrap())
+            .sum()
+    };
+    let grants: serde_json::Value = Client::new()
+        .get(env.sb("/_sandbox/grants"))
+        .send()
+        .await?
+        .json()
+        .await?;
+    assert_eq!(live(&grants), 1, "{grants}");
+
+    let csrf = env.csrf(&a, &format!("/connections/{id}")).await?;
+    let res = a
+        .post(env.url(&format!("/connections/{id}/delete")))
+        .form(&[("csrf", csrf.as_str()), ("mode", "purge")])
+        .send()
+        .await?;
+    assert!(
+        res.status().is_success() || res.status().is_redirection(),
+        "{}",
+        res.status()
+    );
+    let grants: serde_json::Value = Client::new()
+        .get(env.sb("/_sandbox/grants"))
+        .send()
+        .await?
+        .json()
+        .await?;
+    assert_eq!(
+        live(&grants),
+        0,
+        "the access token was revoked at GitHub: {grants}"
+    );
+    Ok(())
+}
