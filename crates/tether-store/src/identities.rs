@@ -294,28 +294,6 @@ pub struct IdentityCounts {
 }
 
 impl Store {
-    /// Accounts of a connection ordered by external id, after `after`.
-    pub async fn accounts(
-        &self,
-        connection_id: i64,
-        include_removed: bool,
-        after: Option<&str>,
-        limit: i64,
-    ) -> Result<Vec<AccountRow>> {
-        Ok(sqlx::query_as(
-            "SELECT external_id, email, username, display_name, status, is_admin, attributes,
-                    first_seen_run, last_seen_run, removed_at
-             FROM accounts WHERE connection_id = ? AND (? OR removed_at IS NULL) AND external_id > ?
-             ORDER BY external_id LIMIT ?",
-        )
-        .bind(connection_id)
-        .bind(include_removed)
-        .bind(after.unwrap_or(""))
-        .bind(limit)
-        .fetch_all(self.pool())
-        .await?)
-    }
-
     pub async fn account(
         &self,
         connection_id: i64,
@@ -332,45 +310,21 @@ impl Store {
         .await?)
     }
 
-    /// Groups, roles or licenses of a connection.
-    pub async fn resources(
+    /// One group, role or license of a connection.
+    pub async fn resource(
         &self,
         connection_id: i64,
         kind: Kind,
-        include_removed: bool,
-    ) -> Result<Vec<ResourceRow>> {
+        external_id: &str,
+    ) -> Result<Option<ResourceRow>> {
         Ok(sqlx::query_as(
             "SELECT kind, external_id, name, description, parent_external_id, total_seats, used_seats, removed_at
-             FROM resources WHERE connection_id = ? AND kind = ? AND (? OR removed_at IS NULL)
-             ORDER BY external_id",
+             FROM resources WHERE connection_id = ? AND kind = ? AND external_id = ?",
         )
         .bind(connection_id)
         .bind(kind.as_str())
-        .bind(include_removed)
-        .fetch_all(self.pool())
-        .await?)
-    }
-
-    /// Edges of a connection, optionally only those of one account.
-    pub async fn edges(
-        &self,
-        connection_id: i64,
-        kind: Kind,
-        account_external_id: Option<&str>,
-        include_removed: bool,
-    ) -> Result<Vec<EdgeRow>> {
-        Ok(sqlx::query_as(
-            "SELECT kind, account_external_id, target_external_id, role, removed_at
-             FROM edges WHERE connection_id = ? AND kind = ? AND (? IS NULL OR account_external_id = ?)
-               AND (? OR removed_at IS NULL)
-             ORDER BY target_external_id, account_external_id",
-        )
-        .bind(connection_id)
-        .bind(kind.as_str())
-        .bind(account_external_id)
-        .bind(account_external_id)
-        .bind(include_removed)
-        .fetch_all(self.pool())
+        .bind(external_id)
+        .fetch_optional(self.pool())
         .await?)
     }
 

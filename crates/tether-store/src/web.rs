@@ -8,9 +8,8 @@
 
 use serde::Serialize;
 use sha2::{Digest, Sha256};
-use tether_core::Kind;
 
-use crate::{now_ms, EdgeRow, Result, Store};
+use crate::{now_ms, Result, Store};
 
 fn hash(s: &str) -> Vec<u8> {
     Sha256::digest(s.as_bytes()).to_vec()
@@ -190,31 +189,6 @@ impl Store {
         )
         .bind(now_ms())
         .fetch_one(self.pool())
-        .await?)
-    }
-
-    /// Edges of a kind that point at one group, role or license, ordered by
-    /// account, at most `limit`.
-    pub async fn edges_to(
-        &self,
-        connection_id: i64,
-        kind: Kind,
-        target_external_id: &str,
-        include_removed: bool,
-        limit: i64,
-    ) -> Result<Vec<EdgeRow>> {
-        Ok(sqlx::query_as(
-            "SELECT kind, account_external_id, target_external_id, role, removed_at
-             FROM edges WHERE connection_id = ? AND kind = ? AND target_external_id = ?
-               AND (? OR removed_at IS NULL)
-             ORDER BY account_external_id LIMIT ?",
-        )
-        .bind(connection_id)
-        .bind(kind.as_str())
-        .bind(target_external_id)
-        .bind(include_removed)
-        .bind(limit)
-        .fetch_all(self.pool())
         .await?)
     }
 }

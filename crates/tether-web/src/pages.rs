@@ -11,6 +11,7 @@ use secrecy::SecretString;
 use serde::Deserialize;
 use tether_core::Kind;
 use tether_hub::{CallbackParams, CatalogEntry, HubError};
+use tether_store::{AccountQuery, EdgeQuery};
 use tether_store::{Connection, ConnectionStatus};
 
 use crate::auth::{current_session, Auth, CsrfForm};
@@ -504,13 +505,29 @@ pub(crate) async fn connection(
     let show_removed = q.show_removed();
     let counts = store.identity_counts(id).await?;
     let mut accounts = store
-        .accounts(id, show_removed, q.after.as_deref(), ACCOUNTS_PER_PAGE + 1)
+        .query_accounts(
+            id,
+            &AccountQuery {
+                include_removed: show_removed,
+                after: q.after.as_deref(),
+                limit: ACCOUNTS_PER_PAGE + 1,
+                ..Default::default()
+            },
+        )
         .await?;
     let more_accounts = accounts.len() as i64 > ACCOUNTS_PER_PAGE;
     accounts.truncate(ACCOUNTS_PER_PAGE as usize);
-    let groups = store.resources(id, Kind::Group, show_removed).await?;
-    let roles = store.resources(id, Kind::Role, show_removed).await?;
-    let licenses = store.resources(id, Kind::License, show_removed).await?;
+    // One more than shown, to know whether there are more.
+    let shown = ROWS_SHOWN as i64 + 1;
+    let groups = store
+        .query_resources(id, Kind::Group, show_removed, None, shown)
+        .await?;
+    let roles = store
+        .query_resources(id, Kind::Role, show_removed, None, shown)
+        .await?;
+    let licenses = store
+        .query_resources(id, Kind::License, show_removed, None, shown)
+        .await?;
     let group_names: HashMap<&str, &str> = groups
         .iter()
         .map(|g| (g.external_id.as_str(), g.name.as_str()))
@@ -528,7 +545,13 @@ pub(crate) async fn connection(
                 Kind::RoleAssignment,
                 Kind::LicenseAssignment,
             ] {
-                edges.extend(store.edges(id, kind, Some(account), show_removed).await?);
+                let q = EdgeQuery {
+                    account: Some(account),
+                    include_removed: show_removed,
+                    limit: shown,
+                    ..Default::default()
+                };
+                edges.extend(store.query_edges(id, kind, &q).await?);
             }
             let more = edges.len() > ROWS_SHOWN;
             edges.truncate(ROWS_SHOWN);
@@ -546,16 +569,18 @@ pub(crate) async fn connection(
         .into_iter()
         .find_map(|(k, tk, l, t)| t.as_ref().map(|t| (k, tk, l, t)))
         {
-            let mut edges = store
-                .edges_to(id, kind, target, show_removed, ROWS_SHOWN as i64 + 1)
-                .await?;
+            let q = EdgeQuery {
+                target: Some(target),
+                include_removed: show_removed,
+                limit: shown,
+                ..Default::default()
+            };
+            let mut edges = store.query_edges(id, kind, &q).await?;
             let more = edges.len() > ROWS_SHOWN;
             edges.truncate(ROWS_SHOWN);
             let name = store
-                .resources(id, target_kind, true)
+                .resource(id, target_kind, target)
                 .await?
-                .into_iter()
-                .find(|r| &r.external_id == target)
                 .map(|r| r.name)
                 .unwrap_or_else(|| target.clone());
             Some((format!("{label} {name}"), edges, more))
@@ -660,7 +685,7 @@ pub(crate) async fn connection(
                         }
                     }
                 }
-                @if groups.len() > ROWS_SHOWN { p.note { "Showing the first " (ROWS_SHOWN) " of " (thousands(groups.len() as i64)) " groups." } }
+                @if groups.len() > ROWS_SHOWN { p.note { "Showing the first " (ROWS_SHOWN) " groups." } }
             }
         }
 
