@@ -158,6 +158,9 @@ async fn rate_limits_and_server_errors_are_retried() {
     for (kind, n) in expected(&org) {
         assert_eq!(count(&summary, kind, "seen"), n, "{kind}: {summary}");
     }
+    // Every injected fault was served, so the counts above came through retries.
+    let left = sandbox.control("GET", "faults", Value::Null).await;
+    assert_eq!(left, json!([]), "faults never served: {left}");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]

@@ -10,7 +10,7 @@ use axum::response::IntoResponse;
 use axum::Router;
 use serde_json::{json, Value};
 use tether_core::http::{HttpClient, RetryPolicy};
-use tether_core::registry::{find, secret};
+use tether_core::registry::find;
 use tether_core::{
     ConnectorContext, Credentials, Cursor, Edge, EdgeKind, PageRequest, Record, Source, SourceError,
 };
@@ -224,7 +224,7 @@ fn build(base: &str, org: &str, max_attempts: u32) -> Box<dyn Source> {
     (desc.build)(ConnectorContext {
         connection_name: "gh-test".into(),
         settings,
-        credentials: Credentials::static_token(secret("ghp_test_token")),
+        credentials: Credentials::static_token(secrecy::SecretString::from("ghp_test_token")),
         http: HttpClient::build_default(
             8,
             RetryPolicy {

@@ -147,10 +147,6 @@ impl HttpClient {
         Self::new(client, max_in_flight, retry)
     }
 
-    pub fn inner(&self) -> &reqwest::Client {
-        &self.client
-    }
-
     pub fn budget(&self) -> &RequestBudget {
         &self.budget
     }

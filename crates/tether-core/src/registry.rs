@@ -218,9 +218,3 @@ pub fn find(slug: &str) -> Option<&'static ConnectorDescriptor> {
         .into_iter()
         .find(|d| d.slug == slug)
 }
-
-/// Keeps a secret out of `Debug` output while letting callers build one from
-/// a plain string.
-pub fn secret(s: impl Into<String>) -> SecretString {
-    SecretString::from(s.into())
-}
