@@ -33,10 +33,13 @@ fn main() -> Result<()> {
 }
 
 fn workspace_root() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR"))
-        .parent()
-        .unwrap()
-        .to_owned()
+    // `cargo run` sets CARGO_MANIFEST_DIR at run time too; prefer it, so a
+    // binary built in another checkout sharing the target directory does not
+    // build that checkout.
+    let manifest_dir = std::env::var_os("CARGO_MANIFEST_DIR")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| PathBuf::from(env!("CARGO_MANIFEST_DIR")));
+    manifest_dir.parent().unwrap().to_owned()
 }
 
 fn parse_size(s: &str) -> Result<u64> {
@@ -114,10 +117,31 @@ struct Measured {
     elapsed: Duration,
     requests: u64,
     peak_rss_kb: i64,
+    /// CPU seconds (user + system) of the hub and of the sandbox.
+    hub_cpu: f64,
+    sandbox_cpu: f64,
 }
 
-/// Runs `cmd` and returns its exit status and its own peak RSS (kB).
-fn run_measured(mut cmd: Command) -> Result<(std::process::ExitStatus, String, i64)> {
+fn timeval_secs(t: libc::timeval) -> f64 {
+    t.tv_sec as f64 + t.tv_usec as f64 / 1e6
+}
+
+/// CPU seconds (user + system) a running process has used so far.
+fn process_cpu(pid: u32) -> Result<f64> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat"))?;
+    // Fields after the command name, which is in parentheses.
+    let rest = stat.rsplit_once(')').context("bad /proc stat")?.1;
+    let f: Vec<&str> = rest.split_whitespace().collect();
+    // utime and stime are fields 14 and 15 of the line, 12 and 13 here.
+    let ticks: f64 = f[11].parse::<f64>()? + f[12].parse::<f64>()?;
+    // SAFETY: sysconf has no preconditions.
+    let hz = unsafe { libc::sysconf(libc::_SC_CLK_TCK) } as f64;
+    Ok(ticks / hz)
+}
+
+/// Runs `cmd` and returns its exit status, its output, its own peak RSS (kB)
+/// and the CPU seconds it used.
+fn run_measured(mut cmd: Command) -> Result<(std::process::ExitStatus, String, i64, f64)> {
     let tmp = tempfile::NamedTempFile::new()?;
     let child = cmd
         .stdout(Stdio::from(tmp.reopen()?))
@@ -136,7 +160,8 @@ fn run_measured(mut cmd: Command) -> Result<(std::process::ExitStatus, String, i
     use std::os::unix::process::ExitStatusExt;
     let exit = std::process::ExitStatus::from_raw(status);
     let out = std::fs::read_to_string(tmp.path())?;
-    Ok((exit, out, usage.ru_maxrss))
+    let cpu = timeval_secs(usage.ru_utime) + timeval_secs(usage.ru_stime);
+    Ok((exit, out, usage.ru_maxrss, cpu))
 }
 
 fn sync_once(bin: &Path, sandbox: &SandboxProc, members: u64, label: &str) -> Result<Measured> {
@@ -188,7 +213,9 @@ fn sync_once(bin: &Path, sandbox: &SandboxProc, members: u64, label: &str) -> Re
     if !status.success() {
         bail!("adding the connection failed");
     }
-    let (exit, out, peak) = run_measured(tether(&["sync", "bench", "--json"]))?;
+    let sandbox_before = process_cpu(sandbox.child.id())?;
+    let (exit, out, peak, hub_cpu) = run_measured(tether(&["sync", "bench", "--json"]))?;
+    let sandbox_cpu = process_cpu(sandbox.child.id())? - sandbox_before;
     if !exit.success() {
         bail!("tether sync failed ({exit}): {out}");
     }
@@ -199,6 +226,8 @@ fn sync_once(bin: &Path, sandbox: &SandboxProc, members: u64, label: &str) -> Re
         elapsed: Duration::from_millis(summary["elapsed_ms"].as_u64().unwrap_or(0)),
         requests: summary["requests"].as_u64().unwrap_or(0),
         peak_rss_kb: peak,
+        hub_cpu,
+        sandbox_cpu,
     })
 }
 
@@ -244,8 +273,15 @@ fn bench_sync(args: &[&str]) -> Result<()> {
     sandbox.control("config", json!({"rate_limit": 1_000_000_000u64}))?;
 
     println!(
-        "{:>8} {:>12} {:>9} {:>14} {:>10} {:>10}",
-        "members", "records+edges", "seconds", "records/s", "peak MB", "requests"
+        "{:>8} {:>12} {:>9} {:>14} {:>10} {:>10} {:>10} {:>12}",
+        "members",
+        "records+edges",
+        "seconds",
+        "records/s",
+        "peak MB",
+        "requests",
+        "hub CPU s",
+        "sandbox CPU s"
     );
     let mut at_100k = None;
     let mut peak_1m = None;
@@ -255,13 +291,15 @@ fn bench_sync(args: &[&str]) -> Result<()> {
         let rate = m.records as f64 / m.elapsed.as_secs_f64().max(1e-3);
         let mb = m.peak_rss_kb as f64 / 1024.0;
         println!(
-            "{:>8} {:>12} {:>9.2} {:>14.0} {:>10.1} {:>10}",
+            "{:>8} {:>12} {:>9.2} {:>14.0} {:>10.1} {:>10} {:>10.1} {:>12.1}",
             human(n),
             m.records,
             m.elapsed.as_secs_f64(),
             rate,
             mb,
-            m.requests
+            m.requests,
+            m.hub_cpu,
+            m.sandbox_cpu
         );
         rates.push((n, m.elapsed.as_secs_f64() / m.records.max(1) as f64));
         if n == 100_000 {

@@ -177,7 +177,7 @@ pub(crate) async fn upsert_edges(
     tx: &mut Transaction<'_, Sqlite>,
     connection_id: i64,
     run_id: i64,
-    edges: &[Edge],
+    edges: &[&Edge],
 ) -> Result<()> {
     let mut targets: Vec<(Kind, &str)> = edges
         .iter()
@@ -218,7 +218,7 @@ pub(crate) async fn upsert_edges(
         );
         q.push_values(chunk, |mut b, e| {
             b.push_bind(connection_id)
-                .push_bind(e.kind.kind().as_str())
+                .push_bind(edge_kind_code(e.kind.kind()))
                 .push_bind(&e.target_external_id)
                 .push_bind(&e.account_external_id)
                 .push_bind(&e.role)
@@ -237,14 +237,37 @@ pub(crate) async fn upsert_edges(
     Ok(())
 }
 
-/// The table and filter holding records of a kind.
-pub(crate) fn kind_table(kind: Kind) -> (&'static str, Option<&'static str>) {
+/// The integer an edge kind is stored as (see migration 0007); `None` for
+/// kinds that are not edges.
+pub(crate) fn edge_kind_code(kind: Kind) -> Option<i64> {
     match kind {
-        Kind::Account => ("accounts", None),
-        Kind::Group | Kind::Role | Kind::License => ("resources", Some(kind.as_str())),
-        Kind::Membership | Kind::RoleAssignment | Kind::LicenseAssignment => {
-            ("edges", Some(kind.as_str()))
+        Kind::Membership => Some(1),
+        Kind::RoleAssignment => Some(2),
+        Kind::LicenseAssignment => Some(3),
+        Kind::Account | Kind::Group | Kind::Role | Kind::License => None,
+    }
+}
+
+/// SQL turning the `kind` column of `edges` back into the kind's name.
+pub(crate) const EDGE_KIND_NAME: &str =
+    "CASE kind WHEN 1 THEN 'membership' WHEN 2 THEN 'role_assignment' WHEN 3 THEN 'license_assignment' END";
+
+/// The table holding records of a kind, and the SQL condition (empty, or
+/// starting with ` AND`) that selects the kind in it. Kinds are our own
+/// constants, so they are written into the SQL rather than bound.
+pub(crate) fn kind_scope(kind: Kind) -> (&'static str, String) {
+    match kind {
+        Kind::Account => ("accounts", String::new()),
+        Kind::Group | Kind::Role | Kind::License => {
+            ("resources", format!(" AND kind = '{}'", kind.as_str()))
         }
+        Kind::Membership | Kind::RoleAssignment | Kind::LicenseAssignment => (
+            "edges",
+            format!(
+                " AND kind = {}",
+                edge_kind_code(kind).expect("an edge kind")
+            ),
+        ),
     }
 }
 
@@ -330,19 +353,20 @@ impl Store {
 
     /// Per-kind counts of present and removed records.
     pub async fn identity_counts(&self, connection_id: i64) -> Result<IdentityCounts> {
-        let rows: Vec<(String, i64, i64)> = sqlx::query_as(
+        let sql = format!(
             "SELECT 'account', COUNT(*) FILTER (WHERE removed_at IS NULL), COUNT(*) FILTER (WHERE removed_at IS NOT NULL)
                FROM accounts WHERE connection_id = ?1
              UNION ALL
              SELECT kind, COUNT(*) FILTER (WHERE removed_at IS NULL), COUNT(*) FILTER (WHERE removed_at IS NOT NULL)
                FROM resources WHERE connection_id = ?1 GROUP BY kind
              UNION ALL
-             SELECT kind, COUNT(*) FILTER (WHERE removed_at IS NULL), COUNT(*) FILTER (WHERE removed_at IS NOT NULL)
-               FROM edges WHERE connection_id = ?1 GROUP BY kind",
-        )
-        .bind(connection_id)
-        .fetch_all(self.pool())
-        .await?;
+             SELECT {EDGE_KIND_NAME}, COUNT(*) FILTER (WHERE removed_at IS NULL), COUNT(*) FILTER (WHERE removed_at IS NOT NULL)
+               FROM edges WHERE connection_id = ?1 GROUP BY kind"
+        );
+        let rows: Vec<(String, i64, i64)> = sqlx::query_as(&sql)
+            .bind(connection_id)
+            .fetch_all(self.pool())
+            .await?;
         let mut counts = IdentityCounts::default();
         for (kind, present, removed) in rows {
             counts.present.insert(kind.clone(), present);

@@ -30,7 +30,8 @@ pub use identities::{AccountRow, EdgeRow, IdentityCounts, ResourceRow};
 pub use oauth_states::{OAuthPurpose, StateCheck, TakenState};
 pub use queries::{AccountQuery, EdgeQuery};
 pub use runs::{
-    Completion, KindCounts, PageWrite, RunStart, RunStatus, RunSummary, StreamOutcome, WorkItem,
+    Completion, KindCounts, PageWrite, RunStart, RunStatus, RunSummary, RunWriter, StreamOutcome,
+    WorkItem,
 };
 pub use tokens::{LockGuard, TokenDue};
 pub use web::{WebAuthSettings, WebSession};

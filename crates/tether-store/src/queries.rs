@@ -6,7 +6,9 @@
 
 use tether_core::Kind;
 
-use crate::identities::{AccountRow, EdgeRow, ResourceRow};
+use sqlx::{QueryBuilder, Sqlite};
+
+use crate::identities::{edge_kind_code, AccountRow, EdgeRow, ResourceRow, EDGE_KIND_NAME};
 use crate::{Result, Store};
 
 /// Which accounts to list.
@@ -89,28 +91,37 @@ impl Store {
         kind: Kind,
         q: &EdgeQuery<'_>,
     ) -> Result<Vec<EdgeRow>> {
-        let (after_target, after_account) = q.after.unwrap_or(("", ""));
-        Ok(sqlx::query_as(
-            "SELECT kind, account_external_id, target_external_id, role, removed_at
-             FROM edges WHERE connection_id = ? AND kind = ?
-               AND (? IS NULL OR account_external_id = ?)
-               AND (? IS NULL OR target_external_id = ?)
-               AND (? OR removed_at IS NULL)
-               AND (target_external_id, account_external_id) > (?, ?)
-             ORDER BY target_external_id, account_external_id LIMIT ?",
-        )
-        .bind(connection_id)
-        .bind(kind.as_str())
-        .bind(q.account)
-        .bind(q.account)
-        .bind(q.target)
-        .bind(q.target)
-        .bind(q.include_removed)
-        .bind(after_target)
-        .bind(after_account)
-        .bind(q.limit)
-        .fetch_all(self.pool())
-        .await?)
+        let code = edge_kind_code(kind).ok_or_else(|| {
+            crate::StoreError::NotFound(format!("`{kind}` is not a kind of edge"))
+        })?;
+        // Conditions are added only when given, so that SQLite picks the
+        // primary key (by target) or the account index for the lookup.
+        let mut b = QueryBuilder::<Sqlite>::new(format!(
+            "SELECT {EDGE_KIND_NAME} AS kind, account_external_id, target_external_id, role, removed_at
+             FROM edges WHERE connection_id = "
+        ));
+        b.push_bind(connection_id)
+            .push(" AND kind = ")
+            .push_bind(code);
+        if let Some(account) = q.account {
+            b.push(" AND account_external_id = ").push_bind(account);
+        }
+        if let Some(target) = q.target {
+            b.push(" AND target_external_id = ").push_bind(target);
+        }
+        if !q.include_removed {
+            b.push(" AND removed_at IS NULL");
+        }
+        if let Some((after_target, after_account)) = q.after {
+            b.push(" AND (target_external_id, account_external_id) > (")
+                .push_bind(after_target)
+                .push(", ")
+                .push_bind(after_account)
+                .push(")");
+        }
+        b.push(" ORDER BY target_external_id, account_external_id LIMIT ")
+            .push_bind(q.limit);
+        Ok(b.build_query_as().fetch_all(self.pool()).await?)
     }
 
     /// The id of a connection's newest run, if any.

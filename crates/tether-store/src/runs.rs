@@ -6,7 +6,7 @@ use std::collections::BTreeMap;
 use serde::Serialize;
 use tether_core::{Edge, Kind, Record};
 
-use crate::identities::{kind_table, upsert_accounts, upsert_edges, upsert_resources, ResourceIn};
+use crate::identities::{kind_scope, upsert_accounts, upsert_edges, upsert_resources, ResourceIn};
 use crate::{now_ms, Result, Store, StoreError};
 
 /// How long a run's lease lasts without a heartbeat. A run whose owner died
@@ -247,102 +247,20 @@ impl Store {
         })
     }
 
-    /// Writes fetched pages and advances their checkpoints, in one
-    /// transaction: after a crash, either a page and its cursor are both
-    /// stored or neither is.
-    pub async fn write_pages(
-        &self,
-        connection_id: i64,
-        run_id: i64,
-        owner: &str,
-        pages: &[PageWrite],
-        requests: u64,
-    ) -> Result<()> {
-        let mut tx = self.pool().begin().await?;
-        // Fencing: a process that lost its lease must not write.
-        let renewed = sqlx::query(
-            "UPDATE sync_runs SET requests = ?, lease_expires_at = ? WHERE id = ? AND lease_owner = ? AND status = 'in_progress'",
-        )
-        .bind(requests as i64)
-        .bind(now_ms() + LEASE_MS)
-        .bind(run_id)
-        .bind(owner)
-        .execute(&mut *tx)
-        .await?;
-        if renewed.rows_affected() == 0 {
-            return Err(StoreError::Conflict(format!(
-                "run {run_id} is no longer owned by this process (it was taken over or ended)"
-            )));
+    /// A writer for a run's pages. Pages written through it land in one
+    /// transaction until [`RunWriter::commit`]: a page and its checkpoint are
+    /// always committed together, and large transactions amortise SQLite's
+    /// commit and the rebalancing of the edge indexes.
+    pub fn run_writer(&self, connection_id: i64, run_id: i64, owner: &str) -> RunWriter {
+        RunWriter {
+            store: self.clone(),
+            connection_id,
+            run_id,
+            owner: owner.to_owned(),
+            tx: None,
+            rows: 0,
+            opened: None,
         }
-
-        let mut accounts = Vec::new();
-        let mut resources = Vec::new();
-        let mut edges: Vec<Edge> = Vec::new();
-        let mut seen: BTreeMap<Kind, i64> = BTreeMap::new();
-        let mut stream_pages: BTreeMap<&str, i64> = BTreeMap::new();
-        for page in pages {
-            for r in &page.records {
-                *seen.entry(r.kind()).or_default() += 1;
-                match r {
-                    Record::Account(a) => accounts.push(a),
-                    other => resources.extend(ResourceIn::from_record(other)),
-                }
-            }
-            for e in &page.edges {
-                *seen.entry(e.kind.kind()).or_default() += 1;
-            }
-            edges.extend(page.edges.iter().cloned());
-            *stream_pages.entry(&page.stream).or_default() += 1;
-        }
-        upsert_resources(&mut tx, connection_id, run_id, &resources).await?;
-        upsert_accounts(&mut tx, connection_id, run_id, &accounts).await?;
-        upsert_edges(&mut tx, connection_id, run_id, &edges).await?;
-
-        for page in pages {
-            sqlx::query("UPDATE sync_work SET cursor = ?, done = ? WHERE run_id = ? AND id = ?")
-                .bind(&page.next_cursor)
-                .bind(page.next_cursor.is_none())
-                .bind(run_id)
-                .bind(page.work_id)
-                .execute(&mut *tx)
-                .await?;
-            for w in &page.new_work {
-                sqlx::query(
-                    "INSERT INTO sync_work (run_id, id, stream, scope, cursor) VALUES (?, ?, ?, ?, ?)",
-                )
-                .bind(run_id)
-                .bind(w.id)
-                .bind(&w.stream)
-                .bind(&w.scope)
-                .bind(&w.cursor)
-                .execute(&mut *tx)
-                .await?;
-            }
-        }
-        for (kind, n) in seen {
-            sqlx::query(
-                "INSERT INTO sync_run_kinds (run_id, kind, seen) VALUES (?, ?, ?)
-                 ON CONFLICT (run_id, kind) DO UPDATE SET seen = seen + excluded.seen",
-            )
-            .bind(run_id)
-            .bind(kind.as_str())
-            .bind(n)
-            .execute(&mut *tx)
-            .await?;
-        }
-        for (stream, n) in stream_pages {
-            sqlx::query(
-                "INSERT INTO sync_run_streams (run_id, stream, status, pages) VALUES (?, ?, 'running', ?)
-                 ON CONFLICT (run_id, stream) DO UPDATE SET pages = pages + excluded.pages",
-            )
-            .bind(run_id)
-            .bind(stream)
-            .bind(n)
-            .execute(&mut *tx)
-            .await?;
-        }
-        tx.commit().await?;
-        Ok(())
     }
 
     /// Keeps the run's lease while it waits (on a rate limit, say).
@@ -435,20 +353,12 @@ impl Store {
         if !confirmed {
             let mut reasons = Vec::new();
             for kind in &kinds {
-                let (table, filter) = kind_table(*kind);
+                let (table, scope) = kind_scope(*kind);
                 let sql = format!(
                     "SELECT COUNT(*) FILTER (WHERE last_seen_run < ?1), COUNT(*) FROM {table}
-                     WHERE connection_id = ?2 AND removed_at IS NULL AND first_seen_run < ?1 {}",
-                    if filter.is_some() {
-                        "AND kind = ?3"
-                    } else {
-                        ""
-                    }
+                     WHERE connection_id = ?2 AND removed_at IS NULL AND first_seen_run < ?1{scope}"
                 );
-                let mut q = sqlx::query_as(&sql).bind(run_id).bind(connection_id);
-                if let Some(f) = filter {
-                    q = q.bind(f);
-                }
+                let q = sqlx::query_as(&sql).bind(run_id).bind(connection_id);
                 let (vanishing, present): (i64, i64) = q.fetch_one(self.pool()).await?;
                 if vanishing > 0 && (vanishing as f64) > max_removal_share * present as f64 {
                     reasons.push(format!(
@@ -476,32 +386,24 @@ impl Store {
         let now = now_ms();
         let mut tx = self.pool().begin().await?;
         for kind in &kinds {
-            let (table, filter) = kind_table(*kind);
-            let sql =
-                format!(
+            let (table, scope) = kind_scope(*kind);
+            let sql = format!(
                 "UPDATE {table} SET removed_at = ?1 WHERE connection_id = ?2 AND last_seen_run < ?3
-                   AND removed_at IS NULL {}",
-                if filter.is_some() { "AND kind = ?4" } else { "" }
+                   AND removed_at IS NULL{scope}"
             );
-            let mut q = sqlx::query(&sql).bind(now).bind(connection_id).bind(run_id);
-            if let Some(f) = filter {
-                q = q.bind(f);
-            }
-            let removed = q.execute(&mut *tx).await?.rows_affected() as i64;
+            let removed = sqlx::query(&sql)
+                .bind(now)
+                .bind(connection_id)
+                .bind(run_id)
+                .execute(&mut *tx)
+                .await?
+                .rows_affected() as i64;
             let sql = format!(
                 "SELECT COUNT(*) FILTER (WHERE first_seen_run = ?2),
                         COUNT(*) FILTER (WHERE first_seen_run < ?2 AND changed_run = ?2)
-                 FROM {table} WHERE connection_id = ?1 AND last_seen_run = ?2 {}",
-                if filter.is_some() {
-                    "AND kind = ?3"
-                } else {
-                    ""
-                }
+                 FROM {table} WHERE connection_id = ?1 AND last_seen_run = ?2{scope}"
             );
-            let mut q = sqlx::query_as(&sql).bind(connection_id).bind(run_id);
-            if let Some(f) = filter {
-                q = q.bind(f);
-            }
+            let q = sqlx::query_as(&sql).bind(connection_id).bind(run_id);
             let (created, updated): (i64, i64) = q.fetch_one(&mut *tx).await?;
             sqlx::query(
                 "INSERT INTO sync_run_kinds (run_id, kind, created, updated, removed) VALUES (?, ?, ?, ?, ?)
@@ -631,5 +533,143 @@ impl Store {
             out.push(self.run_summary(id).await?);
         }
         Ok(out)
+    }
+}
+
+/// Writes a run's pages in transactions that span several calls; see
+/// [`Store::run_writer`]. Dropping it with an open transaction rolls the
+/// transaction back (its pages are fetched again on resume).
+pub struct RunWriter {
+    store: Store,
+    connection_id: i64,
+    run_id: i64,
+    owner: String,
+    tx: Option<sqlx::Transaction<'static, sqlx::Sqlite>>,
+    rows: usize,
+    opened: Option<std::time::Instant>,
+}
+
+impl RunWriter {
+    /// Records and edges written since the last commit.
+    pub fn uncommitted_rows(&self) -> usize {
+        self.rows
+    }
+
+    /// How long the open transaction has been open.
+    pub fn open_for(&self) -> Option<std::time::Duration> {
+        self.opened.map(|t| t.elapsed())
+    }
+
+    /// Writes fetched pages and advances their checkpoints in the open
+    /// transaction (opening one if needed). `requests` is the run's request
+    /// count so far.
+    pub async fn write(&mut self, pages: &[PageWrite], requests: u64) -> Result<()> {
+        if pages.is_empty() {
+            return Ok(());
+        }
+        if self.tx.is_none() {
+            self.tx = Some(self.store.pool().begin().await?);
+            self.opened = Some(std::time::Instant::now());
+        }
+        let (connection_id, run_id) = (self.connection_id, self.run_id);
+        let tx = self.tx.as_mut().expect("opened above");
+        // Fencing: a process that lost its lease must not write.
+        let renewed = sqlx::query(
+            "UPDATE sync_runs SET requests = ?, lease_expires_at = ? WHERE id = ? AND lease_owner = ? AND status = 'in_progress'",
+        )
+        .bind(requests as i64)
+        .bind(now_ms() + LEASE_MS)
+        .bind(run_id)
+        .bind(&self.owner)
+        .execute(&mut **tx)
+        .await?;
+        if renewed.rows_affected() == 0 {
+            return Err(StoreError::Conflict(format!(
+                "run {run_id} is no longer owned by this process (it was taken over or ended)"
+            )));
+        }
+
+        let mut accounts = Vec::new();
+        let mut resources = Vec::new();
+        let mut edges: Vec<&Edge> = Vec::new();
+        let mut seen: BTreeMap<Kind, i64> = BTreeMap::new();
+        let mut stream_pages: BTreeMap<&str, i64> = BTreeMap::new();
+        for page in pages {
+            for r in &page.records {
+                *seen.entry(r.kind()).or_default() += 1;
+                match r {
+                    Record::Account(a) => accounts.push(a),
+                    other => resources.extend(ResourceIn::from_record(other)),
+                }
+            }
+            for e in &page.edges {
+                *seen.entry(e.kind.kind()).or_default() += 1;
+            }
+            edges.extend(page.edges.iter());
+            *stream_pages.entry(&page.stream).or_default() += 1;
+        }
+        upsert_resources(tx, connection_id, run_id, &resources).await?;
+        upsert_accounts(tx, connection_id, run_id, &accounts).await?;
+        upsert_edges(tx, connection_id, run_id, &edges).await?;
+
+        for page in pages {
+            sqlx::query("UPDATE sync_work SET cursor = ?, done = ? WHERE run_id = ? AND id = ?")
+                .bind(&page.next_cursor)
+                .bind(page.next_cursor.is_none())
+                .bind(run_id)
+                .bind(page.work_id)
+                .execute(&mut **tx)
+                .await?;
+            for w in &page.new_work {
+                sqlx::query(
+                    "INSERT INTO sync_work (run_id, id, stream, scope, cursor) VALUES (?, ?, ?, ?, ?)",
+                )
+                .bind(run_id)
+                .bind(w.id)
+                .bind(&w.stream)
+                .bind(&w.scope)
+                .bind(&w.cursor)
+                .execute(&mut **tx)
+                .await?;
+            }
+        }
+        for (kind, n) in seen {
+            sqlx::query(
+                "INSERT INTO sync_run_kinds (run_id, kind, seen) VALUES (?, ?, ?)
+                 ON CONFLICT (run_id, kind) DO UPDATE SET seen = seen + excluded.seen",
+            )
+            .bind(run_id)
+            .bind(kind.as_str())
+            .bind(n)
+            .execute(&mut **tx)
+            .await?;
+        }
+        for (stream, n) in stream_pages {
+            sqlx::query(
+                "INSERT INTO sync_run_streams (run_id, stream, status, pages) VALUES (?, ?, 'running', ?)
+                 ON CONFLICT (run_id, stream) DO UPDATE SET pages = pages + excluded.pages",
+            )
+            .bind(run_id)
+            .bind(stream)
+            .bind(n)
+            .execute(&mut **tx)
+            .await?;
+        }
+        self.rows += pages
+            .iter()
+            .map(|p| p.records.len() + p.edges.len())
+            .sum::<usize>();
+        Ok(())
+    }
+
+    /// Commits what was written: the pages and their checkpoints become
+    /// durable together. Does nothing when nothing is open.
+    pub async fn commit(&mut self) -> Result<()> {
+        if let Some(tx) = self.tx.take() {
+            tx.commit().await?;
+        }
+        self.rows = 0;
+        self.opened = None;
+        Ok(())
     }
 }

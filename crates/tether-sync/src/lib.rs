@@ -42,11 +42,16 @@ pub struct SyncOptions {
     pub max_removal_share: f64,
     /// The operator confirmed a large removal.
     pub confirm_removals: bool,
-    /// Records and edges per write transaction (the writer batches pages up
-    /// to this many).
+    /// Records and edges the writer takes from its queue at a time (it
+    /// holds them in memory while it writes them).
     pub write_batch: usize,
     /// Pages that may wait for the writer.
     pub write_queue_pages: usize,
+    /// Records and edges per transaction, at most: one transaction spans
+    /// several batches while the fetchers keep the writer busy.
+    pub commit_rows: usize,
+    /// How long a transaction stays open, at most.
+    pub commit_interval: Duration,
 }
 
 impl Default for SyncOptions {
@@ -59,6 +64,8 @@ impl Default for SyncOptions {
             // sync`: larger values bought little speed for much memory).
             write_batch: 10_000,
             write_queue_pages: 48,
+            commit_rows: 100_000,
+            commit_interval: Duration::from_secs(1),
         }
     }
 }
@@ -187,20 +194,37 @@ pub async fn sync(
     let started = Instant::now();
 
     // The writer: one task, so pages are committed in the order they were
-    // fetched and every checkpoint follows its page.
+    // fetched and every checkpoint follows its page. It writes a batch of
+    // pages at a time (bounding memory) and commits every `commit_rows` rows
+    // or `commit_interval` (bounding the work a crash loses and how long the
+    // write lock is held), or as soon as it has caught up with the fetchers.
     let (tx, mut rx) = mpsc::channel::<WriterMsg>(options.write_queue_pages.max(1));
     let writer = {
         let store = store.clone();
         let owner = owner.clone();
         let connection_id = connection.id;
         let batch_limit = options.write_batch.max(1);
+        let commit_rows = options.commit_rows.max(1);
+        let commit_interval = options.commit_interval;
         tokio::spawn(async move {
+            let mut writer = store.run_writer(connection_id, run_id, &owner);
             let mut batch: Vec<PageWrite> = Vec::new();
             let mut requests = 0;
             loop {
-                let msg = match tokio::time::timeout(Duration::from_secs(15), rx.recv()).await {
+                // With a transaction open, wait only briefly: an idle
+                // writer commits rather than hold SQLite's write lock.
+                let wait = if writer.open_for().is_some() {
+                    Duration::from_millis(50)
+                } else {
+                    Duration::from_secs(15)
+                };
+                let msg = match tokio::time::timeout(wait, rx.recv()).await {
                     Ok(Some(m)) => m,
                     Ok(None) => break,
+                    Err(_) if writer.open_for().is_some() => {
+                        writer.commit().await?;
+                        continue;
+                    }
                     Err(_) => {
                         // Waiting (on a rate limit, say): keep the lease.
                         store.heartbeat(run_id, &owner).await?;
@@ -215,8 +239,9 @@ pub async fn sync(
                             batch.push(page);
                         }
                         WriterMsg::Skip { stream, reason } => {
-                            flush(&store, connection_id, run_id, &owner, &mut batch, requests)
-                                .await?;
+                            writer.write(&batch, requests).await?;
+                            batch.clear();
+                            writer.commit().await?;
                             store.skip_stream(run_id, &stream, &reason).await?;
                         }
                     }
@@ -225,8 +250,17 @@ pub async fn sync(
                         next = rx.try_recv().ok();
                     }
                 }
-                flush(&store, connection_id, run_id, &owner, &mut batch, requests).await?;
+                writer.write(&batch, requests).await?;
+                batch.clear();
+                if writer.uncommitted_rows() >= commit_rows
+                    || writer.open_for().is_some_and(|t| t >= commit_interval)
+                    || rx.is_empty()
+                {
+                    writer.commit().await?;
+                }
             }
+            writer.write(&batch, requests).await?;
+            writer.commit().await?;
             Ok::<(), StoreError>(())
         })
     };
@@ -460,22 +494,4 @@ pub async fn sync(
             Ok(SyncOutcome::Held { run_id, reason })
         }
     }
-}
-
-async fn flush(
-    store: &Store,
-    connection_id: i64,
-    run_id: i64,
-    owner: &str,
-    batch: &mut Vec<PageWrite>,
-    requests: u64,
-) -> Result<(), StoreError> {
-    if batch.is_empty() {
-        return Ok(());
-    }
-    store
-        .write_pages(connection_id, run_id, owner, batch, requests)
-        .await?;
-    batch.clear();
-    Ok(())
 }

@@ -1,0 +1,94 @@
+//! Upgrading a database keeps what it holds.
+
+use std::borrow::Cow;
+use std::str::FromStr;
+
+use sqlx::sqlite::{SqliteConnectOptions, SqlitePoolOptions};
+use tether_core::Kind;
+use tether_store::{EdgeQuery, KeySource, MasterKey, Store};
+
+/// Edges written before migration 0007 named their kind by text; after the
+/// upgrade they are all there, of the same kinds, with their roles and
+/// removal times.
+#[tokio::test]
+async fn edge_kinds_survive_the_move_to_integer_codes() {
+    let dir = tempfile::tempdir().unwrap();
+    let url = format!("sqlite://{}", dir.path().join("old.db").display());
+    let options = SqliteConnectOptions::from_str(&url)
+        .unwrap()
+        .create_if_missing(true);
+    let pool = SqlitePoolOptions::new()
+        .max_connections(1)
+        .connect_with(options)
+        .await
+        .unwrap();
+    let mut old = sqlx::migrate!("./migrations");
+    old.migrations = Cow::Owned(
+        old.migrations
+            .iter()
+            .filter(|m| m.version < 7)
+            .cloned()
+            .collect(),
+    );
+    old.run(&pool).await.unwrap();
+    sqlx::raw_sql(
+        "INSERT INTO connections (id, app, display_name, settings, auth_kind, status, created_at, updated_at)
+           VALUES (1, 'github', 'GitHub - Eng', '{}', 'token', 'active', 0, 0);
+         INSERT INTO edges VALUES
+           (1, 'membership', 'team-1', 'u1', 'maintainer', 1, 1, 1, NULL),
+           (1, 'membership', 'team-1', 'u2', 'member', 1, 1, 1, 5),
+           (1, 'role_assignment', 'admin', 'u1', NULL, 1, 1, 1, NULL),
+           (1, 'license_assignment', 'copilot', 'u2', NULL, 1, 1, 1, NULL);",
+    )
+    .execute(&pool)
+    .await
+    .unwrap();
+    pool.close().await;
+
+    let store = Store::open(&url, MasterKey::generate(), &KeySource::Env)
+        .await
+        .unwrap();
+    let counts = store.identity_counts(1).await.unwrap();
+    assert_eq!(counts.present.get("membership"), Some(&1));
+    assert_eq!(counts.removed.get("membership"), Some(&1));
+    assert_eq!(counts.present.get("role_assignment"), Some(&1));
+    assert_eq!(counts.present.get("license_assignment"), Some(&1));
+
+    let all = EdgeQuery {
+        include_removed: true,
+        limit: 10,
+        ..Default::default()
+    };
+    let members = store.query_edges(1, Kind::Membership, &all).await.unwrap();
+    let got: Vec<_> = members
+        .iter()
+        .map(|e| {
+            (
+                e.kind.as_str(),
+                e.target_external_id.as_str(),
+                e.account_external_id.as_str(),
+                e.role.as_deref(),
+                e.removed_at,
+            )
+        })
+        .collect();
+    assert_eq!(
+        got,
+        [
+            ("membership", "team-1", "u1", Some("maintainer"), None),
+            ("membership", "team-1", "u2", Some("member"), Some(5)),
+        ]
+    );
+    let of_u1 = EdgeQuery {
+        account: Some("u1"),
+        limit: 10,
+        ..Default::default()
+    };
+    let roles = store
+        .query_edges(1, Kind::RoleAssignment, &of_u1)
+        .await
+        .unwrap();
+    assert_eq!(roles.len(), 1);
+    assert_eq!(roles[0].kind, "role_assignment");
+    assert_eq!(roles[0].target_external_id, "admin");
+}
