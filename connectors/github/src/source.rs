@@ -243,7 +243,7 @@ impl GithubSource {
         let (team_id, slug) = parse_team_scope(scope)?;
         let chain = Chain::decode(req.cursor, TEAM_MEMBER_PHASES, req.stream)?;
         let path = format!("{}/teams/{}/members", self.org_path(), encode(slug));
-        let (resp, users): (_, Vec<SimpleUser>) = self
+        let (resp, users): (_, Vec<UserRef>) = self
             .page_of(&path, &[("role", chain.phase)], chain.page, NotFound::Team)
             .await?;
         let mut page = Page::default();
@@ -283,7 +283,7 @@ impl GithubSource {
             match seat
                 .assignee
                 .as_ref()
-                .and_then(|a| a.get("id"))
+                .and_then(|a| a.id.as_ref())
                 .and_then(id_string)
             {
                 Some(id) => page
@@ -436,6 +436,13 @@ fn id_string(v: &Value) -> Option<String> {
 struct Organization {
     id: u64,
     login: String,
+}
+
+/// A `simple-user` of which only the id is used (team members): the other
+/// fields are skipped by the parser without being allocated.
+#[derive(Deserialize)]
+struct UserRef {
+    id: u64,
 }
 
 /// GitHub's `simple-user`, as the member lists return it.
@@ -621,7 +628,14 @@ impl CopilotBilling {
 #[derive(Deserialize)]
 struct CopilotSeat {
     #[serde(default)]
-    assignee: Option<Value>,
+    assignee: Option<Assignee>,
+}
+
+/// A seat's assignee: only its id is used (a user's, or a team's).
+#[derive(Deserialize)]
+struct Assignee {
+    #[serde(default)]
+    id: Option<Value>,
 }
 
 #[derive(Deserialize)]

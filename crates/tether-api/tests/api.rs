@@ -426,7 +426,8 @@ async fn token_connection_syncs_and_serves_its_identities() {
     assert_eq!(runs.status, StatusCode::OK);
     assert_eq!(runs.json()["data"][0]["run_id"], run_id);
 
-    let c = env.get(&format!("/connections/{id}")).await.json();
+    // The run is stored as completed a moment before the hub lets go of it.
+    let c = env.wait_idle(id).await;
     let counts = &c["counts"];
     let n_accounts = counts["accounts"].as_u64().unwrap() as usize;
     assert!(n_accounts >= 120, "{c}");

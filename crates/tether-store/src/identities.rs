@@ -6,13 +6,16 @@
 //! for the CLI, the API and the tests.
 
 use serde::Serialize;
-use sqlx::{QueryBuilder, Sqlite, Transaction};
+use sqlx::{QueryBuilder, Sqlite, SqliteConnection};
 use tether_core::{Account, Edge, Kind, Record};
 
 use crate::{Result, Store};
 
 /// Rows per multi-row statement (SQLite allows 32766 bound parameters).
 const ROWS_PER_STATEMENT: usize = 400;
+/// Edges bind 4 parameters a row; larger statements share more of SQLite's
+/// per-statement work.
+const EDGE_ROWS_PER_STATEMENT: usize = 2000;
 
 /// FNV-1a, 64 bit: a stable content hash (std's hasher may change between
 /// Rust releases, which would mark every record changed after an upgrade).
@@ -34,7 +37,7 @@ fn ms(t: Option<chrono::DateTime<chrono::Utc>>) -> Option<i64> {
 }
 
 pub(crate) async fn upsert_accounts(
-    tx: &mut Transaction<'_, Sqlite>,
+    conn: &mut SqliteConnection,
     connection_id: i64,
     run_id: i64,
     accounts: &[&Account],
@@ -72,7 +75,7 @@ pub(crate) async fn upsert_accounts(
                                   THEN excluded.last_seen_run ELSE accounts.changed_run END,
                hash = excluded.hash, last_seen_run = excluded.last_seen_run, removed_at = NULL",
         );
-        q.build().execute(&mut **tx).await?;
+        q.build().execute(&mut *conn).await?;
     }
     Ok(())
 }
@@ -132,7 +135,7 @@ impl<'a> ResourceIn<'a> {
 }
 
 pub(crate) async fn upsert_resources(
-    tx: &mut Transaction<'_, Sqlite>,
+    conn: &mut SqliteConnection,
     connection_id: i64,
     run_id: i64,
     resources: &[ResourceIn<'_>],
@@ -166,7 +169,7 @@ pub(crate) async fn upsert_resources(
                                   THEN excluded.last_seen_run ELSE resources.changed_run END,
                hash = excluded.hash, last_seen_run = excluded.last_seen_run, removed_at = NULL",
         );
-        q.build().execute(&mut **tx).await?;
+        q.build().execute(&mut *conn).await?;
     }
     Ok(())
 }
@@ -174,7 +177,7 @@ pub(crate) async fn upsert_resources(
 /// Writes edges, first creating a minimal record for any target (group, role
 /// or license) not stored yet; the record is filled in when it is synced.
 pub(crate) async fn upsert_edges(
-    tx: &mut Transaction<'_, Sqlite>,
+    conn: &mut SqliteConnection,
     connection_id: i64,
     run_id: i64,
     edges: &[&Edge],
@@ -208,23 +211,27 @@ pub(crate) async fn upsert_edges(
                                   THEN excluded.last_seen_run ELSE resources.changed_run END,
                last_seen_run = excluded.last_seen_run, removed_at = NULL",
         );
-        q.build().execute(&mut **tx).await?;
+        q.build().execute(&mut *conn).await?;
     }
 
-    for chunk in edges.chunks(ROWS_PER_STATEMENT) {
+    // The connection and run ids, the same on every row, are written into
+    // the SQL as integers instead of being bound 4 times per edge.
+    let (connection, run) = (connection_id.to_string(), run_id.to_string());
+    for chunk in edges.chunks(EDGE_ROWS_PER_STATEMENT) {
         let mut q = QueryBuilder::<Sqlite>::new(
-            "INSERT INTO edges (connection_id, kind, target_external_id, account_external_id, role,
+            // OR FAIL: see migration 0007 (no statement journal).
+            "INSERT OR FAIL INTO edges (connection_id, kind, target_external_id, account_external_id, role,
                first_seen_run, last_seen_run, changed_run) ",
         );
         q.push_values(chunk, |mut b, e| {
-            b.push_bind(connection_id)
+            b.push(&connection)
                 .push_bind(edge_kind_code(e.kind.kind()))
                 .push_bind(&e.target_external_id)
                 .push_bind(&e.account_external_id)
                 .push_bind(&e.role)
-                .push_bind(run_id)
-                .push_bind(run_id)
-                .push_bind(run_id);
+                .push(&run)
+                .push(&run)
+                .push(&run);
         });
         q.push(
             " ON CONFLICT (connection_id, kind, target_external_id, account_external_id) DO UPDATE SET
@@ -232,8 +239,28 @@ pub(crate) async fn upsert_edges(
                                   THEN excluded.last_seen_run ELSE edges.changed_run END,
                role = excluded.role, last_seen_run = excluded.last_seen_run, removed_at = NULL",
         );
-        q.build().execute(&mut **tx).await?;
+        q.build().execute(&mut *conn).await?;
     }
+    Ok(())
+}
+
+/// The name of a connection's index of edges by account (see migration
+/// 0007).
+pub(crate) fn account_index_name(connection_id: i64) -> String {
+    format!("edges_by_account_{connection_id}")
+}
+
+/// Builds a connection's index of edges by account unless it exists.
+pub(crate) async fn build_account_index(
+    conn: &mut SqliteConnection,
+    connection_id: i64,
+) -> Result<()> {
+    sqlx::query(&format!(
+        "CREATE INDEX IF NOT EXISTS {} ON edges (account_external_id) WHERE connection_id = {connection_id}",
+        account_index_name(connection_id)
+    ))
+    .execute(&mut *conn)
+    .await?;
     Ok(())
 }
 
@@ -317,6 +344,40 @@ pub struct IdentityCounts {
 }
 
 impl Store {
+    /// Builds the connection's index of edges by account unless it exists.
+    /// It is built after a connection's first completed sync, by one sort of
+    /// its edges; until then, listing one account's edges scans the
+    /// connection's edges. SQLite uses a partial index only where the query
+    /// names the same connection id as a literal, as `query_edges` does.
+    ///
+    /// The build runs on a connection of its own whose sort spills to a
+    /// temporary file: the pool keeps temporary data in memory, where the
+    /// sort of millions of edges would take hundreds of megabytes.
+    pub async fn ensure_account_index(&self, connection_id: i64) -> Result<()> {
+        let name = account_index_name(connection_id);
+        let exists: i64 = sqlx::query_scalar(
+            "SELECT COUNT(*) FROM sqlite_master WHERE type = 'index' AND name = ?",
+        )
+        .bind(&name)
+        .fetch_one(self.pool())
+        .await?;
+        if exists > 0 {
+            return Ok(());
+        }
+        let mut conn = self.index_builder().await?;
+        build_account_index(&mut conn, connection_id).await
+    }
+
+    /// A connection of its own for building an index: its sort spills to a
+    /// temporary file rather than memory.
+    pub(crate) async fn index_builder(&self) -> Result<SqliteConnection> {
+        let mut conn = self.dedicated_connection().await?;
+        sqlx::query("PRAGMA temp_store = FILE")
+            .execute(&mut conn)
+            .await?;
+        Ok(conn)
+    }
+
     pub async fn account(
         &self,
         connection_id: i64,

@@ -240,6 +240,9 @@ pub struct NewConnection<'a> {
 #[derive(Clone)]
 pub struct Store {
     pool: SqlitePool,
+    /// How the pool's connections are opened, for connections of one's own
+    /// (a sync run's writer).
+    options: SqliteConnectOptions,
     key: std::sync::Arc<MasterKey>,
 }
 
@@ -262,7 +265,7 @@ impl Store {
             .pragma("cache_size", "-32768");
         let pool = SqlitePoolOptions::new()
             .max_connections(4)
-            .connect_with(options)
+            .connect_with(options.clone())
             .await?;
         sqlx::migrate!("./migrations").run(&pool).await?;
 
@@ -284,10 +287,22 @@ impl Store {
                     .await?;
             }
         }
-        Ok(Store {
+        let store = Store {
             pool,
+            options,
             key: std::sync::Arc::new(key),
-        })
+        };
+        // Connections that completed a sync have their account index (a
+        // database from before migration 0007 gets them here, once).
+        let synced: Vec<i64> = sqlx::query_scalar(
+            "SELECT DISTINCT connection_id FROM sync_runs WHERE status = 'completed'",
+        )
+        .fetch_all(&store.pool)
+        .await?;
+        for id in synced {
+            store.ensure_account_index(id).await?;
+        }
+        Ok(store)
     }
 
     /// The key file that belongs with a database URL: `tether.key` beside a
@@ -304,6 +319,14 @@ impl Store {
     }
 
     /// Checks the database answers.
+    /// A connection outside the pool, with the pool's settings: a sync run's
+    /// writer keeps one for the whole run, so its page cache stays warm
+    /// across transactions and the pool's caches do not fill with its pages.
+    pub(crate) async fn dedicated_connection(&self) -> Result<sqlx::SqliteConnection> {
+        use sqlx::ConnectOptions;
+        Ok(self.options.connect().await?)
+    }
+
     pub async fn ping(&self) -> Result<()> {
         sqlx::query("SELECT 1").execute(&self.pool).await?;
         Ok(())
@@ -465,13 +488,21 @@ impl Store {
     /// so its synced data stays readable.
     pub async fn delete_connection(&self, id: i64, purge: bool) -> Result<()> {
         if purge {
+            let mut tx = self.pool.begin().await?;
             let done = sqlx::query("DELETE FROM connections WHERE id = ?")
                 .bind(id)
-                .execute(&self.pool)
+                .execute(&mut *tx)
                 .await?;
             if done.rows_affected() == 0 {
                 return Err(StoreError::NotFound(format!("no connection with id {id}")));
             }
+            sqlx::query(&format!(
+                "DROP INDEX IF EXISTS {}",
+                identities::account_index_name(id)
+            ))
+            .execute(&mut *tx)
+            .await?;
+            tx.commit().await?;
             return Ok(());
         }
         sqlx::query("DELETE FROM credentials WHERE connection_id = ?")

@@ -96,13 +96,13 @@ impl Store {
         })?;
         // Conditions are added only when given, so that SQLite picks the
         // primary key (by target) or the account index for the lookup.
+        // The connection id is written as a literal so that SQLite can use
+        // the connection's partial index by account (see migration 0007).
         let mut b = QueryBuilder::<Sqlite>::new(format!(
             "SELECT {EDGE_KIND_NAME} AS kind, account_external_id, target_external_id, role, removed_at
-             FROM edges WHERE connection_id = "
+             FROM edges WHERE connection_id = {connection_id} AND kind = "
         ));
-        b.push_bind(connection_id)
-            .push(" AND kind = ")
-            .push_bind(code);
+        b.push_bind(code);
         if let Some(account) = q.account {
             b.push(" AND account_external_id = ").push_bind(account);
         }

@@ -4,9 +4,12 @@
 use std::collections::BTreeMap;
 
 use serde::Serialize;
+use sqlx::Connection;
 use tether_core::{Edge, Kind, Record};
 
-use crate::identities::{kind_scope, upsert_accounts, upsert_edges, upsert_resources, ResourceIn};
+use crate::identities::{
+    build_account_index, kind_scope, upsert_accounts, upsert_edges, upsert_resources, ResourceIn,
+};
 use crate::{now_ms, Result, Store, StoreError};
 
 /// How long a run's lease lasts without a heartbeat. A run whose owner died
@@ -257,7 +260,7 @@ impl Store {
             connection_id,
             run_id,
             owner: owner.to_owned(),
-            tx: None,
+            conn: None,
             rows: 0,
             opened: None,
         }
@@ -331,6 +334,11 @@ impl Store {
     /// When removal would take away more than `max_removal_share` of the
     /// present records of a kind and `confirmed` is false, the run is held in
     /// `completing` with the reason, and nothing is removed.
+    ///
+    /// Each kind is scanned once, in one transaction that holds the write
+    /// lock from its first statement: the scan yields what would be removed
+    /// and what was created and updated, and the removal itself runs only for
+    /// kinds where something vanished.
     pub async fn complete_run(
         &self,
         connection_id: i64,
@@ -339,34 +347,68 @@ impl Store {
         max_removal_share: f64,
         confirmed: bool,
     ) -> Result<Completion> {
+        // A first completed run also builds the connection's index by
+        // account, in the same transaction: a connection that completed a
+        // sync always has it.
+        let mut conn = self.index_builder().await?;
+        let mut tx = conn.begin().await?;
         sqlx::query(
-            "UPDATE sync_runs SET status = 'completing' WHERE id = ? AND status = 'in_progress'",
+            "UPDATE sync_runs SET status = 'completing' WHERE id = ? AND status IN ('in_progress', 'completing')",
         )
         .bind(run_id)
-        .execute(self.pool())
+        .execute(&mut *tx)
         .await?;
-        let kinds: Vec<Kind> = Kind::ALL
-            .into_iter()
-            .filter(|k| !skip_kinds.contains(k))
-            .collect();
+        struct Tally {
+            kind: Kind,
+            vanishing: i64,
+            present_before: i64,
+            created: i64,
+            updated: i64,
+        }
+        let mut tallies = Vec::new();
+        for kind in Kind::ALL.into_iter().filter(|k| !skip_kinds.contains(k)) {
+            let (table, scope) = kind_scope(kind);
+            // Present before this run: not removed, first seen earlier.
+            // Vanishing: of those, not seen by this run.
+            let sql = format!(
+                "SELECT COUNT(*) FILTER (WHERE removed_at IS NULL AND first_seen_run < ?1 AND last_seen_run < ?1),
+                        COUNT(*) FILTER (WHERE removed_at IS NULL AND first_seen_run < ?1),
+                        COUNT(*) FILTER (WHERE last_seen_run = ?1 AND first_seen_run = ?1),
+                        COUNT(*) FILTER (WHERE last_seen_run = ?1 AND first_seen_run < ?1 AND changed_run = ?1)
+                 FROM {table} WHERE connection_id = ?2{scope}"
+            );
+            let (vanishing, present_before, created, updated): (i64, i64, i64, i64) =
+                sqlx::query_as(&sql)
+                    .bind(run_id)
+                    .bind(connection_id)
+                    .fetch_one(&mut *tx)
+                    .await?;
+            tallies.push(Tally {
+                kind,
+                vanishing,
+                present_before,
+                created,
+                updated,
+            });
+        }
 
         if !confirmed {
-            let mut reasons = Vec::new();
-            for kind in &kinds {
-                let (table, scope) = kind_scope(*kind);
-                let sql = format!(
-                    "SELECT COUNT(*) FILTER (WHERE last_seen_run < ?1), COUNT(*) FROM {table}
-                     WHERE connection_id = ?2 AND removed_at IS NULL AND first_seen_run < ?1{scope}"
-                );
-                let q = sqlx::query_as(&sql).bind(run_id).bind(connection_id);
-                let (vanishing, present): (i64, i64) = q.fetch_one(self.pool()).await?;
-                if vanishing > 0 && (vanishing as f64) > max_removal_share * present as f64 {
-                    reasons.push(format!(
-                        "{vanishing} of {present} {kind} records ({:.0}%)",
-                        100.0 * vanishing as f64 / present as f64
-                    ));
-                }
-            }
+            let reasons: Vec<String> = tallies
+                .iter()
+                .filter(|t| {
+                    t.vanishing > 0
+                        && t.vanishing as f64 > max_removal_share * t.present_before as f64
+                })
+                .map(|t| {
+                    format!(
+                        "{} of {} {} records ({:.0}%)",
+                        t.vanishing,
+                        t.present_before,
+                        t.kind,
+                        100.0 * t.vanishing as f64 / t.present_before as f64
+                    )
+                })
+                .collect();
             if !reasons.is_empty() {
                 let reason = format!(
                     "this run would mark {} as removed, more than the allowed {:.0}%; \
@@ -377,43 +419,40 @@ impl Store {
                 sqlx::query("UPDATE sync_runs SET hold_reason = ?, lease_owner = NULL, lease_expires_at = NULL WHERE id = ?")
                     .bind(&reason)
                     .bind(run_id)
-                    .execute(self.pool())
+                    .execute(&mut *tx)
                     .await?;
+                tx.commit().await?;
                 return Ok(Completion::Held { reason });
             }
         }
 
         let now = now_ms();
-        let mut tx = self.pool().begin().await?;
-        for kind in &kinds {
-            let (table, scope) = kind_scope(*kind);
-            let sql = format!(
-                "UPDATE {table} SET removed_at = ?1 WHERE connection_id = ?2 AND last_seen_run < ?3
-                   AND removed_at IS NULL{scope}"
-            );
-            let removed = sqlx::query(&sql)
-                .bind(now)
-                .bind(connection_id)
-                .bind(run_id)
-                .execute(&mut *tx)
-                .await?
-                .rows_affected() as i64;
-            let sql = format!(
-                "SELECT COUNT(*) FILTER (WHERE first_seen_run = ?2),
-                        COUNT(*) FILTER (WHERE first_seen_run < ?2 AND changed_run = ?2)
-                 FROM {table} WHERE connection_id = ?1 AND last_seen_run = ?2{scope}"
-            );
-            let q = sqlx::query_as(&sql).bind(connection_id).bind(run_id);
-            let (created, updated): (i64, i64) = q.fetch_one(&mut *tx).await?;
+        for t in &tallies {
+            let removed = if t.vanishing > 0 {
+                let (table, scope) = kind_scope(t.kind);
+                let sql = format!(
+                    "UPDATE {table} SET removed_at = ?1 WHERE connection_id = ?2 AND last_seen_run < ?3
+                       AND removed_at IS NULL{scope}"
+                );
+                sqlx::query(&sql)
+                    .bind(now)
+                    .bind(connection_id)
+                    .bind(run_id)
+                    .execute(&mut *tx)
+                    .await?
+                    .rows_affected() as i64
+            } else {
+                0
+            };
             sqlx::query(
                 "INSERT INTO sync_run_kinds (run_id, kind, created, updated, removed) VALUES (?, ?, ?, ?, ?)
                  ON CONFLICT (run_id, kind) DO UPDATE SET created = excluded.created,
                    updated = excluded.updated, removed = excluded.removed",
             )
             .bind(run_id)
-            .bind(kind.as_str())
-            .bind(created)
-            .bind(updated)
+            .bind(t.kind.as_str())
+            .bind(t.created)
+            .bind(t.updated)
             .bind(removed)
             .execute(&mut *tx)
             .await?;
@@ -436,6 +475,7 @@ impl Store {
             .bind(run_id)
             .execute(&mut *tx)
             .await?;
+        build_account_index(&mut tx, connection_id).await?;
         tx.commit().await?;
         Ok(Completion::Completed(self.run_summary(run_id).await?))
     }
@@ -537,15 +577,18 @@ impl Store {
 }
 
 /// Writes a run's pages in transactions that span several calls; see
-/// [`Store::run_writer`]. Dropping it with an open transaction rolls the
-/// transaction back (its pages are fetched again on resume).
+/// [`Store::run_writer`]. It writes on a connection of its own, opened at
+/// the first write and closed when it is dropped; dropping it with a
+/// transaction open rolls that transaction back (its pages are fetched again
+/// on resume), as does a failed write.
 pub struct RunWriter {
     store: Store,
     connection_id: i64,
     run_id: i64,
     owner: String,
-    tx: Option<sqlx::Transaction<'static, sqlx::Sqlite>>,
+    conn: Option<sqlx::SqliteConnection>,
     rows: usize,
+    /// When the open transaction began; `None` when none is open.
     opened: Option<std::time::Instant>,
 }
 
@@ -562,114 +605,155 @@ impl RunWriter {
 
     /// Writes fetched pages and advances their checkpoints in the open
     /// transaction (opening one if needed). `requests` is the run's request
-    /// count so far.
+    /// count so far. On an error the open transaction is rolled back.
     pub async fn write(&mut self, pages: &[PageWrite], requests: u64) -> Result<()> {
         if pages.is_empty() {
             return Ok(());
         }
-        if self.tx.is_none() {
-            self.tx = Some(self.store.pool().begin().await?);
+        if self.conn.is_none() {
+            self.conn = Some(self.store.dedicated_connection().await?);
+        }
+        let conn = self.conn.as_mut().expect("opened above");
+        if self.opened.is_none() {
+            // IMMEDIATE: take the write lock now, waiting for it if needed.
+            sqlx::query("BEGIN IMMEDIATE").execute(&mut *conn).await?;
             self.opened = Some(std::time::Instant::now());
         }
-        let (connection_id, run_id) = (self.connection_id, self.run_id);
-        let tx = self.tx.as_mut().expect("opened above");
-        // Fencing: a process that lost its lease must not write.
-        let renewed = sqlx::query(
-            "UPDATE sync_runs SET requests = ?, lease_expires_at = ? WHERE id = ? AND lease_owner = ? AND status = 'in_progress'",
+        let written = write_pages(
+            conn,
+            self.connection_id,
+            self.run_id,
+            &self.owner,
+            pages,
+            requests,
         )
-        .bind(requests as i64)
-        .bind(now_ms() + LEASE_MS)
-        .bind(run_id)
-        .bind(&self.owner)
-        .execute(&mut **tx)
-        .await?;
-        if renewed.rows_affected() == 0 {
-            return Err(StoreError::Conflict(format!(
-                "run {run_id} is no longer owned by this process (it was taken over or ended)"
-            )));
-        }
-
-        let mut accounts = Vec::new();
-        let mut resources = Vec::new();
-        let mut edges: Vec<&Edge> = Vec::new();
-        let mut seen: BTreeMap<Kind, i64> = BTreeMap::new();
-        let mut stream_pages: BTreeMap<&str, i64> = BTreeMap::new();
-        for page in pages {
-            for r in &page.records {
-                *seen.entry(r.kind()).or_default() += 1;
-                match r {
-                    Record::Account(a) => accounts.push(a),
-                    other => resources.extend(ResourceIn::from_record(other)),
+        .await;
+        match written {
+            Ok(()) => {
+                self.rows += pages
+                    .iter()
+                    .map(|p| p.records.len() + p.edges.len())
+                    .sum::<usize>();
+                Ok(())
+            }
+            Err(e) => {
+                // Best effort: if even the rollback fails, dropping the
+                // connection rolls back.
+                if sqlx::query("ROLLBACK").execute(&mut *conn).await.is_err() {
+                    self.conn = None;
                 }
-            }
-            for e in &page.edges {
-                *seen.entry(e.kind.kind()).or_default() += 1;
-            }
-            edges.extend(page.edges.iter());
-            *stream_pages.entry(&page.stream).or_default() += 1;
-        }
-        upsert_resources(tx, connection_id, run_id, &resources).await?;
-        upsert_accounts(tx, connection_id, run_id, &accounts).await?;
-        upsert_edges(tx, connection_id, run_id, &edges).await?;
-
-        for page in pages {
-            sqlx::query("UPDATE sync_work SET cursor = ?, done = ? WHERE run_id = ? AND id = ?")
-                .bind(&page.next_cursor)
-                .bind(page.next_cursor.is_none())
-                .bind(run_id)
-                .bind(page.work_id)
-                .execute(&mut **tx)
-                .await?;
-            for w in &page.new_work {
-                sqlx::query(
-                    "INSERT INTO sync_work (run_id, id, stream, scope, cursor) VALUES (?, ?, ?, ?, ?)",
-                )
-                .bind(run_id)
-                .bind(w.id)
-                .bind(&w.stream)
-                .bind(&w.scope)
-                .bind(&w.cursor)
-                .execute(&mut **tx)
-                .await?;
+                self.opened = None;
+                self.rows = 0;
+                Err(e)
             }
         }
-        for (kind, n) in seen {
-            sqlx::query(
-                "INSERT INTO sync_run_kinds (run_id, kind, seen) VALUES (?, ?, ?)
-                 ON CONFLICT (run_id, kind) DO UPDATE SET seen = seen + excluded.seen",
-            )
-            .bind(run_id)
-            .bind(kind.as_str())
-            .bind(n)
-            .execute(&mut **tx)
-            .await?;
-        }
-        for (stream, n) in stream_pages {
-            sqlx::query(
-                "INSERT INTO sync_run_streams (run_id, stream, status, pages) VALUES (?, ?, 'running', ?)
-                 ON CONFLICT (run_id, stream) DO UPDATE SET pages = pages + excluded.pages",
-            )
-            .bind(run_id)
-            .bind(stream)
-            .bind(n)
-            .execute(&mut **tx)
-            .await?;
-        }
-        self.rows += pages
-            .iter()
-            .map(|p| p.records.len() + p.edges.len())
-            .sum::<usize>();
-        Ok(())
     }
 
     /// Commits what was written: the pages and their checkpoints become
     /// durable together. Does nothing when nothing is open.
     pub async fn commit(&mut self) -> Result<()> {
-        if let Some(tx) = self.tx.take() {
-            tx.commit().await?;
+        if let (Some(conn), Some(_)) = (self.conn.as_mut(), self.opened) {
+            self.opened = None;
+            self.rows = 0;
+            if let Err(e) = sqlx::query("COMMIT").execute(&mut *conn).await {
+                self.conn = None;
+                return Err(e.into());
+            }
         }
-        self.rows = 0;
-        self.opened = None;
         Ok(())
     }
+}
+
+/// One `RunWriter::write`, inside the writer's open transaction.
+async fn write_pages(
+    conn: &mut sqlx::SqliteConnection,
+    connection_id: i64,
+    run_id: i64,
+    owner: &str,
+    pages: &[PageWrite],
+    requests: u64,
+) -> Result<()> {
+    // Fencing: a process that lost its lease must not write.
+    let renewed = sqlx::query(
+        "UPDATE sync_runs SET requests = ?, lease_expires_at = ? WHERE id = ? AND lease_owner = ? AND status = 'in_progress'",
+    )
+    .bind(requests as i64)
+    .bind(now_ms() + LEASE_MS)
+    .bind(run_id)
+    .bind(owner)
+    .execute(&mut *conn)
+    .await?;
+    if renewed.rows_affected() == 0 {
+        return Err(StoreError::Conflict(format!(
+            "run {run_id} is no longer owned by this process (it was taken over or ended)"
+        )));
+    }
+
+    let mut accounts = Vec::new();
+    let mut resources = Vec::new();
+    let mut edges: Vec<&Edge> = Vec::new();
+    let mut seen: BTreeMap<Kind, i64> = BTreeMap::new();
+    let mut stream_pages: BTreeMap<&str, i64> = BTreeMap::new();
+    for page in pages {
+        for r in &page.records {
+            *seen.entry(r.kind()).or_default() += 1;
+            match r {
+                Record::Account(a) => accounts.push(a),
+                other => resources.extend(ResourceIn::from_record(other)),
+            }
+        }
+        for e in &page.edges {
+            *seen.entry(e.kind.kind()).or_default() += 1;
+        }
+        edges.extend(page.edges.iter());
+        *stream_pages.entry(&page.stream).or_default() += 1;
+    }
+    upsert_resources(conn, connection_id, run_id, &resources).await?;
+    upsert_accounts(conn, connection_id, run_id, &accounts).await?;
+    upsert_edges(conn, connection_id, run_id, &edges).await?;
+
+    for page in pages {
+        sqlx::query("UPDATE sync_work SET cursor = ?, done = ? WHERE run_id = ? AND id = ?")
+            .bind(&page.next_cursor)
+            .bind(page.next_cursor.is_none())
+            .bind(run_id)
+            .bind(page.work_id)
+            .execute(&mut *conn)
+            .await?;
+        for w in &page.new_work {
+            sqlx::query(
+                "INSERT INTO sync_work (run_id, id, stream, scope, cursor) VALUES (?, ?, ?, ?, ?)",
+            )
+            .bind(run_id)
+            .bind(w.id)
+            .bind(&w.stream)
+            .bind(&w.scope)
+            .bind(&w.cursor)
+            .execute(&mut *conn)
+            .await?;
+        }
+    }
+    for (kind, n) in seen {
+        sqlx::query(
+            "INSERT INTO sync_run_kinds (run_id, kind, seen) VALUES (?, ?, ?)
+             ON CONFLICT (run_id, kind) DO UPDATE SET seen = seen + excluded.seen",
+        )
+        .bind(run_id)
+        .bind(kind.as_str())
+        .bind(n)
+        .execute(&mut *conn)
+        .await?;
+    }
+    for (stream, n) in stream_pages {
+        sqlx::query(
+            "INSERT INTO sync_run_streams (run_id, stream, status, pages) VALUES (?, ?, 'running', ?)
+             ON CONFLICT (run_id, stream) DO UPDATE SET pages = pages + excluded.pages",
+        )
+        .bind(run_id)
+        .bind(stream)
+        .bind(n)
+        .execute(&mut *conn)
+        .await?;
+    }
+    Ok(())
 }

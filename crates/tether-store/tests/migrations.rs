@@ -9,7 +9,8 @@ use tether_store::{EdgeQuery, KeySource, MasterKey, Store};
 
 /// Edges written before migration 0007 named their kind by text; after the
 /// upgrade they are all there, of the same kinds, with their roles and
-/// removal times.
+/// removal times, and the synced connection has its own index by account,
+/// which a lookup by account uses and which goes with the connection.
 #[tokio::test]
 async fn edge_kinds_survive_the_move_to_integer_codes() {
     let dir = tempfile::tempdir().unwrap();
@@ -34,6 +35,7 @@ async fn edge_kinds_survive_the_move_to_integer_codes() {
     sqlx::raw_sql(
         "INSERT INTO connections (id, app, display_name, settings, auth_kind, status, created_at, updated_at)
            VALUES (1, 'github', 'GitHub - Eng', '{}', 'token', 'active', 0, 0);
+         INSERT INTO sync_runs (id, connection_id, status, started_at) VALUES (1, 1, 'completed', 0);
          INSERT INTO edges VALUES
            (1, 'membership', 'team-1', 'u1', 'maintainer', 1, 1, 1, NULL),
            (1, 'membership', 'team-1', 'u2', 'member', 1, 1, 1, 5),
@@ -91,4 +93,31 @@ async fn edge_kinds_survive_the_move_to_integer_codes() {
     assert_eq!(roles.len(), 1);
     assert_eq!(roles[0].kind, "role_assignment");
     assert_eq!(roles[0].target_external_id, "admin");
+
+    // The upgrade built the connection's index by account, and a lookup that
+    // names the connection as a literal (as `query_edges` does) uses it.
+    let check = SqlitePoolOptions::new()
+        .max_connections(1)
+        .connect(&url)
+        .await
+        .unwrap();
+    let plan: Vec<(i64, i64, i64, String)> = sqlx::query_as(
+        "EXPLAIN QUERY PLAN SELECT target_external_id FROM edges
+         WHERE connection_id = 1 AND kind = 2 AND account_external_id = 'u1'",
+    )
+    .fetch_all(&check)
+    .await
+    .unwrap();
+    assert!(
+        plan.iter().any(|p| p.3.contains("edges_by_account_1")),
+        "{plan:?}"
+    );
+
+    store.delete_connection(1, true).await.unwrap();
+    let left: i64 =
+        sqlx::query_scalar("SELECT COUNT(*) FROM sqlite_master WHERE name = 'edges_by_account_1'")
+            .fetch_one(&check)
+            .await
+            .unwrap();
+    assert_eq!(left, 0, "the index goes with its connection");
 }
