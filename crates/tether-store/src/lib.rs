@@ -22,7 +22,7 @@ use std::time::Duration;
 use secrecy::{ExposeSecret, SecretString};
 use serde::{Deserialize, Serialize};
 use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteSynchronous};
-use sqlx::{Row, SqlitePool};
+use sqlx::{ConnectOptions, Row, SqlitePool};
 
 pub use api_keys::ApiKeyInfo;
 pub use crypto::{KeySource, MasterKey, MASTER_KEY_ENV};
@@ -262,7 +262,10 @@ impl Store {
             // Checkpoint the WAL every ~40 MB rather than every 4 MB: pages
             // rewritten within that window are copied to the database once.
             .pragma("wal_autocheckpoint", "10000")
-            .pragma("cache_size", "-32768");
+            .pragma("cache_size", "-32768")
+            // Completing a run of millions of edges scans them for a second
+            // or more; that is expected, so it is not a warning.
+            .log_slow_statements(log::LevelFilter::Info, Duration::from_secs(1));
         let pool = SqlitePoolOptions::new()
             .max_connections(4)
             .connect_with(options.clone())
@@ -323,7 +326,6 @@ impl Store {
     /// writer keeps one for the whole run, so its page cache stays warm
     /// across transactions and the pool's caches do not fill with its pages.
     pub(crate) async fn dedicated_connection(&self) -> Result<sqlx::SqliteConnection> {
-        use sqlx::ConnectOptions;
         Ok(self.options.connect().await?)
     }
 
