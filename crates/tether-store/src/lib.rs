@@ -321,7 +321,6 @@ impl Store {
         }
     }
 
-    /// Checks the database answers.
     /// A connection outside the pool, with the pool's settings: a sync run's
     /// writer keeps one for the whole run, so its page cache stays warm
     /// across transactions and the pool's caches do not fill with its pages.
@@ -329,6 +328,7 @@ impl Store {
         Ok(self.options.connect().await?)
     }
 
+    /// Checks the database answers.
     pub async fn ping(&self) -> Result<()> {
         sqlx::query("SELECT 1").execute(&self.pool).await?;
         Ok(())
