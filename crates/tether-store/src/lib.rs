@@ -321,6 +321,15 @@ impl Store {
         }
     }
 
+    /// A write transaction. It takes SQLite's write lock at BEGIN (waiting
+    /// up to the busy timeout for it): a deferred transaction that reads and
+    /// then writes fails at once with "database is locked" when another
+    /// connection wrote in between, which a long sync transaction makes
+    /// likely.
+    pub(crate) async fn write_tx(&self) -> Result<sqlx::Transaction<'static, sqlx::Sqlite>> {
+        Ok(self.pool.begin_with("BEGIN IMMEDIATE").await?)
+    }
+
     /// A connection outside the pool, with the pool's settings: a sync run's
     /// writer keeps one for the whole run, so its page cache stays warm
     /// across transactions and the pool's caches do not fill with its pages.
@@ -342,7 +351,7 @@ impl Store {
 
     pub async fn create_connection(&self, new: NewConnection<'_>) -> Result<Connection> {
         let now = now_ms();
-        let mut tx = self.pool.begin().await?;
+        let mut tx = self.write_tx().await?;
         let id: i64 = sqlx::query_scalar(
             "INSERT INTO connections (app, display_name, settings, auth_kind, status, created_at, updated_at)
              VALUES (?, ?, ?, ?, ?, ?, ?) RETURNING id",
@@ -421,7 +430,7 @@ impl Store {
         status: ConnectionStatus,
         reason: Option<&str>,
     ) -> Result<()> {
-        let mut tx = self.pool.begin().await?;
+        let mut tx = self.write_tx().await?;
         let current: Option<(String, Option<String>)> =
             sqlx::query_as("SELECT status, status_reason FROM connections WHERE id = ?")
                 .bind(id)
@@ -490,7 +499,7 @@ impl Store {
     /// so its synced data stays readable.
     pub async fn delete_connection(&self, id: i64, purge: bool) -> Result<()> {
         if purge {
-            let mut tx = self.pool.begin().await?;
+            let mut tx = self.write_tx().await?;
             let done = sqlx::query("DELETE FROM connections WHERE id = ?")
                 .bind(id)
                 .execute(&mut *tx)
@@ -547,7 +556,7 @@ impl Store {
 
     /// Replaces a connection's credentials (a refresh, a reconnect).
     pub async fn set_secret(&self, connection_id: i64, secret: &Secret) -> Result<()> {
-        let mut tx = self.pool.begin().await?;
+        let mut tx = self.write_tx().await?;
         self.put_secret(&mut tx, connection_id, secret).await?;
         tx.commit().await?;
         Ok(())

@@ -153,7 +153,7 @@ impl Store {
         owner_alive: impl Fn(&str) -> Option<bool>,
     ) -> Result<RunStart> {
         let now = now_ms();
-        let mut tx = self.pool().begin().await?;
+        let mut tx = self.write_tx().await?;
         // (id, status, lease owner, lease expiry, started at)
         type ActiveRun = (i64, String, Option<String>, Option<i64>, i64);
         let active: Option<ActiveRun> = sqlx::query_as(
@@ -279,7 +279,7 @@ impl Store {
 
     /// Records that an optional stream was skipped and drops its chains.
     pub async fn skip_stream(&self, run_id: i64, stream: &str, reason: &str) -> Result<()> {
-        let mut tx = self.pool().begin().await?;
+        let mut tx = self.write_tx().await?;
         sqlx::query(
             "INSERT INTO sync_run_streams (run_id, stream, status, reason) VALUES (?, ?, 'skipped', ?)
              ON CONFLICT (run_id, stream) DO UPDATE SET status = 'skipped', reason = excluded.reason",
@@ -308,7 +308,7 @@ impl Store {
         message: &str,
     ) -> Result<()> {
         debug_assert!(matches!(status, RunStatus::Error | RunStatus::Abandoned));
-        let mut tx = self.pool().begin().await?;
+        let mut tx = self.write_tx().await?;
         sqlx::query(
             "UPDATE sync_runs SET status = ?, finished_at = ?, error_code = ?, error_message = ?,
                lease_owner = NULL, lease_expires_at = NULL WHERE id = ?",
@@ -351,7 +351,7 @@ impl Store {
         // account, in the same transaction: a connection that completed a
         // sync always has it.
         let mut conn = self.index_builder().await?;
-        let mut tx = conn.begin().await?;
+        let mut tx = conn.begin_with("BEGIN IMMEDIATE").await?;
         sqlx::query(
             "UPDATE sync_runs SET status = 'completing' WHERE id = ? AND status IN ('in_progress', 'completing')",
         )

@@ -55,7 +55,7 @@ impl Store {
     /// Stores the admin password's hash, replacing any. With
     /// `sign_out_everyone`, every session ends (the generation is bumped).
     pub async fn set_admin_password_hash(&self, phc: &str, sign_out_everyone: bool) -> Result<()> {
-        let mut tx = self.pool().begin().await?;
+        let mut tx = self.write_tx().await?;
         sqlx::query(
             "UPDATE web_settings SET admin_password_hash = ?, updated_at = ?,
                generation = generation + CASE WHEN ? THEN 1 ELSE 0 END WHERE id = 1",
@@ -103,7 +103,7 @@ impl Store {
     /// Signs every session out: bumps the generation and deletes all
     /// sessions. Returns the new generation.
     pub async fn force_web_reauthentication(&self) -> Result<i64> {
-        let mut tx = self.pool().begin().await?;
+        let mut tx = self.write_tx().await?;
         let generation: i64 = sqlx::query_scalar(
             "UPDATE web_settings SET generation = generation + 1, updated_at = ? WHERE id = 1 RETURNING generation",
         )
@@ -125,7 +125,7 @@ impl Store {
         csrf_token: &str,
     ) -> Result<WebSession> {
         let now = now_ms();
-        let mut tx = self.pool().begin().await?;
+        let mut tx = self.write_tx().await?;
         sqlx::query("DELETE FROM web_sessions WHERE expires_at <= ?")
             .bind(now)
             .execute(&mut *tx)

@@ -198,7 +198,7 @@ impl Store {
         secret: &SecretString,
     ) -> Result<WebhookSubscription> {
         let events = serde_json::to_string(events).expect("events serialize");
-        let mut tx = self.pool().begin().await?;
+        let mut tx = self.write_tx().await?;
         let id: i64 = sqlx::query_scalar(
             "INSERT INTO webhook_subscriptions (url, events, secret_nonce, secret, active, created_at)
              VALUES (?, ?, x'', x'', 1, ?) RETURNING id",
@@ -399,7 +399,7 @@ impl Store {
             }
             AttemptOutcome::Failed => (DeliveryStatus::Failed, None, None),
         };
-        let mut tx = self.pool().begin().await?;
+        let mut tx = self.write_tx().await?;
         let done = sqlx::query(
             "UPDATE webhook_deliveries SET attempts = attempts + 1, status = ?, next_attempt_at = ?,
                delivered_at = COALESCE(delivered_at, ?)
