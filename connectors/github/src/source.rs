@@ -8,8 +8,8 @@ use serde::Deserialize;
 use serde_json::{json, Map, Value};
 use tether_core::http::{HttpClient, RawResponse};
 use tether_core::{
-    Account, AccountStatus, ConnectedIdentity, ConnectorContext, Edge, Group, Kind, License, Page,
-    PageRequest, Record, Role, Source, SourceError, StreamSpec, TokenSource,
+    Account, AccountStatus, AccountType, ConnectedIdentity, ConnectorContext, Edge, Group, Kind,
+    License, Page, PageRequest, Record, Role, Source, SourceError, StreamSpec, TokenSource,
 };
 
 use crate::errors::{classify, observe_quota, Call, NotFound};
@@ -178,6 +178,10 @@ impl GithubSource {
         let mut page = Page::default();
         for u in &users {
             let mut account = u.account();
+            // Outside collaborators are not members of the organisation.
+            if account.account_type == AccountType::Human {
+                account.account_type = AccountType::Guest;
+            }
             account
                 .attributes
                 .insert("outside_collaborator".into(), Value::Bool(true));
@@ -367,6 +371,7 @@ fn org_roles() -> Page {
             name: name.into(),
             description: Some(description.into()),
             attributes: Map::new(),
+            resource_type: None,
         })
     };
     Page {
@@ -476,10 +481,17 @@ impl SimpleUser {
         if let Some(v) = &self.html_url {
             attributes.insert("html_url".into(), json!(v));
         }
+        // GitHub marks apps' and bots' accounts `"type": "Bot"`
+        // (https://docs.github.com/en/rest/users/users#get-a-user).
+        let account_type = match self.kind.as_deref() {
+            Some("Bot") => AccountType::Service,
+            _ => AccountType::Human,
+        };
         Account {
             external_id: self.id.to_string(),
             username: Some(self.login.clone()),
             status: AccountStatus::Active,
+            account_type,
             attributes,
             ..Account::default()
         }
@@ -561,6 +573,7 @@ impl Team {
             description: self.description.clone().filter(|d| !d.is_empty()),
             parent_external_id: self.parent.as_ref().map(|p| p.id.to_string()),
             attributes,
+            resource_type: None,
         }
     }
 }
@@ -621,6 +634,7 @@ impl CopilotBilling {
             total_seats: b.total,
             used_seats: used,
             attributes,
+            resource_type: None,
         }
     }
 }

@@ -89,7 +89,9 @@ pub struct ConnectionDto {
     pub connected: Option<ConnectedDto>,
     pub created_at: String,
     pub updated_at: String,
-    /// Present (not removed) records and edges.
+    /// Present (not removed) records and edges per (kind, type), keyed by
+    /// the type's label: `account`, `group`, `membership`, and `group:team`
+    /// for a named type (see `/connections/{id}/types`).
     pub counts: CountsDto,
     /// The sync running now, if any.
     pub sync: Option<SyncProgressDto>,
@@ -103,30 +105,43 @@ pub struct ConnectedDto {
     pub name: Option<String>,
 }
 
-#[derive(Debug, Default, Serialize, ToSchema)]
-pub struct CountsDto {
-    pub accounts: i64,
-    pub groups: i64,
-    pub roles: i64,
-    pub licenses: i64,
-    pub memberships: i64,
-    pub role_assignments: i64,
-    pub license_assignments: i64,
+/// Present records and edges per (kind, type), keyed by the type's label:
+/// `account`, `group`, `membership`, and `group:team` for a named type.
+pub type CountsDto = std::collections::BTreeMap<String, i64>;
+
+/// One (kind, type) a connection holds records of.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct TypeDto {
+    /// `account`, `group`, `role`, `license`, `membership`,
+    /// `role_assignment` or `license_assignment`.
+    pub kind: String,
+    /// The resource type; `null` for the kind's default type. Pass it as
+    /// `type` to the lists.
+    #[serde(rename = "type")]
+    pub resource_type: Option<String>,
+    /// `group`, or `group:team` for a named type: the key of `counts` and of
+    /// a run's per-type figures.
+    pub label: String,
+    pub present: i64,
+    pub removed: i64,
 }
 
-impl From<&tether_store::IdentityCounts> for CountsDto {
-    fn from(c: &tether_store::IdentityCounts) -> Self {
-        let n = |k: &str| c.present.get(k).copied().unwrap_or(0);
-        CountsDto {
-            accounts: n("account"),
-            groups: n("group"),
-            roles: n("role"),
-            licenses: n("license"),
-            memberships: n("membership"),
-            role_assignments: n("role_assignment"),
-            license_assignments: n("license_assignment"),
+impl TypeDto {
+    pub fn new(t: &tether_core::TypeKey, counts: &tether_store::IdentityCounts) -> Self {
+        let label = t.label();
+        TypeDto {
+            kind: t.kind.as_str().to_owned(),
+            resource_type: t.resource_type.clone(),
+            present: counts.present.get(&label).copied().unwrap_or(0),
+            removed: counts.removed.get(&label).copied().unwrap_or(0),
+            label,
         }
     }
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+pub struct TypeList {
+    pub data: Vec<TypeDto>,
 }
 
 /// The live progress of a running sync.
@@ -357,11 +372,21 @@ pub struct RunList {
 #[derive(Debug, Serialize, ToSchema)]
 pub struct AccountDto {
     pub external_id: String,
+    /// The resource type; `null` for the default type.
+    #[serde(rename = "type")]
+    pub resource_type: Option<String>,
+    /// The primary email.
     pub email: Option<String>,
+    /// Every other email the app knows.
+    pub emails: Vec<String>,
     pub username: Option<String>,
+    /// The directory's distinguished name, where it has one.
+    pub dn: Option<String>,
     pub display_name: Option<String>,
     /// `active`, `suspended`, `deprovisioned` or `invited`.
     pub status: String,
+    /// `human`, `service` (bots, apps) or `guest`.
+    pub account_type: String,
     pub is_admin: bool,
     /// App-specific attributes.
     #[schema(value_type = Object)]
@@ -374,12 +399,17 @@ pub struct AccountDto {
 
 impl From<tether_store::AccountRow> for AccountDto {
     fn from(a: tether_store::AccountRow) -> Self {
+        let emails = a.other_emails();
         AccountDto {
             external_id: a.external_id,
+            resource_type: Some(a.rtype).filter(|t| !t.is_empty()),
             email: a.email,
+            emails,
             username: a.username,
+            dn: a.dn,
             display_name: a.display_name,
             status: a.status,
+            account_type: a.account_type,
             is_admin: a.is_admin,
             attributes: serde_json::from_str(&a.attributes)
                 .unwrap_or_else(|_| serde_json::Value::Object(Default::default())),
@@ -395,6 +425,9 @@ impl From<tether_store::AccountRow> for AccountDto {
 pub struct ResourceDto {
     /// `group`, `role` or `license`.
     pub kind: String,
+    /// The resource type; `null` for the kind's default type.
+    #[serde(rename = "type")]
+    pub resource_type: Option<String>,
     pub external_id: String,
     pub name: String,
     pub description: Option<String>,
@@ -409,6 +442,7 @@ impl From<tether_store::ResourceRow> for ResourceDto {
     fn from(r: tether_store::ResourceRow) -> Self {
         ResourceDto {
             kind: r.kind,
+            resource_type: Some(r.rtype).filter(|t| !t.is_empty()),
             external_id: r.external_id,
             name: r.name,
             description: r.description,
@@ -420,16 +454,44 @@ impl From<tether_store::ResourceRow> for ResourceDto {
     }
 }
 
-/// An account's membership in a group, or its holding of a role or license.
+/// Who holds an edge's target: an account or a group.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct HolderDto {
+    /// `account` or `group`.
+    pub kind: String,
+    /// The holder's resource type; `null` for the default type.
+    #[serde(rename = "type")]
+    pub resource_type: Option<String>,
+    /// `id` when `value` is the holder's external id; `email`, `username` or
+    /// `dn` for an account the app named by that key and that matched no
+    /// synced account.
+    pub key: String,
+    pub value: String,
+    /// Whether the holder is named by its id.
+    pub resolved: bool,
+}
+
+/// A holder's membership in a group, or its holding of a role or license.
 #[derive(Debug, Serialize, ToSchema)]
 pub struct EdgeDto {
     /// `membership`, `role_assignment` or `license_assignment`.
     pub kind: String,
-    pub account_external_id: String,
+    pub holder: HolderDto,
     /// The group, role or license.
     pub target_external_id: String,
-    /// The role within the group (`maintainer`), where the app has one.
+    /// The target's resource type; `null` for the default type.
+    pub target_type: Option<String>,
+    /// The role within the target (`maintainer`, `OWNER`), where the app has
+    /// one.
     pub role: Option<String>,
+    /// Where the edge applies (an org unit, an administrative unit).
+    pub scope: Option<String>,
+    /// Held through something else (a child team, a group-based license)
+    /// rather than directly.
+    pub inherited: bool,
+    /// The app's attributes of the relation.
+    #[schema(value_type = Object)]
+    pub attributes: serde_json::Value,
     pub removed_at: Option<String>,
 }
 
@@ -437,9 +499,23 @@ impl From<tether_store::EdgeRow> for EdgeDto {
     fn from(e: tether_store::EdgeRow) -> Self {
         EdgeDto {
             kind: e.kind,
-            account_external_id: e.account_external_id,
+            holder: HolderDto {
+                kind: e.holder_kind,
+                resource_type: Some(e.holder_type).filter(|t| !t.is_empty()),
+                key: e.holder_key,
+                value: e.holder_external_id,
+                resolved: e.resolved,
+            },
             target_external_id: e.target_external_id,
+            target_type: Some(e.target_type).filter(|t| !t.is_empty()),
             role: e.role,
+            scope: e.scope,
+            inherited: e.inherited,
+            attributes: e
+                .attributes
+                .as_deref()
+                .and_then(|a| serde_json::from_str(a).ok())
+                .unwrap_or_else(|| serde_json::Value::Object(Default::default())),
             removed_at: opt_time(e.removed_at),
         }
     }

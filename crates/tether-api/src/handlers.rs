@@ -9,7 +9,7 @@ use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use base64::Engine;
 use secrecy::SecretString;
 use serde::Deserialize;
-use tether_core::Kind;
+use tether_core::{Kind, TypeKey};
 use tether_hub::{Hub, HubError};
 use tether_store::{AccountQuery, Connection, ConnectionStatus, EdgeQuery};
 use utoipa::IntoParams;
@@ -91,7 +91,7 @@ async fn connection_dto(hub: &Hub, mut c: Connection) -> ApiResult<ConnectionDto
     };
     Ok(ConnectionDto {
         sync: sync.map(Into::into),
-        counts: (&counts).into(),
+        counts: counts.present.clone(),
         last_run,
         connected: c.connected_external_id.map(|external_id| ConnectedDto {
             external_id,
@@ -416,9 +416,16 @@ pub async fn get_run(
 #[derive(Debug, Deserialize, IntoParams)]
 #[into_params(parameter_in = Query)]
 pub struct AccountParams {
-    /// Only accounts of this status: `active`, `suspended`, `deprovisioned`
+    /// The accounts' resource type, where the app has several (see
+    /// `/connections/{id}/types`); the default type when absent.
+    #[serde(rename = "type")]
+    #[param(rename = "type")]
+    pub resource_type: Option<String>,
+    /// Only accounts in this state: `active`, `suspended`, `deprovisioned`
     /// or `invited`.
     pub status: Option<String>,
+    /// Only accounts of this type: `human`, `service` or `guest`.
+    pub account_type: Option<String>,
     /// Include accounts no longer seen by the app (default false).
     pub include_removed: Option<bool>,
     /// The `next_cursor` of the previous page.
@@ -447,6 +454,13 @@ pub async fn list_accounts(
             ));
         }
     }
+    if let Some(t) = &p.account_type {
+        if tether_core::AccountType::parse(t).is_none() {
+            return Err(ApiError::bad_request(
+                "`account_type` must be one of human, service, guest",
+            ));
+        }
+    }
     let after = p
         .after
         .as_deref()
@@ -457,7 +471,9 @@ pub async fn list_accounts(
         .query_accounts(
             id,
             &AccountQuery {
+                resource_type: p.resource_type.as_deref(),
                 status: p.status.as_deref(),
+                account_type: p.account_type.as_deref(),
                 include_removed: p.include_removed.unwrap_or(false),
                 after: after.as_ref().map(|a| a[0].as_str()),
                 limit: limit + 1,
@@ -470,9 +486,49 @@ pub async fn list_accounts(
     Ok(Json(AccountPage { data, next_cursor }))
 }
 
+/// The (kind, type)s a connection holds records of, with their counts.
+#[utoipa::path(get, path = "/api/v1/connections/{id}/types", tag = "identities",
+    params(("id" = i64, Path, description = "Connection id")),
+    responses((status = 200, body = TypeList), (status = 400, body = ErrorBody),
+        (status = 404, body = ErrorBody), (status = 401, body = ErrorBody)),
+    security(("api_key" = [])))]
+pub async fn list_types(
+    State(hub): State<Hub>,
+    ApiPath(id): ApiPath<i64>,
+) -> ApiResult<Json<TypeList>> {
+    hub.connection(id).await?;
+    let store = hub.store();
+    let counts = store.identity_counts(id).await?;
+    let data = store
+        .types(id)
+        .await?
+        .into_iter()
+        .map(|t| TypeDto::new(&t, &counts))
+        .collect();
+    Ok(Json(TypeList { data }))
+}
+
+/// A kind named in a path, checked to be one of `allowed`.
+fn path_kind(name: &str, allowed: &[Kind]) -> ApiResult<Kind> {
+    Kind::parse(name)
+        .filter(|k| allowed.contains(k))
+        .ok_or_else(|| {
+            let names: Vec<&str> = allowed.iter().map(|k| k.as_str()).collect();
+            ApiError::not_found(format!(
+                "`{name}` is not one of {}; GET /api/v1/connections/{{id}}/types lists what a connection has",
+                names.join(", ")
+            ))
+        })
+}
+
 #[derive(Debug, Deserialize, IntoParams)]
 #[into_params(parameter_in = Query)]
 pub struct ResourceParams {
+    /// The resource type (see `/connections/{id}/types`); the kind's default
+    /// type when absent.
+    #[serde(rename = "type")]
+    #[param(rename = "type")]
+    pub resource_type: Option<String>,
     /// Include records no longer seen by the app (default false).
     pub include_removed: Option<bool>,
     /// The `next_cursor` of the previous page.
@@ -481,12 +537,20 @@ pub struct ResourceParams {
     pub limit: Option<i64>,
 }
 
-async fn resources(
-    hub: &Hub,
-    id: i64,
-    kind: Kind,
-    p: ResourceParams,
+/// The connection's groups, roles or licenses of one type, by external id.
+#[utoipa::path(get, path = "/api/v1/connections/{id}/resources/{kind}", tag = "identities",
+    params(("id" = i64, Path, description = "Connection id"),
+        ("kind" = String, Path, description = "`group`, `role` or `license`"),
+        ResourceParams),
+    responses((status = 200, body = ResourcePage), (status = 400, body = ErrorBody),
+        (status = 404, body = ErrorBody), (status = 401, body = ErrorBody)),
+    security(("api_key" = [])))]
+pub async fn list_resources(
+    State(hub): State<Hub>,
+    ApiPath((id, kind)): ApiPath<(i64, String)>,
+    ApiQuery(p): ApiQuery<ResourceParams>,
 ) -> ApiResult<Json<ResourcePage>> {
+    let kind = path_kind(&kind, &[Kind::Group, Kind::Role, Kind::License])?;
     hub.connection(id).await?;
     let limit = page_limit(p.limit, DEFAULT_LIMIT, MAX_LIMIT)?;
     let after = p
@@ -494,11 +558,12 @@ async fn resources(
         .as_deref()
         .map(|c| decode_cursor(c, 1))
         .transpose()?;
+    let of = TypeKey::new(kind, p.resource_type.as_deref());
     let rows = hub
         .store()
         .query_resources(
             id,
-            kind,
+            &of,
             p.include_removed.unwrap_or(false),
             after.as_ref().map(|a| a[0].as_str()),
             limit + 1,
@@ -510,151 +575,106 @@ async fn resources(
     Ok(Json(ResourcePage { data, next_cursor }))
 }
 
-/// The connection's groups (GitHub: teams).
-#[utoipa::path(get, path = "/api/v1/connections/{id}/groups", tag = "identities",
-    params(("id" = i64, Path, description = "Connection id"), ResourceParams),
-    responses((status = 200, body = ResourcePage), (status = 404, body = ErrorBody), (status = 401, body = ErrorBody)),
-    security(("api_key" = [])))]
-pub async fn list_groups(
-    State(hub): State<Hub>,
-    ApiPath(id): ApiPath<i64>,
-    ApiQuery(p): ApiQuery<ResourceParams>,
-) -> ApiResult<Json<ResourcePage>> {
-    resources(&hub, id, Kind::Group, p).await
-}
-
-/// The connection's roles.
-#[utoipa::path(get, path = "/api/v1/connections/{id}/roles", tag = "identities",
-    params(("id" = i64, Path, description = "Connection id"), ResourceParams),
-    responses((status = 200, body = ResourcePage), (status = 404, body = ErrorBody), (status = 401, body = ErrorBody)),
-    security(("api_key" = [])))]
-pub async fn list_roles(
-    State(hub): State<Hub>,
-    ApiPath(id): ApiPath<i64>,
-    ApiQuery(p): ApiQuery<ResourceParams>,
-) -> ApiResult<Json<ResourcePage>> {
-    resources(&hub, id, Kind::Role, p).await
-}
-
-/// The connection's licenses, with seat counts.
-#[utoipa::path(get, path = "/api/v1/connections/{id}/licenses", tag = "identities",
-    params(("id" = i64, Path, description = "Connection id"), ResourceParams),
-    responses((status = 200, body = ResourcePage), (status = 404, body = ErrorBody), (status = 401, body = ErrorBody)),
-    security(("api_key" = [])))]
-pub async fn list_licenses(
-    State(hub): State<Hub>,
-    ApiPath(id): ApiPath<i64>,
-    ApiQuery(p): ApiQuery<ResourceParams>,
-) -> ApiResult<Json<ResourcePage>> {
-    resources(&hub, id, Kind::License, p).await
-}
-
-/// Filters of the edge lists; each list reads the target filter of its kind
-/// (`group`, `role` or `license`).
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
 pub struct EdgeParams {
+    /// The type of the edges' targets (see `/connections/{id}/types`); the
+    /// default type when absent.
+    #[serde(rename = "type")]
+    #[param(rename = "type")]
+    pub resource_type: Option<String>,
+    /// Only what this account holds (external id).
     pub account: Option<String>,
-    pub group: Option<String>,
-    pub role: Option<String>,
-    pub license: Option<String>,
+    /// Only what this group holds (external id): its memberships in other
+    /// groups, its roles and licenses.
+    pub holder_group: Option<String>,
+    /// Only who holds this group, role or license (external id).
+    pub target: Option<String>,
+    /// Only edges whose account (named by email, username or DN) matched no
+    /// synced account.
+    pub unresolved: Option<bool>,
+    /// Include removed edges (default false).
     pub include_removed: Option<bool>,
+    /// The `next_cursor` of the previous page.
     pub after: Option<String>,
+    /// Page size (default 100, at most 1000).
     pub limit: Option<i64>,
 }
 
-async fn edges(hub: &Hub, id: i64, kind: Kind, p: EdgeParams) -> ApiResult<Json<EdgePage>> {
+/// Memberships, role assignments or license assignments of one target
+/// type, by target, then holder.
+#[utoipa::path(get, path = "/api/v1/connections/{id}/edges/{kind}", tag = "identities",
+    params(("id" = i64, Path, description = "Connection id"),
+        ("kind" = String, Path, description = "`membership`, `role_assignment` or `license_assignment`"),
+        EdgeParams),
+    responses((status = 200, body = EdgePage), (status = 400, body = ErrorBody),
+        (status = 404, body = ErrorBody), (status = 401, body = ErrorBody)),
+    security(("api_key" = [])))]
+pub async fn list_edges(
+    State(hub): State<Hub>,
+    ApiPath((id, kind)): ApiPath<(i64, String)>,
+    ApiQuery(p): ApiQuery<EdgeParams>,
+) -> ApiResult<Json<EdgePage>> {
+    let kind = path_kind(
+        &kind,
+        &[
+            Kind::Membership,
+            Kind::RoleAssignment,
+            Kind::LicenseAssignment,
+        ],
+    )?;
     hub.connection(id).await?;
     let limit = page_limit(p.limit, DEFAULT_LIMIT, MAX_LIMIT)?;
-    let (target, others) = match kind {
-        Kind::Membership => (p.group, [("role", &p.role), ("license", &p.license)]),
-        Kind::RoleAssignment => (p.role, [("group", &p.group), ("license", &p.license)]),
-        _ => (p.license, [("group", &p.group), ("role", &p.role)]),
-    };
-    if let Some((name, _)) = others.iter().find(|(_, v)| v.is_some()) {
-        return Err(ApiError::bad_request(format!(
-            "`{name}` does not filter this list"
-        )));
+    if p.account.is_some() && p.holder_group.is_some() {
+        return Err(ApiError::bad_request(
+            "give `account` or `holder_group`, not both: an edge has one holder",
+        ));
     }
     let after = p
         .after
         .as_deref()
-        .map(|c| decode_cursor(c, 2))
+        .map(|c| decode_cursor(c, 5))
         .transpose()?;
+    let after = match &after {
+        Some(a) => Some(tether_store::EdgeAfter {
+            target: &a[0],
+            holder: a[1]
+                .parse()
+                .map_err(|_| ApiError::bad_request("`after` is not a cursor this API returned"))?,
+            holder_type: &a[2],
+            holder_id: &a[3],
+            scope: &a[4],
+        }),
+        None => None,
+    };
+    let of = TypeKey::new(kind, p.resource_type.as_deref());
     let rows = hub
         .store()
         .query_edges(
             id,
-            kind,
+            &of,
             &EdgeQuery {
                 account: p.account.as_deref(),
-                target: target.as_deref(),
+                holder_group: p.holder_group.as_deref(),
+                target: p.target.as_deref(),
+                unresolved_only: p.unresolved.unwrap_or(false),
                 include_removed: p.include_removed.unwrap_or(false),
-                after: after.as_ref().map(|a| (a[0].as_str(), a[1].as_str())),
+                after,
                 limit: limit + 1,
             },
         )
         .await?;
     let (data, next_cursor) = paginate(rows, limit, |e: &tether_store::EdgeRow| {
-        encode_cursor(&[&e.target_external_id, &e.account_external_id])
+        let a = e.after();
+        encode_cursor(&[
+            a.target,
+            &a.holder.to_string(),
+            a.holder_type,
+            a.holder_id,
+            a.scope,
+        ])
     });
     Ok(Json(EdgePage { data, next_cursor }))
-}
-
-/// Group memberships, by group then account.
-#[utoipa::path(get, path = "/api/v1/connections/{id}/memberships", tag = "identities",
-    params(("id" = i64, Path, description = "Connection id"),
-        ("account" = Option<String>, Query, description = "Only this account's (external id)"),
-        ("group" = Option<String>, Query, description = "Only this group's (external id)"),
-        ("include_removed" = Option<bool>, Query, description = "Include removed memberships"),
-        ("after" = Option<String>, Query, description = "The `next_cursor` of the previous page"),
-        ("limit" = Option<i64>, Query, description = "Page size (default 100, at most 1000)")),
-    responses((status = 200, body = EdgePage), (status = 400, body = ErrorBody),
-        (status = 404, body = ErrorBody), (status = 401, body = ErrorBody)),
-    security(("api_key" = [])))]
-pub async fn list_memberships(
-    State(hub): State<Hub>,
-    ApiPath(id): ApiPath<i64>,
-    ApiQuery(p): ApiQuery<EdgeParams>,
-) -> ApiResult<Json<EdgePage>> {
-    edges(&hub, id, Kind::Membership, p).await
-}
-
-/// Role assignments, by role then account.
-#[utoipa::path(get, path = "/api/v1/connections/{id}/role-assignments", tag = "identities",
-    params(("id" = i64, Path, description = "Connection id"),
-        ("account" = Option<String>, Query, description = "Only this account's (external id)"),
-        ("role" = Option<String>, Query, description = "Only this role's (external id)"),
-        ("include_removed" = Option<bool>, Query, description = "Include removed assignments"),
-        ("after" = Option<String>, Query, description = "The `next_cursor` of the previous page"),
-        ("limit" = Option<i64>, Query, description = "Page size (default 100, at most 1000)")),
-    responses((status = 200, body = EdgePage), (status = 400, body = ErrorBody),
-        (status = 404, body = ErrorBody), (status = 401, body = ErrorBody)),
-    security(("api_key" = [])))]
-pub async fn list_role_assignments(
-    State(hub): State<Hub>,
-    ApiPath(id): ApiPath<i64>,
-    ApiQuery(p): ApiQuery<EdgeParams>,
-) -> ApiResult<Json<EdgePage>> {
-    edges(&hub, id, Kind::RoleAssignment, p).await
-}
-
-/// License assignments, by license then account.
-#[utoipa::path(get, path = "/api/v1/connections/{id}/license-assignments", tag = "identities",
-    params(("id" = i64, Path, description = "Connection id"),
-        ("account" = Option<String>, Query, description = "Only this account's (external id)"),
-        ("license" = Option<String>, Query, description = "Only this license's (external id)"),
-        ("include_removed" = Option<bool>, Query, description = "Include removed assignments"),
-        ("after" = Option<String>, Query, description = "The `next_cursor` of the previous page"),
-        ("limit" = Option<i64>, Query, description = "Page size (default 100, at most 1000)")),
-    responses((status = 200, body = EdgePage), (status = 400, body = ErrorBody),
-        (status = 404, body = ErrorBody), (status = 401, body = ErrorBody)),
-    security(("api_key" = [])))]
-pub async fn list_license_assignments(
-    State(hub): State<Hub>,
-    ApiPath(id): ApiPath<i64>,
-    ApiQuery(p): ApiQuery<EdgeParams>,
-) -> ApiResult<Json<EdgePage>> {
-    edges(&hub, id, Kind::LicenseAssignment, p).await
 }
 
 // ---- fallbacks -------------------------------------------------------------

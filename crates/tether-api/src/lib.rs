@@ -54,19 +54,10 @@ pub fn router(hub: Hub) -> Router {
         .route("/connections/{id}/reconnect", post(reconnect))
         .route("/connections/{id}/sync", post(start_sync))
         .route("/connections/{id}/runs", get(list_runs))
+        .route("/connections/{id}/types", get(list_types))
         .route("/connections/{id}/accounts", get(list_accounts))
-        .route("/connections/{id}/groups", get(list_groups))
-        .route("/connections/{id}/roles", get(list_roles))
-        .route("/connections/{id}/licenses", get(list_licenses))
-        .route("/connections/{id}/memberships", get(list_memberships))
-        .route(
-            "/connections/{id}/role-assignments",
-            get(list_role_assignments),
-        )
-        .route(
-            "/connections/{id}/license-assignments",
-            get(list_license_assignments),
-        )
+        .route("/connections/{id}/resources/{kind}", get(list_resources))
+        .route("/connections/{id}/edges/{kind}", get(list_edges))
         .route("/runs/{run_id}", get(get_run))
         .route_layer(axum::middleware::from_fn_with_state(
             hub.clone(),
@@ -108,13 +99,10 @@ pub fn openapi() -> utoipa::openapi::OpenApi {
         handlers::start_sync,
         handlers::list_runs,
         handlers::get_run,
+        handlers::list_types,
         handlers::list_accounts,
-        handlers::list_groups,
-        handlers::list_roles,
-        handlers::list_licenses,
-        handlers::list_memberships,
-        handlers::list_role_assignments,
-        handlers::list_license_assignments,
+        handlers::list_resources,
+        handlers::list_edges,
     ),
     components(schemas(ErrorBody, ErrorDetail)),
     modifiers(&SecurityAddon),

@@ -324,13 +324,10 @@ async fn requests_need_a_valid_unrevoked_api_key() {
         "/api/v1/connections/{id}/sync",
         "/api/v1/connections/{id}/runs",
         "/api/v1/runs/{run_id}",
+        "/api/v1/connections/{id}/types",
         "/api/v1/connections/{id}/accounts",
-        "/api/v1/connections/{id}/groups",
-        "/api/v1/connections/{id}/roles",
-        "/api/v1/connections/{id}/licenses",
-        "/api/v1/connections/{id}/memberships",
-        "/api/v1/connections/{id}/role-assignments",
-        "/api/v1/connections/{id}/license-assignments",
+        "/api/v1/connections/{id}/resources/{kind}",
+        "/api/v1/connections/{id}/edges/{kind}",
     ] {
         assert!(paths.contains_key(p), "openapi.json lacks {p}");
     }
@@ -429,10 +426,20 @@ async fn token_connection_syncs_and_serves_its_identities() {
     // The run is stored as completed a moment before the hub lets go of it.
     let c = env.wait_idle(id).await;
     let counts = &c["counts"];
-    let n_accounts = counts["accounts"].as_u64().unwrap() as usize;
+    let n_accounts = counts["account"].as_u64().unwrap() as usize;
     assert!(n_accounts >= 120, "{c}");
-    assert_eq!(counts["groups"], 4);
-    assert!(counts["memberships"].as_u64().unwrap() > 0);
+    assert_eq!(counts["group"], 4);
+    assert!(counts["membership"].as_u64().unwrap() > 0);
+    // The types list what the connection has, with the same counts.
+    let types = env.get(&format!("/connections/{id}/types")).await.json();
+    let types = types["data"].as_array().unwrap();
+    for t in types {
+        let label = t["label"].as_str().unwrap();
+        assert_eq!(t["present"], counts[label], "{label}");
+    }
+    assert!(types
+        .iter()
+        .any(|t| t["kind"] == "group" && t["type"].is_null()));
     assert_eq!(c["last_run"]["run_id"], run_id);
     assert!(c["sync"].is_null());
     let list = env.get("/connections").await.json();
@@ -479,28 +486,33 @@ async fn token_connection_syncs_and_serves_its_identities() {
     }
 
     // Groups and memberships.
-    let groups = env.all_pages(&format!("/connections/{id}/groups"), 3).await;
+    let groups = env
+        .all_pages(&format!("/connections/{id}/resources/group"), 3)
+        .await;
     assert_eq!(groups.len(), 4);
     let memberships = env
-        .all_pages(&format!("/connections/{id}/memberships"), 25)
+        .all_pages(&format!("/connections/{id}/edges/membership"), 25)
         .await;
     assert_eq!(
         memberships.len() as u64,
-        counts["memberships"].as_u64().unwrap()
+        counts["membership"].as_u64().unwrap()
     );
     let pairs: BTreeSet<(String, String)> = memberships
         .iter()
         .map(|m| {
             (
                 m["target_external_id"].as_str().unwrap().to_owned(),
-                m["account_external_id"].as_str().unwrap().to_owned(),
+                m["holder"]["value"].as_str().unwrap().to_owned(),
             )
         })
         .collect();
     assert_eq!(pairs.len(), memberships.len());
     let group = groups[0]["external_id"].as_str().unwrap();
     let of_group = env
-        .all_pages(&format!("/connections/{id}/memberships?group={group}"), 10)
+        .all_pages(
+            &format!("/connections/{id}/edges/membership?target={group}"),
+            10,
+        )
         .await;
     assert!(!of_group.is_empty());
     assert!(of_group.iter().all(|m| m["target_external_id"] == group));
@@ -511,37 +523,49 @@ async fn token_connection_syncs_and_serves_its_identities() {
             .filter(|m| m["target_external_id"] == group)
             .count()
     );
-    let account = memberships[0]["account_external_id"].as_str().unwrap();
+    let account = memberships[0]["holder"]["value"].as_str().unwrap();
     let of_account = env
-        .get(&format!("/connections/{id}/memberships?account={account}"))
+        .get(&format!(
+            "/connections/{id}/edges/membership?account={account}"
+        ))
         .await
         .json();
     let of_account = of_account["data"].as_array().unwrap();
     assert!(!of_account.is_empty());
     assert!(of_account
         .iter()
-        .all(|m| m["account_external_id"] == account));
+        .all(|m| m["holder"]["value"] == account && m["holder"]["kind"] == "account"));
     let wrong = env
-        .get(&format!("/connections/{id}/memberships?license=x"))
+        .get(&format!(
+            "/connections/{id}/edges/membership?account=a&holder_group=g"
+        ))
         .await;
     assert_eq!(wrong.status, StatusCode::BAD_REQUEST);
+    for (path, status) in [
+        ("resources/membership", StatusCode::NOT_FOUND),
+        ("edges/group", StatusCode::NOT_FOUND),
+        ("edges/membership?after=%%%", StatusCode::BAD_REQUEST),
+    ] {
+        let a = env.get(&format!("/connections/{id}/{path}")).await;
+        assert_eq!(a.status, status, "{path}: {}", a.text);
+    }
 
     // Roles and licenses answer (whatever the connector maps to them).
     for list in [
-        "roles",
-        "licenses",
-        "role-assignments",
-        "license-assignments",
+        "resources/role",
+        "resources/license",
+        "edges/role_assignment",
+        "edges/license_assignment",
     ] {
         let a = env.get(&format!("/connections/{id}/{list}")).await;
         assert_eq!(a.status, StatusCode::OK, "{list}: {}", a.text);
     }
     let seats = env
-        .all_pages(&format!("/connections/{id}/license-assignments"), 40)
+        .all_pages(&format!("/connections/{id}/edges/license_assignment"), 40)
         .await;
     assert_eq!(
         seats.len() as u64,
-        counts["license_assignments"].as_u64().unwrap()
+        counts["license_assignment"].as_u64().unwrap()
     );
 
     // Rename; a taken name is a conflict.
@@ -775,7 +799,7 @@ async fn oauth_connections_start_here_and_complete_in_the_named_session() {
     let active = env.wait_idle(id).await;
     assert_eq!(active["status"], "active", "{active}");
     assert!(
-        active["counts"]["accounts"].as_i64().unwrap() >= 120,
+        active["counts"]["account"].as_i64().unwrap() >= 120,
         "{active}"
     );
     assert_eq!(active["connected"]["name"], "acme");

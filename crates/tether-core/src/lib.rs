@@ -25,7 +25,10 @@ pub mod source;
 
 pub use auth::{Credentials, StaticToken, TokenSource};
 pub use error::SourceError;
-pub use model::{Account, AccountStatus, Edge, EdgeKind, Group, Kind, License, Record, Role};
+pub use model::{
+    Account, AccountKey, AccountStatus, AccountType, Edge, EdgeKind, Group, Holder, Kind, License,
+    Record, Role, TypeKey,
+};
 pub use registry::{
     AuthMethod, ClientAuth, ConnectorContext, ConnectorDescriptor, OAuth2Spec, SettingSpec,
     TokenResponseFormat,

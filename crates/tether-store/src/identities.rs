@@ -7,7 +7,7 @@
 
 use serde::Serialize;
 use sqlx::{QueryBuilder, Sqlite, SqliteConnection};
-use tether_core::{Account, Edge, Kind, Record};
+use tether_core::{Account, AccountKey, Edge, Holder, Kind, Record, TypeKey};
 
 use crate::{Result, Store};
 
@@ -45,7 +45,8 @@ pub(crate) async fn upsert_accounts(
     for chunk in accounts.chunks(ROWS_PER_STATEMENT) {
         let mut q = QueryBuilder::<Sqlite>::new(
             "INSERT INTO accounts (connection_id, external_id, email, username, display_name, given_name, family_name,
-               status, is_admin, last_login_at, created_at, attributes, hash, first_seen_run, last_seen_run, changed_run) ",
+               status, is_admin, last_login_at, created_at, attributes, hash, first_seen_run, last_seen_run, changed_run,
+               rtype, account_type, emails, dn) ",
         );
         q.push_values(chunk, |mut b, a| {
             b.push_bind(connection_id)
@@ -63,10 +64,15 @@ pub(crate) async fn upsert_accounts(
                 .push_bind(record_hash(a))
                 .push_bind(run_id)
                 .push_bind(run_id)
-                .push_bind(run_id);
+                .push_bind(run_id)
+                .push_bind(a.resource_type.as_deref().unwrap_or(""))
+                .push_bind(a.account_type.as_str())
+                .push_bind(emails_json(&a.emails))
+                .push_bind(&a.dn);
         });
         q.push(
             " ON CONFLICT (connection_id, external_id) DO UPDATE SET
+               rtype = excluded.rtype, account_type = excluded.account_type, emails = excluded.emails, dn = excluded.dn,
                email = excluded.email, username = excluded.username, display_name = excluded.display_name,
                given_name = excluded.given_name, family_name = excluded.family_name, status = excluded.status,
                is_admin = excluded.is_admin, last_login_at = excluded.last_login_at, created_at = excluded.created_at,
@@ -80,9 +86,15 @@ pub(crate) async fn upsert_accounts(
     Ok(())
 }
 
-/// Groups, roles and licenses share one table, told apart by kind.
+/// An account's other emails as stored: a JSON array, `None` when empty.
+fn emails_json(emails: &[String]) -> Option<String> {
+    (!emails.is_empty()).then(|| serde_json::to_string(emails).expect("strings serialize"))
+}
+
+/// Groups, roles and licenses share one table, told apart by kind and type.
 pub(crate) struct ResourceIn<'a> {
     kind: Kind,
+    rtype: &'a str,
     external_id: &'a str,
     name: &'a str,
     description: Option<&'a str>,
@@ -99,6 +111,7 @@ impl<'a> ResourceIn<'a> {
             Record::Account(_) => return None,
             Record::Group(g) => ResourceIn {
                 kind: Kind::Group,
+                rtype: g.resource_type.as_deref().unwrap_or(""),
                 external_id: &g.external_id,
                 name: &g.name,
                 description: g.description.as_deref(),
@@ -110,6 +123,7 @@ impl<'a> ResourceIn<'a> {
             },
             Record::Role(x) => ResourceIn {
                 kind: Kind::Role,
+                rtype: x.resource_type.as_deref().unwrap_or(""),
                 external_id: &x.external_id,
                 name: &x.name,
                 description: x.description.as_deref(),
@@ -121,6 +135,7 @@ impl<'a> ResourceIn<'a> {
             },
             Record::License(l) => ResourceIn {
                 kind: Kind::License,
+                rtype: l.resource_type.as_deref().unwrap_or(""),
                 external_id: &l.external_id,
                 name: &l.name,
                 description: None,
@@ -142,12 +157,13 @@ pub(crate) async fn upsert_resources(
 ) -> Result<()> {
     for chunk in resources.chunks(ROWS_PER_STATEMENT) {
         let mut q = QueryBuilder::<Sqlite>::new(
-            "INSERT INTO resources (connection_id, kind, external_id, name, description, parent_external_id,
+            "INSERT INTO resources (connection_id, kind, rtype, external_id, name, description, parent_external_id,
                total_seats, used_seats, attributes, hash, first_seen_run, last_seen_run, changed_run) ",
         );
         q.push_values(chunk, |mut b, r| {
             b.push_bind(connection_id)
                 .push_bind(r.kind.as_str())
+                .push_bind(r.rtype)
                 .push_bind(r.external_id)
                 .push_bind(r.name)
                 .push_bind(r.description)
@@ -161,7 +177,7 @@ pub(crate) async fn upsert_resources(
                 .push_bind(run_id);
         });
         q.push(
-            " ON CONFLICT (connection_id, kind, external_id) DO UPDATE SET
+            " ON CONFLICT (connection_id, kind, rtype, external_id) DO UPDATE SET
                name = excluded.name, description = excluded.description,
                parent_external_id = excluded.parent_external_id, total_seats = excluded.total_seats,
                used_seats = excluded.used_seats, attributes = excluded.attributes,
@@ -174,28 +190,75 @@ pub(crate) async fn upsert_resources(
     Ok(())
 }
 
+/// How an edge's holder is stored (see migration 0008): the code, the
+/// holder's type ('' for the default) and its id or key.
+pub(crate) fn holder_columns(holder: &Holder) -> (i64, &str, &str) {
+    match holder {
+        Holder::Account { key } => {
+            let code = match key {
+                AccountKey::Id(_) => HOLDER_ACCOUNT,
+                AccountKey::Email(_) => 1,
+                AccountKey::Username(_) => 2,
+                AccountKey::Dn(_) => 3,
+            };
+            (code, "", key.value())
+        }
+        Holder::Group {
+            external_id,
+            resource_type,
+        } => (
+            HOLDER_GROUP,
+            resource_type.as_deref().unwrap_or(""),
+            external_id,
+        ),
+    }
+}
+
+/// An account named by its id.
+pub(crate) const HOLDER_ACCOUNT: i64 = 0;
+/// A group.
+pub(crate) const HOLDER_GROUP: i64 = 4;
+
 /// Writes edges, first creating a minimal record for any target (group, role
-/// or license) not stored yet; the record is filled in when it is synced.
+/// or license) and any holding group not stored yet; the record is filled in
+/// when it is synced. Accounts named by an alternate key are written as
+/// given and resolved when the run completes (see `resolve_account_keys`).
 pub(crate) async fn upsert_edges(
     conn: &mut SqliteConnection,
     connection_id: i64,
     run_id: i64,
     edges: &[&Edge],
 ) -> Result<()> {
-    let mut targets: Vec<(Kind, &str)> = edges
-        .iter()
-        .map(|e| (e.kind.target_kind(), e.target_external_id.as_str()))
-        .collect();
-    targets.sort_unstable();
-    targets.dedup();
-    for chunk in targets.chunks(ROWS_PER_STATEMENT) {
+    let mut ends: Vec<(Kind, &str, &str)> = Vec::with_capacity(edges.len());
+    for e in edges {
+        ends.push((
+            e.kind.target_kind(),
+            e.target_type.as_deref().unwrap_or(""),
+            e.target_external_id.as_str(),
+        ));
+        if let Holder::Group {
+            external_id,
+            resource_type,
+        } = &e.holder
+        {
+            ends.push((
+                Kind::Group,
+                resource_type.as_deref().unwrap_or(""),
+                external_id.as_str(),
+            ));
+        }
+    }
+    ends.sort_unstable();
+    ends.dedup();
+    for chunk in ends.chunks(ROWS_PER_STATEMENT) {
         let mut q = QueryBuilder::<Sqlite>::new(
-            "INSERT INTO resources (connection_id, kind, external_id, name, attributes, hash,
+            "INSERT INTO resources (connection_id, kind, rtype, external_id, name, attributes, hash,
                first_seen_run, last_seen_run, changed_run) ",
         );
-        q.push_values(chunk, |mut b, (kind, id)| {
+        q.push_values(chunk, |mut b, (kind, rtype, id)| {
             b.push_bind(connection_id)
                 .push_bind(kind.as_str())
+                .push_bind(*rtype)
                 .push_bind(*id)
                 .push_bind(*id)
                 .push_bind("{}")
@@ -204,9 +267,9 @@ pub(crate) async fn upsert_edges(
                 .push_bind(run_id)
                 .push_bind(run_id);
         });
-        // An edge seen in this run proves its target exists in the app.
+        // An edge seen in this run proves its ends exist in the app.
         q.push(
-            " ON CONFLICT (connection_id, kind, external_id) DO UPDATE SET
+            " ON CONFLICT (connection_id, kind, rtype, external_id) DO UPDATE SET
                changed_run = CASE WHEN resources.removed_at IS NOT NULL
                                   THEN excluded.last_seen_run ELSE resources.changed_run END,
                last_seen_run = excluded.last_seen_run, removed_at = NULL",
@@ -215,33 +278,140 @@ pub(crate) async fn upsert_edges(
     }
 
     // The connection and run ids, the same on every row, are written into
-    // the SQL as integers instead of being bound 4 times per edge.
+    // the SQL as integers instead of being bound on every edge; so are the
+    // facets most edges leave at their defaults.
     let (connection, run) = (connection_id.to_string(), run_id.to_string());
     for chunk in edges.chunks(EDGE_ROWS_PER_STATEMENT) {
         let mut q = QueryBuilder::<Sqlite>::new(
             // OR FAIL: see migration 0007 (no statement journal).
-            "INSERT OR FAIL INTO edges (connection_id, kind, target_external_id, account_external_id, role,
-               first_seen_run, last_seen_run, changed_run) ",
+            "INSERT OR FAIL INTO edges (connection_id, kind, target_type, target_external_id, holder, holder_type,
+               holder_external_id, scope, role, inherited, attributes, first_seen_run, last_seen_run, changed_run) ",
         );
         q.push_values(chunk, |mut b, e| {
+            let (holder, holder_type, holder_id) = holder_columns(&e.holder);
             b.push(&connection)
-                .push_bind(edge_kind_code(e.kind.kind()))
-                .push_bind(&e.target_external_id)
-                .push_bind(&e.account_external_id)
-                .push_bind(&e.role)
-                .push(&run)
-                .push(&run)
-                .push(&run);
+                .push(edge_kind_code(e.kind.kind()).expect("an edge kind"));
+            match e.target_type.as_deref() {
+                None | Some("") => b.push("''"),
+                Some(t) => b.push_bind(t),
+            };
+            b.push_bind(&e.target_external_id).push(holder);
+            if holder_type.is_empty() {
+                b.push("''");
+            } else {
+                b.push_bind(holder_type);
+            }
+            b.push_bind(holder_id);
+            match e.scope.as_deref() {
+                None | Some("") => b.push("''"),
+                Some(s) => b.push_bind(s),
+            };
+            b.push_bind(&e.role).push(i64::from(e.inherited));
+            if e.attributes.is_empty() {
+                b.push("NULL");
+            } else {
+                b.push_bind(serde_json::Value::Object(e.attributes.clone()).to_string());
+            }
+            b.push(&run).push(&run).push(&run);
         });
         q.push(
-            " ON CONFLICT (connection_id, kind, target_external_id, account_external_id) DO UPDATE SET
-               changed_run = CASE WHEN edges.role IS NOT excluded.role OR edges.removed_at IS NOT NULL
+            " ON CONFLICT (connection_id, kind, target_type, target_external_id, holder, holder_type,
+                 holder_external_id, scope) DO UPDATE SET
+               changed_run = CASE WHEN edges.role IS NOT excluded.role OR edges.inherited IS NOT excluded.inherited
+                                    OR edges.attributes IS NOT excluded.attributes OR edges.removed_at IS NOT NULL
                                   THEN excluded.last_seen_run ELSE edges.changed_run END,
-               role = excluded.role, last_seen_run = excluded.last_seen_run, removed_at = NULL",
+               role = excluded.role, inherited = excluded.inherited, attributes = excluded.attributes,
+               last_seen_run = excluded.last_seen_run, removed_at = NULL",
         );
         q.build().execute(&mut *conn).await?;
     }
     Ok(())
+}
+
+/// Resolves the edges of this run that name an account by an alternate key
+/// (email, username, DN) to the account's id, where exactly one of the
+/// connection's present accounts has that key (case-insensitively; emails
+/// match the primary and every other email). A resolved edge is written as an
+/// edge held by the account's id, with the run marks and facets of the keyed
+/// one, which is then deleted; what does not resolve stays as written, and is
+/// shown as unresolved. Does nothing, cheaply, when the run wrote no keyed
+/// edge.
+pub(crate) async fn resolve_account_keys(
+    conn: &mut SqliteConnection,
+    connection_id: i64,
+    run_id: i64,
+) -> Result<u64> {
+    let keyed: i64 = sqlx::query_scalar(
+        "SELECT COUNT(*) FROM edges WHERE connection_id = ? AND holder IN (1, 2, 3) AND last_seen_run = ?",
+    )
+    .bind(connection_id)
+    .bind(run_id)
+    .fetch_one(&mut *conn)
+    .await?;
+    if keyed == 0 {
+        return Ok(0);
+    }
+    for sql in [
+        "DROP TABLE IF EXISTS temp.account_keys",
+        "CREATE TEMP TABLE account_keys (holder INTEGER NOT NULL, value TEXT NOT NULL, external_id TEXT NOT NULL)",
+    ] {
+        sqlx::query(sql).execute(&mut *conn).await?;
+    }
+    sqlx::query(
+        "INSERT INTO temp.account_keys (holder, value, external_id)
+         SELECT 1, lower(email), external_id FROM accounts
+           WHERE connection_id = ?1 AND removed_at IS NULL AND email IS NOT NULL
+         UNION SELECT 1, lower(j.value), a.external_id FROM accounts a, json_each(a.emails) j
+           WHERE a.connection_id = ?1 AND a.removed_at IS NULL AND a.emails IS NOT NULL
+         UNION SELECT 2, lower(username), external_id FROM accounts
+           WHERE connection_id = ?1 AND removed_at IS NULL AND username IS NOT NULL
+         UNION SELECT 3, lower(dn), external_id FROM accounts
+           WHERE connection_id = ?1 AND removed_at IS NULL AND dn IS NOT NULL",
+    )
+    .bind(connection_id)
+    .execute(&mut *conn)
+    .await?;
+    // Ambiguous keys (two accounts with one email) resolve to neither.
+    for sql in [
+        "DELETE FROM temp.account_keys WHERE (holder, value) IN
+           (SELECT holder, value FROM temp.account_keys GROUP BY holder, value HAVING COUNT(DISTINCT external_id) > 1)",
+        "CREATE INDEX temp.account_keys_by_value ON account_keys (holder, value)",
+    ] {
+        sqlx::query(sql).execute(&mut *conn).await?;
+    }
+    let run = run_id.to_string();
+    let resolved = sqlx::query(&format!(
+        "INSERT OR FAIL INTO edges (connection_id, kind, target_type, target_external_id, holder, holder_type,
+           holder_external_id, scope, role, inherited, attributes, first_seen_run, last_seen_run, changed_run)
+         SELECT e.connection_id, e.kind, e.target_type, e.target_external_id, 0, '', k.external_id, e.scope,
+                e.role, e.inherited, e.attributes, e.first_seen_run, {run}, {run}
+         FROM edges e JOIN temp.account_keys k ON k.holder = e.holder AND k.value = lower(e.holder_external_id)
+         WHERE e.connection_id = ?1 AND e.holder IN (1, 2, 3) AND e.last_seen_run = {run}
+         ON CONFLICT (connection_id, kind, target_type, target_external_id, holder, holder_type,
+             holder_external_id, scope) DO UPDATE SET
+           changed_run = CASE WHEN edges.role IS NOT excluded.role OR edges.inherited IS NOT excluded.inherited
+                                OR edges.attributes IS NOT excluded.attributes OR edges.removed_at IS NOT NULL
+                              THEN excluded.last_seen_run ELSE edges.changed_run END,
+           first_seen_run = MIN(edges.first_seen_run, excluded.first_seen_run),
+           role = excluded.role, inherited = excluded.inherited, attributes = excluded.attributes,
+           last_seen_run = excluded.last_seen_run, removed_at = NULL"
+    ))
+    .bind(connection_id)
+    .execute(&mut *conn)
+    .await?
+    .rows_affected();
+    sqlx::query(&format!(
+        "DELETE FROM edges WHERE connection_id = ?1 AND holder IN (1, 2, 3) AND last_seen_run = {run}
+           AND EXISTS (SELECT 1 FROM temp.account_keys k WHERE k.holder = edges.holder
+                         AND k.value = lower(edges.holder_external_id))"
+    ))
+    .bind(connection_id)
+    .execute(&mut *conn)
+    .await?;
+    sqlx::query("DROP TABLE temp.account_keys")
+        .execute(&mut *conn)
+        .await?;
+    Ok(resolved)
 }
 
 /// The name of a connection's index of edges by account (see migration
@@ -256,7 +426,7 @@ pub(crate) async fn build_account_index(
     connection_id: i64,
 ) -> Result<()> {
     sqlx::query(&format!(
-        "CREATE INDEX IF NOT EXISTS {} ON edges (account_external_id) WHERE connection_id = {connection_id}",
+        "CREATE INDEX IF NOT EXISTS {} ON edges (holder_external_id) WHERE connection_id = {connection_id}",
         account_index_name(connection_id)
     ))
     .execute(&mut *conn)
@@ -279,33 +449,71 @@ pub(crate) fn edge_kind_code(kind: Kind) -> Option<i64> {
 pub(crate) const EDGE_KIND_NAME: &str =
     "CASE kind WHEN 1 THEN 'membership' WHEN 2 THEN 'role_assignment' WHEN 3 THEN 'license_assignment' END";
 
-/// The table holding records of a kind, and the SQL condition (empty, or
-/// starting with ` AND`) that selects the kind in it. Kinds are our own
-/// constants, so they are written into the SQL rather than bound.
-pub(crate) fn kind_scope(kind: Kind) -> (&'static str, String) {
+/// The table holding records of a (kind, type), and the SQL condition
+/// (starting with ` AND`) that selects them in it, binding the type ('' for
+/// the default) as parameter `?{param}`. Kinds are our own constants, so they
+/// are written into the SQL.
+pub(crate) fn type_scope(kind: Kind, param: u8) -> (&'static str, String) {
     match kind {
-        Kind::Account => ("accounts", String::new()),
-        Kind::Group | Kind::Role | Kind::License => {
-            ("resources", format!(" AND kind = '{}'", kind.as_str()))
-        }
+        Kind::Account => ("accounts", format!(" AND COALESCE(rtype, '') = ?{param}")),
+        Kind::Group | Kind::Role | Kind::License => (
+            "resources",
+            format!(" AND kind = '{}' AND rtype = ?{param}", kind.as_str()),
+        ),
         Kind::Membership | Kind::RoleAssignment | Kind::LicenseAssignment => (
             "edges",
             format!(
-                " AND kind = {}",
+                " AND kind = {} AND target_type = ?{param}",
                 edge_kind_code(kind).expect("an edge kind")
             ),
         ),
     }
 }
 
+/// The (kind, type)s a connection holds records of, removed ones included.
+pub(crate) async fn connection_types(
+    conn: &mut SqliteConnection,
+    connection_id: i64,
+) -> Result<Vec<TypeKey>> {
+    let sql = format!(
+        "SELECT DISTINCT 'account', COALESCE(rtype, '') FROM accounts WHERE connection_id = ?1
+         UNION SELECT DISTINCT kind, rtype FROM resources WHERE connection_id = ?1
+         UNION SELECT DISTINCT {EDGE_KIND_NAME}, target_type FROM edges WHERE connection_id = ?1"
+    );
+    let rows: Vec<(String, String)> = sqlx::query_as(&sql)
+        .bind(connection_id)
+        .fetch_all(&mut *conn)
+        .await?;
+    let mut types: Vec<TypeKey> = rows
+        .iter()
+        .filter_map(|(k, t)| Some(TypeKey::new(Kind::parse(k)?, Some(t))))
+        .collect();
+    types.sort();
+    types.dedup();
+    Ok(types)
+}
+
+/// The columns an [`AccountRow`] is read from.
+pub(crate) const ACCOUNT_COLUMNS: &str =
+    "external_id, COALESCE(rtype, '') AS rtype, email, emails, username, dn,
+    display_name, status, COALESCE(account_type, 'human') AS account_type, is_admin, attributes,
+    first_seen_run, last_seen_run, removed_at";
+
 /// An account as stored.
 #[derive(Debug, Clone, Serialize, sqlx::FromRow)]
 pub struct AccountRow {
     pub external_id: String,
+    /// The account's resource type; '' for the default type.
+    pub rtype: String,
     pub email: Option<String>,
+    /// Other emails, as a JSON array; see [`AccountRow::other_emails`].
+    pub emails: Option<String>,
     pub username: Option<String>,
+    pub dn: Option<String>,
     pub display_name: Option<String>,
     pub status: String,
+    /// `human`, `service` or `guest`.
+    pub account_type: String,
     pub is_admin: bool,
     pub attributes: String,
     pub first_seen_run: i64,
@@ -313,10 +521,26 @@ pub struct AccountRow {
     pub removed_at: Option<i64>,
 }
 
+impl AccountRow {
+    /// Every email besides the primary one.
+    pub fn other_emails(&self) -> Vec<String> {
+        self.emails
+            .as_deref()
+            .and_then(|e| serde_json::from_str(e).ok())
+            .unwrap_or_default()
+    }
+}
+
+/// The columns a [`ResourceRow`] is read from.
+pub(crate) const RESOURCE_COLUMNS: &str =
+    "kind, rtype, external_id, name, description, parent_external_id, total_seats, used_seats, removed_at";
+
 /// A group, role or license as stored.
 #[derive(Debug, Clone, Serialize, sqlx::FromRow)]
 pub struct ResourceRow {
     pub kind: String,
+    /// The record's resource type; '' for the default type.
+    pub rtype: String,
     pub external_id: String,
     pub name: String,
     pub description: Option<String>,
@@ -326,17 +550,46 @@ pub struct ResourceRow {
     pub removed_at: Option<i64>,
 }
 
+/// The columns an [`EdgeRow`] is read from.
+pub(crate) fn edge_columns() -> String {
+    format!(
+        "{EDGE_KIND_NAME} AS kind, target_type, target_external_id,
+         CASE holder WHEN 4 THEN 'group' ELSE 'account' END AS holder_kind,
+         CASE holder WHEN 1 THEN 'email' WHEN 2 THEN 'username' WHEN 3 THEN 'dn' ELSE 'id' END AS holder_key,
+         holder_type, holder_external_id, holder NOT IN (1, 2, 3) AS resolved,
+         NULLIF(scope, '') AS scope, role, COALESCE(inherited, 0) AS inherited, attributes, removed_at"
+    )
+}
+
 /// An edge as stored.
 #[derive(Debug, Clone, Serialize, sqlx::FromRow)]
 pub struct EdgeRow {
     pub kind: String,
-    pub account_external_id: String,
+    /// The target's resource type; '' for the default type.
+    pub target_type: String,
     pub target_external_id: String,
+    /// `account` or `group`.
+    pub holder_kind: String,
+    /// How the holder is named: `id`, or (for an account the store could
+    /// not resolve) `email`, `username` or `dn`.
+    pub holder_key: String,
+    /// The holder's resource type; '' for the default type.
+    pub holder_type: String,
+    /// The holder's external id, or its unresolved key.
+    pub holder_external_id: String,
+    /// Whether the holder is named by its id (false: an account key the
+    /// store has not matched to an account).
+    pub resolved: bool,
+    pub scope: Option<String>,
     pub role: Option<String>,
+    pub inherited: bool,
+    /// The relation's attributes, a JSON object, where it has any.
+    pub attributes: Option<String>,
     pub removed_at: Option<i64>,
 }
 
-/// How many records of each kind a connection has, present and removed.
+/// How many records of each (kind, type) a connection has, present and
+/// removed, keyed by [`TypeKey::label`].
 #[derive(Debug, Clone, Default, Serialize)]
 pub struct IdentityCounts {
     pub present: std::collections::BTreeMap<String, i64>,
@@ -383,56 +636,68 @@ impl Store {
         connection_id: i64,
         external_id: &str,
     ) -> Result<Option<AccountRow>> {
-        Ok(sqlx::query_as(
-            "SELECT external_id, email, username, display_name, status, is_admin, attributes,
-                    first_seen_run, last_seen_run, removed_at
-             FROM accounts WHERE connection_id = ? AND external_id = ?",
-        )
+        Ok(sqlx::query_as(&format!(
+            "SELECT {ACCOUNT_COLUMNS} FROM accounts WHERE connection_id = ? AND external_id = ?"
+        ))
         .bind(connection_id)
         .bind(external_id)
         .fetch_optional(self.pool())
         .await?)
     }
 
-    /// One group, role or license of a connection.
+    /// One group, role or license of a connection, of the kind and type in
+    /// `of`.
     pub async fn resource(
         &self,
         connection_id: i64,
-        kind: Kind,
+        of: &TypeKey,
         external_id: &str,
     ) -> Result<Option<ResourceRow>> {
-        Ok(sqlx::query_as(
-            "SELECT kind, external_id, name, description, parent_external_id, total_seats, used_seats, removed_at
-             FROM resources WHERE connection_id = ? AND kind = ? AND external_id = ?",
-        )
+        Ok(sqlx::query_as(&format!(
+            "SELECT {RESOURCE_COLUMNS} FROM resources
+             WHERE connection_id = ? AND kind = ? AND rtype = ? AND external_id = ?"
+        ))
         .bind(connection_id)
-        .bind(kind.as_str())
+        .bind(of.kind.as_str())
+        .bind(of.resource_type.as_deref().unwrap_or(""))
         .bind(external_id)
         .fetch_optional(self.pool())
         .await?)
     }
 
-    /// Per-kind counts of present and removed records.
+    /// Per-(kind, type) counts of present and removed records.
     pub async fn identity_counts(&self, connection_id: i64) -> Result<IdentityCounts> {
         let sql = format!(
-            "SELECT 'account', COUNT(*) FILTER (WHERE removed_at IS NULL), COUNT(*) FILTER (WHERE removed_at IS NOT NULL)
-               FROM accounts WHERE connection_id = ?1
+            "SELECT 'account', COALESCE(rtype, ''), COUNT(*) FILTER (WHERE removed_at IS NULL),
+                    COUNT(*) FILTER (WHERE removed_at IS NOT NULL)
+               FROM accounts WHERE connection_id = ?1 GROUP BY COALESCE(rtype, '')
              UNION ALL
-             SELECT kind, COUNT(*) FILTER (WHERE removed_at IS NULL), COUNT(*) FILTER (WHERE removed_at IS NOT NULL)
-               FROM resources WHERE connection_id = ?1 GROUP BY kind
+             SELECT kind, rtype, COUNT(*) FILTER (WHERE removed_at IS NULL), COUNT(*) FILTER (WHERE removed_at IS NOT NULL)
+               FROM resources WHERE connection_id = ?1 GROUP BY kind, rtype
              UNION ALL
-             SELECT {EDGE_KIND_NAME}, COUNT(*) FILTER (WHERE removed_at IS NULL), COUNT(*) FILTER (WHERE removed_at IS NOT NULL)
-               FROM edges WHERE connection_id = ?1 GROUP BY kind"
+             SELECT {EDGE_KIND_NAME}, target_type, COUNT(*) FILTER (WHERE removed_at IS NULL),
+                    COUNT(*) FILTER (WHERE removed_at IS NOT NULL)
+               FROM edges WHERE connection_id = ?1 GROUP BY kind, target_type"
         );
-        let rows: Vec<(String, i64, i64)> = sqlx::query_as(&sql)
+        let rows: Vec<(String, String, i64, i64)> = sqlx::query_as(&sql)
             .bind(connection_id)
             .fetch_all(self.pool())
             .await?;
         let mut counts = IdentityCounts::default();
-        for (kind, present, removed) in rows {
-            counts.present.insert(kind.clone(), present);
-            counts.removed.insert(kind, removed);
+        for (kind, rtype, present, removed) in rows {
+            let Some(kind) = Kind::parse(&kind) else {
+                continue;
+            };
+            let label = TypeKey::new(kind, Some(&rtype)).label();
+            counts.present.insert(label.clone(), present);
+            counts.removed.insert(label, removed);
         }
         Ok(counts)
+    }
+
+    /// The (kind, type)s a connection holds records of, in kind order.
+    pub async fn types(&self, connection_id: i64) -> Result<Vec<TypeKey>> {
+        let mut conn = self.pool().acquire().await?;
+        connection_types(&mut conn, connection_id).await
     }
 }

@@ -28,7 +28,7 @@ pub use api_keys::ApiKeyInfo;
 pub use crypto::{KeySource, MasterKey, MASTER_KEY_ENV};
 pub use identities::{AccountRow, EdgeRow, IdentityCounts, ResourceRow};
 pub use oauth_states::{OAuthPurpose, StateCheck, TakenState};
-pub use queries::{AccountQuery, EdgeQuery};
+pub use queries::{AccountQuery, EdgeAfter, EdgeQuery};
 pub use runs::{
     Completion, KindCounts, PageWrite, RunStart, RunStatus, RunSummary, RunWriter, StreamOutcome,
     WorkItem,

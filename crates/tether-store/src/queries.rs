@@ -4,34 +4,81 @@
 //! continue strictly after the last key of the previous page, so a page
 //! boundary never skips or repeats a record while syncs write.
 
-use tether_core::Kind;
+use tether_core::{Kind, TypeKey};
 
 use sqlx::{QueryBuilder, Sqlite};
 
-use crate::identities::{edge_kind_code, AccountRow, EdgeRow, ResourceRow, EDGE_KIND_NAME};
-use crate::{Result, Store};
+use crate::identities::{
+    edge_columns, edge_kind_code, AccountRow, EdgeRow, ResourceRow, ACCOUNT_COLUMNS,
+    HOLDER_ACCOUNT, HOLDER_GROUP, RESOURCE_COLUMNS,
+};
+use crate::{Result, Store, StoreError};
 
 /// Which accounts to list.
 #[derive(Debug, Clone, Default)]
 pub struct AccountQuery<'a> {
+    /// The accounts' resource type; `None` for the default type.
+    pub resource_type: Option<&'a str>,
     /// `active`, `suspended`, `deprovisioned` or `invited`.
     pub status: Option<&'a str>,
+    /// `human`, `service` or `guest`.
+    pub account_type: Option<&'a str>,
     pub include_removed: bool,
     /// Continue after this external id.
     pub after: Option<&'a str>,
     pub limit: i64,
 }
 
+/// Where a page of edges continues: strictly after this edge key.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct EdgeAfter<'a> {
+    pub target: &'a str,
+    /// The stored holder code (see [`EdgeRow::holder_code`]).
+    pub holder: i64,
+    pub holder_type: &'a str,
+    pub holder_id: &'a str,
+    /// '' for none.
+    pub scope: &'a str,
+}
+
 /// Which edges to list.
 #[derive(Debug, Clone, Default)]
 pub struct EdgeQuery<'a> {
+    /// Held by this account (by id).
     pub account: Option<&'a str>,
+    /// Held by this group.
+    pub holder_group: Option<&'a str>,
     /// The group, role or license.
     pub target: Option<&'a str>,
+    /// Only edges whose account the store could not resolve.
+    pub unresolved_only: bool,
     pub include_removed: bool,
-    /// Continue after this (target, account) pair.
-    pub after: Option<(&'a str, &'a str)>,
+    pub after: Option<EdgeAfter<'a>>,
     pub limit: i64,
+}
+
+impl EdgeRow {
+    /// The holder as stored, for [`EdgeAfter::holder`].
+    pub fn holder_code(&self) -> i64 {
+        match (self.holder_kind.as_str(), self.holder_key.as_str()) {
+            ("group", _) => HOLDER_GROUP,
+            (_, "email") => 1,
+            (_, "username") => 2,
+            (_, "dn") => 3,
+            _ => HOLDER_ACCOUNT,
+        }
+    }
+
+    /// Where the page after this edge starts.
+    pub fn after(&self) -> EdgeAfter<'_> {
+        EdgeAfter {
+            target: &self.target_external_id,
+            holder: self.holder_code(),
+            holder_type: &self.holder_type,
+            holder_id: &self.holder_external_id,
+            scope: self.scope.as_deref().unwrap_or(""),
+        }
+    }
 }
 
 impl Store {
@@ -41,41 +88,52 @@ impl Store {
         connection_id: i64,
         q: &AccountQuery<'_>,
     ) -> Result<Vec<AccountRow>> {
-        Ok(sqlx::query_as(
-            "SELECT external_id, email, username, display_name, status, is_admin, attributes,
-                    first_seen_run, last_seen_run, removed_at
+        Ok(sqlx::query_as(&format!(
+            "SELECT {ACCOUNT_COLUMNS}
              FROM accounts WHERE connection_id = ? AND (? OR removed_at IS NULL)
-               AND (? IS NULL OR status = ?) AND external_id > ?
-             ORDER BY external_id LIMIT ?",
-        )
+               AND COALESCE(rtype, '') = ?
+               AND (? IS NULL OR status = ?) AND (? IS NULL OR COALESCE(account_type, 'human') = ?)
+               AND external_id > ?
+             ORDER BY external_id LIMIT ?"
+        ))
         .bind(connection_id)
         .bind(q.include_removed)
+        .bind(q.resource_type.unwrap_or(""))
         .bind(q.status)
         .bind(q.status)
+        .bind(q.account_type)
+        .bind(q.account_type)
         .bind(q.after.unwrap_or(""))
         .bind(q.limit)
         .fetch_all(self.pool())
         .await?)
     }
 
-    /// A page of a connection's groups, roles or licenses, ordered by
-    /// external id.
+    /// A page of a connection's groups, roles or licenses of one (kind,
+    /// type), ordered by external id.
     pub async fn query_resources(
         &self,
         connection_id: i64,
-        kind: Kind,
+        of: &TypeKey,
         include_removed: bool,
         after: Option<&str>,
         limit: i64,
     ) -> Result<Vec<ResourceRow>> {
-        Ok(sqlx::query_as(
-            "SELECT kind, external_id, name, description, parent_external_id, total_seats, used_seats, removed_at
-             FROM resources WHERE connection_id = ? AND kind = ? AND (? OR removed_at IS NULL)
+        if !matches!(of.kind, Kind::Group | Kind::Role | Kind::License) {
+            return Err(StoreError::NotFound(format!(
+                "`{}` is not a kind of group, role or license",
+                of.kind
+            )));
+        }
+        Ok(sqlx::query_as(&format!(
+            "SELECT {RESOURCE_COLUMNS}
+             FROM resources WHERE connection_id = ? AND kind = ? AND rtype = ? AND (? OR removed_at IS NULL)
                AND external_id > ?
-             ORDER BY external_id LIMIT ?",
-        )
+             ORDER BY external_id LIMIT ?"
+        ))
         .bind(connection_id)
-        .bind(kind.as_str())
+        .bind(of.kind.as_str())
+        .bind(of.resource_type.as_deref().unwrap_or(""))
         .bind(include_removed)
         .bind(after.unwrap_or(""))
         .bind(limit)
@@ -83,28 +141,38 @@ impl Store {
         .await?)
     }
 
-    /// A page of a connection's edges of one kind, optionally of one account
-    /// and/or one target, ordered by (target, account).
+    /// A page of a connection's edges of one (kind, target type),
+    /// optionally of one holder and/or one target, ordered by target, then
+    /// holder, then scope.
     pub async fn query_edges(
         &self,
         connection_id: i64,
-        kind: Kind,
+        of: &TypeKey,
         q: &EdgeQuery<'_>,
     ) -> Result<Vec<EdgeRow>> {
-        let code = edge_kind_code(kind).ok_or_else(|| {
-            crate::StoreError::NotFound(format!("`{kind}` is not a kind of edge"))
-        })?;
+        let code = edge_kind_code(of.kind)
+            .ok_or_else(|| StoreError::NotFound(format!("`{}` is not a kind of edge", of.kind)))?;
         // Conditions are added only when given, so that SQLite picks the
         // primary key (by target) or the account index for the lookup.
         // The connection id is written as a literal so that SQLite can use
-        // the connection's partial index by account (see migration 0007).
+        // the connection's partial index by holder (see migration 0007).
         let mut b = QueryBuilder::<Sqlite>::new(format!(
-            "SELECT {EDGE_KIND_NAME} AS kind, account_external_id, target_external_id, role, removed_at
-             FROM edges WHERE connection_id = {connection_id} AND kind = "
+            "SELECT {} FROM edges WHERE connection_id = {connection_id} AND kind = {code} AND target_type = ",
+            edge_columns()
         ));
-        b.push_bind(code);
+        b.push_bind(of.resource_type.as_deref().unwrap_or(""));
         if let Some(account) = q.account {
-            b.push(" AND account_external_id = ").push_bind(account);
+            b.push(" AND holder_external_id = ")
+                .push_bind(account)
+                .push(format!(" AND holder = {HOLDER_ACCOUNT}"));
+        }
+        if let Some(group) = q.holder_group {
+            b.push(" AND holder_external_id = ")
+                .push_bind(group)
+                .push(format!(" AND holder = {HOLDER_GROUP}"));
+        }
+        if q.unresolved_only {
+            b.push(" AND holder IN (1, 2, 3)");
         }
         if let Some(target) = q.target {
             b.push(" AND target_external_id = ").push_bind(target);
@@ -112,15 +180,23 @@ impl Store {
         if !q.include_removed {
             b.push(" AND removed_at IS NULL");
         }
-        if let Some((after_target, after_account)) = q.after {
-            b.push(" AND (target_external_id, account_external_id) > (")
-                .push_bind(after_target)
+        if let Some(a) = q.after {
+            b.push(" AND (target_external_id, holder, holder_type, holder_external_id, scope) > (")
+                .push_bind(a.target)
                 .push(", ")
-                .push_bind(after_account)
+                .push_bind(a.holder)
+                .push(", ")
+                .push_bind(a.holder_type)
+                .push(", ")
+                .push_bind(a.holder_id)
+                .push(", ")
+                .push_bind(a.scope)
                 .push(")");
         }
-        b.push(" ORDER BY target_external_id, account_external_id LIMIT ")
-            .push_bind(q.limit);
+        b.push(
+            " ORDER BY target_external_id, holder, holder_type, holder_external_id, scope LIMIT ",
+        )
+        .push_bind(q.limit);
         Ok(b.build_query_as().fetch_all(self.pool()).await?)
     }
 

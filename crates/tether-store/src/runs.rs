@@ -5,10 +5,11 @@ use std::collections::BTreeMap;
 
 use serde::Serialize;
 use sqlx::Connection;
-use tether_core::{Edge, Kind, Record};
+use tether_core::{Edge, Kind, Record, TypeKey};
 
 use crate::identities::{
-    build_account_index, kind_scope, upsert_accounts, upsert_edges, upsert_resources, ResourceIn,
+    build_account_index, connection_types, resolve_account_keys, type_scope, upsert_accounts,
+    upsert_edges, upsert_resources, ResourceIn,
 };
 use crate::{now_ms, Result, Store, StoreError};
 
@@ -358,16 +359,22 @@ impl Store {
         .bind(run_id)
         .execute(&mut *tx)
         .await?;
+        // Accounts named by email, username or DN become edges of the
+        // account's id now that every account of the run is written.
+        resolve_account_keys(&mut tx, connection_id, run_id).await?;
         struct Tally {
-            kind: Kind,
+            of: TypeKey,
             vanishing: i64,
             present_before: i64,
             created: i64,
             updated: i64,
         }
         let mut tallies = Vec::new();
-        for kind in Kind::ALL.into_iter().filter(|k| !skip_kinds.contains(k)) {
-            let (table, scope) = kind_scope(kind);
+        // Removal is decided per (kind, type) the connection has, sparing
+        // the kinds of skipped streams.
+        let types = connection_types(&mut tx, connection_id).await?;
+        for of in types.into_iter().filter(|t| !skip_kinds.contains(&t.kind)) {
+            let (table, scope) = type_scope(of.kind, 3);
             // Present before this run: not removed, first seen earlier.
             // Vanishing: of those, not seen by this run.
             let sql = format!(
@@ -381,10 +388,11 @@ impl Store {
                 sqlx::query_as(&sql)
                     .bind(run_id)
                     .bind(connection_id)
+                    .bind(of.resource_type.as_deref().unwrap_or(""))
                     .fetch_one(&mut *tx)
                     .await?;
             tallies.push(Tally {
-                kind,
+                of,
                 vanishing,
                 present_before,
                 created,
@@ -404,7 +412,7 @@ impl Store {
                         "{} of {} {} records ({:.0}%)",
                         t.vanishing,
                         t.present_before,
-                        t.kind,
+                        t.of,
                         100.0 * t.vanishing as f64 / t.present_before as f64
                     )
                 })
@@ -429,7 +437,7 @@ impl Store {
         let now = now_ms();
         for t in &tallies {
             let removed = if t.vanishing > 0 {
-                let (table, scope) = kind_scope(t.kind);
+                let (table, scope) = type_scope(t.of.kind, 4);
                 let sql = format!(
                     "UPDATE {table} SET removed_at = ?1 WHERE connection_id = ?2 AND last_seen_run < ?3
                        AND removed_at IS NULL{scope}"
@@ -438,6 +446,7 @@ impl Store {
                     .bind(now)
                     .bind(connection_id)
                     .bind(run_id)
+                    .bind(t.of.resource_type.as_deref().unwrap_or(""))
                     .execute(&mut *tx)
                     .await?
                     .rows_affected() as i64
@@ -450,7 +459,7 @@ impl Store {
                    updated = excluded.updated, removed = excluded.removed",
             )
             .bind(run_id)
-            .bind(t.kind.as_str())
+            .bind(t.of.label())
             .bind(t.created)
             .bind(t.updated)
             .bind(removed)
@@ -692,18 +701,18 @@ async fn write_pages(
     let mut accounts = Vec::new();
     let mut resources = Vec::new();
     let mut edges: Vec<&Edge> = Vec::new();
-    let mut seen: BTreeMap<Kind, i64> = BTreeMap::new();
+    let mut seen: BTreeMap<TypeKey, i64> = BTreeMap::new();
     let mut stream_pages: BTreeMap<&str, i64> = BTreeMap::new();
     for page in pages {
         for r in &page.records {
-            *seen.entry(r.kind()).or_default() += 1;
+            *seen.entry(r.type_key()).or_default() += 1;
             match r {
                 Record::Account(a) => accounts.push(a),
                 other => resources.extend(ResourceIn::from_record(other)),
             }
         }
         for e in &page.edges {
-            *seen.entry(e.kind.kind()).or_default() += 1;
+            *seen.entry(e.type_key()).or_default() += 1;
         }
         edges.extend(page.edges.iter());
         *stream_pages.entry(&page.stream).or_default() += 1;
@@ -739,7 +748,7 @@ async fn write_pages(
              ON CONFLICT (run_id, kind) DO UPDATE SET seen = seen + excluded.seen",
         )
         .bind(run_id)
-        .bind(kind.as_str())
+        .bind(kind.label())
         .bind(n)
         .execute(&mut *conn)
         .await?;

@@ -9,7 +9,7 @@ use axum::response::{IntoResponse, Redirect, Response};
 use maud::{html, Markup};
 use secrecy::SecretString;
 use serde::Deserialize;
-use tether_core::Kind;
+use tether_core::{Kind, TypeKey};
 use tether_hub::{CallbackParams, CatalogEntry, HubError};
 use tether_store::{AccountQuery, EdgeQuery};
 use tether_store::{Connection, ConnectionStatus};
@@ -90,8 +90,40 @@ fn status_detail(app: &App, auth: &Auth, c: &Connection, status: &str) -> Markup
     }
 }
 
-fn count(counts: &tether_store::IdentityCounts, kind: &str) -> i64 {
-    counts.present.get(kind).copied().unwrap_or(0)
+fn count(counts: &tether_store::IdentityCounts, label: &str) -> i64 {
+    counts.present.get(label).copied().unwrap_or(0)
+}
+
+/// The HTML id of a type's section: `groups`, `groups-team`.
+fn section_id(t: &TypeKey) -> String {
+    match &t.resource_type {
+        None => plural(t.kind.as_str(), 2),
+        Some(rtype) => format!("{}-{rtype}", plural(t.kind.as_str(), 2)),
+    }
+}
+
+/// A type's heading: `Groups`, `Groups: team`.
+fn type_title(t: &TypeKey) -> String {
+    let kind = plural(t.kind.as_str(), 2);
+    let mut title: String = kind[..1].to_uppercase() + &kind[1..];
+    if let Some(rtype) = &t.resource_type {
+        title = format!("{title}: {rtype}");
+    }
+    title
+}
+
+/// The name of an edge's target, where its record is on the page.
+fn target_name<'a>(
+    names: &HashMap<(&str, &str), &'a str>,
+    edge_kind: &str,
+    id: &'a str,
+) -> &'a str {
+    let kind = match edge_kind {
+        "membership" => "group",
+        "role_assignment" => "role",
+        _ => "license",
+    };
+    names.get(&(kind, id)).copied().unwrap_or(id)
 }
 
 // ---- Connected Apps --------------------------------------------------------
@@ -447,10 +479,15 @@ fn callback_error(e: &tether_hub::CallbackError) -> Response {
 pub(crate) struct ConnectionQuery {
     after: Option<String>,
     removed: Option<String>,
-    group: Option<String>,
-    role: Option<String>,
-    license: Option<String>,
+    /// Show what this account holds.
     account: Option<String>,
+    /// Show what this group holds (its memberships in other groups, its
+    /// roles and licenses).
+    holder: Option<String>,
+    /// With `target`: show who holds this record; a type label (`group`,
+    /// `group:team`).
+    of: Option<String>,
+    target: Option<String>,
 }
 
 impl ConnectionQuery {
@@ -463,10 +500,10 @@ impl ConnectionQuery {
         let mut params: BTreeMap<&str, String> = BTreeMap::new();
         for (k, v) in [
             ("removed", &self.removed),
-            ("group", &self.group),
-            ("role", &self.role),
-            ("license", &self.license),
             ("account", &self.account),
+            ("holder", &self.holder),
+            ("of", &self.of),
+            ("target", &self.target),
             ("after", &self.after),
         ] {
             if let Some(v) = v {
@@ -519,71 +556,92 @@ pub(crate) async fn connection(
     accounts.truncate(ACCOUNTS_PER_PAGE as usize);
     // One more than shown, to know whether there are more.
     let shown = ROWS_SHOWN as i64 + 1;
-    let groups = store
-        .query_resources(id, Kind::Group, show_removed, None, shown)
-        .await?;
-    let roles = store
-        .query_resources(id, Kind::Role, show_removed, None, shown)
-        .await?;
-    let licenses = store
-        .query_resources(id, Kind::License, show_removed, None, shown)
-        .await?;
-    let group_names: HashMap<&str, &str> = groups
+    // Every (kind, type) of group, role and license the connection has, in
+    // kind order, with its first rows.
+    let types = store.types(id).await?;
+    let mut resources: Vec<(TypeKey, Vec<tether_store::ResourceRow>)> = Vec::new();
+    for t in types
         .iter()
-        .map(|g| (g.external_id.as_str(), g.name.as_str()))
+        .filter(|t| matches!(t.kind, Kind::Group | Kind::Role | Kind::License))
+    {
+        let rows = store
+            .query_resources(id, t, show_removed, None, shown)
+            .await?;
+        resources.push((t.clone(), rows));
+    }
+    let names: HashMap<(&str, &str), &str> = resources
+        .iter()
+        .flat_map(|(_, rows)| rows.iter())
+        .map(|r| ((r.kind.as_str(), r.external_id.as_str()), r.name.as_str()))
+        .collect();
+    let group_names: HashMap<&str, &str> = names
+        .iter()
+        .filter(|((k, _), _)| *k == "group")
+        .map(|((_, id), n)| (*id, *n))
         .collect();
     let runs = store.runs(id, 20).await?;
     let mut events = store.connection_events(id).await?;
     events.reverse();
 
-    // The memberships of what is selected.
+    // What the selected account or group holds, or who holds the selected
+    // record: the edges of every edge type the connection has.
+    let edge_types: Vec<&TypeKey> = types.iter().filter(|t| t.kind.is_edge()).collect();
+    let target =
+        q.of.as_deref()
+            .and_then(TypeKey::parse)
+            .zip(q.target.as_ref());
     let selected: Option<(String, Vec<tether_store::EdgeRow>, bool)> =
-        if let Some(account) = &q.account {
+        if q.account.is_some() || q.holder.is_some() {
             let mut edges = Vec::new();
-            for kind in [
-                Kind::Membership,
-                Kind::RoleAssignment,
-                Kind::LicenseAssignment,
-            ] {
-                let q = EdgeQuery {
-                    account: Some(account),
+            for t in &edge_types {
+                let eq = EdgeQuery {
+                    account: q.account.as_deref(),
+                    holder_group: q.holder.as_deref().filter(|_| q.account.is_none()),
                     include_removed: show_removed,
                     limit: shown,
                     ..Default::default()
                 };
-                edges.extend(store.query_edges(id, kind, &q).await?);
+                edges.extend(store.query_edges(id, t, &eq).await?);
             }
             let more = edges.len() > ROWS_SHOWN;
             edges.truncate(ROWS_SHOWN);
-            Some((format!("account {account}"), edges, more))
-        } else if let Some((kind, target_kind, label, target)) = [
-            (Kind::Membership, Kind::Group, "group", &q.group),
-            (Kind::RoleAssignment, Kind::Role, "role", &q.role),
-            (
-                Kind::LicenseAssignment,
-                Kind::License,
-                "license",
-                &q.license,
-            ),
-        ]
-        .into_iter()
-        .find_map(|(k, tk, l, t)| t.as_ref().map(|t| (k, tk, l, t)))
+            let label = match (&q.account, &q.holder) {
+                (Some(a), _) => format!("account {a}"),
+                (None, Some(g)) => format!(
+                    "group {}",
+                    group_names.get(g.as_str()).copied().unwrap_or(g)
+                ),
+                (None, None) => unreachable!("one of them is set"),
+            };
+            Some((label, edges, more))
+        } else if let Some((of, target)) =
+            target.filter(|(t, _)| !t.kind.is_edge() && t.kind != Kind::Account)
         {
-            let q = EdgeQuery {
+            let edge_kind = match of.kind {
+                Kind::Group => Kind::Membership,
+                Kind::Role => Kind::RoleAssignment,
+                _ => Kind::LicenseAssignment,
+            };
+            let eq = EdgeQuery {
                 target: Some(target),
                 include_removed: show_removed,
                 limit: shown,
                 ..Default::default()
             };
-            let mut edges = store.query_edges(id, kind, &q).await?;
+            let edge_type = TypeKey::new(edge_kind, of.resource_type.as_deref());
+            let mut edges = store.query_edges(id, &edge_type, &eq).await?;
             let more = edges.len() > ROWS_SHOWN;
             edges.truncate(ROWS_SHOWN);
             let name = store
-                .resource(id, target_kind, target)
+                .resource(id, &of, target)
                 .await?
                 .map(|r| r.name)
                 .unwrap_or_else(|| target.clone());
-            Some((format!("{label} {name}"), edges, more))
+            Some((
+                format!("{} {name}", of.label().replace(':', " ")),
+                edges,
+                more,
+            ))
         } else {
             None
         };
@@ -627,8 +685,9 @@ pub(crate) async fn connection(
             }
         }
         nav.sections {
-            a href="#accounts" { "Accounts" } a href="#groups" { "Groups" } a href="#roles" { "Roles" }
-            a href="#licenses" { "Licenses" } a href="#memberships" { "Memberships" }
+            a href="#accounts" { "Accounts" }
+            @for (t, _) in &resources { a href=(format!("#{}", section_id(t))) { (type_title(t)) } }
+            a href="#memberships" { "Memberships" }
             a href="#runs" { "Sync history" } a href="#history" { "Status history" }
             " · "
             @if show_removed {
@@ -644,15 +703,16 @@ pub(crate) async fn connection(
                 p.empty { "No accounts." }
             } @else {
                 table.accounts {
-                    thead { tr { th { "Username" } th { "Name" } th { "Email" } th { "Status" } th { "Admin" } } }
+                    thead { tr { th { "Username" } th { "Name" } th { "Email" } th { "Type" } th { "Status" } th { "Admin" } } }
                     tbody {
                         @for a in &accounts {
                             tr.removed[a.removed_at.is_some()] data-external-id=(a.external_id) {
-                                td { a href=(q.link(id, &[("account", Some(&a.external_id)), ("group", None), ("role", None), ("license", None)], "#memberships")) {
+                                td { a href=(q.link(id, &[("account", Some(&a.external_id)), ("holder", None), ("of", None), ("target", None)], "#memberships")) {
                                     (a.username.as_deref().unwrap_or(&a.external_id))
                                 } }
                                 td { (a.display_name.as_deref().unwrap_or("")) }
                                 td { (a.email.as_deref().unwrap_or("")) }
+                                td.account-type { @if a.account_type != "human" { (a.account_type) } }
                                 td { (a.status) @if let Some(at) = a.removed_at { " " span.sub { "removed " (time_ago(at)) } } }
                                 td { @if a.is_admin { "admin" } }
                             }
@@ -670,60 +730,42 @@ pub(crate) async fn connection(
             }
         }
 
-        section #groups {
-            h2 { "Groups " span.sub { "(" (thousands(count(&counts, "group"))) ")" } }
-            @if groups.is_empty() { p.empty { "No groups." } } @else {
-                table.groups {
-                    thead { tr { th { "Name" } th { "Parent" } th { "Description" } } }
-                    tbody {
-                        @for g in groups.iter().take(ROWS_SHOWN) {
-                            tr.removed[g.removed_at.is_some()] {
-                                td { a href=(q.link(id, &[("group", Some(&g.external_id)), ("account", None), ("role", None), ("license", None)], "#memberships")) { (g.name) } }
-                                td { @if let Some(p) = &g.parent_external_id { (group_names.get(p.as_str()).copied().unwrap_or(p)) } }
-                                td { (g.description.as_deref().unwrap_or("")) }
+        @for (t, rows) in &resources {
+            section id=(section_id(t)) data-type=(t.label()) {
+                h2 { (type_title(t)) " " span.sub { "(" (thousands(count(&counts, &t.label()))) ")" } }
+                @if rows.is_empty() { p.empty { "None present." } } @else {
+                    table class=(plural(t.kind.as_str(), 2)) {
+                        thead { tr {
+                            th { "Name" }
+                            @match t.kind {
+                                Kind::Group => { th { "Parent" } th { "Description" } }
+                                Kind::License => { th.num { "Seats used / total" } }
+                                _ => { th { "Description" } }
                             }
-                        }
-                    }
-                }
-                @if groups.len() > ROWS_SHOWN { p.note { "Showing the first " (ROWS_SHOWN) " groups." } }
-            }
-        }
-
-        section #roles {
-            h2 { "Roles " span.sub { "(" (thousands(count(&counts, "role"))) ")" } }
-            @if roles.is_empty() { p.empty { "No roles." } } @else {
-                table.roles {
-                    thead { tr { th { "Name" } th { "Description" } } }
-                    tbody {
-                        @for r in roles.iter().take(ROWS_SHOWN) {
-                            tr.removed[r.removed_at.is_some()] {
-                                td { a href=(q.link(id, &[("role", Some(&r.external_id)), ("account", None), ("group", None), ("license", None)], "#memberships")) { (r.name) } }
-                                td { (r.description.as_deref().unwrap_or("")) }
-                            }
-                        }
-                    }
-                }
-                @if roles.len() > ROWS_SHOWN { p.note { "Showing the first " (ROWS_SHOWN) " roles." } }
-            }
-        }
-
-        section #licenses {
-            h2 { "Licenses " span.sub { "(" (thousands(count(&counts, "license"))) ")" } }
-            @if licenses.is_empty() { p.empty { "No licenses." } } @else {
-                table.licenses {
-                    thead { tr { th { "Name" } th.num { "Seats used / total" } } }
-                    tbody {
-                        @for l in licenses.iter().take(ROWS_SHOWN) {
-                            tr.removed[l.removed_at.is_some()] {
-                                td { a href=(q.link(id, &[("license", Some(&l.external_id)), ("account", None), ("group", None), ("role", None)], "#memberships")) { (l.name) } }
-                                td.num.seats {
-                                    (l.used_seats.map(thousands).unwrap_or_else(|| "?".into()))
-                                    " / "
-                                    (l.total_seats.map(thousands).unwrap_or_else(|| "?".into()))
+                        } }
+                        tbody {
+                            @for r in rows.iter().take(ROWS_SHOWN) {
+                                tr.removed[r.removed_at.is_some()] {
+                                    td { a href=(q.link(id, &[("of", Some(&t.label())), ("target", Some(&r.external_id)), ("account", None), ("holder", None)], "#memberships")) { (r.name) } }
+                                    @match t.kind {
+                                        Kind::Group => {
+                                            td { @if let Some(p) = &r.parent_external_id { (group_names.get(p.as_str()).copied().unwrap_or(p)) } }
+                                            td { (r.description.as_deref().unwrap_or("")) }
+                                        }
+                                        Kind::License => {
+                                            td.num.seats {
+                                                (r.used_seats.map(thousands).unwrap_or_else(|| "?".into()))
+                                                " / "
+                                                (r.total_seats.map(thousands).unwrap_or_else(|| "?".into()))
+                                            }
+                                        }
+                                        _ => { td { (r.description.as_deref().unwrap_or("")) } }
+                                    }
                                 }
                             }
                         }
                     }
+                    @if rows.len() > ROWS_SHOWN { p.note { "Showing the first " (ROWS_SHOWN) "; the REST API lists them all." } }
                 }
             }
         }
@@ -736,14 +778,26 @@ pub(crate) async fn connection(
                     p { "Of " strong { (label) } ": " (thousands(edges.len() as i64)) @if *more { "+" } " " (plural("edge", edges.len() as i64)) }
                     @if !edges.is_empty() {
                         table.edges {
-                            thead { tr { th { "Kind" } th { "Account" } th { "Target" } th { "Role" } } }
+                            thead { tr { th { "Kind" } th { "Holder" } th { "Target" } th { "Role" } th { "Scope" } th { "How" } } }
                             tbody {
                                 @for e in edges {
-                                    tr.removed[e.removed_at.is_some()] {
+                                    tr.removed[e.removed_at.is_some()] .unresolved[!e.resolved] {
                                         td { (e.kind.replace('_', " ")) }
-                                        td { a href=(q.link(id, &[("account", Some(&e.account_external_id)), ("group", None), ("role", None), ("license", None)], "#memberships")) { (e.account_external_id) } }
-                                        td { (group_names.get(e.target_external_id.as_str()).copied().unwrap_or(&e.target_external_id)) }
+                                        td {
+                                            @if e.holder_kind == "group" {
+                                                "group " a href=(q.link(id, &[("holder", Some(&e.holder_external_id)), ("account", None), ("of", None), ("target", None)], "#memberships")) {
+                                                    (group_names.get(e.holder_external_id.as_str()).copied().unwrap_or(&e.holder_external_id))
+                                                }
+                                            } @else if e.resolved {
+                                                a href=(q.link(id, &[("account", Some(&e.holder_external_id)), ("holder", None), ("of", None), ("target", None)], "#memberships")) { (e.holder_external_id) }
+                                            } @else {
+                                                span title="no account with this key has been synced" { (e.holder_key) " " (e.holder_external_id) " (unresolved)" }
+                                            }
+                                        }
+                                        td { (target_name(&names, &e.kind, &e.target_external_id)) }
                                         td { (e.role.as_deref().unwrap_or("")) }
+                                        td { (e.scope.as_deref().unwrap_or("")) }
+                                        td { @if e.inherited { "inherited" } @else { "direct" } }
                                     }
                                 }
                             }

@@ -578,7 +578,10 @@ async fn connect_expire_and_reconnect() -> Result<()> {
     assert!(page.contains("connected"));
     // Memberships of a group.
     let page = browser
-        .get(env.url(&format!("/connections/{id}?group={}", "team-0000")))
+        .get(env.url(&format!(
+            "/connections/{id}?of=group&target={}",
+            "team-0000"
+        )))
         .send()
         .await?
         .text()
