@@ -50,6 +50,22 @@ impl Kind {
         Kind::ALL.into_iter().find(|k| k.as_str() == s)
     }
 
+    /// The kind of edge that points at records of this kind (`Membership`
+    /// for `Group`), for the kinds an edge can point at.
+    pub fn edge_to(self) -> Option<Kind> {
+        match self {
+            Kind::Group => Some(Kind::Membership),
+            Kind::Role => Some(Kind::RoleAssignment),
+            Kind::License => Some(Kind::LicenseAssignment),
+            _ => None,
+        }
+    }
+
+    /// The kind of record an edge of this kind points at.
+    pub fn target_of(self) -> Option<Kind> {
+        EdgeKind::from_kind(self).map(EdgeKind::target_kind)
+    }
+
     pub fn is_edge(self) -> bool {
         matches!(
             self,
