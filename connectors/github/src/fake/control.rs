@@ -69,6 +69,7 @@ fn counts(o: &Org) -> serde_json::Value {
         "invitations": o.invitations,
         "copilot_seats": o.copilot_seat_count(),
         "team_memberships": o.team_memberships(),
+        "direct_team_memberships": o.direct_team_memberships(),
     })
 }
 

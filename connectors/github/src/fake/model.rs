@@ -101,6 +101,10 @@ pub(crate) struct Org {
     pub copilot_seats: usize,
     /// Copilot seats configured at creation (0 → Copilot not enabled).
     pub copilot_enabled: bool,
+    /// Effective member lists by team, computed on first use and dropped on
+    /// every change: the team's maintainers first, then every other member
+    /// of the team or of a team nested in it, ascending.
+    pub effective: Vec<std::sync::OnceLock<Vec<u32>>>,
 }
 
 pub(crate) fn valid_login(s: &str) -> bool {
@@ -144,11 +148,12 @@ impl Org {
             name: spec.name.clone().unwrap_or_else(|| spec.login.clone()),
             slot,
             user_prefix: prefix,
-            dir,
             outside,
             invitations,
+            effective: (0..dir.groups.len()).map(|_| Default::default()).collect(),
             copilot_seats: seats,
             copilot_enabled: seats > 0,
+            dir,
         })
     }
 
@@ -204,8 +209,41 @@ impl Org {
             _ => self.dir.group_name(num),
         }
     }
-    pub fn team_memberships(&self) -> u64 {
+    /// Direct team memberships.
+    pub fn direct_team_memberships(&self) -> u64 {
         self.dir.memberships()
+    }
+    /// Team memberships as GitHub lists them: a team's members include the
+    /// members of its child teams
+    /// (https://docs.github.com/en/rest/teams/members#list-team-members).
+    pub fn team_memberships(&self) -> u64 {
+        (0..self.dir.groups.len() as u32)
+            .map(|t| self.effective_members(t).len() as u64)
+            .sum()
+    }
+    /// A team's effective members: its maintainers, then every other member
+    /// of it or of a team nested in it, ascending.
+    pub fn effective_members(&self, num: u32) -> &[u32] {
+        let Some(cell) = self.effective.get(num as usize) else {
+            return &[];
+        };
+        cell.get_or_init(|| {
+            let g = &self.dir.groups[num as usize];
+            let maintainers = &g.members[..g.managers];
+            let mut v = maintainers.to_vec();
+            v.extend(
+                self.dir
+                    .effective_members(num)
+                    .into_iter()
+                    .filter(|u| !maintainers.contains(u)),
+            );
+            v
+        })
+    }
+    fn changed(&mut self) {
+        self.effective = (0..self.dir.groups.len())
+            .map(|_| Default::default())
+            .collect();
     }
     pub fn copilot_seat_count(&self) -> usize {
         self.copilot_seats.min(self.dir.users.len())
@@ -237,17 +275,21 @@ impl Org {
     /// Removes the last `n` members (also from teams; seats shrink automatically).
     pub fn remove_members(&mut self, n: usize) -> Vec<u64> {
         let removed = self.dir.remove_users(n);
+        self.changed();
         self.copilot_seats = self.copilot_seats.min(self.dir.users.len());
         removed.into_iter().map(|u| self.user_id(u)).collect()
     }
 
     /// Deletes the last `m` teams.
     pub fn delete_teams(&mut self, m: usize) -> Vec<u64> {
-        self.dir
+        let ids = self
+            .dir
             .delete_groups(m)
             .into_iter()
             .map(|n| self.team_id(n))
-            .collect()
+            .collect();
+        self.changed();
+        ids
     }
 
     /// Adds `k` members with fresh login numbers (and ids), in deterministic teams.
@@ -255,12 +297,14 @@ impl Org {
         if self.dir.next_user as u64 + k as u64 > MAX_USERS {
             return Err("too many users".into());
         }
-        Ok(self
+        let ids = self
             .dir
             .add_users(k)?
             .into_iter()
             .map(|u| self.user_id(u))
-            .collect())
+            .collect();
+        self.changed();
+        Ok(ids)
     }
 }
 
@@ -269,11 +313,39 @@ mod tests {
     use super::*;
 
     #[test]
+    fn team_lists_include_child_teams_members() {
+        let spec = OrgSpec {
+            nested_team_share: Some(0.9),
+            ..OrgSpec::new("acme", 400).with_teams(20)
+        };
+        let o = Org::build(&spec, 1).unwrap();
+        let child = o
+            .teams()
+            .iter()
+            .find(|t| !t.parents.is_empty())
+            .expect("a nested team");
+        let parent = o.parent(child.num).unwrap();
+        let listed = o.effective_members(parent);
+        for m in &child.members {
+            assert!(
+                listed.contains(m),
+                "child member {m} listed in the parent team"
+            );
+        }
+        let mut sorted = listed.to_vec();
+        sorted.sort_unstable();
+        sorted.dedup();
+        assert_eq!(sorted.len(), listed.len(), "each member once");
+        assert!(o.team_memberships() > o.direct_team_memberships());
+    }
+
+    #[test]
     fn defaults_and_memberships() {
         let o = Org::build(&OrgSpec::new("acme", 1000), 1).unwrap();
         assert_eq!(o.teams().len(), 5);
         assert_eq!(o.admins(), 10);
-        assert_eq!(o.team_memberships(), 5000);
+        assert_eq!(o.direct_team_memberships(), 5000);
+        assert!(o.team_memberships() >= 5000);
         assert_eq!(o.outside, 20);
         assert_eq!(o.copilot_seat_count(), 500);
         assert_eq!(o.parse_user("user-000123"), Some(123));

@@ -452,9 +452,9 @@ async fn teams(State(sh): St, Path(login): Path<String>, headers: HeaderMap, uri
 }
 
 /// https://docs.github.com/en/rest/teams/members#list-team-members
-/// (`role=member|maintainer|all`, default all).
-/// Simplification: GitHub also lists members of child teams here; the sandbox
-/// lists direct members only.
+/// (`role=member|maintainer|all`, default all). "Team members will include
+/// the members of child teams": the list is the team's effective
+/// membership, maintainers first.
 async fn team_members(
     State(sh): St,
     Path((login, slug)): Path<(String, String)>,
@@ -467,14 +467,15 @@ async fn team_members(
         let Some(team) = o.team_by_slug(&slug) else {
             return not_found();
         };
+        let members = o.effective_members(team.num);
         let range = match ctx.param("role").unwrap_or("all") {
-            "all" => 0..team.members.len(),
+            "all" => 0..members.len(),
             "maintainer" => 0..team.managers,
-            "member" => team.managers..team.members.len(),
+            "member" => team.managers..members.len(),
             _ => return validation_failed("role"),
         };
         paged(&sh, ctx, &uri, range, "", "", |out, i| {
-            render::member(out, &sh.base, &o, team.members[i])
+            render::member(out, &sh.base, &o, members[i])
         })
     })
     .await
