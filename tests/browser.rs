@@ -196,7 +196,10 @@ async fn connect_two_accounts_expire_one_and_reconnect_it() {
 
     // The org's admin revokes Tether's access in GitHub (the sandbox).
     reqwest::Client::new()
-        .post(format!("http://127.0.0.1:{sandbox_port}/_sandbox/revoke"))
+        .post(format!(
+            "http://127.0.0.1:{sandbox_port}/{}/_sandbox/revoke",
+            common::APP
+        ))
         .json(&json!({"org": "acme"}))
         .send()
         .await

@@ -127,7 +127,17 @@ impl Hub {
     }
 }
 
-/// A sandbox in this process, with a client for its control endpoints.
+// The connector crates the binary links (the generated wiring file), so
+// their fakes register with the sandbox kit in this test process too.
+mod wiring {
+    include!("../../crates/tether/src/connectors.rs");
+}
+
+/// The app these end-to-end tests connect to.
+pub const APP: &str = "github";
+
+/// A sandbox kit in this process (every linked fake), with a client for the
+/// control endpoints of the fake of [`APP`].
 pub struct Sandbox {
     pub inner: tether_sandbox::Sandbox,
     client: reqwest::Client,
@@ -135,17 +145,24 @@ pub struct Sandbox {
 
 impl Sandbox {
     pub async fn start() -> Self {
+        wiring::ensure_linked();
         let inner = tether_sandbox::Sandbox::start(tether_sandbox::SandboxConfig::default())
             .await
             .expect("the sandbox starts");
+        assert!(
+            inner.fake(APP).is_some(),
+            "no fake for `{APP}` is registered; fakes: {:?}",
+            inner.fakes().map(|f| f.slug).collect::<Vec<_>>()
+        );
         Sandbox {
             inner,
             client: reqwest::Client::new(),
         }
     }
 
+    /// The API base of the fake of [`APP`] (`{sandbox}/{slug}`).
     pub fn url(&self) -> String {
-        self.inner.base_url()
+        self.inner.fake_url(APP)
     }
 
     pub async fn control(&self, method: &str, path: &str, body: Value) -> Value {

@@ -1,9 +1,10 @@
 //! `cargo xtask`: repository chores.
 //!
-//! * `cargo xtask bench sync [--sizes 10k,100k,1m] [--latency-ms 50] [--latency-size 100k]`
+//! * `cargo xtask bench sync [--app a,b] [--sizes 10k,100k,1m] [--latency-ms 50] [--latency-size 100k] [--concurrency 8]`
 //!   syncs sandbox organisations of each size with the release `tether`
-//!   binary, each run in its own process so that its peak RSS is the hub's
-//!   alone, and prints records+edges per second, peak RSS and requests.
+//!   binary, for every fake the sandbox registers (or those given), each run
+//!   in its own process so that its peak RSS is the hub's alone, and prints
+//!   records+edges per second, peak RSS and requests, then one line per app.
 
 // `wait4` (the child's own peak RSS) needs libc.
 #![allow(unsafe_code)]
@@ -103,8 +104,27 @@ impl SandboxProc {
         })
     }
 
-    fn control(&self, path: &str, body: Value) -> Result<Value> {
-        let resp = ureq::post(&format!("{}/_sandbox/{path}", self.url))
+    /// The fakes the sandbox mounts: `(slug, connector)`, from its registry.
+    fn fakes(&self) -> Result<Vec<(String, String)>> {
+        let v: Value = ureq::get(&format!("{}/_sandbox/fakes", self.url))
+            .call()
+            .context("listing the sandbox's fakes")?
+            .into_json()?;
+        Ok(v.as_array()
+            .into_iter()
+            .flatten()
+            .filter_map(|f| {
+                Some((
+                    f["slug"].as_str()?.to_owned(),
+                    f["connector"].as_str()?.to_owned(),
+                ))
+            })
+            .collect())
+    }
+
+    /// `POST {sandbox}/{slug}/_sandbox/{path}`.
+    fn control(&self, slug: &str, path: &str, body: Value) -> Result<Value> {
+        let resp = ureq::post(&format!("{}/{slug}/_sandbox/{path}", self.url))
             .timeout(Duration::from_secs(600))
             .send_json(body)
             .with_context(|| format!("sandbox control {path}"))?;
@@ -164,26 +184,46 @@ fn run_measured(mut cmd: Command) -> Result<(std::process::ExitStatus, String, i
     Ok((exit, out, usage.ru_maxrss, cpu))
 }
 
-fn sync_once(bin: &Path, sandbox: &SandboxProc, members: u64, label: &str) -> Result<Measured> {
+fn sync_once(
+    bin: &Path,
+    sandbox: &SandboxProc,
+    slug: &str,
+    members: u64,
+    label: &str,
+) -> Result<Measured> {
     let login = format!("bench-{label}");
-    let teams = (members / 200).max(1);
+    let groups = (members / 200).max(1);
     let t = Instant::now();
-    let org = sandbox.control(
-        "orgs",
-        json!({"login": login, "members": members, "teams": teams, "team_memberships_per_member": 5}),
+    // The generic directory spec: every fake maps it to its own objects.
+    let created = sandbox.control(
+        slug,
+        "directory",
+        json!({"org": login, "users": members, "groups": groups, "memberships_per_user": 5}),
     )?;
     eprintln!(
-        "  sandbox org {login}: {} members, {} teams, {} team memberships ({:.1}s to create)",
-        org["members"],
-        org["teams"],
-        org["team_memberships"],
+        "  {slug} org {login}: {} ({:.1}s to create)",
+        created["counts"],
         t.elapsed().as_secs_f64()
     );
-    let token = sandbox.control(&format!("orgs/{login}/tokens"), json!({"kind": "pat"}))?
-        ["access_token"]
+    let token = created["credential"]["access_token"]
         .as_str()
         .context("no token")?
         .to_owned();
+    let app = created["connection"]["app"]
+        .as_str()
+        .context("no connector slug")?
+        .to_owned();
+    let settings: Vec<String> = created["connection"]["settings"]
+        .as_object()
+        .into_iter()
+        .flatten()
+        .map(|(k, v)| {
+            format!(
+                "{k}={}",
+                v.as_str().map(str::to_owned).unwrap_or(v.to_string())
+            )
+        })
+        .collect();
     let dir = tempfile::tempdir()?;
     let db = format!("sqlite://{}", dir.path().join("bench.db").display());
     let tether = |args: &[&str]| {
@@ -195,21 +235,12 @@ fn sync_once(bin: &Path, sandbox: &SandboxProc, members: u64, label: &str) -> Re
             .env("BENCH_TOKEN", &token);
         c
     };
-    let status = tether(&[
-        "connections",
-        "add",
-        "github",
-        "--name",
-        "bench",
-        "--setting",
-        &format!("org={login}"),
-        "--setting",
-        &format!("api_base_url={}", sandbox.url),
-        "--token-env",
-        "BENCH_TOKEN",
-    ])
-    .stdout(Stdio::null())
-    .status()?;
+    let mut add = vec!["connections", "add", app.as_str(), "--name", "bench"];
+    for kv in &settings {
+        add.extend(["--setting", kv.as_str()]);
+    }
+    add.extend(["--token-env", "BENCH_TOKEN"]);
+    let status = tether(&add).stdout(Stdio::null()).status()?;
     if !status.success() {
         bail!("adding the connection failed");
     }
@@ -235,6 +266,8 @@ fn bench_sync(args: &[&str]) -> Result<()> {
     let mut sizes = vec![10_000, 100_000, 1_000_000];
     let mut latency_ms = 50u64;
     let mut latency_size = 100_000u64;
+    let mut apps: Option<Vec<String>> = None;
+    let mut concurrency = 8.0f64;
     let mut it = args.iter();
     while let Some(a) = it.next() {
         match *a {
@@ -253,6 +286,18 @@ fn bench_sync(args: &[&str]) -> Result<()> {
                 latency_size = parse_size(it.next().context("--latency-size needs a value")?)?
             }
             "--no-latency" => latency_ms = 0,
+            "--app" => {
+                apps = Some(
+                    it.next()
+                        .context("--app needs a value")?
+                        .split(',')
+                        .map(str::to_owned)
+                        .collect(),
+                )
+            }
+            "--concurrency" => {
+                concurrency = it.next().context("--concurrency needs a value")?.parse()?
+            }
             other => bail!("unknown argument {other}"),
         }
     }
@@ -270,8 +315,53 @@ fn bench_sync(args: &[&str]) -> Result<()> {
         .unwrap_or(root.join("target"));
     let bin = target.join("release/tether");
     let sandbox = SandboxProc::start(&bin)?;
-    sandbox.control("config", json!({"rate_limit": 1_000_000_000u64}))?;
+    let fakes = sandbox.fakes()?;
+    let slugs: Vec<String> = match apps {
+        Some(a) => {
+            for s in &a {
+                if !fakes.iter().any(|(f, _)| f == s) {
+                    bail!(
+                        "no fake `{s}` in the sandbox; it has {:?}",
+                        fakes.iter().map(|f| &f.0).collect::<Vec<_>>()
+                    );
+                }
+            }
+            a
+        }
+        None => fakes.iter().map(|f| f.0.clone()).collect(),
+    };
+    let mut lines = Vec::new();
+    for slug in &slugs {
+        eprintln!("{slug}:");
+        lines.push(bench_app(
+            &bin,
+            &sandbox,
+            slug,
+            &sizes,
+            latency_ms,
+            latency_size,
+            concurrency,
+        )?);
+    }
+    for l in lines {
+        println!("{l}");
+    }
+    Ok(())
+}
 
+/// Benchmarks one app; returns its closing line.
+fn bench_app(
+    bin: &Path,
+    sandbox: &SandboxProc,
+    slug: &str,
+    sizes: &[u64],
+    latency_ms: u64,
+    latency_size: u64,
+    concurrency: f64,
+) -> Result<String> {
+    // Fakes with a request quota take a `config` to lift it; others refuse
+    // the path, which is fine.
+    let _ = sandbox.control(slug, "config", json!({"rate_limit": 1_000_000_000u64}));
     println!(
         "{:>8} {:>12} {:>9} {:>14} {:>10} {:>10} {:>10} {:>12}",
         "members",
@@ -286,8 +376,8 @@ fn bench_sync(args: &[&str]) -> Result<()> {
     let mut at_100k = None;
     let mut peak_1m = None;
     let mut rates = Vec::new();
-    for &n in &sizes {
-        let m = sync_once(&bin, &sandbox, n, &human(n))?;
+    for &n in sizes {
+        let m = sync_once(bin, sandbox, slug, n, &format!("{slug}-{}", human(n)))?;
         let rate = m.records as f64 / m.elapsed.as_secs_f64().max(1e-3);
         let mb = m.peak_rss_kb as f64 / 1024.0;
         println!(
@@ -320,16 +410,16 @@ fn bench_sync(args: &[&str]) -> Result<()> {
         );
     }
     if latency_ms > 0 {
-        sandbox.control("latency", json!({"ms": latency_ms}))?;
+        sandbox.control(slug, "latency", json!({"ms": latency_ms}))?;
         let m = sync_once(
-            &bin,
-            &sandbox,
+            bin,
+            sandbox,
+            slug,
             latency_size,
-            &format!("{}-latency", human(latency_size)),
+            &format!("{slug}-{}-latency", human(latency_size)),
         )?;
-        sandbox.control("latency", json!({"ms": 0}))?;
-        // GitHub connector's concurrency (see connectors/github: max_concurrency).
-        let concurrency = 8.0;
+        sandbox.control(slug, "latency", json!({"ms": 0}))?;
+        // The connector's concurrency (`--concurrency`, default 8).
         let ideal = m.requests as f64 * latency_ms as f64 / 1000.0 / concurrency;
         println!(
             "with {latency_ms} ms per request at {}: {:.1}s for {} requests; {:.1}s at concurrency {concurrency} is the floor; ratio {:.2} (target <= 1.2)",
@@ -340,14 +430,13 @@ fn bench_sync(args: &[&str]) -> Result<()> {
             m.elapsed.as_secs_f64() / ideal
         );
     }
-    println!(
-        "bench sync: {} records/s at 100k, peak {} MB at 1M",
+    Ok(format!(
+        "bench sync: {slug} {} records/s at 100k, peak {} MB at 1M",
         at_100k
             .map(|r| format!("{r:.0}"))
             .unwrap_or_else(|| "n/a".into()),
         peak_1m
             .map(|m| format!("{m:.0}"))
             .unwrap_or_else(|| "n/a".into())
-    );
-    Ok(())
+    ))
 }

@@ -50,6 +50,8 @@ use tether_core::{
 };
 
 pub mod errors;
+#[cfg(feature = "sandbox")]
+pub mod fake;
 pub mod paging;
 mod revoke;
 mod source;

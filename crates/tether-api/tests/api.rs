@@ -65,7 +65,7 @@ impl Env {
                 "client-1",
                 Some("client-secret-1".to_owned().into()),
             );
-            let base = sandbox.base_url();
+            let base = sandbox.fake_url("github");
             app.authorize_url = format!("{base}/login/oauth/authorize").parse().unwrap();
             app.token_url = format!("{base}/login/oauth/access_token").parse().unwrap();
             app
@@ -148,7 +148,7 @@ impl Env {
     async fn sandbox(&self, path: &str, body: Value) -> Value {
         let res = self
             .http
-            .post(format!("{}{path}", self.sandbox.base_url()))
+            .post(format!("{}{path}", self.sandbox.fake_url("github")))
             .json(&body)
             .send()
             .await
@@ -175,7 +175,7 @@ impl Env {
     }
 
     fn settings(&self) -> Value {
-        json!({"org": "acme", "api_base_url": self.sandbox.base_url()})
+        json!({"org": "acme", "api_base_url": self.sandbox.fake_url("github")})
     }
 
     /// Follows `next_cursor` through every page of a list.

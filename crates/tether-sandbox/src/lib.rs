@@ -1,12 +1,27 @@
-//! tether-sandbox: a local fake of GitHub's REST API and OAuth web flow.
+//! tether-sandbox: a kit for fake providers. It names no provider.
 //!
-//! Used by end-to-end tests, the benchmark (up to 1,000,000 org members) and
-//! the demo. See `README.md` in this crate for every endpoint.
+//! Each connector crate holds a fake of its app behind its `sandbox`
+//! feature and registers a [`FakeDescriptor`] with `inventory::submit!`. A
+//! [`Sandbox`] is one listener that mounts every registered fake under its
+//! own prefix (`/{slug}/...`), so a fake whose real API lives at a host root
+//! has the base URL `{sandbox}/{slug}`, and every URL it writes into a body
+//! or header carries that prefix. The kit gives fakes the generic parts:
+//!
+//! * [`oauth::OAuthServer`]: clients, consent page, codes, PKCE, grants,
+//!   refresh under a [`oauth::TokenPolicy`], revoke, expire;
+//! * [`directory::Directory`]: a deterministic directory generated from a
+//!   [`directory::DirectorySpec`], compact enough for millions of users;
+//! * [`faults`]: semantic faults each fake renders in its wire format;
+//! * [`clock::Clock`], latency, [`stats::Stats`];
+//! * control endpoints under `/{slug}/_sandbox/` for every fake, and one
+//!   control page at `/_sandbox/` listing them all.
 //!
 //! ```no_run
 //! # async fn demo() -> anyhow::Result<()> {
 //! let sb = tether_sandbox::Sandbox::start(Default::default()).await?;
-//! println!("fake GitHub at {}", sb.base_url());
+//! for fake in sb.fakes() {
+//!     println!("{} at {}", fake.slug, sb.fake_url(fake.slug));
+//! }
 //! sb.shutdown().await;
 //! # Ok(()) }
 //! ```
@@ -14,24 +29,171 @@
 // Handlers return `Result<_, Response>` so errors can be answered directly.
 #![allow(clippy::result_large_err)]
 
-mod auth;
+pub mod clock;
 mod control;
-mod model;
-mod oauth;
-mod render;
-mod rest;
+pub mod directory;
+pub mod faults;
+pub mod oauth;
+pub mod stats;
+pub mod util;
 
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
-use std::sync::atomic::{AtomicBool, AtomicI64, AtomicU64, Ordering};
-use std::sync::{Arc, Mutex, RwLock};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
 use std::time::Duration;
 
-use axum::body::Body;
-use axum::http::{header, HeaderValue, StatusCode};
-use axum::response::Response;
+pub use directory::{Directory, DirectorySpec};
+pub use faults::{Fault, FaultKind};
+pub use inventory;
 
-pub use model::OrgSpec;
+/// Describes one fake. Submit one per connector crate (behind its `sandbox`
+/// feature) with `tether_sandbox::inventory::submit!`.
+pub struct FakeDescriptor {
+    /// The URL prefix (`/{slug}`); by convention the connector's slug.
+    pub slug: &'static str,
+    pub display_name: &'static str,
+    /// The slug of the connector this fake stands in for.
+    pub connector: &'static str,
+    pub build: fn(KitContext) -> Arc<dyn Fake>,
+}
+
+inventory::collect!(FakeDescriptor);
+
+/// Every registered fake, by slug.
+pub fn registered() -> Vec<&'static FakeDescriptor> {
+    let mut v: Vec<_> = inventory::iter::<FakeDescriptor>.into_iter().collect();
+    v.sort_by_key(|d| d.slug);
+    v
+}
+
+/// The registered fake with `slug`.
+pub fn find(slug: &str) -> Option<&'static FakeDescriptor> {
+    inventory::iter::<FakeDescriptor>
+        .into_iter()
+        .find(|d| d.slug == slug)
+}
+
+/// What a fake is built with.
+#[derive(Clone)]
+pub struct KitContext {
+    pub slug: &'static str,
+    /// `{public base}/{slug}`, without a trailing slash: the fake's API base.
+    pub base_url: String,
+    /// The sandbox's public base, without a trailing slash.
+    pub root_url: String,
+    pub kit: Arc<KitState>,
+}
+
+/// The generic state of one fake.
+pub struct KitState {
+    pub base_url: String,
+    pub clock: clock::Clock,
+    pub rng: Arc<util::Rng>,
+    pub faults: faults::Faults,
+    pub oauth: oauth::OAuthServer,
+    latency_ms: AtomicU64,
+}
+
+impl KitState {
+    fn new(base_url: String, clock: clock::Clock, latency: Duration) -> Self {
+        let rng = Arc::new(util::Rng::default());
+        KitState {
+            base_url,
+            oauth: oauth::OAuthServer::new(clock.clone(), rng.clone()),
+            clock,
+            rng,
+            faults: faults::Faults::default(),
+            latency_ms: AtomicU64::new(latency.as_millis() as u64),
+        }
+    }
+
+    /// Sandbox time in epoch seconds.
+    pub fn now(&self) -> i64 {
+        self.clock.now()
+    }
+
+    pub fn set_latency(&self, ms: u64) {
+        self.latency_ms.store(ms, Ordering::Relaxed);
+    }
+
+    /// Waits the configured latency.
+    pub async fn inject_latency(&self) {
+        let ms = self.latency_ms.load(Ordering::Relaxed);
+        if ms > 0 {
+            tokio::time::sleep(Duration::from_millis(ms)).await;
+        }
+    }
+
+    /// The fault that hits a request to `path`, if one is armed. A `Slow`
+    /// fault is served here (the request then proceeds normally) and never
+    /// returned. With `require_explicit`, only faults naming the path apply.
+    pub async fn fault(&self, path: &str, require_explicit: bool) -> Option<Fault> {
+        let f = self.faults.take(path, require_explicit)?;
+        if let FaultKind::Slow { ms } = f.kind {
+            tokio::time::sleep(Duration::from_millis(ms)).await;
+            return None;
+        }
+        Some(f)
+    }
+}
+
+/// What a connection to a fake's organisation needs: the connector's slug
+/// and its settings (API base URL, organisation).
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct ConnectionHint {
+    pub app: &'static str,
+    pub settings: serde_json::Map<String, serde_json::Value>,
+}
+
+/// How the demo points the hub's app at a fake: an OAuth client registered
+/// for the hub's callback and the settings a connection gets by default.
+#[derive(Debug, Clone)]
+pub struct DemoSetup {
+    pub app: &'static str,
+    pub client_id: String,
+    /// Not a secret: the client exists only in this sandbox.
+    pub client_secret: String,
+    pub authorize_url: String,
+    pub token_url: String,
+    pub setting_defaults: serde_json::Map<String, serde_json::Value>,
+}
+
+/// One provider's fake.
+pub trait Fake: Send + Sync + 'static {
+    /// The provider's routes and its own control endpoints, relative to the
+    /// fake's prefix. The kit adds the generic `/_sandbox/...` controls.
+    fn router(&self) -> axum::Router;
+
+    /// Creates (or replaces) organisation `org` from the generic spec; the
+    /// answer is the fake's counts (JSON).
+    fn create_directory(
+        &self,
+        org: &str,
+        spec: &DirectorySpec,
+    ) -> Result<serde_json::Value, String>;
+
+    /// A token for `org`'s admin, as the provider's own token endpoint would
+    /// give it: `{"access_token", ...}`.
+    fn credential(&self, org: &str) -> Result<serde_json::Value, String>;
+
+    /// What the connector needs to reach `org` on this fake.
+    fn connection(&self, org: &str) -> ConnectionHint;
+
+    /// Sets the fake up for the demo (organisations, an OAuth client for the
+    /// hub's `callback`).
+    fn demo(&self, callback: &str) -> Result<DemoSetup, String>;
+
+    /// Request counters, as `GET /{slug}/_sandbox/stats` shows them.
+    fn stats(&self) -> serde_json::Value;
+
+    fn reset_stats(&self);
+
+    /// A fragment of HTML for the control page (organisations and counts).
+    fn summary_html(&self) -> String {
+        String::new()
+    }
+}
 
 /// Configuration of a [`Sandbox`].
 #[derive(Debug, Clone)]
@@ -41,8 +203,10 @@ pub struct SandboxConfig {
     /// Absolute base used in `Link` headers, `url` fields and OAuth redirects.
     /// Default `http://{bound addr}`.
     pub public_base_url: Option<String>,
-    /// Initial injected latency on REST and token endpoints (default 0).
+    /// Initial injected latency on every fake's API and token endpoints.
     pub latency: Duration,
+    /// Mount only these fakes (default: every registered one).
+    pub only: Option<Vec<String>>,
 }
 
 impl Default for SandboxConfig {
@@ -51,21 +215,81 @@ impl Default for SandboxConfig {
             listen: SocketAddr::from(([127, 0, 0, 1], 0)),
             public_base_url: None,
             latency: Duration::ZERO,
+            only: None,
         }
     }
 }
 
-/// A running fake GitHub server.
+/// A mounted fake.
+pub struct Mounted {
+    pub slug: &'static str,
+    pub display_name: &'static str,
+    pub connector: &'static str,
+    pub fake: Arc<dyn Fake>,
+    pub kit: Arc<KitState>,
+}
+
+/// A running sandbox: one listener, every registered fake under its prefix.
 pub struct Sandbox {
     addr: SocketAddr,
     base_url: String,
-    state: SandboxState,
+    fakes: Arc<BTreeMap<&'static str, Mounted>>,
+    clock: clock::Clock,
     stop: tokio::sync::oneshot::Sender<()>,
     task: tokio::task::JoinHandle<()>,
 }
 
+/// Builds every registered fake (or those in `only`) on `base_url` and the
+/// router mounting them; for embedding the sandbox in another server.
+pub fn build(
+    base_url: &str,
+    latency: Duration,
+    only: Option<&[String]>,
+) -> (
+    axum::Router,
+    Arc<BTreeMap<&'static str, Mounted>>,
+    clock::Clock,
+) {
+    let base_url = base_url.trim_end_matches('/').to_string();
+    let clock = clock::Clock::default();
+    let mut fakes = BTreeMap::new();
+    for d in registered() {
+        if only.is_some_and(|o| !o.iter().any(|s| s == d.slug)) {
+            continue;
+        }
+        let fake_base = format!("{base_url}/{}", d.slug);
+        let kit = Arc::new(KitState::new(fake_base.clone(), clock.clone(), latency));
+        let fake = (d.build)(KitContext {
+            slug: d.slug,
+            base_url: fake_base,
+            root_url: base_url.clone(),
+            kit: kit.clone(),
+        });
+        fakes.insert(
+            d.slug,
+            Mounted {
+                slug: d.slug,
+                display_name: d.display_name,
+                connector: d.connector,
+                fake,
+                kit,
+            },
+        );
+    }
+    let fakes = Arc::new(fakes);
+    let mut router = control::root_routes(fakes.clone(), clock.clone());
+    for m in fakes.values() {
+        let inner = m
+            .fake
+            .router()
+            .merge(control::fake_routes(m.fake.clone(), m.kit.clone()));
+        router = router.nest(&format!("/{}", m.slug), inner);
+    }
+    (router, fakes, clock)
+}
+
 impl Sandbox {
-    /// Binds `config.listen` and spawns the server task.
+    /// Binds `config.listen`, builds the fakes and spawns the server task.
     pub async fn start(config: SandboxConfig) -> anyhow::Result<Sandbox> {
         let listener = tokio::net::TcpListener::bind(config.listen).await?;
         let addr = listener.local_addr()?;
@@ -75,8 +299,7 @@ impl Sandbox {
             .unwrap_or_else(|| format!("http://{addr}"))
             .trim_end_matches('/')
             .to_string();
-        let state = SandboxState::new(base_url.clone(), config.latency);
-        let app = router(state.clone());
+        let (app, fakes, clock) = build(&base_url, config.latency, config.only.as_deref());
         let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
         let task = tokio::spawn(async move {
             let server = axum::serve(listener, app).with_graceful_shutdown(async move {
@@ -89,7 +312,8 @@ impl Sandbox {
         Ok(Sandbox {
             addr,
             base_url,
-            state,
+            fakes,
+            clock,
             stop,
             task,
         })
@@ -100,14 +324,28 @@ impl Sandbox {
         self.addr
     }
 
-    /// The sandbox's state, to set it up from Rust (the demo does).
-    pub fn state(&self) -> SandboxState {
-        self.state.clone()
-    }
-
     /// The public base URL, without a trailing slash.
     pub fn base_url(&self) -> String {
         self.base_url.clone()
+    }
+
+    /// The API base of fake `slug`: `{base}/{slug}`.
+    pub fn fake_url(&self, slug: &str) -> String {
+        format!("{}/{slug}", self.base_url)
+    }
+
+    /// The mounted fakes, by slug.
+    pub fn fakes(&self) -> impl Iterator<Item = &Mounted> {
+        self.fakes.values()
+    }
+
+    /// The mounted fake `slug`.
+    pub fn fake(&self, slug: &str) -> Option<&Mounted> {
+        self.fakes.get(slug)
+    }
+
+    pub fn clock(&self) -> &clock::Clock {
+        &self.clock
     }
 
     /// Stops accepting connections and waits for the server task to end.
@@ -121,215 +359,5 @@ impl Sandbox {
         {
             abort.abort();
         }
-    }
-}
-
-/// Shared state of a sandbox; cheap to clone. Build one with [`SandboxState::new`]
-/// to embed the [`router`] elsewhere.
-#[derive(Clone)]
-pub struct SandboxState(pub(crate) Arc<Shared>);
-
-pub(crate) struct Shared {
-    pub base: String,
-    pub orgs: RwLock<BTreeMap<String, Arc<RwLock<model::Org>>>>,
-    /// login → slot (slots are reused when an org is re-created).
-    pub slots: Mutex<BTreeMap<String, u64>>,
-    pub auth: RwLock<auth::Auth>,
-    pub clock_offset: AtomicI64,
-    pub latency_ms: AtomicU64,
-    pub rate_limit: AtomicU64,
-    pub auto_approve: AtomicBool,
-    /// Which organisation's admin auto-approves.
-    pub auto_approve_org: RwLock<Option<String>>,
-    pub faults: Mutex<Vec<control::Fault>>,
-    pub faults_active: AtomicBool,
-    pub stats: rest::Stats,
-    pub rng: AtomicU64,
-    pub request_ids: AtomicU64,
-}
-
-impl SandboxState {
-    /// New empty state. `base` is the public base URL (no trailing slash).
-    pub fn new(base: String, latency: Duration) -> Self {
-        let nanos = std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .map(|d| d.as_nanos() as u64)
-            .unwrap_or(1);
-        SandboxState(Arc::new(Shared {
-            base,
-            orgs: RwLock::new(BTreeMap::new()),
-            slots: Mutex::new(BTreeMap::new()),
-            auth: RwLock::new(auth::Auth::default()),
-            clock_offset: AtomicI64::new(0),
-            latency_ms: AtomicU64::new(latency.as_millis() as u64),
-            rate_limit: AtomicU64::new(5000),
-            auto_approve: AtomicBool::new(false),
-            auto_approve_org: RwLock::new(None),
-            faults: Mutex::new(Vec::new()),
-            faults_active: AtomicBool::new(false),
-            stats: rest::Stats::default(),
-            rng: AtomicU64::new(nanos ^ (std::process::id() as u64) << 32),
-            request_ids: AtomicU64::new(nanos & 0xFFFF_FFFF),
-        }))
-    }
-
-    /// Creates (or replaces) an organisation, like `POST /_sandbox/orgs`.
-    pub fn create_org(&self, spec: &OrgSpec) -> Result<serde_json::Value, String> {
-        control::create_org(&self.0, spec)
-    }
-
-    /// Registers an OAuth client, as `POST /_sandbox/oauth-apps` does.
-    pub fn register_oauth_app(&self, app: serde_json::Value) -> Result<serde_json::Value, String> {
-        let app = serde_json::from_value(app).map_err(|e| e.to_string())?;
-        control::register_app(&self.0, app)
-    }
-}
-
-/// The full router (REST, OAuth and `/_sandbox/` control endpoints).
-pub fn router(state: SandboxState) -> axum::Router {
-    let s = state.0;
-    axum::Router::new()
-        .merge(rest::routes())
-        .merge(oauth::routes())
-        .merge(control::routes())
-        .fallback(rest::not_found_fallback)
-        .with_state(s)
-}
-
-impl Shared {
-    /// Sandbox clock in epoch seconds (wall clock + offset moved by `/_sandbox/clock`).
-    pub fn now(&self) -> i64 {
-        wall_now() + self.clock_offset.load(Ordering::Relaxed)
-    }
-
-    pub fn rand_u64(&self) -> u64 {
-        model::splitmix64(self.rng.fetch_add(0x9E37_79B9_7F4A_7C15, Ordering::Relaxed))
-    }
-
-    /// `len` random alphanumeric characters.
-    pub fn rand_alnum(&self, len: usize) -> String {
-        const CS: &[u8] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789";
-        let mut s = String::with_capacity(len);
-        let mut x = self.rand_u64();
-        for i in 0..len {
-            if i % 8 == 7 {
-                x = self.rand_u64();
-            }
-            s.push(CS[(x % CS.len() as u64) as usize] as char);
-            x /= CS.len() as u64;
-        }
-        s
-    }
-
-    pub fn rand_hex(&self, len: usize) -> String {
-        let mut s = String::with_capacity(len);
-        while s.len() < len {
-            s.push_str(&format!("{:016x}", self.rand_u64()));
-        }
-        s.truncate(len);
-        s
-    }
-
-    pub fn request_id(&self) -> String {
-        let n = self.request_ids.fetch_add(1, Ordering::Relaxed);
-        format!(
-            "{:04X}:{:06X}:{:08X}",
-            (n >> 40) & 0xFFFF,
-            (n >> 16) & 0xFFFFFF,
-            n
-        )
-    }
-
-    pub async fn inject_latency(&self) {
-        let ms = self.latency_ms.load(Ordering::Relaxed);
-        if ms > 0 {
-            tokio::time::sleep(Duration::from_millis(ms)).await;
-        }
-    }
-}
-
-pub(crate) fn wall_now() -> i64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| d.as_secs() as i64)
-        .unwrap_or(0)
-}
-
-/// `YYYY-MM-DDTHH:MM:SSZ` for epoch seconds (proleptic Gregorian, UTC).
-pub(crate) fn rfc3339(secs: i64) -> String {
-    let days = secs.div_euclid(86_400);
-    let rem = secs.rem_euclid(86_400);
-    // Howard Hinnant's civil_from_days.
-    let z = days + 719_468;
-    let era = z.div_euclid(146_097);
-    let doe = z - era * 146_097;
-    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
-    let y = yoe + era * 400;
-    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
-    let mp = (5 * doy + 2) / 153;
-    let d = doy - (153 * mp + 2) / 5 + 1;
-    let m = if mp < 10 { mp + 3 } else { mp - 9 };
-    let y = if m <= 2 { y + 1 } else { y };
-    format!(
-        "{:04}-{:02}-{:02}T{:02}:{:02}:{:02}Z",
-        y,
-        m,
-        d,
-        rem / 3600,
-        (rem / 60) % 60,
-        rem % 60
-    )
-}
-
-pub(crate) fn json_response(status: StatusCode, body: String) -> Response {
-    let mut r = Response::new(Body::from(body));
-    *r.status_mut() = status;
-    r.headers_mut().insert(
-        header::CONTENT_TYPE,
-        HeaderValue::from_static("application/json; charset=utf-8"),
-    );
-    r
-}
-
-pub(crate) fn json_value(status: StatusCode, v: &serde_json::Value) -> Response {
-    json_response(status, v.to_string())
-}
-
-/// GitHub's error body: `{"message","documentation_url","status"}`; newer
-/// responses carry `status` as a string
-/// (https://docs.github.com/en/rest/using-the-rest-api/troubleshooting-the-rest-api).
-pub(crate) fn gh_error(status: StatusCode, message: &str, doc: &str) -> Response {
-    json_value(
-        status,
-        &serde_json::json!({
-            "message": message,
-            "documentation_url": doc,
-            "status": status.as_u16().to_string(),
-        }),
-    )
-}
-
-pub(crate) fn html_escape(s: &str) -> String {
-    let mut o = String::with_capacity(s.len());
-    for c in s.chars() {
-        match c {
-            '&' => o.push_str("&amp;"),
-            '<' => o.push_str("&lt;"),
-            '>' => o.push_str("&gt;"),
-            '"' => o.push_str("&quot;"),
-            '\'' => o.push_str("&#39;"),
-            c => o.push(c),
-        }
-    }
-    o
-}
-
-#[cfg(test)]
-mod tests {
-    #[test]
-    fn rfc3339_works() {
-        assert_eq!(super::rfc3339(0), "1970-01-01T00:00:00Z");
-        assert_eq!(super::rfc3339(1_577_836_800), "2020-01-01T00:00:00Z");
-        assert_eq!(super::rfc3339(1_709_251_199), "2024-02-29T23:59:59Z");
     }
 }

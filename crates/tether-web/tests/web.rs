@@ -40,7 +40,7 @@ impl Env {
         let base = format!("http://{}", listener.local_addr()?);
 
         let sandbox = Sandbox::start(SandboxConfig::default()).await?;
-        let sb = sandbox.base_url();
+        let sb = sandbox.fake_url("github");
         let http = Client::new();
         http.post(format!("{sb}/_sandbox/orgs"))
             .json(&json!({"login": "acme", "members": 50}))
@@ -117,7 +117,7 @@ impl Env {
     }
 
     fn sb(&self, path: &str) -> String {
-        format!("{}{path}", self.sandbox.base_url())
+        format!("{}{path}", self.sandbox.fake_url("github"))
     }
 
     /// A browser: cookies kept, redirects followed.
@@ -166,7 +166,10 @@ impl Env {
             ("csrf".into(), csrf.into()),
             ("display_name".into(), name.into()),
             ("setting.org".into(), "acme".into()),
-            ("setting.api_base_url".into(), self.sandbox.base_url()),
+            (
+                "setting.api_base_url".into(),
+                self.sandbox.fake_url("github"),
+            ),
         ]
     }
 

@@ -1,26 +1,22 @@
 //! Demo mode: with no real app credentials configured, `tether serve` starts
-//! the sandbox's fake GitHub next to the hub, with two organisations and an
-//! OAuth app registered for the hub's callback, so a newcomer can connect,
-//! watch a sync, revoke in the sandbox and reconnect.
+//! the sandbox kit next to the hub with every fake the binary links, lets
+//! each fake set itself up (organisations, an OAuth client registered for the
+//! hub's callback) and points the catalog's matching app at it, so a newcomer
+//! can connect, watch a sync, revoke in the sandbox and reconnect.
 //!
 //! The sandbox keeps its tokens in memory: after a restart, demo connections
 //! show "Connection expired" until reconnected.
 
 use anyhow::{Context, Result};
-use serde_json::json;
 use tether_hub::AppEntry;
 use tether_oauth::OAuthApp;
-use tether_sandbox::{OrgSpec, Sandbox, SandboxConfig};
-
-pub const CLIENT_ID: &str = "tether-demo";
-/// Not a secret: the sandbox's demo OAuth app only exists on this machine.
-pub const CLIENT_SECRET: &str = "tether-demo-client-secret";
+use tether_sandbox::{Sandbox, SandboxConfig};
 
 pub struct Demo {
     pub sandbox: Sandbox,
 }
 
-/// Starts the sandbox and points the catalog's GitHub at it.
+/// Starts the sandbox and points each app that has a fake at it.
 pub async fn start(
     listen: std::net::SocketAddr,
     callback: &url::Url,
@@ -33,41 +29,39 @@ pub async fn start(
     })
     .await
     .with_context(|| format!("starting the demo sandbox on {listen} (set [demo] sandbox_listen to another address, or mode = \"off\")"))?;
-    let base = sandbox.base_url();
-    let state = sandbox.state();
-    for (login, members, teams) in [("acme", 1200, 12), ("acme-acquisition", 300, 4)] {
-        state
-            .create_org(&OrgSpec::new(login, members).with_teams(teams))
-            .map_err(anyhow::Error::msg)?;
+    for mounted in sandbox.fakes() {
+        let setup = mounted
+            .fake
+            .demo(callback.as_str())
+            .map_err(anyhow::Error::msg)
+            .with_context(|| {
+                format!("setting up the {} fake for the demo", mounted.display_name)
+            })?;
+        for app in apps.iter_mut().filter(|a| a.key == setup.app) {
+            let Some(descriptor) = app.descriptor else {
+                continue;
+            };
+            let Some(spec) = descriptor.oauth2() else {
+                continue;
+            };
+            let mut oauth = OAuthApp::from_spec(
+                setup.app,
+                descriptor.display_name,
+                spec,
+                &setup.client_id,
+                Some(setup.client_secret.clone().into()),
+            );
+            oauth.authorize_url = setup.authorize_url.parse()?;
+            oauth.token_url = setup.token_url.parse()?;
+            app.oauth = Some(oauth);
+        }
+        let defaults = hub_config
+            .setting_defaults
+            .entry(setup.app.into())
+            .or_default();
+        for (k, v) in &setup.setting_defaults {
+            defaults.insert(k.clone(), v.clone());
+        }
     }
-    state
-        .register_oauth_app(json!({
-            "client_id": CLIENT_ID,
-            "client_secret": CLIENT_SECRET,
-            "redirect_uris": [callback.as_str()],
-            "kind": "github_app",
-            "name": "Tether (demo)",
-        }))
-        .map_err(anyhow::Error::msg)?;
-
-    for app in apps.iter_mut().filter(|a| a.key == "github") {
-        let descriptor = app.descriptor.context("the GitHub connector is linked")?;
-        let spec = descriptor.oauth2().context("GitHub offers OAuth")?;
-        let mut oauth = OAuthApp::from_spec(
-            "github",
-            descriptor.display_name,
-            spec,
-            CLIENT_ID,
-            Some(CLIENT_SECRET.to_owned().into()),
-        );
-        oauth.authorize_url = format!("{base}/login/oauth/authorize").parse()?;
-        oauth.token_url = format!("{base}/login/oauth/access_token").parse()?;
-        app.oauth = Some(oauth);
-    }
-    hub_config
-        .setting_defaults
-        .entry("github".into())
-        .or_default()
-        .insert("api_base_url".into(), base.clone().into());
     Ok(Demo { sandbox })
 }

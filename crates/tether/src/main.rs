@@ -485,7 +485,15 @@ async fn sandbox(args: SandboxArgs) -> Result<std::process::ExitCode> {
     })
     .await?;
     println!("sandbox listening on {}", sandbox.base_url());
-    println!("control endpoints: {}/_sandbox/", sandbox.base_url());
+    for fake in sandbox.fakes() {
+        println!(
+            "  {:<12} {} (controls: {}/_sandbox/)",
+            fake.display_name,
+            sandbox.fake_url(fake.slug),
+            sandbox.fake_url(fake.slug)
+        );
+    }
+    println!("control page: {}/_sandbox/", sandbox.base_url());
     tokio::signal::ctrl_c().await?;
     sandbox.shutdown().await;
     Ok(std::process::ExitCode::SUCCESS)

@@ -7,8 +7,8 @@ use std::fmt::Write;
 
 use base64::Engine;
 
-use crate::model::Org;
-use crate::rfc3339;
+use super::model::Org;
+use super::rfc3339;
 
 /// Timestamps of generated objects start here (2020-01-01T00:00:00Z).
 pub(crate) const EPOCH_2020: i64 = 1_577_836_800;
@@ -96,7 +96,7 @@ pub(crate) fn org_full(base: &str, org: &Org) -> String {
     org_simple_fields(&mut s, base, org);
     s.push_str(",\"name\":");
     str_json(&mut s, &org.name);
-    let filled = org.members.len() as u64 + org.outside + org.invitations;
+    let filled = org.members().len() as u64 + org.outside + org.invitations;
     let _ = write!(
         s,
         ",\"company\":null,\"blog\":\"\",\"location\":null,\"email\":null,\"twitter_username\":null,\
@@ -129,19 +129,20 @@ fn team_fields(out: &mut String, base: &str, org: &Org, num: u32) {
     let _ = write!(
         out,
         "\",\"url\":\"{base}/organizations/{oid}/team/{id}\",\"html_url\":\"{base}/orgs/{l}/teams/{slug}\",\
-\"name\":\"{slug}\",\"slug\":\"{slug}\",\"description\":\"Sandbox team {num}\",\"privacy\":\"closed\",\
+\"name\":{name},\"slug\":\"{slug}\",\"description\":\"Sandbox team {num}\",\"privacy\":\"closed\",\
 \"notification_setting\":\"notifications_enabled\",\"permission\":\"pull\",\
 \"members_url\":\"{base}/organizations/{oid}/team/{id}/members{{/member}}\",\
 \"repositories_url\":\"{base}/organizations/{oid}/team/{id}/repos\"",
         oid = org.id(),
         l = org.login,
+        name = serde_json::to_string(&org.team_name(num)).unwrap_or_else(|_| "\"\"".into()),
     );
 }
 
 pub(crate) fn team(out: &mut String, base: &str, org: &Org, num: u32) {
     team_fields(out, base, org, num);
     out.push_str(",\"parent\":");
-    match org.teams.get(num as usize).and_then(|t| t.parent) {
+    match org.parent(num) {
         Some(p) => {
             team_fields(out, base, org, p);
             out.push('}');
@@ -176,7 +177,7 @@ pub(crate) fn invitation(out: &mut String, base: &str, org: &Org, k: u64) {
         "\"role\":\"{role}\",\"created_at\":\"{}\",\"failed_at\":null,\"failed_reason\":null,\"inviter\":",
         rfc3339(EPOCH_2020 + 86_400 * 400 + k as i64 * 60)
     );
-    match org.members.first() {
+    match org.members().first() {
         Some(&u) => member(out, base, org, u),
         None => out.push_str("null"),
     }

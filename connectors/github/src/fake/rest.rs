@@ -2,7 +2,7 @@
 
 use std::fmt::Write;
 use std::ops::Range;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::Ordering;
 use std::sync::{Arc, RwLock};
 
 use axum::extract::{Path, State};
@@ -11,9 +11,11 @@ use axum::response::Response;
 use axum::routing::get;
 use axum::Router;
 
-use crate::auth::{AccessToken, Auth};
-use crate::model::Org;
-use crate::{gh_error, json_response, render, Shared};
+use tether_sandbox::oauth::AccessToken;
+use tether_sandbox::{Fault, FaultKind};
+
+use super::model::Org;
+use super::{gh_error, json_response, render, Shared};
 
 type St = State<Arc<Shared>>;
 
@@ -31,40 +33,6 @@ pub(crate) const ROUTES: &[&str] = &[
     "(unmatched)",
 ];
 const R_UNMATCHED: usize = 10;
-
-#[derive(Default)]
-pub(crate) struct Stats {
-    pub requests: AtomicU64,
-    pub by_route: [AtomicU64; 11],
-    pub token_requests: AtomicU64,
-    pub refreshes: AtomicU64,
-}
-
-impl Stats {
-    pub fn to_json(&self) -> serde_json::Value {
-        let mut by = serde_json::Map::new();
-        for (name, n) in ROUTES.iter().zip(&self.by_route) {
-            let n = n.load(Ordering::Relaxed);
-            if n > 0 {
-                by.insert(name.to_string(), n.into());
-            }
-        }
-        serde_json::json!({
-            "requests": self.requests.load(Ordering::Relaxed),
-            "by_route": by,
-            "token_requests": self.token_requests.load(Ordering::Relaxed),
-            "refreshes": self.refreshes.load(Ordering::Relaxed),
-        })
-    }
-    pub fn reset(&self) {
-        self.requests.store(0, Ordering::Relaxed);
-        for n in &self.by_route {
-            n.store(0, Ordering::Relaxed);
-        }
-        self.token_requests.store(0, Ordering::Relaxed);
-        self.refreshes.store(0, Ordering::Relaxed);
-    }
-}
 
 pub(crate) fn routes() -> Router<Arc<Shared>> {
     Router::new()
@@ -87,8 +55,7 @@ pub(crate) fn not_found() -> Response {
 }
 
 pub(crate) async fn not_found_fallback(State(sh): St) -> Response {
-    sh.stats.requests.fetch_add(1, Ordering::Relaxed);
-    sh.stats.by_route[R_UNMATCHED].fetch_add(1, Ordering::Relaxed);
+    sh.stats.hit(R_UNMATCHED);
     not_found()
 }
 
@@ -142,13 +109,12 @@ async fn prelude(
     uri: &Uri,
     route: usize,
 ) -> Result<Ctx, Response> {
-    sh.stats.requests.fetch_add(1, Ordering::Relaxed);
-    sh.stats.by_route[route].fetch_add(1, Ordering::Relaxed);
-    sh.inject_latency().await;
+    sh.stats.hit(route);
+    sh.kit.inject_latency().await;
     let now = sh.now();
-    let token = bearer(headers).and_then(|t| sh.auth.read().unwrap().access.get(t).cloned());
+    let token = bearer(headers).and_then(|t| sh.kit.oauth.access(t));
     let token = match token {
-        Some(t) if Auth::access_valid(&t, now) => t,
+        Some(t) if t.valid(now) => t,
         _ => {
             let mut r = gh_error(StatusCode::UNAUTHORIZED, "Bad credentials", DOC_REST);
             // Unauthenticated requests get the 60/h limit.
@@ -174,9 +140,9 @@ async fn prelude(
         // (https://docs.github.com/en/rest/using-the-rest-api/rate-limits-for-the-rest-api#exceeding-the-rate-limit).
         let msg = format!(
             "API rate limit exceeded for user ID {}. If you reach out to GitHub Support for help, please include the request ID {} and timestamp {}.",
-            token.user_id,
+            token.subject.user_id,
             sh.request_id(),
-            crate::rfc3339(now)
+            super::rfc3339(now)
         );
         let mut r = gh_error(
             StatusCode::FORBIDDEN,
@@ -187,7 +153,8 @@ async fn prelude(
         return Err(r);
     }
     let rate = [limit, limit - used, used, reset];
-    if let Some(mut r) = crate::control::check_faults(sh, uri.path()) {
+    if let Some(f) = sh.kit.fault(uri.path(), false).await {
+        let mut r = render_fault(&f);
         rate_headers(sh, &mut r, rate);
         return Err(r);
     }
@@ -224,13 +191,13 @@ impl Ctx {
     /// one org; other orgs are 404 like on GitHub).
     fn org(&self, sh: &Shared, login: &str) -> Result<Arc<RwLock<Org>>, Response> {
         // Org names are case-insensitive on GitHub.
-        if !self.token.org.eq_ignore_ascii_case(login) {
+        if !self.token.subject.org.eq_ignore_ascii_case(login) {
             return Err(not_found());
         }
         sh.orgs
             .read()
             .unwrap()
-            .get(&self.token.org)
+            .get(&self.token.subject.org)
             .cloned()
             .ok_or_else(not_found)
     }
@@ -323,7 +290,7 @@ fn paged(
 }
 
 fn validation_failed(field: &str) -> Response {
-    crate::json_value(
+    super::json_value(
         StatusCode::UNPROCESSABLE_ENTITY,
         &serde_json::json!({
             "message": "Validation Failed",
@@ -347,7 +314,11 @@ async fn user(State(sh): St, headers: HeaderMap, uri: Uri) -> Response {
     rest(&sh, &headers, &uri, 0, |ctx| {
         json_response(
             StatusCode::OK,
-            render::full_user(&sh.base, &ctx.token.user_login, ctx.token.user_id),
+            render::full_user(
+                &sh.base,
+                &ctx.token.subject.user_login,
+                ctx.token.subject.user_id,
+            ),
         )
     })
     .await
@@ -374,9 +345,9 @@ async fn members(
         let org = try_r!(ctx.org(&sh, &login));
         let o = org.read().unwrap();
         let range = match ctx.param("role").unwrap_or("all") {
-            "all" => 0..o.members.len(),
-            "admin" => 0..o.admins,
-            "member" => o.admins..o.members.len(),
+            "all" => 0..o.members().len(),
+            "admin" => 0..o.admins(),
+            "member" => o.admins()..o.members().len(),
             _ => return validation_failed("role"),
         };
         let range = match ctx.param("filter").unwrap_or("all") {
@@ -386,7 +357,7 @@ async fn members(
             _ => return validation_failed("filter"),
         };
         paged(&sh, ctx, &uri, range, "", "", |out, i| {
-            render::member(out, &sh.base, &o, o.members[i])
+            render::member(out, &sh.base, &o, o.members()[i])
         })
     })
     .await
@@ -405,7 +376,7 @@ async fn membership(
         let Some(pos) = o.member_pos(&username) else {
             return not_found();
         };
-        let role = if pos < o.admins { "admin" } else { "member" };
+        let role = if pos < o.admins() { "admin" } else { "member" };
         let mut s = String::with_capacity(3000);
         let _ = write!(
             s,
@@ -416,7 +387,7 @@ async fn membership(
         );
         render::org_simple(&mut s, &sh.base, &o);
         s.push_str(",\"user\":");
-        render::member(&mut s, &sh.base, &o, o.members[pos]);
+        render::member(&mut s, &sh.base, &o, o.members()[pos]);
         s.push('}');
         json_response(StatusCode::OK, s)
     })
@@ -473,17 +444,17 @@ async fn teams(State(sh): St, Path(login): Path<String>, headers: HeaderMap, uri
     rest(&sh, &headers, &uri, 6, |ctx| {
         let org = try_r!(ctx.org(&sh, &login));
         let o = org.read().unwrap();
-        paged(&sh, ctx, &uri, 0..o.teams.len(), "", "", |out, i| {
-            render::team(out, &sh.base, &o, o.teams[i].num)
+        paged(&sh, ctx, &uri, 0..o.teams().len(), "", "", |out, i| {
+            render::team(out, &sh.base, &o, o.teams()[i].num)
         })
     })
     .await
 }
 
 /// https://docs.github.com/en/rest/teams/members#list-team-members
-/// (`role=member|maintainer|all`, default all).
-/// Simplification: GitHub also lists members of child teams here; the sandbox
-/// lists direct members only.
+/// (`role=member|maintainer|all`, default all). "Team members will include
+/// the members of child teams": the list is the team's effective
+/// membership, maintainers first.
 async fn team_members(
     State(sh): St,
     Path((login, slug)): Path<(String, String)>,
@@ -496,14 +467,15 @@ async fn team_members(
         let Some(team) = o.team_by_slug(&slug) else {
             return not_found();
         };
+        let members = o.effective_members(team.num);
         let range = match ctx.param("role").unwrap_or("all") {
-            "all" => 0..team.members.len(),
-            "maintainer" => 0..team.maintainers,
-            "member" => team.maintainers..team.members.len(),
+            "all" => 0..members.len(),
+            "maintainer" => 0..team.managers,
+            "member" => team.managers..members.len(),
             _ => return validation_failed("role"),
         };
         paged(&sh, ctx, &uri, range, "", "", |out, i| {
-            render::member(out, &sh.base, &o, team.members[i])
+            render::member(out, &sh.base, &o, members[i])
         })
     })
     .await
@@ -534,7 +506,7 @@ async fn copilot_billing(
         }
         let total = o.copilot_seat_count();
         let active = total * 3 / 4;
-        crate::json_value(
+        super::json_value(
             StatusCode::OK,
             &serde_json::json!({
                 "seat_breakdown": {
@@ -573,8 +545,61 @@ async fn copilot_seats(
         let n = o.copilot_seat_count();
         let prefix = format!("{{\"total_seats\":{n},\"seats\":");
         paged(&sh, ctx, &uri, 0..n, &prefix, "}", |out, i| {
-            render::copilot_seat(out, &sh.base, &o, o.members[i])
+            render::copilot_seat(out, &sh.base, &o, o.members()[i])
         })
     })
     .await
+}
+
+/// How GitHub answers each semantic fault.
+pub(crate) fn render_fault(f: &Fault) -> Response {
+    let mut r = match &f.kind {
+        FaultKind::Malformed => json_response(StatusCode::OK, "[{\"login\":\"user-0000".into()),
+        FaultKind::Empty => json_response(StatusCode::OK, String::new()),
+        FaultKind::CredentialsRejected => {
+            gh_error(StatusCode::UNAUTHORIZED, "Bad credentials", DOC_REST)
+        }
+        // A token without the scope an endpoint needs gets 403 with the
+        // scopes it has and the ones accepted
+        // (https://docs.github.com/en/apps/oauth-apps/building-oauth-apps/scopes-for-oauth-apps#checking-scopes).
+        FaultKind::ScopeMissing { scope } => {
+            let mut r = gh_error(
+                StatusCode::FORBIDDEN,
+                "Resource not accessible by integration",
+                "https://docs.github.com/rest",
+            );
+            r.headers_mut().insert(
+                HeaderName::from_static("x-oauth-scopes"),
+                HeaderValue::from_static(""),
+            );
+            if let Ok(v) = HeaderValue::from_str(scope.as_deref().unwrap_or("read:org")) {
+                r.headers_mut()
+                    .insert(HeaderName::from_static("x-accepted-oauth-scopes"), v);
+            }
+            r
+        }
+        // Secondary rate limit
+        // (https://docs.github.com/en/rest/using-the-rest-api/rate-limits-for-the-rest-api#about-secondary-rate-limits).
+        FaultKind::RateLimited { status } => gh_error(
+            StatusCode::from_u16(status.unwrap_or(403)).unwrap_or(StatusCode::FORBIDDEN),
+            "You have exceeded a secondary rate limit. Please wait a few minutes before you try again. If you reach out to GitHub Support for help, please include the request ID 0000:000000:00000000.",
+            "https://docs.github.com/free-pro-team@latest/rest/overview/rate-limits-for-the-rest-api#about-secondary-rate-limits",
+        ),
+        FaultKind::ServerError { status } | FaultKind::Status { status } => {
+            let status = StatusCode::from_u16(*status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
+            let msg = match status.as_u16() {
+                503 => "Service Unavailable",
+                404 => "Not Found",
+                _ => "Server Error",
+            };
+            gh_error(status, msg, DOC_REST)
+        }
+        FaultKind::Slow { .. } => not_found(),
+    };
+    if let Some(ra) = f.retry_after {
+        if let Ok(v) = HeaderValue::from_str(&ra.to_string()) {
+            r.headers_mut().insert(header::RETRY_AFTER, v);
+        }
+    }
+    r
 }
