@@ -13,6 +13,8 @@
 //! * [`http`]: helpers for connector authors: retries that honour `Retry-After`
 //!   and rate-limit reset headers, a per-connection request budget, `Link`
 //!   header parsing.
+//! * [`pacing`]: the pacer the host uses to keep requests under the rate
+//!   limits a connector declares.
 //! * [`auth`]: how a connector obtains credentials without knowing where they
 //!   are stored or how they are refreshed.
 
@@ -20,11 +22,13 @@ pub mod auth;
 pub mod error;
 pub mod http;
 pub mod model;
+pub mod pacing;
 pub mod registry;
 pub mod source;
 
 pub use auth::{Credentials, StaticToken, TokenSource};
 pub use error::SourceError;
+pub use pacing::{Pacer, RateLimit};
 pub use model::{Account, AccountStatus, Edge, EdgeKind, Group, Kind, License, Record, Role};
 pub use registry::{
     AuthMethod, ClientAuth, ConnectorContext, ConnectorDescriptor, OAuth2Spec, SettingSpec,
