@@ -4,4 +4,5 @@
 
 pub fn ensure_linked() {
     tether_github::ensure_linked();
+    tether_slack::ensure_linked();
 }
