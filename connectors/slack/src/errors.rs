@@ -62,7 +62,10 @@ pub fn classify(resp: &RawResponse, call: &Call<'_>) -> Result<(), SourceError> 
     }
     if status == 408 || (500..=599).contains(&status) {
         return Err(SourceError::Transient {
-            message: format!("Slack answered HTTP {status} to {method}: {}", resp.excerpt()),
+            message: format!(
+                "Slack answered HTTP {status} to {method}: {}",
+                resp.excerpt()
+            ),
         });
     }
     let envelope: Option<Envelope> = serde_json::from_slice(&resp.body).ok();
@@ -93,8 +96,13 @@ fn error_for(code: &str, envelope: &Envelope, resp: &RawResponse, call: &Call<'_
     let method = call.method;
     let connection = call.connection;
     match code {
-        "invalid_auth" | "not_authed" | "account_inactive" | "token_revoked" | "token_expired"
-        | "org_login_required" | "two_factor_setup_required" => SourceError::CredentialsRejected {
+        "invalid_auth"
+        | "not_authed"
+        | "account_inactive"
+        | "token_revoked"
+        | "token_expired"
+        | "org_login_required"
+        | "two_factor_setup_required" => SourceError::CredentialsRejected {
             reason: format!("Slack answered `{code}` to {method}"),
         },
         "missing_scope" => {
@@ -122,13 +130,11 @@ fn error_for(code: &str, envelope: &Envelope, resp: &RawResponse, call: &Call<'_
             retry_after: Some(retry_after(&resp.headers).unwrap_or(DEFAULT_RETRY_AFTER)),
             message: format!("Slack answered `{code}` to {method}"),
         },
-        "plan_upgrade_required" | "paid_only" | "feature_not_enabled" => {
-            SourceError::Unavailable {
-                message: format!(
-                    "Slack answered `{code}` to {method}: the workspace's plan does not offer it"
-                ),
-            }
-        }
+        "plan_upgrade_required" | "paid_only" | "feature_not_enabled" => SourceError::Unavailable {
+            message: format!(
+                "Slack answered `{code}` to {method}: the workspace's plan does not offer it"
+            ),
+        },
         "internal_error" | "fatal_error" | "service_unavailable" | "request_timeout" => {
             SourceError::Transient {
                 message: format!("Slack answered `{code}` to {method}"),
@@ -184,7 +190,12 @@ mod tests {
 
     #[test]
     fn http_200_errors_are_errors() {
-        for code in ["invalid_auth", "token_revoked", "account_inactive", "not_authed"] {
+        for code in [
+            "invalid_auth",
+            "token_revoked",
+            "account_inactive",
+            "not_authed",
+        ] {
             let r = resp(200, &[], &format!(r#"{{"ok":false,"error":"{code}"}}"#));
             let err = classify(&r, &CALL).unwrap_err();
             assert!(

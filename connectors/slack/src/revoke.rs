@@ -47,11 +47,20 @@ pub fn revoke(req: RevokeRequest) -> RevokeFuture {
             .await
             .map_err(|e| SourceError::transient(tether_core::http::describe_reqwest_error(&e)))?;
         let answer: Answer = serde_json::from_slice(&body).map_err(|e| {
-            SourceError::bad_data(format!("Slack's answer to auth.revoke does not decode: {e}"), &body)
+            SourceError::bad_data(
+                format!("Slack's answer to auth.revoke does not decode: {e}"),
+                &body,
+            )
         })?;
         match (answer.ok, answer.error.as_deref()) {
             (true, _) => Ok(()),
-            (false, Some("invalid_auth" | "token_revoked" | "token_expired" | "account_inactive" | "not_authed")) => Ok(()),
+            (
+                false,
+                Some(
+                    "invalid_auth" | "token_revoked" | "token_expired" | "account_inactive"
+                    | "not_authed",
+                ),
+            ) => Ok(()),
             (false, error) => Err(SourceError::Misconfigured {
                 message: format!(
                     "Slack refused to revoke the token: `{}`",

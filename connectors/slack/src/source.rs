@@ -116,11 +116,16 @@ impl SlackSource {
     /// Calls a Web API method with `params` (GET, query string; Slack
     /// accepts both GET and POST for read methods), the token in the
     /// `Authorization` header, and classifies the answer.
-    async fn call(&self, method: &str, params: &[(&str, &str)]) -> Result<RawResponse, SourceError> {
-        let mut url = url::Url::parse(&format!("{}/{method}", self.base))
-            .map_err(|e| SourceError::Misconfigured {
+    async fn call(
+        &self,
+        method: &str,
+        params: &[(&str, &str)],
+    ) -> Result<RawResponse, SourceError> {
+        let mut url = url::Url::parse(&format!("{}/{method}", self.base)).map_err(|e| {
+            SourceError::Misconfigured {
                 message: format!("connection `{}`: bad API URL: {e}", self.connection),
-            })?;
+            }
+        })?;
         if !params.is_empty() {
             url.query_pairs_mut().extend_pairs(params);
         }
@@ -371,7 +376,9 @@ fn next_cursor(
         .filter(|c| !c.is_empty());
     match next {
         Some(c) if current.is_some_and(|cur| cur.as_str() == c) => Err(SourceError::BadData {
-            message: format!("Slack's {method} returned the cursor it was given; paging would not end"),
+            message: format!(
+                "Slack's {method} returned the cursor it was given; paging would not end"
+            ),
             excerpt: c.chars().take(100).collect(),
         }),
         Some(c) => Ok(Some(Cursor::new(c))),
@@ -381,7 +388,10 @@ fn next_cursor(
 
 fn decode<T: DeserializeOwned>(resp: &RawResponse, method: &str) -> Result<T, SourceError> {
     serde_json::from_slice(&resp.body).map_err(|e| {
-        SourceError::bad_data(format!("Slack's answer to {method} does not decode: {e}"), &resp.body)
+        SourceError::bad_data(
+            format!("Slack's answer to {method} does not decode: {e}"),
+            &resp.body,
+        )
     })
 }
 

@@ -56,7 +56,15 @@ async fn run(
         rate_limit_scale,
         ..SyncOptions::default()
     };
-    sync(store, conn, source, &options, &|_| {}, std::future::pending()).await
+    sync(
+        store,
+        conn,
+        source,
+        &options,
+        &|_| {},
+        std::future::pending(),
+    )
+    .await
 }
 
 #[tokio::test]

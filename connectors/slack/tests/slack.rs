@@ -75,7 +75,11 @@ async fn users_are_listed_to_the_end_with_types_statuses_and_roles() {
             let Record::Account(a) = r else {
                 panic!("users lists accounts, got {r:?}")
             };
-            assert!(seen.insert(a.external_id.clone()), "{} twice", a.external_id);
+            assert!(
+                seen.insert(a.external_id.clone()),
+                "{} twice",
+                a.external_id
+            );
             let i = gen::user_index(&a.external_id).expect("a generated id");
             let kind = gen::user_kind(seed, i);
             let account_type = a.attributes["account_type"].as_str().unwrap();
@@ -176,7 +180,11 @@ async fn user_groups_and_their_members_and_paid_seats() {
     let admin_src = source(&s.fake, &admin);
     let pages = list_all(&*admin_src, "billable", None).await.unwrap();
     let licenses: Vec<_> = pages.iter().flat_map(|p| &p.records).collect();
-    assert_eq!(licenses.len(), 1, "the license comes once, on the first page");
+    assert_eq!(
+        licenses.len(),
+        1,
+        "the license comes once, on the first page"
+    );
     assert_eq!(licenses[0].external_id(), PAID_SEAT_LICENSE);
     let seats: BTreeSet<String> = pages
         .iter()
@@ -299,11 +307,21 @@ async fn slack_errors_map_into_the_taxonomy() {
     {
         SourceError::ScopeMissing { needed, message } => {
             assert_eq!(needed.as_deref(), Some("users:read"));
-            assert!(message.contains("usergroups:read"), "names what it has: {message}");
+            assert!(
+                message.contains("usergroups:read"),
+                "names what it has: {message}"
+            );
         }
         other => panic!("{other:?}"),
     }
-    match first_users_page_error(&s, Fault::RateLimited { retry_after_secs: 7 }).await {
+    match first_users_page_error(
+        &s,
+        Fault::RateLimited {
+            retry_after_secs: 7,
+        },
+    )
+    .await
+    {
         SourceError::RateLimited { retry_after, .. } => {
             assert_eq!(retry_after, Some(Duration::from_secs(7)))
         }
@@ -314,7 +332,9 @@ async fn slack_errors_map_into_the_taxonomy() {
         SourceError::Transient { .. }
     ));
     match first_users_page_error(&s, Fault::Malformed).await {
-        SourceError::BadData { excerpt, .. } => assert!(excerpt.starts_with("<!doctype"), "{excerpt}"),
+        SourceError::BadData { excerpt, .. } => {
+            assert!(excerpt.starts_with("<!doctype"), "{excerpt}")
+        }
         other => panic!("{other:?}"),
     }
     assert!(matches!(
@@ -337,7 +357,9 @@ async fn slack_errors_map_into_the_taxonomy() {
         other => panic!("{other:?}"),
     }
     // Without users:read.email, users come without emails, not as an error.
-    let pages = list_all(&*source(&s.fake, &narrow), "users", None).await.unwrap();
+    let pages = list_all(&*source(&s.fake, &narrow), "users", None)
+        .await
+        .unwrap();
     assert!(pages
         .iter()
         .flat_map(|p| &p.records)
@@ -354,7 +376,9 @@ async fn a_429_is_waited_out_as_slack_says_when_retries_are_allowed() {
     let s = workspace(spec(30, 1, 1)).await;
     s.fake.inject(FaultSpec {
         method: Some("users.list".into()),
-        fault: Fault::RateLimited { retry_after_secs: 1 },
+        fault: Fault::RateLimited {
+            retry_after_secs: 1,
+        },
         times: 1,
     });
     let src = source_with(
@@ -429,7 +453,10 @@ async fn oauth_with_token_rotation_through_the_fakes_token_endpoint() {
     let redirect: url::Url = "http://127.0.0.1:1/oauth/callback".parse().unwrap();
     let auth = tether_oauth::authorize(&app, &redirect);
     let query = auth.url.query().unwrap();
-    assert!(query.contains("scope=users%3Aread%2Cusers%3Aread.email"), "{query}");
+    assert!(
+        query.contains("scope=users%3Aread%2Cusers%3Aread.email"),
+        "{query}"
+    );
     assert!(query.contains("code_challenge_method=S256"), "{query}");
 
     let http = reqwest::Client::builder()
@@ -447,16 +474,27 @@ async fn oauth_with_token_rotation_through_the_fakes_token_endpoint() {
     );
     let resp = http.get(&approve).send().await.unwrap();
     assert_eq!(resp.status(), 303);
-    let location: url::Url = resp.headers()["location"].to_str().unwrap().parse().unwrap();
+    let location: url::Url = resp.headers()["location"]
+        .to_str()
+        .unwrap()
+        .parse()
+        .unwrap();
     let q: BTreeMap<_, _> = location.query_pairs().into_owned().collect();
     assert_eq!(q["state"], auth.csrf_state);
     let code = q["code"].clone();
 
-    let tokens = tether_oauth::exchange_code(&http, &app, &redirect, &code, auth.pkce_verifier.as_ref())
-        .await
-        .unwrap();
-    assert!(tokens.access_token.expose_secret().starts_with("xoxe.xoxb-"));
-    let first_refresh = tokens.refresh_token.clone().expect("rotation gives a refresh token");
+    let tokens =
+        tether_oauth::exchange_code(&http, &app, &redirect, &code, auth.pkce_verifier.as_ref())
+            .await
+            .unwrap();
+    assert!(tokens
+        .access_token
+        .expose_secret()
+        .starts_with("xoxe.xoxb-"));
+    let first_refresh = tokens
+        .refresh_token
+        .clone()
+        .expect("rotation gives a refresh token");
     assert!(first_refresh.expose_secret().starts_with("xoxe-1-"));
     assert_eq!(tokens.expires_in, Some(Duration::from_secs(43_200)));
     assert_eq!(tokens.extra["team"]["id"], serde_json::json!(s.team));
@@ -467,19 +505,32 @@ async fn oauth_with_token_rotation_through_the_fakes_token_endpoint() {
     ));
 
     let access = tokens.access_token.expose_secret().to_owned();
-    assert_eq!(source(&s.fake, &access).verify().await.unwrap().external_id, s.team);
+    assert_eq!(
+        source(&s.fake, &access).verify().await.unwrap().external_id,
+        s.team
+    );
 
     // Refreshing rotates the refresh token; the used one is dead.
-    let refreshed = tether_oauth::refresh(&http, &app, &first_refresh).await.unwrap();
+    let refreshed = tether_oauth::refresh(&http, &app, &first_refresh)
+        .await
+        .unwrap();
     let second_refresh = refreshed.refresh_token.clone().unwrap();
-    assert_ne!(second_refresh.expose_secret(), first_refresh.expose_secret());
+    assert_ne!(
+        second_refresh.expose_secret(),
+        first_refresh.expose_secret()
+    );
     match tether_oauth::refresh(&http, &app, &first_refresh).await {
         Err(tether_oauth::OAuthError::Refused { error, .. }) => {
             assert_eq!(error, "invalid_refresh_token")
         }
-        other => panic!("reusing a refresh token must be refused: {:?}", other.map(|_| ())),
+        other => panic!(
+            "reusing a refresh token must be refused: {:?}",
+            other.map(|_| ())
+        ),
     }
-    assert!(tether_oauth::refresh(&http, &app, &second_refresh).await.is_ok());
+    assert!(tether_oauth::refresh(&http, &app, &second_refresh)
+        .await
+        .is_ok());
 
     // After 12 hours the first access token is expired.
     s.fake.advance_clock(Duration::from_secs(12 * 3600 + 1));

@@ -114,7 +114,7 @@ pub fn groups_of(seed: u64, i: u32, groups: u32) -> Vec<u32> {
     }
     let first = i % groups;
     let mut out = vec![first];
-    if i % 3 == 0 {
+    if i.is_multiple_of(3) {
         let second = (i / 3 + 1) % groups;
         if second != first {
             out.push(second);
@@ -227,7 +227,10 @@ mod tests {
             UserKind::Bot,
             UserKind::Deleted,
         ] {
-            assert!(counts.get(&k).copied().unwrap_or(0) > 20, "{k:?}: {counts:?}");
+            assert!(
+                counts.get(&k).copied().unwrap_or(0) > 20,
+                "{k:?}: {counts:?}"
+            );
         }
     }
 }

@@ -661,7 +661,9 @@ impl FakeSlack {
 
     fn auth_test(&self, s: &FakeState, info: &TokenInfo) -> Answer {
         let ws = info.team_id.as_ref().and_then(|t| s.workspaces.get(t));
-        let team_name = ws.map(|w| w.spec.name.clone()).unwrap_or_else(|| "Enterprise".into());
+        let team_name = ws
+            .map(|w| w.spec.name.clone())
+            .unwrap_or_else(|| "Enterprise".into());
         let mut body = json!({
             "url": format!("{}/", self.base_url),
             "team": team_name,
@@ -692,7 +694,10 @@ fn target(s: &FakeState, info: &TokenInfo, team_param: Option<&String>) -> Targe
                 return Target::Answer(Answer::error("missing_argument"));
             };
             match s.workspaces.get(t) {
-                Some(w) if w.spec.enterprise_id.is_some() && w.spec.enterprise_id == info.enterprise_id => {
+                Some(w)
+                    if w.spec.enterprise_id.is_some()
+                        && w.spec.enterprise_id == info.enterprise_id =>
+                {
                     Target::Workspace(w.clone())
                 }
                 _ => Target::Answer(Answer::error("team_access_not_granted")),
@@ -712,13 +717,18 @@ fn rate_limit(s: &mut FakeState, team: &str, method: &str) -> Option<Answer> {
         .windows
         .entry((team.to_owned(), method.to_owned()))
         .or_default();
-    while arrivals.front().is_some_and(|a| t.duration_since(*a) >= window) {
+    while arrivals
+        .front()
+        .is_some_and(|a| t.duration_since(*a) >= window)
+    {
         arrivals.pop_front();
     }
     if arrivals.len() >= per_minute + BURST_TOLERANCE {
         let oldest = *arrivals.front().expect("the window is full");
         let wait = window.saturating_sub(t.duration_since(oldest));
-        return Some(Answer::rate_limited(wait.as_secs_f64().ceil().max(1.0) as u64));
+        return Some(Answer::rate_limited(
+            wait.as_secs_f64().ceil().max(1.0) as u64
+        ));
     }
     arrivals.push_back(t);
     None
@@ -730,6 +740,8 @@ fn team_json(ws: &Workspace) -> Value {
         "name": ws.spec.name,
         "domain": ws.spec.domain,
         "email_domain": "example.com",
+        // No image URLs: the fake would have to serve them.
+        "icon": { "image_default": true },
     });
     if let Some(e) = &ws.spec.enterprise_id {
         team["enterprise_id"] = json!(e);
@@ -844,6 +856,8 @@ fn usergroups_list(ws: &Workspace, p: &HashMap<String, String>) -> Answer {
                 "date_update": 1_600_000_000,
                 "date_delete": if gen::group_disabled(g) { 1_650_000_000 } else { 0 },
                 "auto_type": null,
+                "auto_provision": false,
+                "enterprise_subteam_id": "",
                 "created_by": gen::user_id(0),
                 "updated_by": gen::user_id(0),
                 "deleted_by": null,
@@ -914,14 +928,13 @@ fn html_escape(s: &str) -> String {
 
 /// The consent page: one link per workspace (and per organisation, for an
 /// organisation-wide install), each approving the request for it.
-async fn authorize(
-    State(fake): State<FakeSlack>,
-    RawQuery(query): RawQuery,
-) -> Response {
+async fn authorize(State(fake): State<FakeSlack>, RawQuery(query): RawQuery) -> Response {
     let q = query.unwrap_or_default();
     let p = params(Some(&q), &HeaderMap::new(), &[]);
     let s = fake.lock();
-    let known = p.get("client_id").is_some_and(|c| s.clients.contains_key(c));
+    let known = p
+        .get("client_id")
+        .is_some_and(|c| s.clients.contains_key(c));
     if !known {
         return (
             StatusCode::BAD_REQUEST,
@@ -965,7 +978,11 @@ async fn approve(State(fake): State<FakeSlack>, RawQuery(query): RawQuery) -> Re
         return (StatusCode::BAD_REQUEST, "invalid_client_id").into_response();
     };
     let Some(redirect) = p.get("redirect_uri") else {
-        return (StatusCode::BAD_REQUEST, "bad_redirect_uri: redirect_uri is required here").into_response();
+        return (
+            StatusCode::BAD_REQUEST,
+            "bad_redirect_uri: redirect_uri is required here",
+        )
+            .into_response();
     };
     let (team_id, enterprise_id) = if let Some(t) = p.get("choose_team") {
         match s.workspaces.get(t) {
@@ -977,10 +994,14 @@ async fn approve(State(fake): State<FakeSlack>, RawQuery(query): RawQuery) -> Re
     } else {
         return (StatusCode::BAD_REQUEST, "choose a workspace").into_response();
     };
-    if p.get("code_challenge").is_some()
+    if p.contains_key("code_challenge")
         && p.get("code_challenge_method").map(String::as_str) != Some("S256")
     {
-        return (StatusCode::BAD_REQUEST, "only code_challenge_method=S256 is supported").into_response();
+        return (
+            StatusCode::BAD_REQUEST,
+            "only code_challenge_method=S256 is supported",
+        )
+            .into_response();
     }
     let code = format!("{:032x}", rand::thread_rng().gen::<u128>());
     let issued = now(&s);
@@ -1059,7 +1080,10 @@ impl FakeSlack {
                 let Some(info) = s.codes.get_mut(code) else {
                     return Answer::error("invalid_code");
                 };
-                if info.used || info.client_id != client_id || t.duration_since(info.issued) > CODE_TTL {
+                if info.used
+                    || info.client_id != client_id
+                    || t.duration_since(info.issued) > CODE_TTL
+                {
                     return Answer::error("invalid_code");
                 }
                 info.used = true;
@@ -1115,7 +1139,11 @@ fn issue(
     user_scopes: Vec<String>,
     t: Instant,
 ) -> Answer {
-    let prefix = if client.rotation { "xoxe.xoxb-1" } else { "xoxb" };
+    let prefix = if client.rotation {
+        "xoxe.xoxb-1"
+    } else {
+        "xoxb"
+    };
     let access = random_token(prefix);
     let expires_at = client.rotation.then(|| t + ROTATED_TOKEN_LIFETIME);
     s.tokens.insert(
