@@ -539,3 +539,40 @@ async fn oauth_with_token_rotation_through_the_fakes_token_endpoint() {
         Err(SourceError::CredentialsRejected { reason }) if reason.contains("token_expired")
     ));
 }
+
+#[tokio::test]
+async fn a_large_workspace_lists_to_the_end() {
+    // Generated when rendered: the fake holds no per-user state.
+    let users = 20_000;
+    let s = workspace(spec(users, 4, 9)).await;
+    let src = source(&s.fake, &s.token);
+    let pages = list_all(&*src, "users", None).await.unwrap();
+    assert_eq!(pages.len(), 100);
+    let ids: BTreeSet<&str> = pages
+        .iter()
+        .flat_map(|p| &p.records)
+        .map(|r| r.external_id())
+        .collect();
+    assert_eq!(ids.len(), users as usize);
+    assert_eq!(ids.first().copied(), Some(gen::user_id(0).as_str()));
+    assert_eq!(ids.last().copied(), Some(gen::user_id(users - 1).as_str()));
+}
+
+#[tokio::test]
+async fn a_stale_cursor_is_bad_data_not_an_empty_page() {
+    let s = workspace(spec(10, 0, 1)).await;
+    let src = source(&s.fake, &s.token);
+    let cursor = tether_core::Cursor::new("bm90LWEtY3Vyc29y");
+    let err = src
+        .list_page(PageRequest {
+            stream: "users",
+            scope: None,
+            cursor: Some(&cursor),
+        })
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(&err, SourceError::BadData { message, .. } if message.contains("invalid_cursor")),
+        "{err:?}"
+    );
+}

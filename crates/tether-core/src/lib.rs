@@ -28,8 +28,8 @@ pub mod source;
 
 pub use auth::{Credentials, StaticToken, TokenSource};
 pub use error::SourceError;
-pub use pacing::{Pacer, RateLimit};
 pub use model::{Account, AccountStatus, Edge, EdgeKind, Group, Kind, License, Record, Role};
+pub use pacing::{Pacer, RateLimit};
 pub use registry::{
     AuthMethod, ClientAuth, ConnectorContext, ConnectorDescriptor, OAuth2Spec, SettingSpec,
     TokenResponseFormat,

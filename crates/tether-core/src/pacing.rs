@@ -153,7 +153,9 @@ mod tests {
         // 20 per minute: one every 3 s, the first at once.
         assert_eq!(
             times,
-            (0..5).map(|i| Duration::from_secs(3 * i)).collect::<Vec<_>>()
+            (0..5)
+                .map(|i| Duration::from_secs(3 * i))
+                .collect::<Vec<_>>()
         );
     }
 

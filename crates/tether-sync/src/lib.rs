@@ -6,7 +6,10 @@
 //!    owner died), through the store's one-run-per-connection lease;
 //! 2. it follows every cursor chain of the run's work list, at most
 //!    [`Source::max_concurrency`] pages in flight, adding the chains that pages
-//!    open (partitions of a stream, scopes of child streams);
+//!    open (partitions of a stream, scopes of child streams); each page first
+//!    waits for the rate-limit bucket the source names for it
+//!    ([`Source::rate_bucket`]), paced to the limits it declares
+//!    ([`Source::rate_limits`]);
 //! 3. a single writer task commits fetched pages in batched transactions,
 //!    each together with the checkpoints of the chains it advances, so a run
 //!    killed at any moment resumes after its last committed page: nothing
