@@ -623,6 +623,17 @@ impl FakeSlack {
                 return Answer::missing_scope(n, &info.scopes);
             }
         }
+        if matches!(method, "auth.revoke" | "auth.test") {
+            // Counted per token's workspace (or organisation).
+            let key = info
+                .team_id
+                .clone()
+                .or_else(|| info.enterprise_id.clone())
+                .unwrap_or_default();
+            if let Some(a) = rate_limit(&mut s, &key, method) {
+                return a;
+            }
+        }
         if method == "auth.revoke" {
             let test = p.get("test").is_some_and(|v| v == "true" || v == "1");
             if !test {
