@@ -624,3 +624,57 @@ struct Team {
     id: String,
     name: String,
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn user(json: &str) -> User {
+        serde_json::from_str(json).unwrap()
+    }
+
+    #[test]
+    fn slackbot_and_app_users_are_bots_and_invited_users_invited() {
+        let slackbot = user(r#"{"id":"USLACKBOT","name":"slackbot","is_bot":false}"#);
+        assert_eq!(slackbot.account_type(), "bot");
+        let app = user(r#"{"id":"U1","is_app_user":true}"#);
+        assert_eq!(app.account().attributes["account_type"], "bot");
+        let invited = user(r#"{"id":"U2","is_invited_user":true,"profile":{"email":""}}"#);
+        let a = invited.account();
+        assert_eq!(a.status, AccountStatus::Invited);
+        assert_eq!(a.email, None, "an empty email is no email");
+        // A deleted user stays deprovisioned whatever else it says.
+        let gone = user(r#"{"id":"U3","deleted":true,"is_invited_user":true}"#);
+        assert_eq!(gone.account().status, AccountStatus::Deprovisioned);
+    }
+
+    #[test]
+    fn guest_flags_give_one_guest_role() {
+        // Slack sets `is_restricted` on single-channel guests too.
+        let single = user(r#"{"id":"U4","is_restricted":true,"is_ultra_restricted":true}"#);
+        assert_eq!(single.roles(), vec![ROLE_SINGLE_CHANNEL_GUEST]);
+        assert_eq!(single.account_type(), "guest");
+        let multi = user(r#"{"id":"U5","is_restricted":true}"#);
+        assert_eq!(multi.roles(), vec![ROLE_MULTI_CHANNEL_GUEST]);
+        let owner = user(r#"{"id":"U6","is_owner":true,"is_admin":true}"#);
+        assert_eq!(owner.roles(), vec![ROLE_OWNER, ROLE_ADMIN]);
+        assert!(owner.account().is_admin);
+    }
+
+    #[test]
+    fn an_unchanged_cursor_is_bad_data() {
+        let meta = Some(ResponseMetadata {
+            next_cursor: Some("abc".into()),
+        });
+        let same = Cursor::new("abc");
+        assert!(matches!(
+            next_cursor(&meta, Some(&same), "users.list"),
+            Err(SourceError::BadData { .. })
+        ));
+        let end = Some(ResponseMetadata {
+            next_cursor: Some(String::new()),
+        });
+        assert_eq!(next_cursor(&end, Some(&same), "users.list").unwrap(), None);
+        assert_eq!(next_cursor(&None, None, "users.list").unwrap(), None);
+    }
+}
