@@ -25,7 +25,7 @@
 //! # Errors
 //!
 //! Slack answers HTTP 200 with `{"ok":false,"error":"…"}`; see
-//! [`errors`](crate::errors) for the mapping into
+//! [`errors`] for the mapping into
 //! [`tether_core::SourceError`].
 
 use tether_core::{
