@@ -13,6 +13,8 @@
 //! * [`http`]: helpers for connector authors: retries that honour `Retry-After`
 //!   and rate-limit reset headers, a per-connection request budget, `Link`
 //!   header parsing.
+//! * [`pacing`]: the pacer the host uses to keep requests under the rate
+//!   limits a connector declares.
 //! * [`auth`]: how a connector obtains credentials without knowing where they
 //!   are stored or how they are refreshed.
 
@@ -20,6 +22,7 @@ pub mod auth;
 pub mod error;
 pub mod http;
 pub mod model;
+pub mod pacing;
 pub mod registry;
 pub mod source;
 
@@ -29,6 +32,7 @@ pub use model::{
     Account, AccountKey, AccountStatus, AccountType, Edge, EdgeKind, Group, Holder, Kind, License,
     Record, Role, TypeKey,
 };
+pub use pacing::{Pacer, RateLimit};
 pub use registry::{
     AuthMethod, ClientAuth, ConnectorContext, ConnectorDescriptor, OAuth2Spec, SettingSpec,
     TokenResponseFormat,

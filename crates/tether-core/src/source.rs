@@ -131,6 +131,23 @@ pub trait Source: Send + Sync {
         4
     }
 
+    /// The rate limits the app declares for this source's requests (Slack's
+    /// per-method tiers). The host paces pages to them; see
+    /// [`pacing`](crate::pacing). None by default: the host then relies on
+    /// the app's rate-limit answers alone.
+    fn rate_limits(&self) -> Vec<crate::pacing::RateLimit> {
+        Vec::new()
+    }
+
+    /// The rate-limit bucket (a [`RateLimit::bucket`](crate::pacing::RateLimit::bucket))
+    /// the page `request` draws one request from, or `None` when the page
+    /// makes no request or is not paced. The host waits for the bucket
+    /// before it calls [`list_page`](Source::list_page).
+    fn rate_bucket(&self, request: &PageRequest<'_>) -> Option<&'static str> {
+        let _ = request;
+        None
+    }
+
     /// Checks the credentials and settings, and says what they reach.
     async fn verify(&self) -> Result<ConnectedIdentity, SourceError>;
 

@@ -6,7 +6,10 @@
 //!    owner died), through the store's one-run-per-connection lease;
 //! 2. it follows every cursor chain of the run's work list, at most
 //!    [`Source::max_concurrency`] pages in flight, adding the chains that pages
-//!    open (partitions of a stream, scopes of child streams);
+//!    open (partitions of a stream, scopes of child streams); each page first
+//!    waits for the rate-limit bucket the source names for it
+//!    ([`Source::rate_bucket`]), paced to the limits it declares
+//!    ([`Source::rate_limits`]);
 //! 3. a single writer task commits fetched pages in batched transactions,
 //!    each together with the checkpoints of the chains it advances, so a run
 //!    killed at any moment resumes after its last committed page: nothing
@@ -27,7 +30,7 @@ use std::future::Future;
 use std::time::{Duration, Instant};
 
 use futures::stream::{FuturesUnordered, StreamExt};
-use tether_core::{Cursor, Kind, PageRequest, Source, SourceError, StreamSpec};
+use tether_core::{Cursor, Kind, Pacer, PageRequest, Source, SourceError, StreamSpec};
 use tether_store::{
     Completion, Connection, ConnectionStatus, PageWrite, RunStatus, RunSummary, Store, StoreError,
     WorkItem,
@@ -52,6 +55,11 @@ pub struct SyncOptions {
     pub commit_rows: usize,
     /// How long a transaction stays open, at most.
     pub commit_interval: Duration,
+    /// Pacing to the rate limits the source declares
+    /// ([`Source::rate_limits`]): `Some(scale)` multiplies every declared
+    /// rate by `scale` (1.0: the app's own rates; tests and benchmarks raise
+    /// it together with their fake's limits), `None` turns pacing off.
+    pub rate_limit_scale: Option<f64>,
 }
 
 impl Default for SyncOptions {
@@ -67,6 +75,7 @@ impl Default for SyncOptions {
             write_queue_pages: 48,
             commit_rows: 100_000,
             commit_interval: Duration::from_secs(1),
+            rate_limit_scale: Some(1.0),
         }
     }
 }
@@ -291,6 +300,14 @@ pub async fn sync(
         .collect();
     let mut next_id = start.next_work_id;
     let max_in_flight = source.max_concurrency().max(1);
+    // Each page waits for its rate-limit bucket before it is asked for, so
+    // the run stays under the app's declared limits instead of drawing
+    // rate-limit errors. The wait holds a slot of `max_in_flight`.
+    let pacer = match options.rate_limit_scale {
+        Some(scale) => Pacer::new(&source.rate_limits(), scale),
+        None => Pacer::default(),
+    };
+    let pacer = &pacer;
     let mut in_flight = FuturesUnordered::new();
     let mut failure: Option<(String, SourceError)> = None;
     let mut cancelled = false;
@@ -302,13 +319,15 @@ pub async fn sync(
             let Some(item) = queue.pop_front() else { break };
             in_flight.push(async move {
                 let cursor = item.cursor.clone().map(Cursor);
-                let result = source
-                    .list_page(PageRequest {
-                        stream: &item.stream,
-                        scope: item.scope.as_deref(),
-                        cursor: cursor.as_ref(),
-                    })
-                    .await;
+                let request = PageRequest {
+                    stream: &item.stream,
+                    scope: item.scope.as_deref(),
+                    cursor: cursor.as_ref(),
+                };
+                if let Some(bucket) = source.rate_bucket(&request) {
+                    pacer.acquire(bucket).await;
+                }
+                let result = source.list_page(request).await;
                 (item, result)
             });
         }

@@ -7,4 +7,5 @@
 /// Links every connector crate into the binary.
 pub fn ensure_linked() {
     tether_github::ensure_linked();
+    tether_slack::ensure_linked();
 }
