@@ -190,6 +190,7 @@ fn sync_once(
     slug: &str,
     members: u64,
     label: &str,
+    rate_scale: Option<f64>,
 ) -> Result<Measured> {
     let login = format!("bench-{label}");
     let groups = (members / 200).max(1);
@@ -245,7 +246,14 @@ fn sync_once(
         bail!("adding the connection failed");
     }
     let sandbox_before = process_cpu(sandbox.child.id())?;
-    let (exit, out, peak, hub_cpu) = run_measured(tether(&["sync", "bench", "--json"]))?;
+    let scale = rate_scale.map_or_else(|| "off".to_owned(), |s| s.to_string());
+    let (exit, out, peak, hub_cpu) = run_measured(tether(&[
+        "sync",
+        "bench",
+        "--json",
+        "--rate-limit-scale",
+        &scale,
+    ]))?;
     let sandbox_cpu = process_cpu(sandbox.child.id())? - sandbox_before;
     if !exit.success() {
         bail!("tether sync failed ({exit}): {out}");
@@ -349,6 +357,59 @@ fn bench_sync(args: &[&str]) -> Result<()> {
     Ok(())
 }
 
+/// How much faster than the app's own tiers the tiers run goes: a tier of
+/// 20 requests a minute at 25x pages 100k users (500 pages of 200) in about
+/// a minute.
+const TIER_SCALE: f64 = 25.0;
+
+/// Syncs 100k users with the fake's tiers and the hub's pacing both at
+/// `scale`, and compares the time with what the requests need at those
+/// rates (each method paced on its own, so the slowest method is the
+/// floor); the fake must have answered no 429.
+fn tiers_run(bin: &Path, sandbox: &SandboxProc, slug: &str, scale: f64) -> Result<()> {
+    sandbox.control(slug, "config", json!({"rate_scale": scale}))?;
+    let before: Value = ureq::get(&format!("{}/{slug}/_sandbox/stats", sandbox.url))
+        .call()?
+        .into_json()?;
+    let m = sync_once(
+        bin,
+        sandbox,
+        slug,
+        100_000,
+        &format!("{slug}-100k-tiers"),
+        Some(scale),
+    )?;
+    let after: Value = ureq::get(&format!("{}/{slug}/_sandbox/stats", sandbox.url))
+        .call()?
+        .into_json()?;
+    sandbox.control(slug, "config", json!({"rate_scale": null}))?;
+    let count = |v: &Value, section: &str, method: &str| v[section][method].as_u64().unwrap_or(0);
+    let mut floor: f64 = 0.0;
+    let mut limited = 0;
+    if let Some(methods) = after["requests"].as_object() {
+        for method in methods.keys() {
+            let n = count(&after, "requests", method) - count(&before, "requests", method);
+            limited +=
+                count(&after, "rate_limited", method) - count(&before, "rate_limited", method);
+            // The fake tells each method's rate; n requests paced without
+            // a burst take (n - 1) intervals.
+            let Some(per_minute) = after["tier_per_minute"][method.as_str()].as_f64() else {
+                continue;
+            };
+            let per_second = per_minute * scale / 60.0;
+            floor = floor.max(n.saturating_sub(1) as f64 / per_second);
+        }
+    }
+    println!(
+        "with tiers on at {scale}x: {:.1}s for {} requests; the requests need {:.1}s at those rates; ratio {:.3} (target <= 1.05); 429 answers: {limited}",
+        m.elapsed.as_secs_f64(),
+        m.requests,
+        floor,
+        m.elapsed.as_secs_f64() / floor.max(1e-3),
+    );
+    Ok(())
+}
+
 /// Benchmarks one app; returns its closing line.
 fn bench_app(
     bin: &Path,
@@ -361,7 +422,12 @@ fn bench_app(
 ) -> Result<String> {
     // Fakes with a request quota take a `config` to lift it; others refuse
     // the path, which is fine.
-    let _ = sandbox.control(slug, "config", json!({"rate_limit": 1_000_000_000u64}));
+    let lifted = sandbox
+        .control(slug, "config", json!({"rate_limit": 1_000_000_000u64}))
+        .unwrap_or(Value::Null);
+    // A fake that models per-method tiers says so (`rate_scale`); its app
+    // then also gets a run with the tiers on, scaled to about a minute.
+    let tier_scale = lifted.get("rate_scale").map(|_| TIER_SCALE);
     println!(
         "{:>8} {:>12} {:>9} {:>14} {:>10} {:>10} {:>10} {:>12}",
         "members",
@@ -377,7 +443,7 @@ fn bench_app(
     let mut peak_1m = None;
     let mut rates = Vec::new();
     for &n in sizes {
-        let m = sync_once(bin, sandbox, slug, n, &format!("{slug}-{}", human(n)))?;
+        let m = sync_once(bin, sandbox, slug, n, &format!("{slug}-{}", human(n)), None)?;
         let rate = m.records as f64 / m.elapsed.as_secs_f64().max(1e-3);
         let mb = m.peak_rss_kb as f64 / 1024.0;
         println!(
@@ -417,6 +483,7 @@ fn bench_app(
             slug,
             latency_size,
             &format!("{slug}-{}-latency", human(latency_size)),
+            None,
         )?;
         sandbox.control(slug, "latency", json!({"ms": 0}))?;
         // The connector's concurrency (`--concurrency`, default 8).
@@ -429,6 +496,9 @@ fn bench_app(
             ideal,
             m.elapsed.as_secs_f64() / ideal
         );
+    }
+    if let Some(scale) = tier_scale {
+        tiers_run(bin, sandbox, slug, scale)?;
     }
     Ok(format!(
         "bench sync: {slug} {} records/s at 100k, peak {} MB at 1M",

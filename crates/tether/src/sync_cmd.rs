@@ -25,6 +25,26 @@ pub struct SyncArgs {
     /// The largest share (0..1) of a kind a run may remove unconfirmed.
     #[arg(long, default_value_t = 0.5)]
     max_removal_share: f64,
+    /// Pace requests at this multiple of the rates the connector declares
+    /// (Slack's per-method tiers); `off` sends as fast as the connector's
+    /// concurrency allows. For sandboxes and benchmarks whose fake is scaled
+    /// the same way; against a real app keep the default, 1.
+    #[arg(long, default_value = "1", value_parser = parse_rate_scale)]
+    rate_limit_scale: RateScale,
+}
+
+/// `--rate-limit-scale`: a positive factor, or `off`.
+#[derive(Debug, Clone, Copy)]
+pub struct RateScale(Option<f64>);
+
+fn parse_rate_scale(s: &str) -> Result<RateScale, String> {
+    if s.eq_ignore_ascii_case("off") {
+        return Ok(RateScale(None));
+    }
+    match s.parse::<f64>() {
+        Ok(x) if x.is_finite() && x > 0.0 => Ok(RateScale(Some(x))),
+        _ => Err(format!("`{s}` is not a positive number or `off`")),
+    }
 }
 
 pub async fn run(hub: &Hub, args: SyncArgs) -> Result<ExitCode> {
@@ -34,6 +54,7 @@ pub async fn run(hub: &Hub, args: SyncArgs) -> Result<ExitCode> {
     let options = SyncOptions {
         max_removal_share: args.max_removal_share,
         confirm_removals: args.confirm_removals,
+        rate_limit_scale: args.rate_limit_scale.0,
         ..Default::default()
     };
 

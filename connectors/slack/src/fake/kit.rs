@@ -111,8 +111,18 @@ impl Fake for SlackKitFake {
         })
     }
 
+    /// The fake's counters, with each method's tier (requests a minute at
+    /// Slack's own rates), so a benchmark can tell what the requests need.
     fn stats(&self) -> serde_json::Value {
-        serde_json::to_value(self.fake.stats()).unwrap_or_default()
+        let stats = self.fake.stats();
+        let tiers: serde_json::Map<String, serde_json::Value> = stats
+            .requests
+            .keys()
+            .filter_map(|m| Some((m.clone(), super::tier_per_minute(m)?.into())))
+            .collect();
+        let mut v = serde_json::to_value(stats).unwrap_or_default();
+        v["tier_per_minute"] = tiers.into();
+        v
     }
 
     fn reset_stats(&self) {

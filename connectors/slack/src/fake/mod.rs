@@ -373,6 +373,7 @@ pub fn router(state: FakeSlack) -> Router {
         .route("/_slack/tokens", post(control_token))
         .route("/_slack/faults", post(control_fault))
         .route("/_slack/stats", get(control_stats))
+        .route("/_sandbox/config", post(control_config))
         .with_state(state)
 }
 
@@ -395,6 +396,19 @@ async fn control_token(State(fake): State<FakeSlack>, Json(spec): Json<TokenSpec
 async fn control_fault(State(fake): State<FakeSlack>, Json(spec): Json<FaultSpec>) -> StatusCode {
     fake.inject(spec);
     StatusCode::NO_CONTENT
+}
+
+/// `POST /_sandbox/config {"rate_scale": x | null}`: the tiers at `x` times
+/// Slack's rates, or off. (`{"rate_limit": n}`, the kit's way of lifting a
+/// provider's quota for a benchmark, turns them off too.)
+async fn control_config(State(fake): State<FakeSlack>, Json(v): Json<Value>) -> Json<Value> {
+    if let Some(scale) = v.get("rate_scale") {
+        fake.set_rate_scale(scale.as_f64());
+    } else if v.get("rate_limit").is_some() {
+        fake.set_rate_scale(None);
+    }
+    let scale = fake.lock().rate_scale;
+    Json(json!({ "rate_scale": scale }))
 }
 
 async fn control_stats(State(fake): State<FakeSlack>) -> Json<Stats> {
