@@ -172,6 +172,14 @@ pub fn run(root: &Path, args: &[&str]) -> Result<()> {
     edit("crates/tether/src/connectors.rs", &|t| {
         wire_connectors_rs(t, slug)
     })?;
+    // The templates are not laid out by rustfmt; the generated crate is.
+    let fmt = std::process::Command::new(std::env::var("CARGO").unwrap_or_else(|_| "cargo".into()))
+        .args(["fmt", "-p", &format!("tether-{slug}")])
+        .current_dir(root)
+        .status();
+    if !fmt.is_ok_and(|s| s.success()) {
+        eprintln!("note: `cargo fmt -p tether-{slug}` failed; run it before committing");
+    }
     println!(
         "created connectors/{slug}; replace its TODOs, then run `cargo test -p tether-{slug}` (the conformance suite)"
     );

@@ -896,10 +896,12 @@ impl Harness {
                 .await;
             kit.faults.clear();
             let run_id = match r {
-                Ok(o) => return Err(format!(
+                Ok(o) => {
+                    return Err(format!(
                     "with {what} in the middle of the run, the sync ended {} instead of failing",
                     outcome_name(&o)
-                )),
+                ))
+                }
                 Err(SyncError::Source { run_id, .. }) => run_id,
                 Err(e) => return Err(format!("with {what}: {e}")),
             };
