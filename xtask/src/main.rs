@@ -15,6 +15,8 @@ use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use anyhow::{bail, Context, Result};
+
+mod new_connector;
 use serde_json::{json, Value};
 
 fn main() -> Result<()> {
@@ -26,6 +28,7 @@ fn main() -> Result<()> {
         .as_slice()
     {
         ["bench", "sync", rest @ ..] => bench_sync(rest),
+        ["new-connector", rest @ ..] => new_connector::run(&workspace_root(), rest),
         _ => {
             eprintln!("usage: cargo xtask bench sync [--sizes 10k,100k,1m] [--latency-ms 50] [--latency-size 100k] [--no-latency]");
             std::process::exit(2)
