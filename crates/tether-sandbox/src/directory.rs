@@ -28,6 +28,32 @@ pub enum NameStyle {
     Long,
 }
 
+/// The name of user number `user` in a directory of `style` and `seed`, for
+/// fakes whose users are generated on their own but named like the kit's.
+pub fn user_name(style: NameStyle, seed: u64, user: u32) -> String {
+    match style {
+        NameStyle::Plain => format!("User {user}"),
+        NameStyle::Unicode => format!(
+            "{} {user}",
+            UNICODE_NAMES[(h2(seed, 16, user as u64) % UNICODE_NAMES.len() as u64) as usize]
+        ),
+        NameStyle::Long => format!("User {user} {}", "Longname-".repeat(55)),
+    }
+}
+
+/// The name of group number `group` in a directory of `style`, for fakes
+/// whose groups are generated on their own but named like the kit's.
+pub fn group_name(style: NameStyle, group: u32) -> String {
+    match style {
+        NameStyle::Plain => format!("Group {group}"),
+        NameStyle::Unicode => format!(
+            "Équipe {} {group} ✨",
+            UNICODE_NAMES[(group as usize) % UNICODE_NAMES.len()]
+        ),
+        NameStyle::Long => format!("Group {group} {}", "Longname-".repeat(55)),
+    }
+}
+
 /// The generic directory spec, accepted by `POST /{fake}/_sandbox/directory`.
 /// Only `users` is required; shares are fractions of the users.
 #[derive(Debug, Clone, Deserialize, Default)]
@@ -271,26 +297,11 @@ impl Directory {
 
     /// A person-like display name.
     pub fn user_name(&self, user: u32) -> String {
-        match self.names {
-            NameStyle::Plain => format!("User {user}"),
-            NameStyle::Unicode => format!(
-                "{} {user}",
-                UNICODE_NAMES
-                    [(h2(self.seed, 16, user as u64) % UNICODE_NAMES.len() as u64) as usize]
-            ),
-            NameStyle::Long => format!("User {user} {}", "Longname-".repeat(55)),
-        }
+        user_name(self.names, self.seed, user)
     }
 
     pub fn group_name(&self, group: u32) -> String {
-        match self.names {
-            NameStyle::Plain => format!("Group {group}"),
-            NameStyle::Unicode => format!(
-                "Équipe {} {group} ✨",
-                UNICODE_NAMES[(group as usize) % UNICODE_NAMES.len()]
-            ),
-            NameStyle::Long => format!("Group {group} {}", "Longname-".repeat(55)),
-        }
+        group_name(self.names, group)
     }
 
     pub fn memberships(&self) -> u64 {

@@ -187,6 +187,11 @@ pub trait Fake: Send + Sync + 'static {
     /// Request counters, as `GET /{slug}/_sandbox/stats` shows them.
     fn stats(&self) -> serde_json::Value;
 
+    /// Lifts the provider's own request quotas and rate tiers (not the
+    /// kit's injected rate-limit faults), for suites and benchmarks whose
+    /// figures are not about pacing. Default: nothing to lift.
+    fn lift_rate_limits(&self) {}
+
     fn reset_stats(&self);
 
     /// A fragment of HTML for the control page (organisations and counts).

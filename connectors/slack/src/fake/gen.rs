@@ -24,6 +24,10 @@ pub struct WorkspaceSpec {
     /// The Enterprise Grid organisation the workspace belongs to, if any
     /// (`E…`); an organisation token of it may list the workspace.
     pub enterprise_id: Option<String>,
+    /// How user groups are named (the sandbox kit's styles: plain, unicode,
+    /// long).
+    #[serde(skip)]
+    pub names: tether_sandbox::directory::NameStyle,
 }
 
 impl Default for WorkspaceSpec {
@@ -35,6 +39,7 @@ impl Default for WorkspaceSpec {
             groups: 5,
             seed: 1,
             enterprise_id: None,
+            names: Default::default(),
         }
     }
 }

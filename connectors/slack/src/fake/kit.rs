@@ -30,7 +30,7 @@ struct SlackKitFake {
 impl SlackKitFake {
     fn build(ctx: KitContext) -> Arc<dyn Fake> {
         Arc::new(SlackKitFake {
-            fake: FakeSlack::new(ctx.base_url),
+            fake: FakeSlack::new(ctx.base_url).with_kit(ctx.kit),
             workspaces: Mutex::new(BTreeMap::new()),
         })
     }
@@ -64,6 +64,7 @@ impl Fake for SlackKitFake {
             groups: u32::try_from(groups).map_err(|_| "too many user groups")?,
             seed: spec.seed.unwrap_or(1),
             enterprise_id: None,
+            names: spec.names,
         };
         let id = self.fake.create_workspace(ws);
         self.workspaces
@@ -127,6 +128,10 @@ impl Fake for SlackKitFake {
 
     fn reset_stats(&self) {
         self.fake.reset_stats()
+    }
+
+    fn lift_rate_limits(&self) {
+        self.fake.set_rate_scale(None)
     }
 
     fn summary_html(&self) -> String {

@@ -220,10 +220,21 @@ struct FakeState {
 }
 
 /// The fake's state; cheap to clone (shared).
-#[derive(Debug, Clone)]
+#[derive(Clone)]
 pub struct FakeSlack {
     base_url: Arc<str>,
     state: Arc<Mutex<FakeState>>,
+    /// The sandbox kit this fake is mounted in, whose semantic faults it
+    /// renders in Slack's wire format.
+    kit: Option<Arc<tether_sandbox::KitState>>,
+}
+
+impl std::fmt::Debug for FakeSlack {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("FakeSlack")
+            .field("base_url", &self.base_url)
+            .finish_non_exhaustive()
+    }
 }
 
 impl FakeSlack {
@@ -238,7 +249,42 @@ impl FakeSlack {
                 rate_scale: Some(1.0),
                 ..FakeState::default()
             })),
+            kit: None,
         }
+    }
+
+    /// The same fake, answering the faults armed in the sandbox kit too.
+    pub(crate) fn with_kit(mut self, kit: Arc<tether_sandbox::KitState>) -> Self {
+        self.kit = Some(kit);
+        self
+    }
+
+    /// A fault armed in the kit for this call, in Slack's terms (waiting
+    /// first for a `slow` one, which then answers normally).
+    async fn kit_fault(&self, method: &str) -> Option<Fault> {
+        use tether_sandbox::FaultKind;
+        let kit = self.kit.as_ref()?;
+        let f = kit
+            .faults
+            .take(&format!("/api/{method}"), method == "oauth.v2.access")?;
+        Some(match f.kind {
+            FaultKind::Slow { ms } => {
+                tokio::time::sleep(Duration::from_millis(ms)).await;
+                return None;
+            }
+            FaultKind::RateLimited { .. } => Fault::RateLimited {
+                retry_after_secs: f.retry_after.unwrap_or(1),
+            },
+            FaultKind::CredentialsRejected => Fault::CredentialsRejected,
+            FaultKind::ScopeMissing { scope } => Fault::MissingScope {
+                needed: scope.unwrap_or_else(|| "users:read".into()),
+            },
+            FaultKind::ServerError { status } | FaultKind::Status { status } => {
+                Fault::ServerError { status }
+            }
+            FaultKind::Malformed => Fault::Malformed,
+            FaultKind::Empty => Fault::Empty,
+        })
     }
 
     fn lock(&self) -> std::sync::MutexGuard<'_, FakeState> {
@@ -567,7 +613,10 @@ async fn api(
         &[]
     };
     let p = params(query.as_deref(), &headers, body);
-    let answer = fake.answer(&method, &p, &headers);
+    let answer = match fake.kit_fault(&method).await {
+        Some(fault) => fault_answer(&fault, &[]),
+        None => fake.answer(&method, &p, &headers),
+    };
     let mut s = fake.lock();
     s.next_req += 1;
     let req_id = s.next_req;
@@ -842,7 +891,17 @@ fn users_list(ws: &Workspace, p: &HashMap<String, String>, with_email: bool) -> 
         Err(a) => return a,
     };
     let members: Vec<Value> = (start..end)
-        .map(|i| gen::user_json(&ws.id, ws.spec.seed, i, with_email))
+        .map(|i| {
+            let mut u = gen::user_json(&ws.id, ws.spec.seed, i, with_email);
+            // A directory made from the kit's spec names its people as the
+            // kit does (unicode, very long names).
+            if ws.spec.names != tether_sandbox::directory::NameStyle::Plain {
+                let name = tether_sandbox::directory::user_name(ws.spec.names, ws.spec.seed, i);
+                u["real_name"] = name.clone().into();
+                u["profile"]["real_name"] = name.into();
+            }
+            u
+        })
         .collect();
     Answer::ok(json!({
         "members": members,
@@ -874,7 +933,7 @@ fn usergroups_list(ws: &Workspace, p: &HashMap<String, String>) -> Answer {
                 "team_id": ws.id,
                 "is_usergroup": true,
                 "is_subteam": true,
-                "name": format!("Group {g}"),
+                "name": tether_sandbox::directory::group_name(ws.spec.names, g),
                 "description": format!("Generated user group {g}"),
                 "handle": format!("group-{g}"),
                 "is_external": false,
