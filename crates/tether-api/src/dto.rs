@@ -80,6 +80,9 @@ pub struct ConnectionDto {
     /// The connector's settings (organisation, base URL): no secrets.
     #[schema(value_type = Object)]
     pub settings: serde_json::Map<String, serde_json::Value>,
+    /// Who created the connection (`web admin`, `API key `ci` (#3)`,
+    /// `CLI (alice)`); absent for connections made before Tether recorded it.
+    pub created_by: Option<String>,
     /// `oauth2` or `token`.
     pub auth: String,
     /// `pending`, `syncing`, `active`, `expired`, `error` or `disabled`.

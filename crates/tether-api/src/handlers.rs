@@ -101,6 +101,7 @@ async fn connection_dto(hub: &Hub, mut c: Connection) -> ApiResult<ConnectionDto
         app: c.app,
         display_name: c.display_name,
         settings: c.settings,
+        created_by: c.created_by,
         auth: c.auth_kind,
         status: c.status.as_str().to_owned(),
         status_reason: c.status_reason,
@@ -195,7 +196,13 @@ pub async fn create_connection(
             }
             let session = session_for(req.session, key)?;
             let start = hub
-                .begin_connect(&req.app, name, req.settings, &session)
+                .begin_connect(
+                    &req.app,
+                    name,
+                    req.settings,
+                    &session,
+                    &creator(&hub, key).await?,
+                )
                 .await?;
             Ok((
                 StatusCode::CREATED,
@@ -227,6 +234,7 @@ pub async fn create_connection(
                     req.settings,
                     token,
                     req.verify.unwrap_or(true),
+                    &creator(&hub, key).await?,
                 )
                 .await?;
             Ok((
@@ -237,6 +245,21 @@ pub async fn create_connection(
             ))
         }
     }
+}
+
+/// Who a connection made through the API was created by: the key's name.
+async fn creator(hub: &Hub, key: ApiKeyId) -> ApiResult<String> {
+    let name = hub
+        .store()
+        .list_api_keys()
+        .await?
+        .into_iter()
+        .find(|k| k.id == key.0)
+        .map(|k| k.name);
+    Ok(match name {
+        Some(name) => format!("API key `{name}` (#{})", key.0),
+        None => format!("API key #{}", key.0),
+    })
 }
 
 /// Starts reconnecting an OAuth connection: the same consent flow, keeping

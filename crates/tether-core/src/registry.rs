@@ -65,6 +65,23 @@ pub enum AuthMethod {
     },
 }
 
+impl AuthMethod {
+    /// The URLs (or URL templates) this method sends credentials to.
+    pub fn urls(&self) -> Vec<&'static str> {
+        match self {
+            AuthMethod::OAuth2(spec) => [
+                Some(spec.authorize_url),
+                Some(spec.token_url),
+                spec.revoke_url,
+            ]
+            .into_iter()
+            .flatten()
+            .collect(),
+            _ => Vec::new(),
+        }
+    }
+}
+
 /// One per-connection setting a connector needs (GitHub's organisation).
 #[derive(Debug, Clone, Serialize)]
 pub struct SettingSpec {

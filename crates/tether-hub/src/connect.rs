@@ -126,13 +126,16 @@ fn well_formed(s: &str) -> bool {
 
 impl Hub {
     /// Starts connecting a new account of `app_key` named `display_name`.
-    /// `session` identifies the browser (its session cookie).
+    /// `session` identifies the browser (its session cookie); `created_by`
+    /// says who asked (`web admin`, `API key ...`), shown with the
+    /// connection.
     pub async fn begin_connect(
         &self,
         app_key: &str,
         display_name: &str,
         settings: serde_json::Map<String, serde_json::Value>,
         session: &str,
+        created_by: &str,
     ) -> Result<ConnectStart> {
         let app = self.app(app_key)?;
         if app.oauth.is_none() {
@@ -146,13 +149,7 @@ impl Hub {
                 "a display name must be 1 to 200 characters".into(),
             ));
         }
-        let settings = self.with_defaults(app_key, settings);
-        let settings = match app.descriptor {
-            Some(d) => d
-                .validate_settings(settings)
-                .map_err(HubError::BadRequest)?,
-            None => settings,
-        };
+        let settings = self.checked_settings(app, settings)?;
         let connection = self
             .store()
             .create_connection(NewConnection {
@@ -163,6 +160,9 @@ impl Hub {
                 status: ConnectionStatus::Pending,
                 secret: None,
             })
+            .await?;
+        self.store()
+            .set_connection_created_by(connection.id, created_by)
             .await?;
         self.authorize_for(&connection, OAuthPurpose::Connect, session)
             .await
@@ -305,7 +305,7 @@ impl Hub {
         // What does the token reach? A reconnect must reach the same place.
         let identity = match app.descriptor {
             Some(descriptor) => {
-                let source = crate::build_source(
+                let source = self.build_source(
                     descriptor,
                     &connection.display_name,
                     connection.settings.clone(),

@@ -8,6 +8,7 @@
 
 mod connect;
 pub mod events;
+mod hosts;
 mod syncs;
 
 use std::collections::{BTreeMap, HashMap};
@@ -16,6 +17,7 @@ use std::time::Duration;
 
 use secrecy::SecretString;
 use serde::Serialize;
+use tether_core::http::HostPolicy;
 use tether_core::{ConnectorDescriptor, SourceError};
 use tether_oauth::{OAuthApp, OAuthError, TokenManager};
 use tether_store::{Connection, Store, StoreError};
@@ -23,6 +25,7 @@ use url::Url;
 
 pub use connect::{CallbackError, CallbackParams, ConnectStart};
 pub use events::{ConnectionRef, Event, EventSink, LogSink};
+pub use hosts::{app_policy, check_settings, oauth_http_client};
 pub use syncs::SyncState;
 
 /// How the hub behaves.
@@ -43,6 +46,10 @@ pub struct HubConfig {
     /// Per app, connection settings used when a new connection does not give
     /// them (an Enterprise Server base URL, the sandbox in demo mode).
     pub setting_defaults: BTreeMap<String, serde_json::Map<String, serde_json::Value>>,
+    /// Per app, hosts the operator allows connections to reach besides the
+    /// app's public ones (`ghe.example.com`, `10.0.0.5:8443`,
+    /// `*.internal.example.com`); these may be internal addresses.
+    pub allowed_hosts: BTreeMap<String, Vec<String>>,
 }
 
 impl Default for HubConfig {
@@ -54,6 +61,7 @@ impl Default for HubConfig {
             max_removal_share: 0.5,
             oauth_state_ttl: Duration::from_secs(600),
             setting_defaults: BTreeMap::new(),
+            allowed_hosts: BTreeMap::new(),
         }
     }
 }
@@ -126,6 +134,70 @@ impl From<StoreError> for HubError {
 }
 
 impl HubError {
+    /// The error for someone outside the server (an API caller): the hub's
+    /// own words, but for an app's answer only what kind of failure it was,
+    /// never the app's body (which may be anything a URL returned). The
+    /// full error is logged.
+    pub fn public_message(&self) -> String {
+        match self {
+            HubError::Source(e) => {
+                tracing::warn!(error = %e, "the app's answer, withheld from the caller");
+                let what = match e {
+                    SourceError::CredentialsRejected { .. } => {
+                        "the app refused the credentials".to_owned()
+                    }
+                    SourceError::ScopeMissing { needed, .. } => format!(
+                        "the credentials lack a permission{}",
+                        needed
+                            .as_deref()
+                            .filter(|n| n.len() <= 100)
+                            .map(|n| format!(" (`{n}`)"))
+                            .unwrap_or_default()
+                    ),
+                    SourceError::RateLimited { retry_after, .. } => format!(
+                        "the app rate-limited the request{}",
+                        retry_after
+                            .map(|d| format!("; retry in {} s", d.as_secs()))
+                            .unwrap_or_default()
+                    ),
+                    SourceError::Transient { .. } => {
+                        "the app could not be reached or failed for now; try again".to_owned()
+                    }
+                    SourceError::BadData { .. } => {
+                        "the app answered something Tether cannot read; check the connection's settings".to_owned()
+                    }
+                    SourceError::Unavailable { .. } => {
+                        "the app does not offer this for this account".to_owned()
+                    }
+                    SourceError::Misconfigured { .. } => {
+                        "the app refused the connection's settings (wrong organisation or base URL?)".to_owned()
+                    }
+                };
+                format!("{what}; the server log has the app's answer")
+            }
+            HubError::OAuth(e) => {
+                tracing::warn!(error = %e, "the token endpoint's answer, withheld from the caller");
+                match e {
+                    OAuthError::Refused { error, .. } if short_code(error) => {
+                        format!("the app refused the grant (`{error}`)")
+                    }
+                    OAuthError::Refused { .. } => "the app refused the grant".into(),
+                    OAuthError::Transient(_) => {
+                        "the app's token endpoint failed for now; try again".into()
+                    }
+                    OAuthError::InvalidResponse { .. } => {
+                        "the app's token endpoint answered something Tether cannot read".into()
+                    }
+                    OAuthError::Misconfigured(_) => {
+                        "the app refused the OAuth client settings; check its client id and secret"
+                            .into()
+                    }
+                }
+            }
+            other => other.to_string(),
+        }
+    }
+
     pub fn code(&self) -> &'static str {
         match self {
             HubError::NotFound(_) => "not_found",
@@ -139,12 +211,23 @@ impl HubError {
     }
 }
 
+/// An OAuth error code short and plain enough to repeat.
+fn short_code(code: &str) -> bool {
+    !code.is_empty()
+        && code.len() <= 64
+        && code
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'.' || b == b'-')
+}
+
 pub type Result<T, E = HubError> = std::result::Result<T, E>;
 
 struct Inner {
     store: Store,
     config: HubConfig,
     apps: BTreeMap<String, AppEntry>,
+    /// Per app, where its connections may send requests.
+    policies: HashMap<String, Arc<HostPolicy>>,
     tokens: TokenManager,
     http: reqwest::Client,
     events: Arc<dyn EventSink>,
@@ -190,17 +273,19 @@ impl Hub {
                 }
             }));
         }
+        let policies = apps
+            .iter()
+            .map(|a| (a.key.clone(), Arc::new(hosts::app_policy(a, &config))))
+            .collect();
+        let http = hosts::oauth_http_client(&apps, &config);
         Hub {
             inner: Arc::new(Inner {
                 store,
                 config,
                 apps: apps.into_iter().map(|a| (a.key.clone(), a)).collect(),
+                policies,
                 tokens,
-                http: reqwest::Client::builder()
-                    .user_agent(concat!("tether/", env!("CARGO_PKG_VERSION")))
-                    .timeout(Duration::from_secs(30))
-                    .build()
-                    .expect("a reqwest client with rustls always builds"),
+                http,
                 events,
                 syncs: Mutex::new(HashMap::new()),
             }),
@@ -240,6 +325,54 @@ impl Hub {
                     .join(", ")
             ))
         })
+    }
+
+    /// Where connections of `app_key` may send requests.
+    pub fn host_policy(&self, app_key: &str) -> Arc<HostPolicy> {
+        self.inner
+            .policies
+            .get(app_key)
+            .cloned()
+            .unwrap_or_default()
+    }
+
+    /// Validates a new connection's settings: the connector's schema, then
+    /// the hosts its URL settings point at.
+    pub(crate) fn checked_settings(
+        &self,
+        app: &AppEntry,
+        settings: serde_json::Map<String, serde_json::Value>,
+    ) -> Result<serde_json::Map<String, serde_json::Value>> {
+        let settings = self.with_defaults(&app.key, settings);
+        let settings = match app.descriptor {
+            Some(d) => d
+                .validate_settings(settings)
+                .map_err(HubError::BadRequest)?,
+            None => settings,
+        };
+        hosts::check_settings(app, &self.host_policy(&app.key), &settings)?;
+        Ok(settings)
+    }
+
+    /// The app's own settings for calls that send the OAuth client's
+    /// secret (a revocation): the connector's defaults with the operator's,
+    /// never a value a connection's creator chose.
+    pub(crate) fn configured_settings(
+        &self,
+        app: &AppEntry,
+    ) -> serde_json::Map<String, serde_json::Value> {
+        let mut settings = serde_json::Map::new();
+        for s in app.descriptor.map(|d| d.settings).unwrap_or_default() {
+            if let Some(v) = s.default {
+                settings.insert(s.key.into(), v.into());
+            }
+        }
+        if let Some(defaults) = self.inner.config.setting_defaults.get(&app.key) {
+            for (k, v) in defaults {
+                settings.insert(k.clone(), v.clone());
+            }
+        }
+        settings
     }
 
     /// Every app that can be connected.
@@ -335,7 +468,9 @@ impl Hub {
                     // The app's own revocation (GitHub's is not RFC 7009).
                     Some(revoke) => revoke(tether_core::registry::RevokeRequest {
                         http: self.inner.http.clone(),
-                        settings: connection.settings.clone(),
+                        // The client secret goes only to the app's configured
+                        // host, never to one a connection's creator chose.
+                        settings: self.configured_settings(app),
                         client_id: oauth.client_id.clone(),
                         client_secret: oauth.client_secret.clone(),
                         token: access_token,
@@ -410,7 +545,7 @@ impl Hub {
                 }
             }
         };
-        build_source(
+        self.build_source(
             descriptor,
             &connection.display_name,
             connection.settings.clone(),
@@ -419,7 +554,8 @@ impl Hub {
     }
 
     /// Adds a connection authenticated by a token (API key, personal access
-    /// token), after checking it against the app.
+    /// token), after checking it against the app. `created_by` says who
+    /// asked.
     pub async fn add_token_connection(
         &self,
         app_key: &str,
@@ -427,6 +563,7 @@ impl Hub {
         settings: serde_json::Map<String, serde_json::Value>,
         token: SecretString,
         verify: bool,
+        created_by: &str,
     ) -> Result<Connection> {
         let app = self.app(app_key)?;
         let descriptor = app.descriptor.ok_or_else(|| {
@@ -435,11 +572,9 @@ impl Hub {
                 app.display_name
             ))
         })?;
-        let settings = descriptor
-            .validate_settings(self.with_defaults(app_key, settings))
-            .map_err(HubError::BadRequest)?;
+        let settings = self.checked_settings(app, settings)?;
         let identity = if verify {
-            let source = build_source(
+            let source = self.build_source(
                 descriptor,
                 display_name,
                 settings.clone(),
@@ -466,6 +601,10 @@ impl Hub {
                 }),
             })
             .await?;
+        self.inner
+            .store
+            .set_connection_created_by(connection.id, created_by)
+            .await?;
         if let Some(id) = identity {
             self.inner
                 .store
@@ -486,20 +625,25 @@ impl Hub {
 /// Requests in flight per connection, across all of its streams.
 const MAX_IN_FLIGHT: usize = 16;
 
-/// Builds a connector's source with the host's HTTP client.
-pub fn build_source(
-    descriptor: &ConnectorDescriptor,
-    connection_name: &str,
-    settings: serde_json::Map<String, serde_json::Value>,
-    credentials: tether_core::Credentials,
-) -> Result<Box<dyn tether_core::Source>> {
-    Ok((descriptor.build)(tether_core::ConnectorContext {
-        connection_name: connection_name.to_owned(),
-        settings,
-        credentials,
-        http: tether_core::http::HttpClient::build_default(
-            MAX_IN_FLIGHT,
-            tether_core::http::RetryPolicy::default(),
-        ),
-    })?)
+impl Hub {
+    /// Builds a connector's source with an HTTP client that reaches only
+    /// the app's allowed hosts.
+    pub(crate) fn build_source(
+        &self,
+        descriptor: &ConnectorDescriptor,
+        connection_name: &str,
+        settings: serde_json::Map<String, serde_json::Value>,
+        credentials: tether_core::Credentials,
+    ) -> Result<Box<dyn tether_core::Source>> {
+        Ok((descriptor.build)(tether_core::ConnectorContext {
+            connection_name: connection_name.to_owned(),
+            settings,
+            credentials,
+            http: tether_core::http::HttpClient::guarded(
+                self.host_policy(descriptor.slug),
+                MAX_IN_FLIGHT,
+                tether_core::http::RetryPolicy::default(),
+            ),
+        })?)
+    }
 }

@@ -62,6 +62,19 @@ pub struct OAuthApp {
 }
 
 impl OAuthApp {
+    /// The URLs this app's client sends credentials to.
+    pub fn urls(&self) -> Vec<&str> {
+        [
+            Some(&self.authorize_url),
+            Some(&self.token_url),
+            self.revoke_url.as_ref(),
+        ]
+        .into_iter()
+        .flatten()
+        .map(|u| u.as_str())
+        .collect()
+    }
+
     /// The app described by a connector's descriptor.
     ///
     /// # Panics

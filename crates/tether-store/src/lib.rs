@@ -125,6 +125,9 @@ pub struct Connection {
     pub status_reason: Option<String>,
     pub connected_external_id: Option<String>,
     pub connected_name: Option<String>,
+    /// Who created it (`web admin`, `API key ...`, `CLI ...`); `None` for
+    /// connections older than migration 0009.
+    pub created_by: Option<String>,
     pub created_at: i64,
     pub updated_at: i64,
 }
@@ -385,6 +388,16 @@ impl Store {
         self.connection(id).await
     }
 
+    /// Records who created a connection.
+    pub async fn set_connection_created_by(&self, id: i64, created_by: &str) -> Result<()> {
+        sqlx::query("UPDATE connections SET created_by = ? WHERE id = ?")
+            .bind(created_by)
+            .bind(id)
+            .execute(&self.pool)
+            .await?;
+        Ok(())
+    }
+
     pub async fn connection(&self, id: i64) -> Result<Connection> {
         let row = sqlx::query("SELECT * FROM connections WHERE id = ?")
             .bind(id)
@@ -603,6 +616,7 @@ fn connection_from_row(row: &sqlx::sqlite::SqliteRow) -> Result<Connection> {
         status_reason: row.try_get("status_reason")?,
         connected_external_id: row.try_get("connected_external_id")?,
         connected_name: row.try_get("connected_name")?,
+        created_by: row.try_get("created_by")?,
         created_at: row.try_get("created_at")?,
         updated_at: row.try_get("updated_at")?,
     })

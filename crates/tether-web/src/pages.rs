@@ -73,7 +73,10 @@ fn status_detail(app: &App, auth: &Auth, c: &Connection, status: &str) -> Markup
                 @if let Some(r) = &c.status_reason { div.reason.error-message { (r) } }
             }
             "pending" => {
-                div.hint { "Waiting for consent in " (app_name(app, &c.app)) "." }
+                div.hint {
+                    "Waiting for consent in " (app_name(app, &c.app)) "."
+                    @if let Some(by) = &c.created_by { " Started by " (by) "." }
+                }
                 @if let Some(r) = c.status_reason.as_deref().filter(|r| *r != "created") { div.reason { (r) } }
                 @if c.auth_kind == "oauth2" {
                     form.inline method="post" action=(format!("/connections/{}/reconnect", c.id)) {
@@ -86,6 +89,26 @@ fn status_detail(app: &App, auth: &Auth, c: &Connection, status: &str) -> Markup
                 @if let Some(r) = &c.status_reason { div.reason { (r) } }
             }
             _ => {}
+        }
+    }
+}
+
+/// What a connection was set up with (its settings hold no secrets) and
+/// who created it, so a pending or active connection can be checked.
+fn connection_settings(c: &Connection) -> Markup {
+    html! {
+        section.settings #connection-settings {
+            h2 { "Settings" }
+            dl {
+                @for (key, value) in &c.settings {
+                    dt { code { (key) } }
+                    dd.setting data-key=(key) {
+                        @match value.as_str() { Some(v) => (v), None => (value.to_string()) }
+                    }
+                }
+                dt { "Created by" }
+                dd #created-by { (c.created_by.as_deref().unwrap_or("unknown (before Tether recorded it)")) }
+            }
         }
     }
 }
@@ -331,6 +354,7 @@ pub(crate) async fn connect(
             &form.display_name,
             form.settings,
             &auth.session_id,
+            WEB_CREATOR,
         )
         .await
     {
@@ -339,6 +363,10 @@ pub(crate) async fn connect(
         Err(e) => Ok(connect_failed(&app, &auth, app_key, false, form.values, e)),
     }
 }
+
+/// Who a connection made in the web UI was created by: the UI has one
+/// admin.
+const WEB_CREATOR: &str = "web admin";
 
 pub(crate) async fn connect_token(
     State(app): State<App>,
@@ -374,7 +402,7 @@ pub(crate) async fn connect_token(
     }
     match app
         .hub
-        .add_token_connection(&app_key, name, form.settings, token, true)
+        .add_token_connection(&app_key, name, form.settings, token, true, WEB_CREATOR)
         .await
     {
         Ok(c) => {
@@ -604,6 +632,7 @@ pub(crate) async fn connection(
                 @if let Some(r) = &c.status_reason { @if status != "syncing" { div.reason #status-reason { (r) } } }
             }
         }
+        (connection_settings(&c))
         @if let Some(state) = &sync_state {
             section.syncing #sync-progress { h2 { "Syncing" } (progress(state)) }
         }

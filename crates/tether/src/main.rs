@@ -426,6 +426,10 @@ async fn add_connection(hub: &tether_hub::Hub, args: AddArgs) -> Result<std::pro
             settings,
             SecretString::from(token),
             !args.no_verify,
+            &format!(
+                "CLI ({})",
+                std::env::var("USER").unwrap_or_else(|_| "unknown user".into())
+            ),
         )
         .await
         .with_context(|| format!("adding `{}`; nothing was saved", args.name))?;
