@@ -741,10 +741,6 @@ fn descriptor_is_registered() {
     assert_eq!(oauth.scopes, ["read:org"]);
     assert!(oauth.pkce);
     assert_eq!(oauth.revoke_url, None);
-    assert_eq!(
-        oauth.token_response,
-        tether_core::TokenResponseFormat::JsonWhenAskedErrorsWith200
-    );
     assert!(matches!(
         desc.auth_methods[1],
         tether_core::AuthMethod::Token {

@@ -22,20 +22,86 @@ pub enum ClientAuth {
     BasicAuth,
 }
 
-/// How the app's token endpoint answers.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
-#[serde(rename_all = "snake_case")]
-pub enum TokenResponseFormat {
-    /// Standard RFC 6749 JSON; errors come with a 4xx status.
-    Json,
-    /// Form-encoded unless asked for JSON with `Accept: application/json`,
-    /// and errors may come with HTTP 200 (GitHub).
-    JsonWhenAskedErrorsWith200,
-    /// JSON wrapped with an `ok` flag, errors with HTTP 200 (Slack).
-    OkFlagged,
+/// A token endpoint's answer, as a connector's [`TokenDialect`] sees it.
+/// The body holds tokens: it is never logged, and `Debug` hides it.
+#[derive(Clone)]
+pub struct TokenAnswer {
+    pub status: u16,
+    pub content_type: Option<String>,
+    pub body: bytes::Bytes,
 }
 
-/// OAuth 2.0 authorization-code settings of an app.
+impl std::fmt::Debug for TokenAnswer {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("TokenAnswer")
+            .field("status", &self.status)
+            .field("content_type", &self.content_type)
+            .field("body", &format_args!("[{} bytes]", self.body.len()))
+            .finish()
+    }
+}
+
+/// What an OAuth error code from a token endpoint means.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum GrantErrorKind {
+    /// The code or refresh token is dead: the user must connect again.
+    Refused,
+    /// The OAuth client's settings are wrong.
+    Misconfigured,
+    /// May pass: try again later.
+    Transient,
+}
+
+/// Normalises an app's token answer into an RFC 6749 one: a 2xx JSON
+/// object with `access_token`, or a 4xx JSON object with `error`.
+pub type NormaliseFn = fn(TokenAnswer) -> TokenAnswer;
+
+/// Sorts an app's own error code (`None`: the RFC 6749 meaning applies).
+pub type ClassifyFn = fn(error: &str, description: Option<&str>) -> Option<GrantErrorKind>;
+
+/// How an app's token endpoint deviates from RFC 6749, supplied by its
+/// connector crate: GitHub answers form-encoded bodies and errors with
+/// HTTP 200; Slack wraps answers in an `ok` flag. The host applies
+/// `normalise` to every answer before reading it, then `classify` to an
+/// error code before its RFC 6749 meaning. [`TokenDialect::RFC6749`] changes
+/// nothing.
+#[derive(Clone, Copy)]
+pub struct TokenDialect {
+    pub normalise: NormaliseFn,
+    pub classify: ClassifyFn,
+}
+
+impl TokenDialect {
+    /// Standard RFC 6749 answers.
+    pub const RFC6749: TokenDialect = TokenDialect {
+        normalise: |answer| answer,
+        classify: |_, _| None,
+    };
+}
+
+impl Default for TokenDialect {
+    fn default() -> Self {
+        TokenDialect::RFC6749
+    }
+}
+
+impl std::fmt::Debug for TokenDialect {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("TokenDialect")
+    }
+}
+
+impl Serialize for TokenDialect {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_unit()
+    }
+}
+
+/// OAuth 2.0 settings of an app. The URLs are templates over the
+/// connection's settings: `{key}` is replaced by the setting `key`
+/// (`https://login.microsoftonline.com/{tenant}/oauth2/v2.0/token`,
+/// `https://{subdomain}.zendesk.com/oauth/tokens`), and the host the
+/// template resolves to must be one the connection may reach.
 #[derive(Debug, Clone, Serialize)]
 pub struct OAuth2Spec {
     pub authorize_url: &'static str,
@@ -46,7 +112,9 @@ pub struct OAuth2Spec {
     pub pkce: bool,
     pub extra_authorize_params: &'static [(&'static str, &'static str)],
     pub client_auth: ClientAuth,
-    pub token_response: TokenResponseFormat,
+    /// How the token endpoint deviates from RFC 6749.
+    #[serde(skip)]
+    pub dialect: TokenDialect,
 }
 
 /// The ways a connection to an app can authenticate.

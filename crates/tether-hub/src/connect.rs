@@ -195,7 +195,7 @@ impl Hub {
             .ok_or_else(|| HubError::AppNotConfigured {
                 app: app.key.clone(),
             })?;
-        let request = tether_oauth::authorize(oauth, &self.redirect_uri());
+        let request = tether_oauth::authorize(oauth, &connection.settings, &self.redirect_uri())?;
         self.store()
             .create_oauth_state(
                 &request.csrf_state,
@@ -273,6 +273,7 @@ impl Hub {
         let tokens = match tether_oauth::exchange_code(
             &self.inner.http,
             oauth,
+            &connection.settings,
             &self.redirect_uri(),
             code,
             taken.pkce_verifier.as_ref(),

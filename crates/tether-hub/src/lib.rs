@@ -248,8 +248,15 @@ impl Hub {
         tokens: TokenManager,
         events: Arc<dyn EventSink>,
     ) -> Hub {
-        for app in &apps {
-            if let Some(oauth) = &app.oauth {
+        let mut apps = apps;
+        let policies: HashMap<String, Arc<HostPolicy>> = apps
+            .iter()
+            .map(|a| (a.key.clone(), Arc::new(hosts::app_policy(a, &config))))
+            .collect();
+        for app in &mut apps {
+            if let Some(oauth) = &mut app.oauth {
+                // Templated URLs resolve only to the app's allowed hosts.
+                oauth.hosts = policies.get(&app.key).cloned();
                 tokens.register_app(oauth.clone());
             }
         }
@@ -273,10 +280,6 @@ impl Hub {
                 }
             }));
         }
-        let policies = apps
-            .iter()
-            .map(|a| (a.key.clone(), Arc::new(hosts::app_policy(a, &config))))
-            .collect();
         let http = hosts::oauth_http_client(&apps, &config);
         Hub {
             inner: Arc::new(Inner {
@@ -480,8 +483,13 @@ impl Hub {
                     None if oauth.revoke_url.is_some() => {
                         let mut result = Ok(());
                         for token in refresh_token.iter().chain(std::iter::once(&access_token)) {
-                            if let Err(e) =
-                                tether_oauth::revoke(&self.inner.http, oauth, token).await
+                            if let Err(e) = tether_oauth::revoke(
+                                &self.inner.http,
+                                oauth,
+                                &connection.settings,
+                                token,
+                            )
+                            .await
                             {
                                 result = Err(e.to_string());
                             }

@@ -490,7 +490,10 @@ impl TokenManager {
             return Err(TokenError::Rejected { reason });
         };
 
-        match self.refresh_with_retries(&app, &refresh_token).await {
+        match self
+            .refresh_with_retries(&app, &conn.settings, &refresh_token)
+            .await
+        {
             Ok(set) => {
                 let token = set.access_token.clone();
                 self.persist(id, set, &creds, refresh_token).await?;
@@ -553,6 +556,7 @@ impl TokenManager {
     async fn refresh_with_retries(
         &self,
         app: &OAuthApp,
+        settings: &serde_json::Map<String, serde_json::Value>,
         refresh_token: &SecretString,
     ) -> Result<TokenSet, OAuthError> {
         let cfg = &self.inner.config;
@@ -560,7 +564,7 @@ impl TokenManager {
         loop {
             let attempt_result = tokio::time::timeout(
                 cfg.request_timeout,
-                refresh(&self.inner.http, app, refresh_token),
+                refresh(&self.inner.http, app, settings, refresh_token),
             )
             .await
             .unwrap_or_else(|_| {

@@ -11,9 +11,7 @@ use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use secrecy::{ExposeSecret, SecretString};
 use tether_core::SourceError;
-use tether_oauth::{
-    ClientAuth, OAuthApp, TokenError, TokenManager, TokenManagerConfig, TokenResponseFormat,
-};
+use tether_oauth::{ClientAuth, OAuthApp, TokenError, TokenManager, TokenManagerConfig};
 use tether_store::{ConnectionStatus, KeySource, MasterKey, NewConnection, Secret, Store};
 use url::Url;
 
@@ -134,15 +132,16 @@ impl Env {
             display_name: "GitHub".into(),
             client_id: "cid".into(),
             client_secret: Some(SecretString::from("csecret")),
-            authorize_url: Url::parse("https://github.com/login/oauth/authorize").unwrap(),
-            token_url: self.token_url.clone(),
+            authorize_url: "https://github.com/login/oauth/authorize".parse().unwrap(),
+            token_url: self.token_url.clone().into(),
             revoke_url: None,
             scopes: vec![],
             scope_separator: " ".into(),
             pkce: true,
             extra_authorize_params: vec![],
             client_auth: ClientAuth::RequestBody,
-            token_response: TokenResponseFormat::JsonWhenAskedErrorsWith200,
+            dialect: tether_github::oauth::DIALECT,
+            hosts: None,
         });
         m
     }

@@ -84,7 +84,9 @@ pub fn catalog(config: &Config) -> Result<Vec<AppEntry>> {
                     .map(|(k, v)| (k.clone(), v.clone()))
                     .collect(),
                 client_auth,
-                token_response: tether_core::TokenResponseFormat::Json,
+                // No connector: RFC 6749 as the app answers it.
+                dialect: tether_core::TokenDialect::RFC6749,
+                hosts: None,
             }),
             None => None,
         };

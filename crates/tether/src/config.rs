@@ -107,9 +107,10 @@ pub struct AppConfig {
     pub client_id: Option<String>,
     pub client_secret: Option<String>,
     pub client_secret_file: Option<PathBuf>,
-    pub authorize_url: Option<url::Url>,
-    pub token_url: Option<url::Url>,
-    pub revoke_url: Option<url::Url>,
+    /// URL templates over a connection's settings (`{tenant}`).
+    pub authorize_url: Option<tether_oauth::UrlTemplate>,
+    pub token_url: Option<tether_oauth::UrlTemplate>,
+    pub revoke_url: Option<tether_oauth::UrlTemplate>,
     pub scopes: Option<Vec<String>>,
     /// Hosts this app's connections may reach besides its public ones and
     /// the hosts of the URLs configured here: `host`, `host:port`,
@@ -127,9 +128,10 @@ pub struct CustomAppConfig {
     pub display_name: Option<String>,
     #[serde(default)]
     pub description: String,
-    pub authorize_url: url::Url,
-    pub token_url: url::Url,
-    pub revoke_url: Option<url::Url>,
+    /// URL templates over a connection's settings (`{tenant}`).
+    pub authorize_url: tether_oauth::UrlTemplate,
+    pub token_url: tether_oauth::UrlTemplate,
+    pub revoke_url: Option<tether_oauth::UrlTemplate>,
     #[serde(default)]
     pub scopes: Vec<String>,
     #[serde(default = "space")]
