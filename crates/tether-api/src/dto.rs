@@ -53,7 +53,7 @@ impl From<tether_hub::CatalogEntry> for AppDto {
             description: c.description,
             oauth_configured: c.oauth_configured,
             token_auth: c.token_auth,
-            custom: c.custom,
+            custom: c.kind == tether_hub::AppKind::CustomOauth,
             settings: c
                 .settings
                 .into_iter()

@@ -102,7 +102,7 @@ async fn connection_dto(hub: &Hub, mut c: Connection) -> ApiResult<ConnectionDto
         display_name: c.display_name,
         settings: c.settings,
         created_by: c.created_by,
-        auth: c.auth_kind,
+        auth: c.auth_kind.as_str().to_owned(),
         status: c.status.as_str().to_owned(),
         status_reason: c.status_reason,
         created_at: time(c.created_at),

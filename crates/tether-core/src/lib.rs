@@ -23,7 +23,7 @@ pub mod model;
 pub mod registry;
 pub mod source;
 
-pub use auth::{Credentials, StaticToken, TokenSource};
+pub use auth::{AuthKind, Credentials, StaticToken, TokenSource};
 pub use error::SourceError;
 pub use model::{Account, AccountStatus, Edge, EdgeKind, Group, Kind, License, Record, Role};
 pub use registry::{

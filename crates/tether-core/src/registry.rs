@@ -128,9 +128,6 @@ pub enum AuthMethod {
         label: &'static str,
         help: &'static str,
     },
-    Basic {
-        help: &'static str,
-    },
 }
 
 impl AuthMethod {
@@ -190,17 +187,10 @@ impl ConnectorContext {
             })
     }
 
-    /// The bearer-token source, or a clear error when the connection was
-    /// given another kind of credential.
+    /// The bearer-token source.
     pub fn token_source(&self) -> Result<std::sync::Arc<dyn crate::TokenSource>, SourceError> {
         match &self.credentials {
             Credentials::Token(t) => Ok(t.clone()),
-            Credentials::Basic { .. } => Err(SourceError::Misconfigured {
-                message: format!(
-                    "connection `{}` was given a username and password, but this app needs a token",
-                    self.connection_name
-                ),
-            }),
         }
     }
 }

@@ -156,7 +156,7 @@ impl Hub {
                 app: &app.key,
                 display_name: name,
                 settings,
-                auth_kind: "oauth2",
+                auth_kind: tether_core::AuthKind::OAuth2,
                 status: ConnectionStatus::Pending,
                 secret: None,
             })
@@ -172,7 +172,7 @@ impl Hub {
     /// keeping the connection's identities and history.
     pub async fn begin_reconnect(&self, connection_id: i64, session: &str) -> Result<ConnectStart> {
         let connection = self.connection(connection_id).await?;
-        if connection.auth_kind != "oauth2" {
+        if !connection.auth_kind.is_oauth() {
             return Err(HubError::BadRequest(format!(
                 "`{}` uses a token, not OAuth: replace its token instead of reconnecting",
                 connection.display_name

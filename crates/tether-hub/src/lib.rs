@@ -66,6 +66,17 @@ impl Default for HubConfig {
     }
 }
 
+/// What kind of app a catalog entry is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum AppKind {
+    /// A connector crate syncs it (with or without an OAuth client).
+    Connector,
+    /// Declared in configuration only: connected over OAuth and kept
+    /// alive, not synced.
+    CustomOauth,
+}
+
 /// An app people can connect: a connector, a custom OAuth app, or both.
 #[derive(Clone)]
 pub struct AppEntry {
@@ -90,8 +101,7 @@ pub struct CatalogEntry {
     pub oauth_configured: bool,
     /// A token (API key, personal access token) can be used.
     pub token_auth: bool,
-    /// Declared in configuration only; connections are kept alive, not synced.
-    pub custom: bool,
+    pub kind: AppKind,
     pub settings: Vec<SettingInfo>,
 }
 
@@ -121,6 +131,15 @@ pub enum HubError {
     OAuth(#[from] OAuthError),
     #[error(transparent)]
     Store(StoreError),
+}
+
+impl AppEntry {
+    pub fn kind(&self) -> AppKind {
+        match self.descriptor {
+            Some(_) => AppKind::Connector,
+            None => AppKind::CustomOauth,
+        }
+    }
 }
 
 impl From<StoreError> for HubError {
@@ -393,7 +412,7 @@ impl Hub {
                         .iter()
                         .any(|m| matches!(m, tether_core::AuthMethod::Token { .. }))
                 }),
-                custom: a.descriptor.is_none(),
+                kind: a.kind(),
                 settings: a
                     .descriptor
                     .map(|d| {
@@ -466,7 +485,7 @@ impl Hub {
             })),
         ) = (self.app(&connection.app), self.inner.store.secret(id).await)
         {
-            if let (Some(oauth), true) = (&app.oauth, connection.auth_kind == "oauth2") {
+            if let (Some(oauth), true) = (&app.oauth, connection.auth_kind.is_oauth()) {
                 let result = match app.descriptor.and_then(|d| d.revoke_token) {
                     // The app's own revocation (GitHub's is not RFC 7009).
                     Some(revoke) => revoke(tether_core::registry::RevokeRequest {
@@ -531,7 +550,7 @@ impl Hub {
                 app.display_name
             ))
         })?;
-        let credentials = if connection.auth_kind == "oauth2" {
+        let credentials = if connection.auth_kind.is_oauth() {
             tether_core::Credentials::Token(
                 self.inner
                     .tokens
@@ -542,8 +561,11 @@ impl Hub {
                 Some(tether_store::Secret::Token { access_token, .. }) => {
                     tether_core::Credentials::static_token(access_token)
                 }
-                Some(tether_store::Secret::Basic { username, password }) => {
-                    tether_core::Credentials::Basic { username, password }
+                Some(tether_store::Secret::Basic { .. }) => {
+                    return Err(HubError::Conflict(format!(
+                        "connection `{}` holds a username and password, which no connector accepts; delete it and connect again with a token or OAuth",
+                        connection.display_name
+                    )))
                 }
                 None => {
                     return Err(HubError::Conflict(format!(
@@ -599,7 +621,7 @@ impl Hub {
                 app: descriptor.slug,
                 display_name,
                 settings,
-                auth_kind: "token",
+                auth_kind: tether_core::AuthKind::Token,
                 status: tether_store::ConnectionStatus::Active,
                 secret: Some(tether_store::Secret::Token {
                     access_token: token,

@@ -82,7 +82,7 @@ async fn revocation_goes_to_the_configured_host_only() {
             app: "github",
             display_name: "GitHub - Eng",
             settings,
-            auth_kind: "oauth2",
+            auth_kind: tether_core::AuthKind::OAuth2,
             status: ConnectionStatus::Active,
             secret: Some(Secret::Token {
                 access_token: "ghu_live".to_owned().into(),

@@ -155,7 +155,7 @@ impl Env {
                 app: "github",
                 display_name: &format!("conn-{}", rand_suffix()),
                 settings: Default::default(),
-                auth_kind: "oauth2",
+                auth_kind: tether_core::AuthKind::OAuth2,
                 status: ConnectionStatus::Active,
                 secret: Some(Secret::Token {
                     access_token: SecretString::from("ghu_0"),

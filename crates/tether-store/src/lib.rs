@@ -120,7 +120,7 @@ pub struct Connection {
     pub app: String,
     pub display_name: String,
     pub settings: serde_json::Map<String, serde_json::Value>,
-    pub auth_kind: String,
+    pub auth_kind: tether_core::AuthKind,
     pub status: ConnectionStatus,
     pub status_reason: Option<String>,
     pub connected_external_id: Option<String>,
@@ -234,7 +234,7 @@ pub struct NewConnection<'a> {
     pub app: &'a str,
     pub display_name: &'a str,
     pub settings: serde_json::Map<String, serde_json::Value>,
-    pub auth_kind: &'a str,
+    pub auth_kind: tether_core::AuthKind,
     pub status: ConnectionStatus,
     pub secret: Option<Secret>,
 }
@@ -362,7 +362,7 @@ impl Store {
         .bind(new.app)
         .bind(new.display_name)
         .bind(serde_json::Value::Object(new.settings).to_string())
-        .bind(new.auth_kind)
+        .bind(new.auth_kind.as_str())
         .bind(new.status.as_str())
         .bind(now)
         .bind(now)
@@ -611,7 +611,15 @@ fn connection_from_row(row: &sqlx::sqlite::SqliteRow) -> Result<Connection> {
         app: row.try_get("app")?,
         display_name: row.try_get("display_name")?,
         settings: serde_json::from_str(&settings).unwrap_or_default(),
-        auth_kind: row.try_get("auth_kind")?,
+        auth_kind: {
+            let kind: String = row.try_get("auth_kind")?;
+            tether_core::AuthKind::parse(&kind).ok_or_else(|| {
+                StoreError::Conflict(format!(
+                    "connection {} has the unknown auth kind `{kind}`; this database was written by a newer Tether",
+                    row.try_get::<i64, _>("id").unwrap_or_default()
+                ))
+            })?
+        },
         status: ConnectionStatus::parse(&status).unwrap_or(ConnectionStatus::Error),
         status_reason: row.try_get("status_reason")?,
         connected_external_id: row.try_get("connected_external_id")?,

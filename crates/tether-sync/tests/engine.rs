@@ -146,7 +146,7 @@ async fn setup() -> (tempfile::TempDir, Store, tether_store::Connection) {
             app: "fake",
             display_name: "Fake - Eng",
             settings: Default::default(),
-            auth_kind: "token",
+            auth_kind: tether_core::AuthKind::Token,
             status: ConnectionStatus::Active,
             secret: None,
         })

@@ -45,7 +45,7 @@ fn app_name(app: &App, key: &str) -> String {
 
 fn reconnect_button(auth: &Auth, c: &Connection) -> Markup {
     html! {
-        @if c.auth_kind == "oauth2" {
+        @if c.auth_kind.is_oauth() {
             form.inline method="post" action=(format!("/connections/{}/reconnect", c.id)) {
                 (csrf_field(auth))
                 button.reconnect type="submit" { "Reconnect" }
@@ -63,7 +63,7 @@ fn status_detail(app: &App, auth: &Auth, c: &Connection, status: &str) -> Markup
             }
             "expired" => {
                 @if let Some(r) = &c.status_reason { div.reason { (r) } }
-                @if c.auth_kind == "oauth2" {
+                @if c.auth_kind.is_oauth() {
                     (reconnect_button(auth, c))
                 } @else {
                     div.hint { "Connected with a token: delete this connection and add it again with a new token." }
@@ -78,7 +78,7 @@ fn status_detail(app: &App, auth: &Auth, c: &Connection, status: &str) -> Markup
                     @if let Some(by) = &c.created_by { " Started by " (by) "." }
                 }
                 @if let Some(r) = c.status_reason.as_deref().filter(|r| *r != "created") { div.reason { (r) } }
-                @if c.auth_kind == "oauth2" {
+                @if c.auth_kind.is_oauth() {
                     form.inline method="post" action=(format!("/connections/{}/reconnect", c.id)) {
                         (csrf_field(auth))
                         button.resume type="submit" { "Continue connecting" }
@@ -221,7 +221,7 @@ fn catalog_view(app: &App, auth: &Auth, failed: Option<&FailedForm>) -> Markup {
             section.app-card id=(format!("app-{}", entry.key)) {
                 h2 { (entry.display_name) }
                 @if !entry.description.is_empty() { p.description { (entry.description) } }
-                @if entry.custom { p.hint { "Custom OAuth app: Tether keeps the connection alive but does not sync it." } }
+                @if entry.kind == tether_hub::AppKind::CustomOauth { p.hint { "Custom OAuth app: Tether keeps the connection alive but does not sync it." } }
                 @if let Some(f) = failed_here {
                     p.flash.error.connect-error role="alert" { (f.error) }
                 }
@@ -624,7 +624,7 @@ pub(crate) async fn connection(
                 div.sub {
                     (app_name(&app, &c.app))
                     @if let Some(org) = &c.connected_name { " · connected to " strong #connected-name { (org) } }
-                    " · " @if c.auth_kind == "oauth2" { "OAuth" } @else { "token" }
+                    " · " @if c.auth_kind.is_oauth() { "OAuth" } @else { "token" }
                 }
             }
             div.status-block {

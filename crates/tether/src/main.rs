@@ -207,7 +207,7 @@ async fn run(cli: Cli) -> Result<std::process::ExitCode> {
                 ConnectionsCmd::List { json } => list_connections(&store, json).await,
                 ConnectionsCmd::Refresh { connection } => {
                     let c = store.find_connection(&connection).await?;
-                    if c.auth_kind != "oauth2" {
+                    if !c.auth_kind.is_oauth() {
                         bail!("`{}` uses a token that cannot be refreshed", c.display_name);
                     }
                     match hub.tokens().refresh_now(c.id, None).await {
@@ -385,7 +385,6 @@ fn apps(json: bool) -> Result<std::process::ExitCode> {
                 .map(|m| match m {
                     tether_core::AuthMethod::OAuth2(_) => "oauth2",
                     tether_core::AuthMethod::Token { .. } => "token",
-                    tether_core::AuthMethod::Basic { .. } => "basic",
                 })
                 .collect();
             println!(
