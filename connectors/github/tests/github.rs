@@ -232,6 +232,8 @@ fn build(base: &str, org: &str, max_attempts: u32) -> Box<dyn Source> {
                 ..Default::default()
             },
         ),
+        token_fields: Default::default(),
+        granted_scopes: Vec::new(),
     })
     .map_err(|e| e.to_string())
     .expect("builds")

@@ -167,6 +167,11 @@ pub struct ConnectorContext {
     /// A client with the host's retry policy and this connection's request
     /// budget.
     pub http: HttpClient,
+    /// The non-secret fields of the OAuth token answer (Slack's `team`,
+    /// `enterprise`); empty for token connections.
+    pub token_fields: serde_json::Map<String, serde_json::Value>,
+    /// The scopes the app granted, as it named them; empty when unknown.
+    pub granted_scopes: Vec<String>,
 }
 
 impl ConnectorContext {

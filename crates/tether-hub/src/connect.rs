@@ -303,6 +303,10 @@ impl Hub {
             }
         };
 
+        // What the grant said besides the tokens, for the connector.
+        let granted_scopes = split_scopes(tokens.scope.as_deref());
+        let token_fields = tokens.extra.clone();
+
         // What does the token reach? A reconnect must reach the same place.
         let identity = match app.descriptor {
             Some(descriptor) => {
@@ -311,6 +315,7 @@ impl Hub {
                     &connection.display_name,
                     connection.settings.clone(),
                     tether_core::Credentials::static_token(tokens.access_token.clone()),
+                    (&token_fields, &granted_scopes),
                 )?;
                 Some(
                     source
@@ -352,11 +357,19 @@ impl Hub {
             )
             .await
             .map_err(HubError::from)?;
+        self.store()
+            .set_connection_grant(connection.id, &token_fields, &granted_scopes)
+            .await
+            .map_err(HubError::from)?;
         if let Some(id) = &identity {
             self.store()
                 .set_connected_identity(connection.id, &id.external_id, &id.name)
                 .await
                 .map_err(HubError::from)?;
+            if let Some(descriptor) = app.descriptor {
+                self.store_discovered_settings(&connection, descriptor, &id.discovered_settings)
+                    .await?;
+            }
         }
         let reason = if fresh { "connected" } else { "reconnected" };
         self.store()
@@ -381,6 +394,17 @@ impl Hub {
         }
         Ok(connection)
     }
+}
+
+/// The scopes of a token answer; apps join them with spaces (RFC 6749) or
+/// commas (GitHub, Slack).
+fn split_scopes(scope: Option<&str>) -> Vec<String> {
+    scope
+        .unwrap_or_default()
+        .split([' ', ','])
+        .filter(|s| !s.is_empty())
+        .map(str::to_owned)
+        .collect()
 }
 
 fn chrono_now_ms() -> i64 {

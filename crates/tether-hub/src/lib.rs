@@ -580,7 +580,41 @@ impl Hub {
             &connection.display_name,
             connection.settings.clone(),
             credentials,
+            (&connection.token_fields, &connection.granted_scopes),
         )
+    }
+
+    /// Stores the settings a connector's `verify` discovered: those its
+    /// descriptor declares, URL values only on allowed hosts; others are
+    /// ignored (and logged).
+    pub(crate) async fn store_discovered_settings(
+        &self,
+        connection: &Connection,
+        descriptor: &ConnectorDescriptor,
+        discovered: &serde_json::Map<String, serde_json::Value>,
+    ) -> Result<()> {
+        if discovered.is_empty() {
+            return Ok(());
+        }
+        let mut settings = connection.settings.clone();
+        let mut known = serde_json::Map::new();
+        for (key, value) in discovered {
+            if descriptor.settings.iter().any(|s| s.key == key) {
+                known.insert(key.clone(), value.clone());
+            } else {
+                tracing::warn!(connection = %connection.display_name, setting = %key, "the connector discovered a setting its descriptor does not declare; ignored");
+            }
+        }
+        let app = self.app(&connection.app)?;
+        hosts::check_settings(app, &self.host_policy(&app.key), &known)?;
+        settings.extend(known);
+        if settings != connection.settings {
+            self.inner
+                .store
+                .set_connection_settings(connection.id, &settings)
+                .await?;
+        }
+        Ok(())
     }
 
     /// Adds a connection authenticated by a token (API key, personal access
@@ -609,6 +643,7 @@ impl Hub {
                 display_name,
                 settings.clone(),
                 tether_core::Credentials::static_token(token.clone()),
+                (&serde_json::Map::new(), &[]),
             )?;
             Some(source.verify().await?)
         } else {
@@ -640,6 +675,8 @@ impl Hub {
                 .store
                 .set_connected_identity(connection.id, &id.external_id, &id.name)
                 .await?;
+            self.store_discovered_settings(&connection, descriptor, &id.discovered_settings)
+                .await?;
         }
         let connection = self.connection(connection.id).await?;
         self.inner
@@ -664,11 +701,14 @@ impl Hub {
         connection_name: &str,
         settings: serde_json::Map<String, serde_json::Value>,
         credentials: tether_core::Credentials,
+        grant: (&serde_json::Map<String, serde_json::Value>, &[String]),
     ) -> Result<Box<dyn tether_core::Source>> {
         Ok((descriptor.build)(tether_core::ConnectorContext {
             connection_name: connection_name.to_owned(),
             settings,
             credentials,
+            token_fields: grant.0.clone(),
+            granted_scopes: grant.1.to_vec(),
             http: tether_core::http::HttpClient::guarded(
                 self.host_policy(descriptor.slug),
                 MAX_IN_FLIGHT,

@@ -128,6 +128,11 @@ pub struct Connection {
     /// Who created it (`web admin`, `API key ...`, `CLI ...`); `None` for
     /// connections older than migration 0009.
     pub created_by: Option<String>,
+    /// The non-secret fields of the last OAuth token answer (Slack's
+    /// `team`, `enterprise`), as the connector's dialect kept them.
+    pub token_fields: serde_json::Map<String, serde_json::Value>,
+    /// The scopes the app granted, as it named them.
+    pub granted_scopes: Vec<String>,
     pub created_at: i64,
     pub updated_at: i64,
 }
@@ -398,6 +403,37 @@ impl Store {
         Ok(())
     }
 
+    /// Records what an OAuth grant said besides the tokens, and its scopes.
+    pub async fn set_connection_grant(
+        &self,
+        id: i64,
+        token_fields: &serde_json::Map<String, serde_json::Value>,
+        granted_scopes: &[String],
+    ) -> Result<()> {
+        sqlx::query("UPDATE connections SET token_fields = ?, granted_scopes = ? WHERE id = ?")
+            .bind(serde_json::Value::Object(token_fields.clone()).to_string())
+            .bind(serde_json::to_string(granted_scopes).expect("strings serialise"))
+            .bind(id)
+            .execute(&self.pool)
+            .await?;
+        Ok(())
+    }
+
+    /// Replaces a connection's settings (with what the connector discovered).
+    pub async fn set_connection_settings(
+        &self,
+        id: i64,
+        settings: &serde_json::Map<String, serde_json::Value>,
+    ) -> Result<()> {
+        sqlx::query("UPDATE connections SET settings = ?, updated_at = ? WHERE id = ?")
+            .bind(serde_json::Value::Object(settings.clone()).to_string())
+            .bind(now_ms())
+            .bind(id)
+            .execute(&self.pool)
+            .await?;
+        Ok(())
+    }
+
     pub async fn connection(&self, id: i64) -> Result<Connection> {
         let row = sqlx::query("SELECT * FROM connections WHERE id = ?")
             .bind(id)
@@ -625,6 +661,10 @@ fn connection_from_row(row: &sqlx::sqlite::SqliteRow) -> Result<Connection> {
         connected_external_id: row.try_get("connected_external_id")?,
         connected_name: row.try_get("connected_name")?,
         created_by: row.try_get("created_by")?,
+        token_fields: serde_json::from_str(&row.try_get::<String, _>("token_fields")?)
+            .unwrap_or_default(),
+        granted_scopes: serde_json::from_str(&row.try_get::<String, _>("granted_scopes")?)
+            .unwrap_or_default(),
         created_at: row.try_get("created_at")?,
         updated_at: row.try_get("updated_at")?,
     })

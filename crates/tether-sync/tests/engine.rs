@@ -56,6 +56,7 @@ impl Source for FakeOrg {
         Ok(ConnectedIdentity {
             external_id: "1".into(),
             name: "acme".into(),
+            discovered_settings: Default::default(),
         })
     }
 
