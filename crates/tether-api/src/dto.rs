@@ -83,7 +83,7 @@ pub struct ConnectionDto {
     /// Who created the connection (`web admin`, `API key `ci` (#3)`,
     /// `CLI (alice)`); absent for connections made before Tether recorded it.
     pub created_by: Option<String>,
-    /// `oauth2` or `token`.
+    /// `oauth2`, `client_credentials` or `token`.
     pub auth: String,
     /// `pending`, `syncing`, `active`, `expired`, `error` or `disabled`.
     pub status: String,

@@ -54,6 +54,10 @@ pub enum AuthKind {
     /// OAuth 2.0 authorization code: refreshed by the token manager.
     #[serde(rename = "oauth2")]
     OAuth2,
+    /// OAuth 2.0 client credentials given by the operator: the token
+    /// manager fetches a new token when the last one expires.
+    #[serde(rename = "client_credentials")]
+    ClientCredentials,
     /// A token the operator gave (API key, personal access token).
     #[serde(rename = "token")]
     Token,
@@ -63,6 +67,7 @@ impl AuthKind {
     pub fn as_str(self) -> &'static str {
         match self {
             AuthKind::OAuth2 => "oauth2",
+            AuthKind::ClientCredentials => "client_credentials",
             AuthKind::Token => "token",
         }
     }
@@ -70,14 +75,21 @@ impl AuthKind {
     pub fn parse(s: &str) -> Option<AuthKind> {
         match s {
             "oauth2" => Some(AuthKind::OAuth2),
+            "client_credentials" => Some(AuthKind::ClientCredentials),
             "token" => Some(AuthKind::Token),
             _ => None,
         }
     }
 
-    /// Whether the token manager keeps this connection's token alive.
+    /// Whether the connection was made through a consent page (and can be
+    /// reconnected).
     pub fn is_oauth(self) -> bool {
         matches!(self, AuthKind::OAuth2)
+    }
+
+    /// Whether the token manager supplies this connection's tokens.
+    pub fn managed_tokens(self) -> bool {
+        matches!(self, AuthKind::OAuth2 | AuthKind::ClientCredentials)
     }
 }
 

@@ -27,8 +27,8 @@ pub use auth::{AuthKind, Credentials, StaticToken, TokenSource};
 pub use error::SourceError;
 pub use model::{Account, AccountStatus, Edge, EdgeKind, Group, Kind, License, Record, Role};
 pub use registry::{
-    AuthMethod, ClientAuth, ConnectorContext, ConnectorDescriptor, GrantErrorKind, OAuth2Spec,
-    SettingSpec, TokenAnswer, TokenDialect,
+    AuthMethod, ClientAuth, ClientCredentialsSpec, ConnectorContext, ConnectorDescriptor,
+    GrantErrorKind, OAuth2Spec, SettingSpec, TokenAnswer, TokenDialect,
 };
 pub use source::{ConnectedIdentity, Cursor, Page, PageRequest, Source, StreamSpec};
 

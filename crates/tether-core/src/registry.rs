@@ -117,11 +117,27 @@ pub struct OAuth2Spec {
     pub dialect: TokenDialect,
 }
 
+/// OAuth 2.0 client credentials (RFC 6749 section 4.4): the operator gives
+/// a connection its own client id and secret (Entra app-only, Zoom
+/// server-to-server); the host fetches a new access token when the last
+/// one expires. There is no refresh token and no consent page.
+#[derive(Debug, Clone, Serialize)]
+pub struct ClientCredentialsSpec {
+    /// A template over the connection's settings, like [`OAuth2Spec`]'s.
+    pub token_url: &'static str,
+    pub scopes: &'static [&'static str],
+    pub scope_separator: &'static str,
+    pub client_auth: ClientAuth,
+    #[serde(skip)]
+    pub dialect: TokenDialect,
+}
+
 /// The ways a connection to an app can authenticate.
 #[derive(Debug, Clone, Serialize)]
 #[serde(tag = "type", rename_all = "snake_case")]
 pub enum AuthMethod {
     OAuth2(OAuth2Spec),
+    ClientCredentials(ClientCredentialsSpec),
     /// A token the operator pastes: API key, personal access token.
     Token {
         /// What the app calls it ("personal access token").
@@ -142,6 +158,7 @@ impl AuthMethod {
             .into_iter()
             .flatten()
             .collect(),
+            AuthMethod::ClientCredentials(spec) => vec![spec.token_url],
             _ => Vec::new(),
         }
     }
@@ -244,6 +261,13 @@ impl std::fmt::Debug for ConnectorDescriptor {
 }
 
 impl ConnectorDescriptor {
+    pub fn client_credentials(&self) -> Option<&ClientCredentialsSpec> {
+        self.auth_methods.iter().find_map(|m| match m {
+            AuthMethod::ClientCredentials(spec) => Some(spec),
+            _ => None,
+        })
+    }
+
     pub fn oauth2(&self) -> Option<&OAuth2Spec> {
         self.auth_methods.iter().find_map(|m| match m {
             AuthMethod::OAuth2(spec) => Some(spec),

@@ -278,6 +278,11 @@ impl Hub {
                 oauth.hosts = policies.get(&app.key).cloned();
                 tokens.register_app(oauth.clone());
             }
+            if let Some(spec) = app.descriptor.and_then(|d| d.client_credentials()) {
+                let mut cc = OAuthApp::for_client_credentials(&app.key, &app.display_name, spec);
+                cc.hosts = policies.get(&app.key).cloned();
+                tokens.register_client_credentials_app(cc);
+            }
         }
         // A refused refresh, in a sync or in the background, is an expiry.
         {
@@ -550,7 +555,7 @@ impl Hub {
                 app.display_name
             ))
         })?;
-        let credentials = if connection.auth_kind.is_oauth() {
+        let credentials = if connection.auth_kind.managed_tokens() {
             tether_core::Credentials::Token(
                 self.inner
                     .tokens
@@ -560,6 +565,12 @@ impl Hub {
             match self.inner.store.secret(connection.id).await? {
                 Some(tether_store::Secret::Token { access_token, .. }) => {
                     tether_core::Credentials::static_token(access_token)
+                }
+                Some(tether_store::Secret::ClientCredentials { .. }) => {
+                    return Err(HubError::Conflict(format!(
+                        "connection `{}` holds client credentials but is not a client-credentials connection; delete it and add it again",
+                        connection.display_name
+                    )))
                 }
                 Some(tether_store::Secret::Basic { .. }) => {
                     return Err(HubError::Conflict(format!(
@@ -615,6 +626,86 @@ impl Hub {
                 .await?;
         }
         Ok(())
+    }
+
+    /// Adds a client-credentials connection (RFC 6749 section 4.4) with the
+    /// OAuth client id and secret the operator gives, for an app whose
+    /// connector declares that grant. A token is fetched and checked
+    /// against the app first; on failure nothing is saved.
+    pub async fn add_client_credentials_connection(
+        &self,
+        app_key: &str,
+        display_name: &str,
+        settings: serde_json::Map<String, serde_json::Value>,
+        client_id: &str,
+        client_secret: SecretString,
+        created_by: &str,
+    ) -> Result<Connection> {
+        let app = self.app(app_key)?;
+        let descriptor = app
+            .descriptor
+            .filter(|d| d.client_credentials().is_some())
+            .ok_or_else(|| {
+                HubError::BadRequest(format!(
+                    "{} cannot be connected with client credentials",
+                    app.display_name
+                ))
+            })?;
+        if client_id.trim().is_empty() {
+            return Err(HubError::BadRequest("the client id is empty".into()));
+        }
+        let settings = self.checked_settings(app, settings)?;
+        let connection = self
+            .inner
+            .store
+            .create_connection(tether_store::NewConnection {
+                app: descriptor.slug,
+                display_name,
+                settings,
+                auth_kind: tether_core::AuthKind::ClientCredentials,
+                status: tether_store::ConnectionStatus::Active,
+                secret: Some(tether_store::Secret::ClientCredentials {
+                    client_id: client_id.trim().to_owned(),
+                    client_secret,
+                    access_token: None,
+                    expires_at: None,
+                }),
+            })
+            .await?;
+        let checked = async {
+            let source = self.source_for(&connection).await?;
+            Ok::<_, HubError>(source.verify().await?)
+        }
+        .await;
+        let identity = match checked {
+            Ok(identity) => identity,
+            Err(e) => {
+                // Nothing was connected: leave nothing behind.
+                self.inner
+                    .store
+                    .delete_connection(connection.id, true)
+                    .await?;
+                return Err(e);
+            }
+        };
+        self.inner
+            .store
+            .set_connection_created_by(connection.id, created_by)
+            .await?;
+        self.inner
+            .store
+            .set_connected_identity(connection.id, &identity.external_id, &identity.name)
+            .await?;
+        self.store_discovered_settings(&connection, descriptor, &identity.discovered_settings)
+            .await?;
+        let connection = self.connection(connection.id).await?;
+        self.inner
+            .events
+            .publish(Event::ConnectionCreated {
+                connection: (&connection).into(),
+            })
+            .await;
+        Ok(connection)
     }
 
     /// Adds a connection authenticated by a token (API key, personal access

@@ -102,7 +102,7 @@ impl std::str::FromStr for UrlTemplate {
         let dummy: Map<String, Value> = t
             .placeholders()
             .into_iter()
-            .map(|k| (k.to_owned(), Value::String("x".into())))
+            .map(|k| (k.to_owned(), Value::String("1".into())))
             .collect();
         let url = t
             .resolve(&dummy)
@@ -210,6 +210,35 @@ impl OAuthApp {
                 .iter()
                 .map(|(k, v)| (k.to_string(), v.to_string()))
                 .collect(),
+            client_auth: spec.client_auth,
+            dialect: spec.dialect,
+            hosts: None,
+        }
+    }
+
+    /// The app for client-credentials connections of a connector: each
+    /// connection brings its own client id and secret.
+    pub fn for_client_credentials(
+        key: impl Into<String>,
+        display_name: impl Into<String>,
+        spec: &tether_core::ClientCredentialsSpec,
+    ) -> Self {
+        let token_url: UrlTemplate = spec
+            .token_url
+            .parse()
+            .unwrap_or_else(|e| panic!("connector token URL `{}` is invalid: {e}", spec.token_url));
+        OAuthApp {
+            key: key.into(),
+            display_name: display_name.into(),
+            client_id: String::new(),
+            client_secret: None,
+            authorize_url: token_url.clone(),
+            token_url,
+            revoke_url: None,
+            scopes: spec.scopes.iter().map(|s| s.to_string()).collect(),
+            scope_separator: spec.scope_separator.to_string(),
+            pkce: false,
+            extra_authorize_params: Vec::new(),
             client_auth: spec.client_auth,
             dialect: spec.dialect,
             hosts: None,
@@ -373,6 +402,38 @@ pub async fn exchange_code(
     let mut req = client.exchange_code(AuthorizationCode::new(code.to_owned()));
     if let Some(v) = pkce_verifier {
         req = req.set_pkce_verifier(PkceCodeVerifier::new(v.expose_secret().to_owned()));
+    }
+    let http = QuirkClient {
+        http: http.clone(),
+        dialect: app.dialect,
+    };
+    let resp = req
+        .request_async(&http)
+        .await
+        .map_err(|e| map_error(e, app.dialect))?;
+    Ok(token_set(resp))
+}
+
+/// Gets a token with a connection's own client id and secret (RFC 6749
+/// section 4.4); there is no refresh token.
+pub async fn client_credentials(
+    http: &reqwest::Client,
+    app: &OAuthApp,
+    settings: &Map<String, Value>,
+    client_id: &str,
+    client_secret: &SecretString,
+) -> Result<TokenSet, OAuthError> {
+    let mut app = app.clone();
+    app.client_id = client_id.to_owned();
+    app.client_secret = Some(client_secret.clone());
+    let client = token_client(&app, settings)?;
+    let mut req = client.exchange_client_credentials();
+    if !app.scopes.is_empty() {
+        if app.scope_separator == " " {
+            req = req.add_scopes(app.scopes.iter().cloned().map(Scope::new));
+        } else {
+            req = req.add_scope(Scope::new(app.scopes.join(&app.scope_separator)));
+        }
     }
     let http = QuirkClient {
         http: http.clone(),

@@ -78,7 +78,7 @@ mod client;
 mod manager;
 
 pub use client::{
-    authorize, exchange_code, refresh, revoke, AuthorizeRequest, ClientAuth, OAuthApp, OAuthError,
-    TokenDialect, TokenSet, UrlTemplate, UrlTemplateError,
+    authorize, client_credentials, exchange_code, refresh, revoke, AuthorizeRequest, ClientAuth,
+    OAuthApp, OAuthError, TokenDialect, TokenSet, UrlTemplate, UrlTemplateError,
 };
 pub use manager::{ExpiryHook, TokenError, TokenManager, TokenManagerConfig};

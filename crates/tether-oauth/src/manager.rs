@@ -11,7 +11,7 @@ use secrecy::{ExposeSecret, SecretString};
 use tether_core::{SourceError, TokenSource};
 use tether_store::{ConnectionStatus, LockGuard, Secret, Store, StoreError};
 
-use crate::client::{refresh, OAuthApp, OAuthError, TokenSet};
+use crate::client::{client_credentials, refresh, OAuthApp, OAuthError, TokenSet};
 
 /// How the manager paces refreshes.
 #[derive(Debug, Clone)]
@@ -112,6 +112,9 @@ struct Inner {
     /// This process's name in `token_locks`.
     owner: String,
     apps: RwLock<HashMap<String, Arc<OAuthApp>>>,
+    /// Per connector, the token endpoint of its client-credentials
+    /// connections.
+    cc_apps: RwLock<HashMap<String, Arc<OAuthApp>>>,
     /// One refresh at a time per connection in this process.
     locks: StdMutex<HashMap<i64, Arc<tokio::sync::Mutex<()>>>>,
     /// The last failed refresh per connection, for the cooldown.
@@ -135,6 +138,8 @@ struct Creds {
     refresh: Option<SecretString>,
     expires_at: Option<i64>,
     scope: Option<String>,
+    /// A client-credentials connection's own client id and secret.
+    client: Option<(String, SecretString)>,
 }
 
 /// What the caller needs.
@@ -178,6 +183,7 @@ impl TokenManager {
                 config,
                 owner,
                 apps: RwLock::new(HashMap::new()),
+                cc_apps: RwLock::new(HashMap::new()),
                 locks: StdMutex::new(HashMap::new()),
                 failures: StdMutex::new(HashMap::new()),
                 on_expired: RwLock::new(None),
@@ -202,6 +208,16 @@ impl TokenManager {
     pub fn register_app(&self, app: OAuthApp) {
         self.inner
             .apps
+            .write()
+            .expect("apps lock poisoned")
+            .insert(app.key.clone(), Arc::new(app));
+    }
+
+    /// Registers the token endpoint of `app.key`'s client-credentials
+    /// connections (see [`OAuthApp::for_client_credentials`]).
+    pub fn register_client_credentials_app(&self, app: OAuthApp) {
+        self.inner
+            .cc_apps
             .write()
             .expect("apps lock poisoned")
             .insert(app.key.clone(), Arc::new(app));
@@ -470,6 +486,11 @@ impl TokenManager {
         if conn.status == ConnectionStatus::Expired {
             return Err(expired_error(conn.status_reason));
         }
+        if let Some((client_id, client_secret)) = &creds.client {
+            return self
+                .fetch_client_credentials(id, &conn, client_id, client_secret)
+                .await;
+        }
         let app = self.app(app_key.unwrap_or(&conn.app))?;
 
         let Some(refresh_token) = creds.refresh.clone() else {
@@ -548,6 +569,81 @@ impl TokenManager {
                     tracing::warn!(connection = id, %message, "using the current token until it expires");
                     return Ok(creds.access);
                 }
+                Err(TokenError::Transient(message))
+            }
+        }
+    }
+
+    /// A new token for a client-credentials connection. Two processes may
+    /// both fetch one; neither invalidates the other's.
+    async fn fetch_client_credentials(
+        &self,
+        id: i64,
+        conn: &tether_store::Connection,
+        client_id: &str,
+        client_secret: &SecretString,
+    ) -> Result<SecretString, TokenError> {
+        let app = self
+            .inner
+            .cc_apps
+            .read()
+            .expect("apps lock poisoned")
+            .get(&conn.app)
+            .cloned()
+            .ok_or_else(|| {
+                TokenError::Misconfigured(format!(
+                    "`{}` has no client-credentials token endpoint registered",
+                    conn.app
+                ))
+            })?;
+        let timeout = self.inner.config.request_timeout;
+        let result = tokio::time::timeout(
+            timeout,
+            client_credentials(
+                &self.inner.http,
+                &app,
+                &conn.settings,
+                client_id,
+                client_secret,
+            ),
+        )
+        .await
+        .unwrap_or_else(|_| {
+            Err(OAuthError::Transient(format!(
+                "the token endpoint did not answer within {} s",
+                timeout.as_secs()
+            )))
+        });
+        match result {
+            Ok(set) => {
+                let token = set.access_token.clone();
+                let secret = Secret::ClientCredentials {
+                    client_id: client_id.to_owned(),
+                    client_secret: client_secret.clone(),
+                    access_token: Some(set.access_token),
+                    expires_at: set.expires_in.map(|d| {
+                        now_ms().saturating_add(d.as_millis().min(i64::MAX as u128) as i64)
+                    }),
+                };
+                self.inner.store.set_secret(id, &secret).await?;
+                self.clear_failure(id);
+                Ok(token)
+            }
+            Err(e @ (OAuthError::Refused { .. } | OAuthError::Misconfigured(_))) => {
+                let reason = format!(
+                    "{} refused the connection's client credentials ({e}). Give the connection a valid client id and secret.",
+                    app.display_name
+                );
+                self.inner
+                    .store
+                    .set_connection_status(id, ConnectionStatus::Expired, Some(&reason))
+                    .await?;
+                self.expired(id, &reason);
+                Err(TokenError::Rejected { reason })
+            }
+            Err(e) => {
+                let message = format!("getting a {} token failed: {e}", app.display_name);
+                self.record_failure(id, &message);
                 Err(TokenError::Transient(message))
             }
         }
@@ -660,6 +756,24 @@ impl TokenManager {
                 refresh: refresh_token,
                 expires_at,
                 scope,
+                client: None,
+            }),
+            Some(Secret::ClientCredentials {
+                client_id,
+                client_secret,
+                access_token,
+                expires_at,
+            }) => Ok(Creds {
+                // No token yet: an empty one that has expired.
+                expires_at: if access_token.is_some() {
+                    expires_at
+                } else {
+                    Some(0)
+                },
+                access: access_token.unwrap_or_else(|| SecretString::from(String::new())),
+                refresh: None,
+                scope: None,
+                client: Some((client_id, client_secret)),
             }),
             Some(Secret::Basic { .. }) => Err(TokenError::Misconfigured(format!(
                 "connection {id} authenticates with a username and password, not OAuth tokens"

@@ -151,6 +151,14 @@ pub enum Secret {
         username: String,
         password: SecretString,
     },
+    /// An OAuth client of the connection's own, and the last token it got.
+    ClientCredentials {
+        client_id: String,
+        client_secret: SecretString,
+        access_token: Option<SecretString>,
+        /// Unix ms.
+        expires_at: Option<i64>,
+    },
 }
 
 impl std::fmt::Debug for Secret {
@@ -163,6 +171,15 @@ impl std::fmt::Debug for Secret {
             Secret::Basic { username, .. } => f
                 .debug_struct("Secret::Basic")
                 .field("username", username)
+                .finish_non_exhaustive(),
+            Secret::ClientCredentials {
+                client_id,
+                expires_at,
+                ..
+            } => f
+                .debug_struct("Secret::ClientCredentials")
+                .field("client_id", client_id)
+                .field("expires_at", expires_at)
                 .finish_non_exhaustive(),
         }
     }
@@ -183,12 +200,19 @@ enum SecretWire {
         username: String,
         password: String,
     },
+    ClientCredentials {
+        client_id: String,
+        client_secret: String,
+        access_token: Option<String>,
+        expires_at: Option<i64>,
+    },
 }
 
 impl Secret {
     fn expires_at(&self) -> Option<i64> {
         match self {
             Secret::Token { expires_at, .. } => *expires_at,
+            Secret::ClientCredentials { expires_at, .. } => *expires_at,
             Secret::Basic { .. } => None,
         }
     }
@@ -210,6 +234,17 @@ impl Secret {
                 username: username.clone(),
                 password: password.expose_secret().to_owned(),
             },
+            Secret::ClientCredentials {
+                client_id,
+                client_secret,
+                access_token,
+                expires_at,
+            } => SecretWire::ClientCredentials {
+                client_id: client_id.clone(),
+                client_secret: client_secret.expose_secret().to_owned(),
+                access_token: access_token.as_ref().map(|t| t.expose_secret().to_owned()),
+                expires_at: *expires_at,
+            },
         }
     }
 
@@ -229,6 +264,17 @@ impl Secret {
             SecretWire::Basic { username, password } => Secret::Basic {
                 username,
                 password: password.into(),
+            },
+            SecretWire::ClientCredentials {
+                client_id,
+                client_secret,
+                access_token,
+                expires_at,
+            } => Secret::ClientCredentials {
+                client_id,
+                client_secret: client_secret.into(),
+                access_token: access_token.map(Into::into),
+                expires_at,
             },
         }
     }

@@ -384,6 +384,7 @@ fn apps(json: bool) -> Result<std::process::ExitCode> {
                 .iter()
                 .map(|m| match m {
                     tether_core::AuthMethod::OAuth2(_) => "oauth2",
+                    tether_core::AuthMethod::ClientCredentials(_) => "client_credentials",
                     tether_core::AuthMethod::Token { .. } => "token",
                 })
                 .collect();
