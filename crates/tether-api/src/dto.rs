@@ -169,10 +169,13 @@ pub struct RunBriefDto {
 
 /// How the new connection authenticates.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, ToSchema)]
-#[serde(rename_all = "lowercase")]
+#[serde(rename_all = "snake_case")]
 pub enum AuthChoice {
     /// OAuth: the answer has an `authorize_url` to send a person to.
     Oauth2,
+    /// OAuth client credentials given in `client_id` and `client_secret`,
+    /// for apps whose connector offers them.
+    ClientCredentials,
     /// A token (personal access token, API key) given in `token`.
     Token,
 }
@@ -189,8 +192,15 @@ pub struct CreateConnectionRequest {
     #[serde(default)]
     #[schema(value_type = Object)]
     pub settings: serde_json::Map<String, serde_json::Value>,
-    /// `oauth2` (the default without `token`) or `token`.
+    /// `oauth2` (the default without `token`), `client_credentials` or
+    /// `token`.
     pub auth: Option<AuthChoice>,
+    /// With `auth: client_credentials`: the connection's OAuth client id.
+    pub client_id: Option<String>,
+    /// With `auth: client_credentials`: its secret. Stored encrypted, never
+    /// returned.
+    #[schema(value_type = Option<String>, write_only)]
+    pub client_secret: Option<SecretString>,
     /// With `auth: token`: the token. Stored encrypted, never returned.
     #[schema(value_type = Option<String>, write_only)]
     pub token: Option<SecretString>,

@@ -187,7 +187,42 @@ pub async fn create_connection(
     } else {
         AuthChoice::Oauth2
     });
+    if auth != AuthChoice::ClientCredentials
+        && (req.client_id.is_some() || req.client_secret.is_some())
+    {
+        return Err(ApiError::validation(
+            "`client_id` and `client_secret` only go with `\"auth\": \"client_credentials\"`",
+        ));
+    }
     match auth {
+        AuthChoice::ClientCredentials => {
+            if req.token.is_some() || req.session.is_some() {
+                return Err(ApiError::validation(
+                    "`token` and `session` do not go with `\"auth\": \"client_credentials\"`",
+                ));
+            }
+            let (Some(client_id), Some(secret)) = (req.client_id, req.client_secret) else {
+                return Err(ApiError::validation(
+                    "`\"auth\": \"client_credentials\"` needs `client_id` and `client_secret`",
+                ));
+            };
+            let c = hub
+                .add_client_credentials_connection(
+                    &req.app,
+                    name,
+                    req.settings,
+                    &client_id,
+                    secret,
+                    &creator(&hub, key).await?,
+                )
+                .await?;
+            Ok((
+                StatusCode::CREATED,
+                Json(CreatedConnection::Token(Box::new(
+                    connection_dto(&hub, c).await?,
+                ))),
+            ))
+        }
         AuthChoice::Oauth2 => {
             if req.token.is_some() || req.verify.is_some() {
                 return Err(ApiError::validation(

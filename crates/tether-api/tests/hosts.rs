@@ -304,3 +304,38 @@ async fn connections_show_their_settings_and_who_created_them() {
         .unwrap()
         .contains("API key `ci`"));
 }
+
+#[tokio::test]
+async fn client_credentials_requests_are_checked() {
+    let env = Env::start(&[]).await;
+    // GitHub's connector offers no client-credentials grant.
+    let (status, body) = env
+        .post(
+            "/connections",
+            json!({"app": "github", "display_name": "GitHub - CC", "auth": "client_credentials",
+                   "client_id": "cid", "client_secret": "cs", "settings": {"org": "acme"}}),
+        )
+        .await;
+    assert_eq!(status, StatusCode::BAD_REQUEST, "{body}");
+    assert!(body.contains("client credentials"), "{body}");
+    assert!(!body.contains("\"cs\""), "{body}");
+    // The secret is required; client fields go with that grant only.
+    let (status, body) = env
+        .post(
+            "/connections",
+            json!({"app": "github", "display_name": "GitHub - CC", "auth": "client_credentials",
+                   "client_id": "cid", "settings": {"org": "acme"}}),
+        )
+        .await;
+    assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY, "{body}");
+    assert_eq!(code(&body), "validation");
+    let (status, body) = env
+        .post(
+            "/connections",
+            json!({"app": "github", "display_name": "GitHub - T", "auth": "token",
+                   "token": "t", "client_id": "cid", "settings": {"org": "acme"}}),
+        )
+        .await;
+    assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY, "{body}");
+    assert_eq!(env.get("/connections").await.as_array().unwrap().len(), 0);
+}

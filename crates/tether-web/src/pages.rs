@@ -624,7 +624,7 @@ pub(crate) async fn connection(
                 div.sub {
                     (app_name(&app, &c.app))
                     @if let Some(org) = &c.connected_name { " · connected to " strong #connected-name { (org) } }
-                    " · " @if c.auth_kind.is_oauth() { "OAuth" } @else { "token" }
+                    " · " @match c.auth_kind { tether_core::AuthKind::OAuth2 => "OAuth", tether_core::AuthKind::ClientCredentials => "OAuth client credentials", tether_core::AuthKind::Token => "token" }
                 }
             }
             div.status-block {
