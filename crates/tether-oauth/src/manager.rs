@@ -517,7 +517,20 @@ impl TokenManager {
         {
             Ok(set) => {
                 let token = set.access_token.clone();
+                // A refresh may change the scopes or the grant's fields;
+                // the connection keeps the newest (what it lacks stays).
+                let scopes = set.scope.as_deref().map(split_scopes);
+                let mut fields = conn.token_fields.clone();
+                fields.extend(set.extra.clone());
                 self.persist(id, set, &creds, refresh_token).await?;
+                if fields != conn.token_fields
+                    || scopes.as_ref().is_some_and(|s| *s != conn.granted_scopes)
+                {
+                    let scopes = scopes.unwrap_or_else(|| conn.granted_scopes.clone());
+                    if let Err(e) = store.set_connection_grant(id, &fields, &scopes).await {
+                        tracing::warn!(connection = id, error = %e, "cannot record the refreshed grant's scopes");
+                    }
+                }
                 self.clear_failure(id);
                 tracing::debug!(connection = id, app = %app.key, "refreshed the access token");
                 Ok(token)
@@ -783,6 +796,15 @@ impl TokenManager {
             }),
         }
     }
+}
+
+/// Scopes as apps send them: space- (RFC 6749) or comma-separated.
+fn split_scopes(scope: &str) -> Vec<String> {
+    scope
+        .split([' ', ','])
+        .filter(|s| !s.is_empty())
+        .map(str::to_owned)
+        .collect()
 }
 
 fn not_expired(creds: &Creds) -> bool {

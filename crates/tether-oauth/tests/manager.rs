@@ -236,6 +236,10 @@ async fn hundred_concurrent_callers_make_one_refresh() {
         Some("read:org"),
         "an empty scope keeps the old one"
     );
+    // The answer's non-secret fields are kept with the connection.
+    let c = env.store.connection(id).await.unwrap();
+    assert_eq!(c.token_fields["refresh_token_expires_in"], 15897600);
+    assert!(!c.token_fields.contains_key("access_token"));
     // Now fresh: no more requests.
     assert_eq!(m.access_token(id).await.unwrap().expose_secret(), "ghu_1");
     assert_eq!(env.requests(), 1);
