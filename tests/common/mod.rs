@@ -53,6 +53,9 @@ impl Hub {
             .env("TETHER_DATABASE_URL", self.database_url())
             .env("TETHER_MASTER_KEY", &self.master_key)
             .env("TETHER_LOG", "warn")
+            // The sandboxes of these tests listen on loopback, which an
+            // operator must allow connections to reach.
+            .env("TETHER_APPS_GITHUB_ALLOWED_HOSTS", "127.0.0.1")
             .stdin(Stdio::null());
         cmd
     }

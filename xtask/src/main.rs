@@ -236,6 +236,12 @@ fn sync_once(
             .env("TETHER_DATABASE_URL", &db)
             .env("TETHER_KEY_FILE", dir.path().join("tether.key"))
             .env("TETHER_LOG", "warn")
+            // The sandbox listens on loopback, which connections may reach
+            // only when the operator allows it.
+            .env(
+                "TETHER_APPS_GITHUB_ALLOWED_HOSTS",
+                sandbox_host(&sandbox.url),
+            )
             .env("BENCH_TOKEN", &token);
         c
     };
@@ -512,4 +518,10 @@ fn bench_app(
             .map(|m| format!("{m:.0}"))
             .unwrap_or_else(|| "n/a".into())
     ))
+}
+
+/// `host:port` of a URL, for `allowed_hosts`.
+fn sandbox_host(url: &str) -> String {
+    let rest = url.split_once("://").map(|(_, r)| r).unwrap_or(url);
+    rest.split('/').next().unwrap_or(rest).to_owned()
 }

@@ -45,13 +45,12 @@
 //! See [`errors`](crate::errors) for how GitHub's statuses and headers map
 //! into [`tether_core::SourceError`], with links to GitHub's documentation.
 
-use tether_core::{
-    AuthMethod, ClientAuth, ConnectorDescriptor, OAuth2Spec, SettingSpec, TokenResponseFormat,
-};
+use tether_core::{AuthMethod, ClientAuth, ConnectorDescriptor, OAuth2Spec, SettingSpec};
 
 pub mod errors;
 #[cfg(feature = "sandbox")]
 pub mod fake;
+pub mod oauth;
 pub mod paging;
 mod revoke;
 mod source;
@@ -73,7 +72,11 @@ pub fn ensure_linked() {}
 ///   (<https://github.blog/changelog/2025-07-14-pkce-support-for-oauth-and-github-app-authentication/>).
 /// * Token response: form-encoded unless asked with `Accept:
 ///   application/json`; errors come with HTTP 200 and an `error` field
-///   (<https://docs.github.com/en/apps/oauth-apps/building-oauth-apps/authorizing-oauth-apps>).
+///   (<https://docs.github.com/en/apps/oauth-apps/building-oauth-apps/authorizing-oauth-apps>);
+///   [`oauth::DIALECT`] turns both into RFC 6749 answers.
+/// * GitHub Enterprise Server: the operator sets `authorize_url` and
+///   `token_url` under `[apps.github]` (`https://HOST/login/oauth/...`) and
+///   the `api_base_url` default; those hosts are then allowed.
 /// * Revocation: GitHub has no RFC 7009 endpoint. Tokens are revoked with
 ///   `DELETE /applications/{client_id}/token` (HTTP Basic with the client id
 ///   and secret, body `{"access_token": ...}`), so `revoke_url` is `None`
@@ -87,7 +90,7 @@ const OAUTH2: OAuth2Spec = OAuth2Spec {
     pkce: true,
     extra_authorize_params: &[],
     client_auth: ClientAuth::RequestBody,
-    token_response: TokenResponseFormat::JsonWhenAskedErrorsWith200,
+    dialect: oauth::DIALECT,
 };
 
 tether_core::inventory::submit! {

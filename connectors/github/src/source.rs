@@ -341,6 +341,7 @@ impl Source for GithubSource {
         Ok(ConnectedIdentity {
             external_id: org.id.to_string(),
             name: org.login,
+            discovered_settings: Default::default(),
         })
     }
 

@@ -232,6 +232,8 @@ fn build(base: &str, org: &str, max_attempts: u32) -> Box<dyn Source> {
                 ..Default::default()
             },
         ),
+        token_fields: Default::default(),
+        granted_scopes: Vec::new(),
     })
     .map_err(|e| e.to_string())
     .expect("builds")
@@ -741,10 +743,6 @@ fn descriptor_is_registered() {
     assert_eq!(oauth.scopes, ["read:org"]);
     assert!(oauth.pkce);
     assert_eq!(oauth.revoke_url, None);
-    assert_eq!(
-        oauth.token_response,
-        tether_core::TokenResponseFormat::JsonWhenAskedErrorsWith200
-    );
     assert!(matches!(
         desc.auth_methods[1],
         tether_core::AuthMethod::Token {

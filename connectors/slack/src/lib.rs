@@ -28,11 +28,10 @@
 //! [`errors`] for the mapping into
 //! [`tether_core::SourceError`].
 
-use tether_core::{
-    AuthMethod, ClientAuth, ConnectorDescriptor, OAuth2Spec, SettingSpec, TokenResponseFormat,
-};
+use tether_core::{AuthMethod, ClientAuth, ConnectorDescriptor, OAuth2Spec, SettingSpec};
 
 pub mod errors;
+pub mod oauth;
 mod revoke;
 mod source;
 
@@ -90,7 +89,7 @@ const OAUTH2: OAuth2Spec = OAuth2Spec {
     pkce: true,
     extra_authorize_params: &[],
     client_auth: ClientAuth::BasicAuth,
-    token_response: TokenResponseFormat::OkFlagged,
+    dialect: oauth::DIALECT,
 };
 
 tether_core::inventory::submit! {

@@ -300,6 +300,7 @@ impl Source for SlackSource {
         Ok(ConnectedIdentity {
             external_id: info.team.id,
             name: info.team.name,
+            discovered_settings: Default::default(),
         })
     }
 

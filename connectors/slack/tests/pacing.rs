@@ -37,7 +37,7 @@ async fn setup(fake: &FakeSlack) -> (tempfile::TempDir, Store, tether_store::Con
             app: "slack",
             display_name: "Slack - Acme",
             settings: Default::default(),
-            auth_kind: "token",
+            auth_kind: tether_core::AuthKind::Token,
             status: ConnectionStatus::Active,
             secret: None,
         })

@@ -462,7 +462,8 @@ async fn oauth_with_token_rotation_through_the_fakes_token_endpoint() {
         .parse()
         .unwrap();
     let redirect: url::Url = "http://127.0.0.1:1/oauth/callback".parse().unwrap();
-    let auth = tether_oauth::authorize(&app, &redirect);
+    let settings = serde_json::Map::new();
+    let auth = tether_oauth::authorize(&app, &settings, &redirect).unwrap();
     let query = auth.url.query().unwrap();
     assert!(
         query.contains("scope=users%3Aread%2Cusers%3Aread.email"),
@@ -494,10 +495,16 @@ async fn oauth_with_token_rotation_through_the_fakes_token_endpoint() {
     assert_eq!(q["state"], auth.csrf_state);
     let code = q["code"].clone();
 
-    let tokens =
-        tether_oauth::exchange_code(&http, &app, &redirect, &code, auth.pkce_verifier.as_ref())
-            .await
-            .unwrap();
+    let tokens = tether_oauth::exchange_code(
+        &http,
+        &app,
+        &settings,
+        &redirect,
+        &code,
+        auth.pkce_verifier.as_ref(),
+    )
+    .await
+    .unwrap();
     assert!(tokens
         .access_token
         .expose_secret()
@@ -511,7 +518,7 @@ async fn oauth_with_token_rotation_through_the_fakes_token_endpoint() {
     assert_eq!(tokens.extra["team"]["id"], serde_json::json!(s.team));
     // A code is single-use.
     assert!(matches!(
-        tether_oauth::exchange_code(&http, &app, &redirect, &code, auth.pkce_verifier.as_ref()).await,
+        tether_oauth::exchange_code(&http, &app, &settings, &redirect, &code, auth.pkce_verifier.as_ref()).await,
         Err(tether_oauth::OAuthError::Refused { error, .. }) if error == "invalid_code"
     ));
 
@@ -522,7 +529,7 @@ async fn oauth_with_token_rotation_through_the_fakes_token_endpoint() {
     );
 
     // Refreshing rotates the refresh token; the used one is dead.
-    let refreshed = tether_oauth::refresh(&http, &app, &first_refresh)
+    let refreshed = tether_oauth::refresh(&http, &app, &settings, &first_refresh)
         .await
         .unwrap();
     let second_refresh = refreshed.refresh_token.clone().unwrap();
@@ -530,7 +537,7 @@ async fn oauth_with_token_rotation_through_the_fakes_token_endpoint() {
         second_refresh.expose_secret(),
         first_refresh.expose_secret()
     );
-    match tether_oauth::refresh(&http, &app, &first_refresh).await {
+    match tether_oauth::refresh(&http, &app, &settings, &first_refresh).await {
         Err(tether_oauth::OAuthError::Refused { error, .. }) => {
             assert_eq!(error, "invalid_refresh_token")
         }
@@ -539,9 +546,11 @@ async fn oauth_with_token_rotation_through_the_fakes_token_endpoint() {
             other.map(|_| ())
         ),
     }
-    assert!(tether_oauth::refresh(&http, &app, &second_refresh)
-        .await
-        .is_ok());
+    assert!(
+        tether_oauth::refresh(&http, &app, &settings, &second_refresh)
+            .await
+            .is_ok()
+    );
 
     // After 12 hours the first access token is expired.
     s.fake.advance_clock(Duration::from_secs(12 * 3600 + 1));

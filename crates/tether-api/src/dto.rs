@@ -53,7 +53,7 @@ impl From<tether_hub::CatalogEntry> for AppDto {
             description: c.description,
             oauth_configured: c.oauth_configured,
             token_auth: c.token_auth,
-            custom: c.custom,
+            custom: c.kind == tether_hub::AppKind::CustomOauth,
             settings: c
                 .settings
                 .into_iter()
@@ -80,7 +80,10 @@ pub struct ConnectionDto {
     /// The connector's settings (organisation, base URL): no secrets.
     #[schema(value_type = Object)]
     pub settings: serde_json::Map<String, serde_json::Value>,
-    /// `oauth2` or `token`.
+    /// Who created the connection (`web admin`, `API key `ci` (#3)`,
+    /// `CLI (alice)`); absent for connections made before Tether recorded it.
+    pub created_by: Option<String>,
+    /// `oauth2`, `client_credentials` or `token`.
     pub auth: String,
     /// `pending`, `syncing`, `active`, `expired`, `error` or `disabled`.
     pub status: String,
@@ -181,10 +184,13 @@ pub struct RunBriefDto {
 
 /// How the new connection authenticates.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, ToSchema)]
-#[serde(rename_all = "lowercase")]
+#[serde(rename_all = "snake_case")]
 pub enum AuthChoice {
     /// OAuth: the answer has an `authorize_url` to send a person to.
     Oauth2,
+    /// OAuth client credentials given in `client_id` and `client_secret`,
+    /// for apps whose connector offers them.
+    ClientCredentials,
     /// A token (personal access token, API key) given in `token`.
     Token,
 }
@@ -201,8 +207,15 @@ pub struct CreateConnectionRequest {
     #[serde(default)]
     #[schema(value_type = Object)]
     pub settings: serde_json::Map<String, serde_json::Value>,
-    /// `oauth2` (the default without `token`) or `token`.
+    /// `oauth2` (the default without `token`), `client_credentials` or
+    /// `token`.
     pub auth: Option<AuthChoice>,
+    /// With `auth: client_credentials`: the connection's OAuth client id.
+    pub client_id: Option<String>,
+    /// With `auth: client_credentials`: its secret. Stored encrypted, never
+    /// returned.
+    #[schema(value_type = Option<String>, write_only)]
+    pub client_secret: Option<SecretString>,
     /// With `auth: token`: the token. Stored encrypted, never returned.
     #[schema(value_type = Option<String>, write_only)]
     pub token: Option<SecretString>,

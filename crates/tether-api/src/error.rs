@@ -92,7 +92,9 @@ impl From<HubError> for ApiError {
             HubError::OAuth(_) => StatusCode::BAD_GATEWAY,
             HubError::Store(_) => return ApiError::internal(&e),
         };
-        ApiError::new(status, e.code(), e.to_string())
+        // An app's answer never reaches the caller: it may be whatever the
+        // URL in a setting returned.
+        ApiError::new(status, e.code(), e.public_message())
     }
 }
 

@@ -101,7 +101,8 @@ async fn connection_dto(hub: &Hub, mut c: Connection) -> ApiResult<ConnectionDto
         app: c.app,
         display_name: c.display_name,
         settings: c.settings,
-        auth: c.auth_kind,
+        created_by: c.created_by,
+        auth: c.auth_kind.as_str().to_owned(),
         status: c.status.as_str().to_owned(),
         status_reason: c.status_reason,
         created_at: time(c.created_at),
@@ -186,7 +187,42 @@ pub async fn create_connection(
     } else {
         AuthChoice::Oauth2
     });
+    if auth != AuthChoice::ClientCredentials
+        && (req.client_id.is_some() || req.client_secret.is_some())
+    {
+        return Err(ApiError::validation(
+            "`client_id` and `client_secret` only go with `\"auth\": \"client_credentials\"`",
+        ));
+    }
     match auth {
+        AuthChoice::ClientCredentials => {
+            if req.token.is_some() || req.session.is_some() {
+                return Err(ApiError::validation(
+                    "`token` and `session` do not go with `\"auth\": \"client_credentials\"`",
+                ));
+            }
+            let (Some(client_id), Some(secret)) = (req.client_id, req.client_secret) else {
+                return Err(ApiError::validation(
+                    "`\"auth\": \"client_credentials\"` needs `client_id` and `client_secret`",
+                ));
+            };
+            let c = hub
+                .add_client_credentials_connection(
+                    &req.app,
+                    name,
+                    req.settings,
+                    &client_id,
+                    secret,
+                    &creator(&hub, key).await?,
+                )
+                .await?;
+            Ok((
+                StatusCode::CREATED,
+                Json(CreatedConnection::Token(Box::new(
+                    connection_dto(&hub, c).await?,
+                ))),
+            ))
+        }
         AuthChoice::Oauth2 => {
             if req.token.is_some() || req.verify.is_some() {
                 return Err(ApiError::validation(
@@ -195,7 +231,13 @@ pub async fn create_connection(
             }
             let session = session_for(req.session, key)?;
             let start = hub
-                .begin_connect(&req.app, name, req.settings, &session)
+                .begin_connect(
+                    &req.app,
+                    name,
+                    req.settings,
+                    &session,
+                    &creator(&hub, key).await?,
+                )
                 .await?;
             Ok((
                 StatusCode::CREATED,
@@ -227,6 +269,7 @@ pub async fn create_connection(
                     req.settings,
                     token,
                     req.verify.unwrap_or(true),
+                    &creator(&hub, key).await?,
                 )
                 .await?;
             Ok((
@@ -237,6 +280,21 @@ pub async fn create_connection(
             ))
         }
     }
+}
+
+/// Who a connection made through the API was created by: the key's name.
+async fn creator(hub: &Hub, key: ApiKeyId) -> ApiResult<String> {
+    let name = hub
+        .store()
+        .list_api_keys()
+        .await?
+        .into_iter()
+        .find(|k| k.id == key.0)
+        .map(|k| k.name);
+    Ok(match name {
+        Some(name) => format!("API key `{name}` (#{})", key.0),
+        None => format!("API key #{}", key.0),
+    })
 }
 
 /// Starts reconnecting an OAuth connection: the same consent flow, keeping

@@ -77,9 +77,14 @@ impl Env {
             descriptor: Some(descriptor),
             oauth,
         };
+        // The sandbox listens on loopback: the operator allows it.
+        let sandbox_host = sandbox.base_url().trim_start_matches("http://").to_owned();
         let hub = Hub::new(
             store.clone(),
-            HubConfig::default(),
+            HubConfig {
+                allowed_hosts: [("github".to_owned(), vec![sandbox_host])].into(),
+                ..Default::default()
+            },
             vec![app],
             tether_oauth::TokenManager::new(
                 store.clone(),

@@ -406,6 +406,8 @@ impl Harness {
             settings,
             credentials: Credentials::static_token(SecretString::from(token.to_owned())),
             http: HttpClient::build_default(8, retry_policy()),
+            token_fields: Default::default(),
+            granted_scopes: Vec::new(),
         })
         .map_err(|e| format!("the connector refused to build a source for `{org}`: {e}"))
     }
@@ -421,7 +423,7 @@ impl Harness {
                 app: self.connector.slug,
                 display_name: "conformance",
                 settings: Default::default(),
-                auth_kind: "token",
+                auth_kind: tether_core::AuthKind::Token,
                 status: ConnectionStatus::Active,
                 secret: None,
             })

@@ -43,16 +43,67 @@ impl TokenSource for StaticToken {
     }
 }
 
+/// How a connection authenticates, as the store keeps it.
+///
+/// Username-and-password (HTTP Basic, LDAP bind) credentials are not
+/// offered: no connector uses them, so nothing could check them end to end.
+/// The connector that needs them (LDAP, say) adds the variant with its CLI,
+/// API and web forms.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, serde::Serialize, serde::Deserialize)]
+pub enum AuthKind {
+    /// OAuth 2.0 authorization code: refreshed by the token manager.
+    #[serde(rename = "oauth2")]
+    OAuth2,
+    /// OAuth 2.0 client credentials given by the operator: the token
+    /// manager fetches a new token when the last one expires.
+    #[serde(rename = "client_credentials")]
+    ClientCredentials,
+    /// A token the operator gave (API key, personal access token).
+    #[serde(rename = "token")]
+    Token,
+}
+
+impl AuthKind {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            AuthKind::OAuth2 => "oauth2",
+            AuthKind::ClientCredentials => "client_credentials",
+            AuthKind::Token => "token",
+        }
+    }
+
+    pub fn parse(s: &str) -> Option<AuthKind> {
+        match s {
+            "oauth2" => Some(AuthKind::OAuth2),
+            "client_credentials" => Some(AuthKind::ClientCredentials),
+            "token" => Some(AuthKind::Token),
+            _ => None,
+        }
+    }
+
+    /// Whether the connection was made through a consent page (and can be
+    /// reconnected).
+    pub fn is_oauth(self) -> bool {
+        matches!(self, AuthKind::OAuth2)
+    }
+
+    /// Whether the token manager supplies this connection's tokens.
+    pub fn managed_tokens(self) -> bool {
+        matches!(self, AuthKind::OAuth2 | AuthKind::ClientCredentials)
+    }
+}
+
+impl std::fmt::Display for AuthKind {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
 /// What a connection authenticates with.
 #[derive(Clone)]
 pub enum Credentials {
     /// A bearer token: OAuth access token, personal access token or API key.
     Token(Arc<dyn TokenSource>),
-    /// HTTP Basic or LDAP bind credentials.
-    Basic {
-        username: String,
-        password: SecretString,
-    },
 }
 
 impl Credentials {
@@ -65,11 +116,6 @@ impl std::fmt::Debug for Credentials {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         match self {
             Credentials::Token(_) => f.write_str("Credentials::Token([redacted])"),
-            Credentials::Basic { username, .. } => f
-                .debug_struct("Credentials::Basic")
-                .field("username", username)
-                .field("password", &"[redacted]")
-                .finish(),
         }
     }
 }

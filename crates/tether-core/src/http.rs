@@ -12,7 +12,15 @@
 //! Each connection gets its own client, whose [`RequestBudget`] counts
 //! requests, bounds how many are in flight and pauses when the app reported
 //! its quota exhausted.
+//!
+//! A client built with [`HttpClient::guarded`] sends requests only to the
+//! hosts of its [`HostPolicy`]: the app's public hosts and those the operator
+//! allowed. It checks each URL before sending, resolves host names through
+//! the policy (a name resolving to a loopback, private, link-local or
+//! metadata address is refused at connect time unless the operator listed
+//! it) and follows redirects only to the same origin.
 
+use std::net::{IpAddr, SocketAddr};
 use std::sync::atomic::{AtomicI64, AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
@@ -125,6 +133,8 @@ pub struct HttpClient {
     client: reqwest::Client,
     budget: Arc<RequestBudget>,
     retry: RetryPolicy,
+    /// Where requests may go; `None` only for clients built without one.
+    policy: Option<Arc<HostPolicy>>,
 }
 
 impl HttpClient {
@@ -133,6 +143,22 @@ impl HttpClient {
             client,
             budget: Arc::new(RequestBudget::new(max_in_flight)),
             retry,
+            policy: None,
+        }
+    }
+
+    /// A client that sends requests only where `policy` allows, with
+    /// Tether's user agent and timeouts. The host gives every connector one.
+    pub fn guarded(policy: Arc<HostPolicy>, max_in_flight: usize, retry: RetryPolicy) -> Self {
+        let client = policy
+            .client_builder()
+            .connect_timeout(Duration::from_secs(10))
+            .timeout(Duration::from_secs(60))
+            .build()
+            .expect("a reqwest client with rustls always builds");
+        HttpClient {
+            policy: Some(policy),
+            ..Self::new(client, max_in_flight, retry)
         }
     }
 
@@ -242,9 +268,22 @@ impl HttpClient {
             .acquire()
             .await
             .expect("the budget semaphore is never closed");
+        let request = build(&self.client, token.expose_secret())
+            .build()
+            .map_err(|e| SourceError::Misconfigured {
+                message: format!("cannot build the request: {}", describe_reqwest_error(&e)),
+            })?;
+        if let Some(policy) = &self.policy {
+            policy
+                .check_url(request.url())
+                .map_err(|e| SourceError::Misconfigured {
+                    message: format!("request not sent: {e}"),
+                })?;
+        }
         self.budget.made.fetch_add(1, Ordering::Relaxed);
-        let resp = build(&self.client, token.expose_secret())
-            .send()
+        let resp = self
+            .client
+            .execute(request)
             .await
             .map_err(|e| SourceError::transient(describe_reqwest_error(&e)))?;
         let status = resp.status();
@@ -285,10 +324,306 @@ pub fn describe_reqwest_error(e: &reqwest::Error) -> String {
     } else {
         "request failed"
     };
-    match e.url() {
-        Some(url) => format!("{what}: {url}: {e}"),
-        None => format!("{what}: {e}"),
+    // The innermost causes say why (a refused address, a TLS failure).
+    let mut causes = String::new();
+    let mut source = std::error::Error::source(e);
+    while let Some(cause) = source {
+        let text = cause.to_string();
+        if !causes.contains(&text) {
+            causes.push_str(": ");
+            causes.push_str(&text);
+        }
+        source = cause.source();
     }
+    match e.url() {
+        Some(url) => format!("{what}: {url}: {e}{causes}"),
+        None => format!("{what}: {e}{causes}"),
+    }
+}
+
+// ---- where a connection may send requests ------------------------------------
+
+/// One host a connection may reach.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct HostRule {
+    /// A lower-case host name or IP address, or `*.suffix` for any single
+    /// label in front of `suffix` (`*.zendesk.com`).
+    pub host: String,
+    /// The only port allowed, when given.
+    pub port: Option<u16>,
+    /// Listed by the operator: the host may resolve to (or be) a loopback,
+    /// private or link-local address (an Enterprise server on the internal
+    /// network, the sandbox). Hosts an app declares publicly must resolve
+    /// to public addresses.
+    pub internal_ok: bool,
+}
+
+impl HostRule {
+    /// A rule from `host`, `host:port`, `[v6]:port` or `*.suffix`.
+    pub fn parse(text: &str, internal_ok: bool) -> Result<HostRule, String> {
+        let text = text.trim().to_ascii_lowercase();
+        let bad = || {
+            format!("`{text}` is not a host (expected `host`, `host:port`, `[ipv6]:port` or `*.domain`)")
+        };
+        if text.is_empty() || text.contains(['/', '@', '?', '#', ' ']) {
+            return Err(bad());
+        }
+        let (host, port) = if let Some(rest) = text.strip_prefix('[') {
+            let (h, after) = rest.split_once(']').ok_or_else(bad)?;
+            let port = match after.strip_prefix(':') {
+                Some(p) => Some(p.parse::<u16>().map_err(|_| bad())?),
+                None if after.is_empty() => None,
+                None => return Err(bad()),
+            };
+            (h.to_owned(), port)
+        } else if text.matches(':').count() == 1 {
+            let (h, p) = text.split_once(':').expect("one colon");
+            (h.to_owned(), Some(p.parse::<u16>().map_err(|_| bad())?))
+        } else {
+            (text.clone(), None)
+        };
+        if host.is_empty() {
+            return Err(bad());
+        }
+        Ok(HostRule {
+            host,
+            port,
+            internal_ok,
+        })
+    }
+
+    fn matches_host(&self, host: &str) -> bool {
+        match self.host.strip_prefix("*.") {
+            Some(suffix) => host
+                .strip_suffix(suffix)
+                .and_then(|front| front.strip_suffix('.'))
+                .is_some_and(|label| !label.is_empty() && !label.contains('.')),
+            None => self.host == host,
+        }
+    }
+}
+
+/// The hosts a connection may send credentials to: the app's public hosts
+/// and those the operator allowed. Everything else is refused, and so are
+/// loopback, private, link-local, unspecified and metadata addresses unless
+/// the operator listed the host.
+#[derive(Debug, Clone, Default)]
+pub struct HostPolicy {
+    rules: Vec<HostRule>,
+}
+
+/// Why a request was not sent.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{0}")]
+pub struct HostRefused(pub String);
+
+impl HostPolicy {
+    pub fn new(rules: Vec<HostRule>) -> Self {
+        HostPolicy { rules }
+    }
+
+    pub fn rules(&self) -> &[HostRule] {
+        &self.rules
+    }
+
+    pub fn add(&mut self, rule: HostRule) {
+        if !self.rules.contains(&rule) {
+            self.rules.push(rule);
+        }
+    }
+
+    /// The hosts allowed, for messages.
+    pub fn describe(&self) -> String {
+        let mut hosts: Vec<String> = self
+            .rules
+            .iter()
+            .map(|r| match r.port {
+                Some(p) => format!("{}:{p}", r.host),
+                None => r.host.clone(),
+            })
+            .collect();
+        hosts.dedup();
+        if hosts.is_empty() {
+            "none".into()
+        } else {
+            hosts.join(", ")
+        }
+    }
+
+    fn rule_for(&self, host: &str, port: Option<u16>) -> Option<&HostRule> {
+        let port_ok = |r: &&HostRule| r.port.is_none() || r.port == port;
+        // An operator's rule wins over a public one for the same host.
+        self.rules
+            .iter()
+            .filter(|r| r.matches_host(host))
+            .filter(port_ok)
+            .max_by_key(|r| r.internal_ok)
+    }
+
+    /// Checks a URL before anything is sent to it: http(s), no user info,
+    /// an allowed host, and, for an IP address the operator did not list, a
+    /// public one. Host names are checked again when they resolve.
+    pub fn check_url(&self, url: &url::Url) -> Result<(), HostRefused> {
+        if !matches!(url.scheme(), "http" | "https") {
+            return Err(HostRefused(format!(
+                "`{}` is not an http(s) URL",
+                url.scheme()
+            )));
+        }
+        if !url.username().is_empty() || url.password().is_some() {
+            return Err(HostRefused(
+                "a URL with a user name or password is not allowed".into(),
+            ));
+        }
+        let host = match url.host() {
+            Some(url::Host::Domain(d)) => d.trim_end_matches('.').to_ascii_lowercase(),
+            Some(url::Host::Ipv4(ip)) => ip.to_string(),
+            Some(url::Host::Ipv6(ip)) => ip.to_string(),
+            None => return Err(HostRefused("the URL has no host".into())),
+        };
+        let Some(rule) = self.rule_for(&host, url.port_or_known_default()) else {
+            return Err(HostRefused(format!(
+                "host `{host}` is not allowed (allowed: {})",
+                self.describe()
+            )));
+        };
+        if let Ok(ip) = host.parse::<IpAddr>() {
+            if !rule.internal_ok && !is_public_ip(ip) {
+                return Err(HostRefused(format!(
+                    "`{ip}` is a loopback, private, link-local or metadata address"
+                )));
+            }
+        }
+        Ok(())
+    }
+
+    /// The addresses of `name` this policy lets a request connect to.
+    fn filter_addrs(
+        &self,
+        name: &str,
+        addrs: Vec<SocketAddr>,
+    ) -> Result<Vec<SocketAddr>, HostRefused> {
+        let name = name.trim_end_matches('.').to_ascii_lowercase();
+        let rules: Vec<&HostRule> = self
+            .rules
+            .iter()
+            .filter(|r| r.matches_host(&name))
+            .collect();
+        if rules.is_empty() {
+            return Err(HostRefused(format!("host `{name}` is not allowed")));
+        }
+        if rules.iter().any(|r| r.internal_ok) {
+            return Ok(addrs);
+        }
+        let public: Vec<SocketAddr> = addrs.into_iter().filter(|a| is_public_ip(a.ip())).collect();
+        if public.is_empty() {
+            return Err(HostRefused(format!(
+                "`{name}` resolves only to loopback, private, link-local or metadata addresses"
+            )));
+        }
+        Ok(public)
+    }
+
+    /// A reqwest client builder that resolves host names through this
+    /// policy (so a name that resolves to a refused address is refused at
+    /// connect time, whatever it resolved to when it was checked) and
+    /// follows redirects only within the same host, scheme and port.
+    pub fn client_builder(self: &Arc<Self>) -> reqwest::ClientBuilder {
+        reqwest::Client::builder()
+            .user_agent(concat!("tether/", env!("CARGO_PKG_VERSION")))
+            .dns_resolver(Arc::new(GuardedResolver {
+                policy: self.clone(),
+            }))
+            .redirect(same_origin_redirects())
+    }
+}
+
+/// A redirect policy that follows at most 5 redirects, all to the origin of
+/// the first request; a redirect elsewhere is returned as the response.
+pub fn same_origin_redirects() -> reqwest::redirect::Policy {
+    reqwest::redirect::Policy::custom(|attempt| {
+        let first = attempt.previous().first().cloned();
+        let same = first.is_some_and(|f| {
+            f.scheme() == attempt.url().scheme()
+                && f.host_str() == attempt.url().host_str()
+                && f.port_or_known_default() == attempt.url().port_or_known_default()
+        });
+        if attempt.previous().len() > 5 || !same {
+            attempt.stop()
+        } else {
+            attempt.follow()
+        }
+    })
+}
+
+/// A DNS resolver that drops the addresses a [`HostPolicy`] refuses.
+struct GuardedResolver {
+    policy: Arc<HostPolicy>,
+}
+
+impl reqwest::dns::Resolve for GuardedResolver {
+    fn resolve(&self, name: reqwest::dns::Name) -> reqwest::dns::Resolving {
+        let policy = self.policy.clone();
+        Box::pin(async move {
+            let host = name.as_str().to_owned();
+            let addrs: Vec<SocketAddr> =
+                tokio::net::lookup_host((host.as_str(), 0)).await?.collect();
+            let allowed = policy.filter_addrs(&host, addrs)?;
+            let addrs: reqwest::dns::Addrs = Box::new(allowed.into_iter());
+            Ok(addrs)
+        })
+    }
+}
+
+/// Whether an address is on the public internet: not loopback, private
+/// (RFC 1918, fc00::/7), link-local (169.254.0.0/16 with the cloud metadata
+/// address, fe80::/10), shared (100.64.0.0/10), unspecified, broadcast,
+/// multicast, documentation or reserved. IPv4-mapped and NAT64 IPv6
+/// addresses are judged by their IPv4 address.
+pub fn is_public_ip(ip: IpAddr) -> bool {
+    match ip {
+        IpAddr::V4(v4) => is_public_v4(v4),
+        IpAddr::V6(v6) => {
+            if let Some(v4) = v6.to_ipv4_mapped() {
+                return is_public_v4(v4);
+            }
+            let s = v6.segments();
+            // NAT64 well-known prefix 64:ff9b::/96.
+            if s[0] == 0x64 && s[1] == 0xff9b && s[2..6] == [0, 0, 0, 0] {
+                let v4 = std::net::Ipv4Addr::new(
+                    (s[6] >> 8) as u8,
+                    s[6] as u8,
+                    (s[7] >> 8) as u8,
+                    s[7] as u8,
+                );
+                return is_public_v4(v4);
+            }
+            !(v6.is_loopback()
+                || v6.is_unspecified()
+                || v6.is_multicast()
+                || (s[0] & 0xfe00) == 0xfc00 // unique local, fc00::/7
+                || (s[0] & 0xffc0) == 0xfe80 // link-local, fe80::/10
+                || (s[0] & 0xffc0) == 0xfec0 // site-local (deprecated)
+                || (s[0] == 0x2001 && s[1] == 0x0db8) // documentation
+                || s[0..6] == [0, 0, 0, 0, 0, 0]) // IPv4-compatible (deprecated)
+        }
+    }
+}
+
+fn is_public_v4(ip: std::net::Ipv4Addr) -> bool {
+    let o = ip.octets();
+    !(ip.is_loopback()
+        || ip.is_private()
+        || ip.is_link_local()
+        || ip.is_unspecified()
+        || ip.is_broadcast()
+        || ip.is_multicast()
+        || ip.is_documentation()
+        || o[0] == 0
+        || (o[0] == 100 && (o[1] & 0xc0) == 64) // shared, 100.64.0.0/10
+        || (o[0] == 192 && o[1] == 0 && o[2] == 0) // IETF protocol assignments
+        || (o[0] == 198 && (o[1] & 0xfe) == 18) // benchmarking, 198.18.0.0/15
+        || o[0] >= 240) // reserved
 }
 
 fn unix_now() -> i64 {
@@ -444,5 +779,50 @@ mod tests {
             retry_after(&headers(&[("x-ratelimit-remaining", "10")])),
             None
         );
+    }
+
+    #[test]
+    fn internal_addresses_are_not_public() {
+        for ip in [
+            "127.0.0.1",
+            "10.1.2.3",
+            "172.16.0.1",
+            "192.168.1.1",
+            "169.254.169.254",
+            "100.100.100.200",
+            "0.0.0.0",
+            "255.255.255.255",
+            "::1",
+            "::",
+            "fe80::1",
+            "fd00:ec2::254",
+            "::ffff:127.0.0.1",
+            "::ffff:169.254.169.254",
+            "64:ff9b::a9fe:a9fe",
+        ] {
+            assert!(!is_public_ip(ip.parse().unwrap()), "{ip}");
+        }
+        for ip in ["140.82.112.6", "8.8.8.8", "2606:4700::1111"] {
+            assert!(is_public_ip(ip.parse().unwrap()), "{ip}");
+        }
+    }
+
+    #[test]
+    fn host_rules_parse_and_match() {
+        let r = HostRule::parse("GHE.example.com:8443", true).unwrap();
+        assert_eq!((r.host.as_str(), r.port), ("ghe.example.com", Some(8443)));
+        let r = HostRule::parse("[::1]:9090", true).unwrap();
+        assert_eq!((r.host.as_str(), r.port), ("::1", Some(9090)));
+        assert!(HostRule::parse("https://x/", true).is_err());
+        let wild = HostRule::parse("*.zendesk.com", false).unwrap();
+        assert!(wild.matches_host("acme.zendesk.com"));
+        assert!(!wild.matches_host("zendesk.com"));
+        assert!(!wild.matches_host("a.b.zendesk.com"));
+        assert!(!wild.matches_host("evilzendesk.com"));
+        let policy = HostPolicy::new(vec![wild]);
+        let ok = url::Url::parse("https://acme.zendesk.com/api/v2").unwrap();
+        assert!(policy.check_url(&ok).is_ok());
+        let bad = url::Url::parse("https://acme.zendesk.com.evil.test/").unwrap();
+        assert!(policy.check_url(&bad).is_err());
     }
 }

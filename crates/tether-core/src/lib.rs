@@ -26,7 +26,7 @@ pub mod pacing;
 pub mod registry;
 pub mod source;
 
-pub use auth::{Credentials, StaticToken, TokenSource};
+pub use auth::{AuthKind, Credentials, StaticToken, TokenSource};
 pub use error::SourceError;
 pub use model::{
     Account, AccountKey, AccountStatus, AccountType, Edge, EdgeKind, Group, Holder, Kind, License,
@@ -34,8 +34,8 @@ pub use model::{
 };
 pub use pacing::{Pacer, RateLimit};
 pub use registry::{
-    AuthMethod, ClientAuth, ConnectorContext, ConnectorDescriptor, OAuth2Spec, SettingSpec,
-    TokenResponseFormat,
+    AuthMethod, ClientAuth, ClientCredentialsSpec, ConnectorContext, ConnectorDescriptor,
+    GrantErrorKind, OAuth2Spec, SettingSpec, TokenAnswer, TokenDialect,
 };
 pub use source::{ConnectedIdentity, Cursor, Page, PageRequest, Source, StreamSpec};
 

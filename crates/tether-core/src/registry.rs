@@ -22,20 +22,86 @@ pub enum ClientAuth {
     BasicAuth,
 }
 
-/// How the app's token endpoint answers.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
-#[serde(rename_all = "snake_case")]
-pub enum TokenResponseFormat {
-    /// Standard RFC 6749 JSON; errors come with a 4xx status.
-    Json,
-    /// Form-encoded unless asked for JSON with `Accept: application/json`,
-    /// and errors may come with HTTP 200 (GitHub).
-    JsonWhenAskedErrorsWith200,
-    /// JSON wrapped with an `ok` flag, errors with HTTP 200 (Slack).
-    OkFlagged,
+/// A token endpoint's answer, as a connector's [`TokenDialect`] sees it.
+/// The body holds tokens: it is never logged, and `Debug` hides it.
+#[derive(Clone)]
+pub struct TokenAnswer {
+    pub status: u16,
+    pub content_type: Option<String>,
+    pub body: bytes::Bytes,
 }
 
-/// OAuth 2.0 authorization-code settings of an app.
+impl std::fmt::Debug for TokenAnswer {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("TokenAnswer")
+            .field("status", &self.status)
+            .field("content_type", &self.content_type)
+            .field("body", &format_args!("[{} bytes]", self.body.len()))
+            .finish()
+    }
+}
+
+/// What an OAuth error code from a token endpoint means.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum GrantErrorKind {
+    /// The code or refresh token is dead: the user must connect again.
+    Refused,
+    /// The OAuth client's settings are wrong.
+    Misconfigured,
+    /// May pass: try again later.
+    Transient,
+}
+
+/// Normalises an app's token answer into an RFC 6749 one: a 2xx JSON
+/// object with `access_token`, or a 4xx JSON object with `error`.
+pub type NormaliseFn = fn(TokenAnswer) -> TokenAnswer;
+
+/// Sorts an app's own error code (`None`: the RFC 6749 meaning applies).
+pub type ClassifyFn = fn(error: &str, description: Option<&str>) -> Option<GrantErrorKind>;
+
+/// How an app's token endpoint deviates from RFC 6749, supplied by its
+/// connector crate: GitHub answers form-encoded bodies and errors with
+/// HTTP 200; Slack wraps answers in an `ok` flag. The host applies
+/// `normalise` to every answer before reading it, then `classify` to an
+/// error code before its RFC 6749 meaning. [`TokenDialect::RFC6749`] changes
+/// nothing.
+#[derive(Clone, Copy)]
+pub struct TokenDialect {
+    pub normalise: NormaliseFn,
+    pub classify: ClassifyFn,
+}
+
+impl TokenDialect {
+    /// Standard RFC 6749 answers.
+    pub const RFC6749: TokenDialect = TokenDialect {
+        normalise: |answer| answer,
+        classify: |_, _| None,
+    };
+}
+
+impl Default for TokenDialect {
+    fn default() -> Self {
+        TokenDialect::RFC6749
+    }
+}
+
+impl std::fmt::Debug for TokenDialect {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("TokenDialect")
+    }
+}
+
+impl Serialize for TokenDialect {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_unit()
+    }
+}
+
+/// OAuth 2.0 settings of an app. The URLs are templates over the
+/// connection's settings: `{key}` is replaced by the setting `key`
+/// (`https://login.microsoftonline.com/{tenant}/oauth2/v2.0/token`,
+/// `https://{subdomain}.zendesk.com/oauth/tokens`), and the host the
+/// template resolves to must be one the connection may reach.
 #[derive(Debug, Clone, Serialize)]
 pub struct OAuth2Spec {
     pub authorize_url: &'static str,
@@ -46,7 +112,24 @@ pub struct OAuth2Spec {
     pub pkce: bool,
     pub extra_authorize_params: &'static [(&'static str, &'static str)],
     pub client_auth: ClientAuth,
-    pub token_response: TokenResponseFormat,
+    /// How the token endpoint deviates from RFC 6749.
+    #[serde(skip)]
+    pub dialect: TokenDialect,
+}
+
+/// OAuth 2.0 client credentials (RFC 6749 section 4.4): the operator gives
+/// a connection its own client id and secret (Entra app-only, Zoom
+/// server-to-server); the host fetches a new access token when the last
+/// one expires. There is no refresh token and no consent page.
+#[derive(Debug, Clone, Serialize)]
+pub struct ClientCredentialsSpec {
+    /// A template over the connection's settings, like [`OAuth2Spec`]'s.
+    pub token_url: &'static str,
+    pub scopes: &'static [&'static str],
+    pub scope_separator: &'static str,
+    pub client_auth: ClientAuth,
+    #[serde(skip)]
+    pub dialect: TokenDialect,
 }
 
 /// The ways a connection to an app can authenticate.
@@ -54,15 +137,31 @@ pub struct OAuth2Spec {
 #[serde(tag = "type", rename_all = "snake_case")]
 pub enum AuthMethod {
     OAuth2(OAuth2Spec),
+    ClientCredentials(ClientCredentialsSpec),
     /// A token the operator pastes: API key, personal access token.
     Token {
         /// What the app calls it ("personal access token").
         label: &'static str,
         help: &'static str,
     },
-    Basic {
-        help: &'static str,
-    },
+}
+
+impl AuthMethod {
+    /// The URLs (or URL templates) this method sends credentials to.
+    pub fn urls(&self) -> Vec<&'static str> {
+        match self {
+            AuthMethod::OAuth2(spec) => [
+                Some(spec.authorize_url),
+                Some(spec.token_url),
+                spec.revoke_url,
+            ]
+            .into_iter()
+            .flatten()
+            .collect(),
+            AuthMethod::ClientCredentials(spec) => vec![spec.token_url],
+            _ => Vec::new(),
+        }
+    }
 }
 
 /// One per-connection setting a connector needs (GitHub's organisation).
@@ -85,6 +184,11 @@ pub struct ConnectorContext {
     /// A client with the host's retry policy and this connection's request
     /// budget.
     pub http: HttpClient,
+    /// The non-secret fields of the OAuth token answer (Slack's `team`,
+    /// `enterprise`); empty for token connections.
+    pub token_fields: serde_json::Map<String, serde_json::Value>,
+    /// The scopes the app granted, as it named them; empty when unknown.
+    pub granted_scopes: Vec<String>,
 }
 
 impl ConnectorContext {
@@ -105,17 +209,10 @@ impl ConnectorContext {
             })
     }
 
-    /// The bearer-token source, or a clear error when the connection was
-    /// given another kind of credential.
+    /// The bearer-token source.
     pub fn token_source(&self) -> Result<std::sync::Arc<dyn crate::TokenSource>, SourceError> {
         match &self.credentials {
             Credentials::Token(t) => Ok(t.clone()),
-            Credentials::Basic { .. } => Err(SourceError::Misconfigured {
-                message: format!(
-                    "connection `{}` was given a username and password, but this app needs a token",
-                    self.connection_name
-                ),
-            }),
         }
     }
 }
@@ -164,6 +261,13 @@ impl std::fmt::Debug for ConnectorDescriptor {
 }
 
 impl ConnectorDescriptor {
+    pub fn client_credentials(&self) -> Option<&ClientCredentialsSpec> {
+        self.auth_methods.iter().find_map(|m| match m {
+            AuthMethod::ClientCredentials(spec) => Some(spec),
+            _ => None,
+        })
+    }
+
     pub fn oauth2(&self) -> Option<&OAuth2Spec> {
         self.auth_methods.iter().find_map(|m| match m {
             AuthMethod::OAuth2(spec) => Some(spec),

@@ -117,6 +117,10 @@ pub struct ConnectedIdentity {
     pub external_id: String,
     /// A human name for it ("acme-corp").
     pub name: String,
+    /// Settings the connector learned while checking (a workspace id, an
+    /// instance URL); the host stores those the descriptor declares.
+    #[serde(default)]
+    pub discovered_settings: serde_json::Map<String, serde_json::Value>,
 }
 
 /// A connection to one account of one app, able to list its identities.

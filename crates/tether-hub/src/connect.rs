@@ -126,13 +126,16 @@ fn well_formed(s: &str) -> bool {
 
 impl Hub {
     /// Starts connecting a new account of `app_key` named `display_name`.
-    /// `session` identifies the browser (its session cookie).
+    /// `session` identifies the browser (its session cookie); `created_by`
+    /// says who asked (`web admin`, `API key ...`), shown with the
+    /// connection.
     pub async fn begin_connect(
         &self,
         app_key: &str,
         display_name: &str,
         settings: serde_json::Map<String, serde_json::Value>,
         session: &str,
+        created_by: &str,
     ) -> Result<ConnectStart> {
         let app = self.app(app_key)?;
         if app.oauth.is_none() {
@@ -146,23 +149,20 @@ impl Hub {
                 "a display name must be 1 to 200 characters".into(),
             ));
         }
-        let settings = self.with_defaults(app_key, settings);
-        let settings = match app.descriptor {
-            Some(d) => d
-                .validate_settings(settings)
-                .map_err(HubError::BadRequest)?,
-            None => settings,
-        };
+        let settings = self.checked_settings(app, settings)?;
         let connection = self
             .store()
             .create_connection(NewConnection {
                 app: &app.key,
                 display_name: name,
                 settings,
-                auth_kind: "oauth2",
+                auth_kind: tether_core::AuthKind::OAuth2,
                 status: ConnectionStatus::Pending,
                 secret: None,
             })
+            .await?;
+        self.store()
+            .set_connection_created_by(connection.id, created_by)
             .await?;
         self.authorize_for(&connection, OAuthPurpose::Connect, session)
             .await
@@ -172,7 +172,7 @@ impl Hub {
     /// keeping the connection's identities and history.
     pub async fn begin_reconnect(&self, connection_id: i64, session: &str) -> Result<ConnectStart> {
         let connection = self.connection(connection_id).await?;
-        if connection.auth_kind != "oauth2" {
+        if !connection.auth_kind.is_oauth() {
             return Err(HubError::BadRequest(format!(
                 "`{}` uses a token, not OAuth: replace its token instead of reconnecting",
                 connection.display_name
@@ -195,7 +195,7 @@ impl Hub {
             .ok_or_else(|| HubError::AppNotConfigured {
                 app: app.key.clone(),
             })?;
-        let request = tether_oauth::authorize(oauth, &self.redirect_uri());
+        let request = tether_oauth::authorize(oauth, &connection.settings, &self.redirect_uri())?;
         self.store()
             .create_oauth_state(
                 &request.csrf_state,
@@ -273,6 +273,7 @@ impl Hub {
         let tokens = match tether_oauth::exchange_code(
             &self.inner.http,
             oauth,
+            &connection.settings,
             &self.redirect_uri(),
             code,
             taken.pkce_verifier.as_ref(),
@@ -302,14 +303,19 @@ impl Hub {
             }
         };
 
+        // What the grant said besides the tokens, for the connector.
+        let granted_scopes = split_scopes(tokens.scope.as_deref());
+        let token_fields = tokens.extra.clone();
+
         // What does the token reach? A reconnect must reach the same place.
         let identity = match app.descriptor {
             Some(descriptor) => {
-                let source = crate::build_source(
+                let source = self.build_source(
                     descriptor,
                     &connection.display_name,
                     connection.settings.clone(),
                     tether_core::Credentials::static_token(tokens.access_token.clone()),
+                    (&token_fields, &granted_scopes),
                 )?;
                 Some(
                     source
@@ -351,11 +357,19 @@ impl Hub {
             )
             .await
             .map_err(HubError::from)?;
+        self.store()
+            .set_connection_grant(connection.id, &token_fields, &granted_scopes)
+            .await
+            .map_err(HubError::from)?;
         if let Some(id) = &identity {
             self.store()
                 .set_connected_identity(connection.id, &id.external_id, &id.name)
                 .await
                 .map_err(HubError::from)?;
+            if let Some(descriptor) = app.descriptor {
+                self.store_discovered_settings(&connection, descriptor, &id.discovered_settings)
+                    .await?;
+            }
         }
         let reason = if fresh { "connected" } else { "reconnected" };
         self.store()
@@ -380,6 +394,17 @@ impl Hub {
         }
         Ok(connection)
     }
+}
+
+/// The scopes of a token answer; apps join them with spaces (RFC 6749) or
+/// commas (GitHub, Slack).
+fn split_scopes(scope: Option<&str>) -> Vec<String> {
+    scope
+        .unwrap_or_default()
+        .split([' ', ','])
+        .filter(|s| !s.is_empty())
+        .map(str::to_owned)
+        .collect()
 }
 
 fn chrono_now_ms() -> i64 {

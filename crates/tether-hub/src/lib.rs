@@ -8,6 +8,7 @@
 
 mod connect;
 pub mod events;
+mod hosts;
 mod syncs;
 
 use std::collections::{BTreeMap, HashMap};
@@ -16,6 +17,7 @@ use std::time::Duration;
 
 use secrecy::SecretString;
 use serde::Serialize;
+use tether_core::http::HostPolicy;
 use tether_core::{ConnectorDescriptor, SourceError};
 use tether_oauth::{OAuthApp, OAuthError, TokenManager};
 use tether_store::{Connection, Store, StoreError};
@@ -23,6 +25,7 @@ use url::Url;
 
 pub use connect::{CallbackError, CallbackParams, ConnectStart};
 pub use events::{ConnectionRef, Event, EventSink, LogSink};
+pub use hosts::{app_policy, check_settings, oauth_http_client};
 pub use syncs::SyncState;
 
 /// How the hub behaves.
@@ -43,6 +46,10 @@ pub struct HubConfig {
     /// Per app, connection settings used when a new connection does not give
     /// them (an Enterprise Server base URL, the sandbox in demo mode).
     pub setting_defaults: BTreeMap<String, serde_json::Map<String, serde_json::Value>>,
+    /// Per app, hosts the operator allows connections to reach besides the
+    /// app's public ones (`ghe.example.com`, `10.0.0.5:8443`,
+    /// `*.internal.example.com`); these may be internal addresses.
+    pub allowed_hosts: BTreeMap<String, Vec<String>>,
 }
 
 impl Default for HubConfig {
@@ -54,8 +61,20 @@ impl Default for HubConfig {
             max_removal_share: 0.5,
             oauth_state_ttl: Duration::from_secs(600),
             setting_defaults: BTreeMap::new(),
+            allowed_hosts: BTreeMap::new(),
         }
     }
+}
+
+/// What kind of app a catalog entry is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum AppKind {
+    /// A connector crate syncs it (with or without an OAuth client).
+    Connector,
+    /// Declared in configuration only: connected over OAuth and kept
+    /// alive, not synced.
+    CustomOauth,
 }
 
 /// An app people can connect: a connector, a custom OAuth app, or both.
@@ -82,8 +101,7 @@ pub struct CatalogEntry {
     pub oauth_configured: bool,
     /// A token (API key, personal access token) can be used.
     pub token_auth: bool,
-    /// Declared in configuration only; connections are kept alive, not synced.
-    pub custom: bool,
+    pub kind: AppKind,
     pub settings: Vec<SettingInfo>,
 }
 
@@ -115,6 +133,15 @@ pub enum HubError {
     Store(StoreError),
 }
 
+impl AppEntry {
+    pub fn kind(&self) -> AppKind {
+        match self.descriptor {
+            Some(_) => AppKind::Connector,
+            None => AppKind::CustomOauth,
+        }
+    }
+}
+
 impl From<StoreError> for HubError {
     fn from(e: StoreError) -> Self {
         match e {
@@ -126,6 +153,70 @@ impl From<StoreError> for HubError {
 }
 
 impl HubError {
+    /// The error for someone outside the server (an API caller): the hub's
+    /// own words, but for an app's answer only what kind of failure it was,
+    /// never the app's body (which may be anything a URL returned). The
+    /// full error is logged.
+    pub fn public_message(&self) -> String {
+        match self {
+            HubError::Source(e) => {
+                tracing::warn!(error = %e, "the app's answer, withheld from the caller");
+                let what = match e {
+                    SourceError::CredentialsRejected { .. } => {
+                        "the app refused the credentials".to_owned()
+                    }
+                    SourceError::ScopeMissing { needed, .. } => format!(
+                        "the credentials lack a permission{}",
+                        needed
+                            .as_deref()
+                            .filter(|n| n.len() <= 100)
+                            .map(|n| format!(" (`{n}`)"))
+                            .unwrap_or_default()
+                    ),
+                    SourceError::RateLimited { retry_after, .. } => format!(
+                        "the app rate-limited the request{}",
+                        retry_after
+                            .map(|d| format!("; retry in {} s", d.as_secs()))
+                            .unwrap_or_default()
+                    ),
+                    SourceError::Transient { .. } => {
+                        "the app could not be reached or failed for now; try again".to_owned()
+                    }
+                    SourceError::BadData { .. } => {
+                        "the app answered something Tether cannot read; check the connection's settings".to_owned()
+                    }
+                    SourceError::Unavailable { .. } => {
+                        "the app does not offer this for this account".to_owned()
+                    }
+                    SourceError::Misconfigured { .. } => {
+                        "the app refused the connection's settings (wrong organisation or base URL?)".to_owned()
+                    }
+                };
+                format!("{what}; the server log has the app's answer")
+            }
+            HubError::OAuth(e) => {
+                tracing::warn!(error = %e, "the token endpoint's answer, withheld from the caller");
+                match e {
+                    OAuthError::Refused { error, .. } if short_code(error) => {
+                        format!("the app refused the grant (`{error}`)")
+                    }
+                    OAuthError::Refused { .. } => "the app refused the grant".into(),
+                    OAuthError::Transient(_) => {
+                        "the app's token endpoint failed for now; try again".into()
+                    }
+                    OAuthError::InvalidResponse { .. } => {
+                        "the app's token endpoint answered something Tether cannot read".into()
+                    }
+                    OAuthError::Misconfigured(_) => {
+                        "the app refused the OAuth client settings; check its client id and secret"
+                            .into()
+                    }
+                }
+            }
+            other => other.to_string(),
+        }
+    }
+
     pub fn code(&self) -> &'static str {
         match self {
             HubError::NotFound(_) => "not_found",
@@ -139,12 +230,23 @@ impl HubError {
     }
 }
 
+/// An OAuth error code short and plain enough to repeat.
+fn short_code(code: &str) -> bool {
+    !code.is_empty()
+        && code.len() <= 64
+        && code
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'.' || b == b'-')
+}
+
 pub type Result<T, E = HubError> = std::result::Result<T, E>;
 
 struct Inner {
     store: Store,
     config: HubConfig,
     apps: BTreeMap<String, AppEntry>,
+    /// Per app, where its connections may send requests.
+    policies: HashMap<String, Arc<HostPolicy>>,
     tokens: TokenManager,
     http: reqwest::Client,
     events: Arc<dyn EventSink>,
@@ -165,9 +267,21 @@ impl Hub {
         tokens: TokenManager,
         events: Arc<dyn EventSink>,
     ) -> Hub {
-        for app in &apps {
-            if let Some(oauth) = &app.oauth {
+        let mut apps = apps;
+        let policies: HashMap<String, Arc<HostPolicy>> = apps
+            .iter()
+            .map(|a| (a.key.clone(), Arc::new(hosts::app_policy(a, &config))))
+            .collect();
+        for app in &mut apps {
+            if let Some(oauth) = &mut app.oauth {
+                // Templated URLs resolve only to the app's allowed hosts.
+                oauth.hosts = policies.get(&app.key).cloned();
                 tokens.register_app(oauth.clone());
+            }
+            if let Some(spec) = app.descriptor.and_then(|d| d.client_credentials()) {
+                let mut cc = OAuthApp::for_client_credentials(&app.key, &app.display_name, spec);
+                cc.hosts = policies.get(&app.key).cloned();
+                tokens.register_client_credentials_app(cc);
             }
         }
         // A refused refresh, in a sync or in the background, is an expiry.
@@ -190,17 +304,15 @@ impl Hub {
                 }
             }));
         }
+        let http = hosts::oauth_http_client(&apps, &config);
         Hub {
             inner: Arc::new(Inner {
                 store,
                 config,
                 apps: apps.into_iter().map(|a| (a.key.clone(), a)).collect(),
+                policies,
                 tokens,
-                http: reqwest::Client::builder()
-                    .user_agent(concat!("tether/", env!("CARGO_PKG_VERSION")))
-                    .timeout(Duration::from_secs(30))
-                    .build()
-                    .expect("a reqwest client with rustls always builds"),
+                http,
                 events,
                 syncs: Mutex::new(HashMap::new()),
             }),
@@ -242,6 +354,54 @@ impl Hub {
         })
     }
 
+    /// Where connections of `app_key` may send requests.
+    pub fn host_policy(&self, app_key: &str) -> Arc<HostPolicy> {
+        self.inner
+            .policies
+            .get(app_key)
+            .cloned()
+            .unwrap_or_default()
+    }
+
+    /// Validates a new connection's settings: the connector's schema, then
+    /// the hosts its URL settings point at.
+    pub(crate) fn checked_settings(
+        &self,
+        app: &AppEntry,
+        settings: serde_json::Map<String, serde_json::Value>,
+    ) -> Result<serde_json::Map<String, serde_json::Value>> {
+        let settings = self.with_defaults(&app.key, settings);
+        let settings = match app.descriptor {
+            Some(d) => d
+                .validate_settings(settings)
+                .map_err(HubError::BadRequest)?,
+            None => settings,
+        };
+        hosts::check_settings(app, &self.host_policy(&app.key), &settings)?;
+        Ok(settings)
+    }
+
+    /// The app's own settings for calls that send the OAuth client's
+    /// secret (a revocation): the connector's defaults with the operator's,
+    /// never a value a connection's creator chose.
+    pub(crate) fn configured_settings(
+        &self,
+        app: &AppEntry,
+    ) -> serde_json::Map<String, serde_json::Value> {
+        let mut settings = serde_json::Map::new();
+        for s in app.descriptor.map(|d| d.settings).unwrap_or_default() {
+            if let Some(v) = s.default {
+                settings.insert(s.key.into(), v.into());
+            }
+        }
+        if let Some(defaults) = self.inner.config.setting_defaults.get(&app.key) {
+            for (k, v) in defaults {
+                settings.insert(k.clone(), v.clone());
+            }
+        }
+        settings
+    }
+
     /// Every app that can be connected.
     pub fn catalog(&self) -> Vec<CatalogEntry> {
         self.inner
@@ -257,7 +417,7 @@ impl Hub {
                         .iter()
                         .any(|m| matches!(m, tether_core::AuthMethod::Token { .. }))
                 }),
-                custom: a.descriptor.is_none(),
+                kind: a.kind(),
                 settings: a
                     .descriptor
                     .map(|d| {
@@ -330,12 +490,14 @@ impl Hub {
             })),
         ) = (self.app(&connection.app), self.inner.store.secret(id).await)
         {
-            if let (Some(oauth), true) = (&app.oauth, connection.auth_kind == "oauth2") {
+            if let (Some(oauth), true) = (&app.oauth, connection.auth_kind.is_oauth()) {
                 let result = match app.descriptor.and_then(|d| d.revoke_token) {
                     // The app's own revocation (GitHub's is not RFC 7009).
                     Some(revoke) => revoke(tether_core::registry::RevokeRequest {
                         http: self.inner.http.clone(),
-                        settings: connection.settings.clone(),
+                        // The client secret goes only to the app's configured
+                        // host, never to one a connection's creator chose.
+                        settings: self.configured_settings(app),
                         client_id: oauth.client_id.clone(),
                         client_secret: oauth.client_secret.clone(),
                         token: access_token,
@@ -345,8 +507,13 @@ impl Hub {
                     None if oauth.revoke_url.is_some() => {
                         let mut result = Ok(());
                         for token in refresh_token.iter().chain(std::iter::once(&access_token)) {
-                            if let Err(e) =
-                                tether_oauth::revoke(&self.inner.http, oauth, token).await
+                            if let Err(e) = tether_oauth::revoke(
+                                &self.inner.http,
+                                oauth,
+                                &connection.settings,
+                                token,
+                            )
+                            .await
                             {
                                 result = Err(e.to_string());
                             }
@@ -388,7 +555,7 @@ impl Hub {
                 app.display_name
             ))
         })?;
-        let credentials = if connection.auth_kind == "oauth2" {
+        let credentials = if connection.auth_kind.managed_tokens() {
             tether_core::Credentials::Token(
                 self.inner
                     .tokens
@@ -399,8 +566,17 @@ impl Hub {
                 Some(tether_store::Secret::Token { access_token, .. }) => {
                     tether_core::Credentials::static_token(access_token)
                 }
-                Some(tether_store::Secret::Basic { username, password }) => {
-                    tether_core::Credentials::Basic { username, password }
+                Some(tether_store::Secret::ClientCredentials { .. }) => {
+                    return Err(HubError::Conflict(format!(
+                        "connection `{}` holds client credentials but is not a client-credentials connection; delete it and add it again",
+                        connection.display_name
+                    )))
+                }
+                Some(tether_store::Secret::Basic { .. }) => {
+                    return Err(HubError::Conflict(format!(
+                        "connection `{}` holds a username and password, which no connector accepts; delete it and connect again with a token or OAuth",
+                        connection.display_name
+                    )))
                 }
                 None => {
                     return Err(HubError::Conflict(format!(
@@ -410,16 +586,131 @@ impl Hub {
                 }
             }
         };
-        build_source(
+        self.build_source(
             descriptor,
             &connection.display_name,
             connection.settings.clone(),
             credentials,
+            (&connection.token_fields, &connection.granted_scopes),
         )
     }
 
+    /// Stores the settings a connector's `verify` discovered: those its
+    /// descriptor declares, URL values only on allowed hosts; others are
+    /// ignored (and logged).
+    pub(crate) async fn store_discovered_settings(
+        &self,
+        connection: &Connection,
+        descriptor: &ConnectorDescriptor,
+        discovered: &serde_json::Map<String, serde_json::Value>,
+    ) -> Result<()> {
+        if discovered.is_empty() {
+            return Ok(());
+        }
+        let mut settings = connection.settings.clone();
+        let mut known = serde_json::Map::new();
+        for (key, value) in discovered {
+            if descriptor.settings.iter().any(|s| s.key == key) {
+                known.insert(key.clone(), value.clone());
+            } else {
+                tracing::warn!(connection = %connection.display_name, setting = %key, "the connector discovered a setting its descriptor does not declare; ignored");
+            }
+        }
+        let app = self.app(&connection.app)?;
+        hosts::check_settings(app, &self.host_policy(&app.key), &known)?;
+        settings.extend(known);
+        if settings != connection.settings {
+            self.inner
+                .store
+                .set_connection_settings(connection.id, &settings)
+                .await?;
+        }
+        Ok(())
+    }
+
+    /// Adds a client-credentials connection (RFC 6749 section 4.4) with the
+    /// OAuth client id and secret the operator gives, for an app whose
+    /// connector declares that grant. A token is fetched and checked
+    /// against the app first; on failure nothing is saved.
+    pub async fn add_client_credentials_connection(
+        &self,
+        app_key: &str,
+        display_name: &str,
+        settings: serde_json::Map<String, serde_json::Value>,
+        client_id: &str,
+        client_secret: SecretString,
+        created_by: &str,
+    ) -> Result<Connection> {
+        let app = self.app(app_key)?;
+        let descriptor = app
+            .descriptor
+            .filter(|d| d.client_credentials().is_some())
+            .ok_or_else(|| {
+                HubError::BadRequest(format!(
+                    "{} cannot be connected with client credentials",
+                    app.display_name
+                ))
+            })?;
+        if client_id.trim().is_empty() {
+            return Err(HubError::BadRequest("the client id is empty".into()));
+        }
+        let settings = self.checked_settings(app, settings)?;
+        let connection = self
+            .inner
+            .store
+            .create_connection(tether_store::NewConnection {
+                app: descriptor.slug,
+                display_name,
+                settings,
+                auth_kind: tether_core::AuthKind::ClientCredentials,
+                status: tether_store::ConnectionStatus::Active,
+                secret: Some(tether_store::Secret::ClientCredentials {
+                    client_id: client_id.trim().to_owned(),
+                    client_secret,
+                    access_token: None,
+                    expires_at: None,
+                }),
+            })
+            .await?;
+        let checked = async {
+            let source = self.source_for(&connection).await?;
+            Ok::<_, HubError>(source.verify().await?)
+        }
+        .await;
+        let identity = match checked {
+            Ok(identity) => identity,
+            Err(e) => {
+                // Nothing was connected: leave nothing behind.
+                self.inner
+                    .store
+                    .delete_connection(connection.id, true)
+                    .await?;
+                return Err(e);
+            }
+        };
+        self.inner
+            .store
+            .set_connection_created_by(connection.id, created_by)
+            .await?;
+        self.inner
+            .store
+            .set_connected_identity(connection.id, &identity.external_id, &identity.name)
+            .await?;
+        self.store_discovered_settings(&connection, descriptor, &identity.discovered_settings)
+            .await?;
+        let connection = self.connection(connection.id).await?;
+        self.inner
+            .events
+            .publish(Event::ConnectionCreated {
+                connection: (&connection).into(),
+            })
+            .await;
+        Ok(connection)
+    }
+
     /// Adds a connection authenticated by a token (API key, personal access
-    /// token), after checking it against the app.
+    /// token), after checking it against the app. `created_by` says who
+    /// asked.
     pub async fn add_token_connection(
         &self,
         app_key: &str,
@@ -427,6 +718,7 @@ impl Hub {
         settings: serde_json::Map<String, serde_json::Value>,
         token: SecretString,
         verify: bool,
+        created_by: &str,
     ) -> Result<Connection> {
         let app = self.app(app_key)?;
         let descriptor = app.descriptor.ok_or_else(|| {
@@ -435,15 +727,14 @@ impl Hub {
                 app.display_name
             ))
         })?;
-        let settings = descriptor
-            .validate_settings(self.with_defaults(app_key, settings))
-            .map_err(HubError::BadRequest)?;
+        let settings = self.checked_settings(app, settings)?;
         let identity = if verify {
-            let source = build_source(
+            let source = self.build_source(
                 descriptor,
                 display_name,
                 settings.clone(),
                 tether_core::Credentials::static_token(token.clone()),
+                (&serde_json::Map::new(), &[]),
             )?;
             Some(source.verify().await?)
         } else {
@@ -456,7 +747,7 @@ impl Hub {
                 app: descriptor.slug,
                 display_name,
                 settings,
-                auth_kind: "token",
+                auth_kind: tether_core::AuthKind::Token,
                 status: tether_store::ConnectionStatus::Active,
                 secret: Some(tether_store::Secret::Token {
                     access_token: token,
@@ -466,10 +757,16 @@ impl Hub {
                 }),
             })
             .await?;
+        self.inner
+            .store
+            .set_connection_created_by(connection.id, created_by)
+            .await?;
         if let Some(id) = identity {
             self.inner
                 .store
                 .set_connected_identity(connection.id, &id.external_id, &id.name)
+                .await?;
+            self.store_discovered_settings(&connection, descriptor, &id.discovered_settings)
                 .await?;
         }
         let connection = self.connection(connection.id).await?;
@@ -486,20 +783,28 @@ impl Hub {
 /// Requests in flight per connection, across all of its streams.
 const MAX_IN_FLIGHT: usize = 16;
 
-/// Builds a connector's source with the host's HTTP client.
-pub fn build_source(
-    descriptor: &ConnectorDescriptor,
-    connection_name: &str,
-    settings: serde_json::Map<String, serde_json::Value>,
-    credentials: tether_core::Credentials,
-) -> Result<Box<dyn tether_core::Source>> {
-    Ok((descriptor.build)(tether_core::ConnectorContext {
-        connection_name: connection_name.to_owned(),
-        settings,
-        credentials,
-        http: tether_core::http::HttpClient::build_default(
-            MAX_IN_FLIGHT,
-            tether_core::http::RetryPolicy::default(),
-        ),
-    })?)
+impl Hub {
+    /// Builds a connector's source with an HTTP client that reaches only
+    /// the app's allowed hosts.
+    pub(crate) fn build_source(
+        &self,
+        descriptor: &ConnectorDescriptor,
+        connection_name: &str,
+        settings: serde_json::Map<String, serde_json::Value>,
+        credentials: tether_core::Credentials,
+        grant: (&serde_json::Map<String, serde_json::Value>, &[String]),
+    ) -> Result<Box<dyn tether_core::Source>> {
+        Ok((descriptor.build)(tether_core::ConnectorContext {
+            connection_name: connection_name.to_owned(),
+            settings,
+            credentials,
+            token_fields: grant.0.clone(),
+            granted_scopes: grant.1.to_vec(),
+            http: tether_core::http::HttpClient::guarded(
+                self.host_policy(descriptor.slug),
+                MAX_IN_FLIGHT,
+                tether_core::http::RetryPolicy::default(),
+            ),
+        })?)
+    }
 }

@@ -155,7 +155,7 @@ impl Hub {
                         ..
                     },
                     false,
-                ) = (&e, connection.auth_kind == "oauth2")
+                ) = (&e, connection.auth_kind.is_oauth())
                 {
                     self.inner
                         .events

@@ -75,7 +75,7 @@ async fn a_refused_refresh_is_announced_once() {
             app: "github",
             display_name: "GitHub - Eng",
             settings,
-            auth_kind: "oauth2",
+            auth_kind: tether_core::AuthKind::OAuth2,
             status: ConnectionStatus::Active,
             secret: Some(Secret::Token {
                 access_token: "ghu_old".to_owned().into(),

@@ -3,15 +3,19 @@
 //!
 //! `oauth2` builds the authorize URL, the PKCE pair and the token requests.
 //! Its responses go through [`QuirkClient`], an `oauth2` HTTP client over
-//! reqwest that turns the provider's answer into a standard RFC 6749 one
-//! before `oauth2` parses it: a form-encoded body becomes JSON, an HTTP 200
-//! with an `error` (GitHub) or `ok:false` (Slack) becomes a 400, HubSpot's
-//! `status: BAD_REFRESH_TOKEN` becomes an error code, 5xx/429 become
-//! [`OAuthError::Transient`] and unreadable bodies [`OAuthError::InvalidResponse`].
-//! See `/work/shared/providers.md`, sections 1, 2 and 7.
+//! reqwest that first hands the provider's answer to the connector's
+//! [`TokenDialect`] (GitHub's form-encoded bodies and HTTP 200 errors,
+//! Slack's `ok:false`, live in those connectors' crates), then reads it as
+//! RFC 6749: 5xx/429 become [`OAuthError::Transient`] and unreadable bodies
+//! [`OAuthError::InvalidResponse`].
+//!
+//! The app's URLs are [`UrlTemplate`]s over the connection's settings,
+//! resolved per connection; a resolved host must be one the app's
+//! [`HostPolicy`] allows.
 
 use std::future::Future;
 use std::pin::Pin;
+use std::sync::Arc;
 use std::time::Duration;
 
 use oauth2::basic::{
@@ -27,10 +31,107 @@ use oauth2::{
 use secrecy::{ExposeSecret, SecretString};
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
-use tether_core::http::describe_reqwest_error;
+use tether_core::http::{describe_reqwest_error, HostPolicy};
+use tether_core::{GrantErrorKind, TokenAnswer};
 use url::Url;
 
-pub use tether_core::{ClientAuth, TokenResponseFormat};
+pub use tether_core::{ClientAuth, TokenDialect};
+
+/// A URL with `{key}` placeholders filled from a connection's settings
+/// (`https://login.microsoftonline.com/{tenant}/oauth2/v2.0/token`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct UrlTemplate(String);
+
+impl UrlTemplate {
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+
+    /// The setting keys the template names.
+    pub fn placeholders(&self) -> Vec<&str> {
+        let mut out = Vec::new();
+        let mut rest = self.0.as_str();
+        while let Some(start) = rest.find('{') {
+            let Some(len) = rest[start..].find('}') else {
+                break;
+            };
+            out.push(&rest[start + 1..start + len]);
+            rest = &rest[start + len + 1..];
+        }
+        out
+    }
+
+    /// The URL for a connection. A value must be a plain name (letters,
+    /// digits, `.`, `-`, `_`), so it cannot add a host, a path or a query.
+    pub fn resolve(&self, settings: &Map<String, Value>) -> Result<Url, String> {
+        let mut text = self.0.clone();
+        for key in self.placeholders() {
+            let value = settings
+                .get(key)
+                .and_then(Value::as_str)
+                .map(str::trim)
+                .filter(|v| !v.is_empty())
+                .ok_or_else(|| format!("`{}` needs the connection's `{key}` setting", self.0))?;
+            if !value
+                .bytes()
+                .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'-' | b'_'))
+                || value.starts_with('.')
+                || value.contains("..")
+            {
+                return Err(format!(
+                    "the `{key}` setting `{value}` is not a plain name (letters, digits, `.`, `-`, `_`)"
+                ));
+            }
+            text = text.replace(&format!("{{{key}}}"), value);
+        }
+        Url::parse(&text).map_err(|e| format!("`{text}` is not a URL: {e}"))
+    }
+}
+
+/// Why a URL template is invalid.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{0}")]
+pub struct UrlTemplateError(String);
+
+impl std::str::FromStr for UrlTemplate {
+    type Err = UrlTemplateError;
+
+    /// Checks the template makes an http(s) URL once filled in.
+    fn from_str(s: &str) -> Result<Self, UrlTemplateError> {
+        let t = UrlTemplate(s.trim().to_owned());
+        let dummy: Map<String, Value> = t
+            .placeholders()
+            .into_iter()
+            .map(|k| (k.to_owned(), Value::String("1".into())))
+            .collect();
+        let url = t
+            .resolve(&dummy)
+            .map_err(|e| UrlTemplateError(format!("invalid URL template: {e}")))?;
+        if !matches!(url.scheme(), "http" | "https") {
+            return Err(UrlTemplateError(format!("`{s}` is not an http(s) URL")));
+        }
+        Ok(t)
+    }
+}
+
+impl From<Url> for UrlTemplate {
+    fn from(u: Url) -> Self {
+        UrlTemplate(u.to_string())
+    }
+}
+
+impl<'de> Deserialize<'de> for UrlTemplate {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let s = String::deserialize(d)?;
+        s.parse().map_err(serde::de::Error::custom)
+    }
+}
+
+impl std::fmt::Display for UrlTemplate {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.0)
+    }
+}
 
 /// Bytes of randomness in the CSRF `state` (256 bits).
 const STATE_BYTES: u32 = 32;
@@ -47,10 +148,10 @@ pub struct OAuthApp {
     pub display_name: String,
     pub client_id: String,
     pub client_secret: Option<SecretString>,
-    pub authorize_url: Url,
-    pub token_url: Url,
+    pub authorize_url: UrlTemplate,
+    pub token_url: UrlTemplate,
     /// RFC 7009 revocation endpoint, if the app has one.
-    pub revoke_url: Option<Url>,
+    pub revoke_url: Option<UrlTemplate>,
     pub scopes: Vec<String>,
     /// How scopes are joined in the authorize URL (Slack: `,`).
     pub scope_separator: String,
@@ -58,10 +159,26 @@ pub struct OAuthApp {
     /// Sent with the authorize URL (Google `access_type=offline`).
     pub extra_authorize_params: Vec<(String, String)>,
     pub client_auth: ClientAuth,
-    pub token_response: TokenResponseFormat,
+    /// The connector's token-endpoint quirks (RFC 6749 for custom apps).
+    pub dialect: TokenDialect,
+    /// Where resolved URLs may point; the hub sets the app's policy.
+    pub hosts: Option<Arc<HostPolicy>>,
 }
 
 impl OAuthApp {
+    /// The URLs this app's client sends credentials to.
+    pub fn urls(&self) -> Vec<&str> {
+        [
+            Some(&self.authorize_url),
+            Some(&self.token_url),
+            self.revoke_url.as_ref(),
+        ]
+        .into_iter()
+        .flatten()
+        .map(|u| u.as_str())
+        .collect()
+    }
+
     /// The app described by a connector's descriptor.
     ///
     /// # Panics
@@ -73,8 +190,9 @@ impl OAuthApp {
         client_id: impl Into<String>,
         client_secret: Option<SecretString>,
     ) -> Self {
-        let url = |u: &str| {
-            Url::parse(u).unwrap_or_else(|e| panic!("connector OAuth URL `{u}` is invalid: {e}"))
+        let url = |u: &str| -> UrlTemplate {
+            u.parse()
+                .unwrap_or_else(|e| panic!("connector OAuth URL `{u}` is invalid: {e}"))
         };
         OAuthApp {
             key: key.into(),
@@ -93,8 +211,56 @@ impl OAuthApp {
                 .map(|(k, v)| (k.to_string(), v.to_string()))
                 .collect(),
             client_auth: spec.client_auth,
-            token_response: spec.token_response,
+            dialect: spec.dialect,
+            hosts: None,
         }
+    }
+
+    /// The app for client-credentials connections of a connector: each
+    /// connection brings its own client id and secret.
+    pub fn for_client_credentials(
+        key: impl Into<String>,
+        display_name: impl Into<String>,
+        spec: &tether_core::ClientCredentialsSpec,
+    ) -> Self {
+        let token_url: UrlTemplate = spec
+            .token_url
+            .parse()
+            .unwrap_or_else(|e| panic!("connector token URL `{}` is invalid: {e}", spec.token_url));
+        OAuthApp {
+            key: key.into(),
+            display_name: display_name.into(),
+            client_id: String::new(),
+            client_secret: None,
+            authorize_url: token_url.clone(),
+            token_url,
+            revoke_url: None,
+            scopes: spec.scopes.iter().map(|s| s.to_string()).collect(),
+            scope_separator: spec.scope_separator.to_string(),
+            pkce: false,
+            extra_authorize_params: Vec::new(),
+            client_auth: spec.client_auth,
+            dialect: spec.dialect,
+            hosts: None,
+        }
+    }
+
+    /// One of the app's URLs for a connection: the template filled from its
+    /// settings, on a host the app's policy allows.
+    pub fn endpoint(
+        &self,
+        template: &UrlTemplate,
+        settings: &Map<String, Value>,
+    ) -> Result<Url, OAuthError> {
+        let url = template.resolve(settings).map_err(|e| {
+            OAuthError::Misconfigured(format!("{}'s OAuth URL: {e}", self.display_name))
+        })?;
+        if let Some(policy) = &self.hosts {
+            policy.check_url(&url).map_err(|e| {
+                OAuthError::Misconfigured(format!("{}'s OAuth URL `{url}`: {e}", self.display_name))
+            })?;
+        }
+        Ok(url)
     }
 }
 
@@ -184,11 +350,16 @@ impl OAuthError {
     }
 }
 
-/// Builds the authorize URL with a fresh `state` and, if the app uses PKCE,
-/// an S256 challenge.
-pub fn authorize(app: &OAuthApp, redirect_uri: &Url) -> AuthorizeRequest {
+/// Builds the authorize URL for a connection with these settings, with a
+/// fresh `state` and, if the app uses PKCE, an S256 challenge.
+pub fn authorize(
+    app: &OAuthApp,
+    settings: &Map<String, Value>,
+    redirect_uri: &Url,
+) -> Result<AuthorizeRequest, OAuthError> {
+    let authorize_url = app.endpoint(&app.authorize_url, settings)?;
     let client = BasicClient::new(ClientId::new(app.client_id.clone()))
-        .set_auth_uri(AuthUrl::from_url(app.authorize_url.clone()))
+        .set_auth_uri(AuthUrl::from_url(authorize_url))
         .set_redirect_uri(RedirectUrl::from_url(redirect_uri.clone()));
     let mut req = client.authorize_url(|| CsrfToken::new_random_len(STATE_BYTES));
     if !app.scopes.is_empty() {
@@ -210,31 +381,68 @@ pub fn authorize(app: &OAuthApp, redirect_uri: &Url) -> AuthorizeRequest {
         verifier = Some(SecretString::from(v.secret().clone()));
     }
     let (url, state) = req.url();
-    AuthorizeRequest {
+    Ok(AuthorizeRequest {
         url,
         csrf_state: state.secret().clone(),
         pkce_verifier: verifier,
-    }
+    })
 }
 
 /// Exchanges the authorization code the callback brought for tokens.
 pub async fn exchange_code(
     http: &reqwest::Client,
     app: &OAuthApp,
+    settings: &Map<String, Value>,
     redirect_uri: &Url,
     code: &str,
     pkce_verifier: Option<&SecretString>,
 ) -> Result<TokenSet, OAuthError> {
-    let client = token_client(app).set_redirect_uri(RedirectUrl::from_url(redirect_uri.clone()));
+    let client =
+        token_client(app, settings)?.set_redirect_uri(RedirectUrl::from_url(redirect_uri.clone()));
     let mut req = client.exchange_code(AuthorizationCode::new(code.to_owned()));
     if let Some(v) = pkce_verifier {
         req = req.set_pkce_verifier(PkceCodeVerifier::new(v.expose_secret().to_owned()));
     }
     let http = QuirkClient {
         http: http.clone(),
-        format: app.token_response,
+        dialect: app.dialect,
     };
-    let resp = req.request_async(&http).await.map_err(map_error)?;
+    let resp = req
+        .request_async(&http)
+        .await
+        .map_err(|e| map_error(e, app.dialect))?;
+    Ok(token_set(resp))
+}
+
+/// Gets a token with a connection's own client id and secret (RFC 6749
+/// section 4.4); there is no refresh token.
+pub async fn client_credentials(
+    http: &reqwest::Client,
+    app: &OAuthApp,
+    settings: &Map<String, Value>,
+    client_id: &str,
+    client_secret: &SecretString,
+) -> Result<TokenSet, OAuthError> {
+    let mut app = app.clone();
+    app.client_id = client_id.to_owned();
+    app.client_secret = Some(client_secret.clone());
+    let client = token_client(&app, settings)?;
+    let mut req = client.exchange_client_credentials();
+    if !app.scopes.is_empty() {
+        if app.scope_separator == " " {
+            req = req.add_scopes(app.scopes.iter().cloned().map(Scope::new));
+        } else {
+            req = req.add_scope(Scope::new(app.scopes.join(&app.scope_separator)));
+        }
+    }
+    let http = QuirkClient {
+        http: http.clone(),
+        dialect: app.dialect,
+    };
+    let resp = req
+        .request_async(&http)
+        .await
+        .map_err(|e| map_error(e, app.dialect))?;
     Ok(token_set(resp))
 }
 
@@ -243,16 +451,20 @@ pub async fn exchange_code(
 pub async fn refresh(
     http: &reqwest::Client,
     app: &OAuthApp,
+    settings: &Map<String, Value>,
     refresh_token: &SecretString,
 ) -> Result<TokenSet, OAuthError> {
-    let client = token_client(app);
+    let client = token_client(app, settings)?;
     let rt = RefreshToken::new(refresh_token.expose_secret().to_owned());
     let req = client.exchange_refresh_token(&rt);
     let http = QuirkClient {
         http: http.clone(),
-        format: app.token_response,
+        dialect: app.dialect,
     };
-    let resp = req.request_async(&http).await.map_err(map_error)?;
+    let resp = req
+        .request_async(&http)
+        .await
+        .map_err(|e| map_error(e, app.dialect))?;
     Ok(token_set(resp))
 }
 
@@ -261,11 +473,13 @@ pub async fn refresh(
 pub async fn revoke(
     http: &reqwest::Client,
     app: &OAuthApp,
+    settings: &Map<String, Value>,
     token: &SecretString,
 ) -> Result<(), OAuthError> {
-    let Some(url) = &app.revoke_url else {
+    let Some(template) = &app.revoke_url else {
         return Ok(());
     };
+    let url = &app.endpoint(template, settings)?;
     let mut form: Vec<(&str, &str)> = vec![("token", token.expose_secret())];
     let mut req = http
         .post(url.clone())
@@ -304,12 +518,15 @@ pub async fn revoke(
             redacted_excerpt(&body)
         )));
     }
-    let parsed = parse_body(content_type.as_deref(), &body);
-    if let Some((error, description)) = parsed
-        .as_ref()
-        .and_then(|obj| error_of(app.token_response, status, obj))
-    {
-        return Err(classify(&error, description));
+    let answer = (app.dialect.normalise)(TokenAnswer {
+        status,
+        content_type,
+        body,
+    });
+    let (status, body) = (answer.status, answer.body);
+    let parsed = parse_body(&body);
+    if let Some((error, description)) = parsed.as_ref().and_then(|obj| error_of(status, obj)) {
+        return Err(classify(&error, description, app.dialect));
     }
     if (200..300).contains(&status) {
         return Ok(());
@@ -352,9 +569,10 @@ type TokenClient = Client<
     EndpointSet,
 >;
 
-fn token_client(app: &OAuthApp) -> TokenClient {
+fn token_client(app: &OAuthApp, settings: &Map<String, Value>) -> Result<TokenClient, OAuthError> {
+    let token_url = app.endpoint(&app.token_url, settings)?;
     let mut client = Client::new(ClientId::new(app.client_id.clone()))
-        .set_token_uri(TokenUrl::from_url(app.token_url.clone()))
+        .set_token_uri(TokenUrl::from_url(token_url))
         .set_auth_type(match app.client_auth {
             ClientAuth::RequestBody => AuthType::RequestBody,
             ClientAuth::BasicAuth => AuthType::BasicAuth,
@@ -362,7 +580,7 @@ fn token_client(app: &OAuthApp) -> TokenClient {
     if let Some(secret) = &app.client_secret {
         client = client.set_client_secret(ClientSecret::new(secret.expose_secret().to_owned()));
     }
-    client
+    Ok(client)
 }
 
 fn token_set(resp: TokenResp) -> TokenSet {
@@ -381,11 +599,16 @@ fn token_set(resp: TokenResp) -> TokenSet {
     }
 }
 
-fn map_error(e: RequestTokenError<Transport, BasicErrorResponse>) -> OAuthError {
+fn map_error(
+    e: RequestTokenError<Transport, BasicErrorResponse>,
+    dialect: TokenDialect,
+) -> OAuthError {
     match e {
-        RequestTokenError::ServerResponse(err) => {
-            classify(err.error().as_ref(), err.error_description().cloned())
-        }
+        RequestTokenError::ServerResponse(err) => classify(
+            err.error().as_ref(),
+            err.error_description().cloned(),
+            dialect,
+        ),
         RequestTokenError::Request(Transport::Transient(m)) => OAuthError::Transient(m),
         RequestTokenError::Request(Transport::Invalid { message, excerpt }) => {
             OAuthError::InvalidResponse { message, excerpt }
@@ -402,35 +625,30 @@ fn map_error(e: RequestTokenError<Transport, BasicErrorResponse>) -> OAuthError 
     }
 }
 
-/// Sorts a provider's error code into what the caller must do.
-fn classify(error: &str, description: Option<String>) -> OAuthError {
-    let mentions_refresh = description
-        .as_deref()
-        .is_some_and(|d| d.to_ascii_lowercase().contains("refresh"));
+/// Sorts a provider's error code into what the caller must do: the
+/// connector's dialect first, then RFC 6749 section 5.2.
+fn classify(error: &str, description: Option<String>, dialect: TokenDialect) -> OAuthError {
     let text = || match &description {
         Some(d) => format!("{error}: {d}"),
         None => error.to_string(),
     };
-    match error {
+    let kind = (dialect.classify)(error, description.as_deref()).unwrap_or(match error {
         "invalid_client"
-        | "incorrect_client_credentials"
-        | "redirect_uri_mismatch"
-        | "bad_redirect_uri"
-        | "invalid_client_id"
-        | "bad_client_secret"
+        | "unauthorized_client"
         | "unsupported_grant_type"
-        | "invalid_grant_type"
-        | "oauth_authorization_url_mismatch"
         | "invalid_scope"
         | "invalid_request"
-        | "unsupported_token_type" => OAuthError::Misconfigured(text()),
-        // Atlassian answers a dead refresh token with `unauthorized_client`
-        // "refresh_token is invalid"; otherwise it is a client problem.
-        "unauthorized_client" if !mentions_refresh => OAuthError::Misconfigured(text()),
-        "temporarily_unavailable" | "server_error" | "ratelimited" | "rate_limited" => {
-            OAuthError::Transient(text())
-        }
-        _ => OAuthError::Refused {
+        | "unsupported_token_type" => GrantErrorKind::Misconfigured,
+        // RFC 6749 4.1.2.1 (in an error redirect), seen at token endpoints too.
+        "temporarily_unavailable" | "server_error" => GrantErrorKind::Transient,
+        // `invalid_grant`, `access_denied` and anything unknown: the grant
+        // is dead.
+        _ => GrantErrorKind::Refused,
+    });
+    match kind {
+        GrantErrorKind::Misconfigured => OAuthError::Misconfigured(text()),
+        GrantErrorKind::Transient => OAuthError::Transient(text()),
+        GrantErrorKind::Refused => OAuthError::Refused {
             error: error.to_string(),
             description,
         },
@@ -450,7 +668,7 @@ enum Transport {
 /// RFC 6749 responses.
 struct QuirkClient {
     http: reqwest::Client,
-    format: TokenResponseFormat,
+    dialect: TokenDialect,
 }
 
 impl<'c> AsyncHttpClient<'c> for QuirkClient {
@@ -476,7 +694,14 @@ impl<'c> AsyncHttpClient<'c> for QuirkClient {
                     describe_reqwest_error(&e)
                 ))
             })?;
-            normalise(self.format, status, content_type.as_deref(), &body)
+            normalise(
+                self.dialect,
+                TokenAnswer {
+                    status,
+                    content_type,
+                    body,
+                },
+            )
         })
     }
 }
@@ -496,28 +721,30 @@ fn is_transient_status(status: u16) -> bool {
 }
 
 /// Turns a provider's token response into a standard one: 200 with a JSON
-/// token, or 400 with a JSON `error`.
-fn normalise(
-    format: TokenResponseFormat,
-    status: u16,
-    content_type: Option<&str>,
-    body: &[u8],
-) -> Result<HttpResponse, Transport> {
+/// token, or 400 with a JSON `error`. The connector's dialect goes first.
+fn normalise(dialect: TokenDialect, answer: TokenAnswer) -> Result<HttpResponse, Transport> {
+    if is_transient_status(answer.status) {
+        return Err(Transport::Transient(format!(
+            "HTTP {} from the token endpoint: {}",
+            answer.status,
+            redacted_excerpt(&answer.body)
+        )));
+    }
+    let answer = (dialect.normalise)(answer);
+    let (status, body) = (answer.status, &answer.body[..]);
     if is_transient_status(status) {
         return Err(Transport::Transient(format!(
             "HTTP {status} from the token endpoint: {}",
             redacted_excerpt(body)
         )));
     }
-    let Some(mut obj) = parse_body(content_type, body) else {
+    let Some(mut obj) = parse_body(body) else {
         return Err(Transport::Invalid {
-            message: format!(
-                "HTTP {status} from the token endpoint, neither a JSON object nor a form-encoded token response"
-            ),
+            message: format!("HTTP {status} from the token endpoint, not a JSON object"),
             excerpt: redacted_excerpt(body),
         });
     };
-    if let Some((error, description)) = error_of(format, status, &obj) {
+    if let Some((error, description)) = error_of(status, &obj) {
         let mut out = Map::new();
         out.insert("error".into(), Value::String(error));
         if let Some(d) = description {
@@ -530,26 +757,6 @@ fn normalise(
             message: format!("HTTP {status} from the token endpoint without an error code"),
             excerpt: redacted_excerpt(body),
         });
-    }
-    if format == TokenResponseFormat::OkFlagged {
-        obj.remove("ok");
-        // Slack: a user-token-only install carries its token in
-        // `authed_user`; the top-level (bot) token wins otherwise.
-        if !obj.contains_key("access_token") {
-            if let Some(Value::Object(user)) = obj.get("authed_user").cloned() {
-                for key in [
-                    "access_token",
-                    "refresh_token",
-                    "expires_in",
-                    "scope",
-                    "token_type",
-                ] {
-                    if let Some(v) = user.get(key) {
-                        obj.insert(key.into(), v.clone());
-                    }
-                }
-            }
-        }
     }
     if !matches!(obj.get("access_token"), Some(Value::String(s)) if !s.is_empty()) {
         return Err(Transport::Invalid {
@@ -608,25 +815,18 @@ fn seconds(v: &Value) -> Option<u64> {
     }
 }
 
-/// The error code and description of a provider's answer, if it is an error.
-fn error_of(
-    format: TokenResponseFormat,
-    status: u16,
-    obj: &Map<String, Value>,
-) -> Option<(String, Option<String>)> {
+/// The error code and description of an (RFC 6749) answer, if it is one.
+fn error_of(status: u16, obj: &Map<String, Value>) -> Option<(String, Option<String>)> {
     let str_of = |k: &str| obj.get(k).and_then(Value::as_str).filter(|s| !s.is_empty());
     let description = || {
         str_of("error_description")
             .or_else(|| str_of("message"))
-            .or_else(|| str_of("reason"))
             .map(str::to_owned)
     };
     match obj.get("error") {
-        Some(Value::String(code)) if !code.is_empty() => {
-            return Some((code.clone(), description()))
-        }
+        Some(Value::String(code)) if !code.is_empty() => Some((code.clone(), description())),
         // `{"error": {"code": .., "message": ..}}`
-        Some(Value::Object(inner)) => {
+        Some(Value::Object(inner)) if !(200..300).contains(&status) => {
             let code = inner
                 .get("code")
                 .and_then(|c| {
@@ -639,21 +839,10 @@ fn error_of(
                 .get("message")
                 .and_then(Value::as_str)
                 .map(str::to_owned);
-            return Some((code, message));
+            Some((code, message))
         }
-        _ => {}
+        _ => None,
     }
-    let failed = !(200..300).contains(&status)
-        || (format == TokenResponseFormat::OkFlagged && obj.get("ok") == Some(&Value::Bool(false)));
-    // HubSpot's older form: `{"status":"BAD_REFRESH_TOKEN","message":..}`.
-    let status_code = str_of("status").filter(|s| s.starts_with("BAD_"));
-    if let Some(code) = status_code {
-        return Some((code.to_owned(), description()));
-    }
-    if failed && format == TokenResponseFormat::OkFlagged {
-        return Some(("unknown_error".into(), description()));
-    }
-    None
 }
 
 fn json_response(status: u16, obj: &Map<String, Value>) -> HttpResponse {
@@ -666,31 +855,12 @@ fn json_response(status: u16, obj: &Map<String, Value>) -> HttpResponse {
     resp
 }
 
-/// The body as a JSON object, or a form-encoded body as one (GitHub answers
-/// `access_token=..&scope=repo%2Cgist&token_type=bearer` unless asked for
-/// JSON, and may do so anyway).
-fn parse_body(content_type: Option<&str>, body: &[u8]) -> Option<Map<String, Value>> {
-    if let Ok(Value::Object(obj)) = serde_json::from_slice::<Value>(body) {
-        return Some(obj);
+/// The body as a JSON object.
+fn parse_body(body: &[u8]) -> Option<Map<String, Value>> {
+    match serde_json::from_slice::<Value>(body) {
+        Ok(Value::Object(obj)) => Some(obj),
+        _ => None,
     }
-    let text = std::str::from_utf8(body).ok()?.trim();
-    let is_form = content_type.is_some_and(|ct| {
-        ct.to_ascii_lowercase()
-            .starts_with("application/x-www-form-urlencoded")
-    });
-    let pairs: Vec<(String, String)> = serde_urlencoded::from_str(text).ok()?;
-    let looks_like_token = pairs
-        .iter()
-        .any(|(k, _)| k == "access_token" || k == "error");
-    if !(looks_like_token || (is_form && !pairs.is_empty())) || text.contains(char::is_whitespace) {
-        return None;
-    }
-    Some(
-        pairs
-            .into_iter()
-            .map(|(k, v)| (k, Value::String(v)))
-            .collect(),
-    )
 }
 
 fn is_secret_key(key: &str) -> bool {
@@ -763,41 +933,107 @@ pub(crate) fn redacted_excerpt(body: &[u8]) -> String {
 mod tests {
     use super::*;
 
+    fn answer(status: u16, ct: &str, body: &'static [u8]) -> TokenAnswer {
+        TokenAnswer {
+            status,
+            content_type: Some(ct.into()),
+            body: body.to_vec().into(),
+        }
+    }
+
     #[test]
-    fn normalises_form_and_errors() {
+    fn normalises_standard_answers_and_applies_the_dialect() {
+        let std = TokenDialect::RFC6749;
         let ok = normalise(
-            TokenResponseFormat::JsonWhenAskedErrorsWith200,
-            200,
-            Some("application/x-www-form-urlencoded"),
-            b"access_token=gho_x&scope=repo%2Cgist&token_type=bearer",
+            std,
+            answer(
+                200,
+                "application/json",
+                br#"{"access_token":"t","scope":["a","b"]}"#,
+            ),
         )
         .unwrap();
         assert_eq!(ok.status(), 200);
         let v: Value = serde_json::from_slice(ok.body()).unwrap();
-        assert_eq!(v["scope"], "repo,gist");
+        assert_eq!(v["scope"], "a b");
+        assert_eq!(v["token_type"], "bearer");
 
+        // RFC 6749 reads an HTTP 200 `error` with no dialect as an error too.
         let err = normalise(
-            TokenResponseFormat::JsonWhenAskedErrorsWith200,
-            200,
-            Some("application/json"),
-            br#"{"error":"bad_refresh_token","error_description":"gone"}"#,
+            std,
+            answer(200, "application/json", br#"{"error":"invalid_grant"}"#),
         )
         .unwrap();
         assert_eq!(err.status(), 400);
-
         assert!(matches!(
-            normalise(
-                TokenResponseFormat::Json,
-                200,
-                Some("text/html"),
-                b"<html>oops</html>"
-            ),
+            normalise(std, answer(200, "text/html", b"<html>oops</html>")),
             Err(Transport::Invalid { .. })
         ));
         assert!(matches!(
-            normalise(TokenResponseFormat::Json, 502, None, b"bad gateway"),
+            normalise(std, answer(502, "text/plain", b"bad gateway")),
             Err(Transport::Transient(_))
         ));
+
+        // A connector's hook runs first: here, an `ok:false` answer.
+        let flagged = TokenDialect {
+            normalise: |mut a| {
+                if let Ok(Value::Object(mut obj)) = serde_json::from_slice::<Value>(&a.body) {
+                    if obj.remove("ok") == Some(Value::Bool(false)) {
+                        a.status = 400;
+                    }
+                    a.body = serde_json::to_vec(&obj).unwrap().into();
+                }
+                a
+            },
+            classify: |e, _| (e == "ratelimited").then_some(GrantErrorKind::Transient),
+        };
+        let err = normalise(
+            flagged,
+            answer(
+                200,
+                "application/json",
+                br#"{"ok":false,"error":"ratelimited"}"#,
+            ),
+        )
+        .unwrap();
+        assert_eq!(err.status(), 400);
+        assert!(matches!(
+            classify("ratelimited", None, flagged),
+            OAuthError::Transient(_)
+        ));
+        assert!(matches!(
+            classify("ratelimited", None, std),
+            OAuthError::Refused { .. }
+        ));
+    }
+
+    #[test]
+    fn templates_resolve_over_settings() {
+        let t: UrlTemplate = "https://login.microsoftonline.com/{tenant}/oauth2/v2.0/token"
+            .parse()
+            .unwrap();
+        assert_eq!(t.placeholders(), ["tenant"]);
+        let mut settings = Map::new();
+        assert!(t.resolve(&settings).unwrap_err().contains("`tenant`"));
+        settings.insert("tenant".into(), "contoso.onmicrosoft.com".into());
+        assert_eq!(
+            t.resolve(&settings).unwrap().as_str(),
+            "https://login.microsoftonline.com/contoso.onmicrosoft.com/oauth2/v2.0/token"
+        );
+        for evil in ["evil.test/x", "a@evil.test", "x?y", "..", "a b"] {
+            settings.insert("tenant".into(), evil.into());
+            assert!(t.resolve(&settings).is_err(), "{evil}");
+        }
+        let sub: UrlTemplate = "https://{subdomain}.zendesk.com/oauth/tokens"
+            .parse()
+            .unwrap();
+        settings.insert("subdomain".into(), "acme".into());
+        assert_eq!(
+            sub.resolve(&settings).unwrap().host_str(),
+            Some("acme.zendesk.com")
+        );
+        assert!("ftp://x/".parse::<UrlTemplate>().is_err());
+        assert!("not a url".parse::<UrlTemplate>().is_err());
     }
 
     #[test]

@@ -7,11 +7,14 @@
 //!
 //! Each app is an [`OAuthApp`]: built from a connector's
 //! [`tether_core::OAuth2Spec`] with [`OAuthApp::from_spec`], overridden by
-//! configuration, or defined by configuration alone. The `oauth2` crate makes
-//! the authorize URL, the PKCE pair and the token requests; a normalising HTTP
-//! client turns each provider's answer into a standard one first (GitHub's
-//! form-encoded bodies and HTTP 200 errors, Slack's `ok:false`, HubSpot's
-//! `BAD_REFRESH_TOKEN`, Atlassian's 403 `invalid_grant`). Failures come out as
+//! configuration, or defined by configuration alone. Its URLs are
+//! [`UrlTemplate`]s over the connection's settings (`{tenant}`,
+//! `{subdomain}`), resolved per connection and checked against the app's
+//! host policy. The `oauth2` crate makes the authorize URL, the PKCE pair and
+//! the token requests; each answer first goes through the connector's
+//! [`TokenDialect`] hook (GitHub's form-encoded bodies and HTTP 200 errors
+//! live in the GitHub crate, Slack's `ok:false` in Slack's), then is read as
+//! RFC 6749. Failures come out as
 //! one of four [`OAuthError`]s: the grant is dead (`Refused`), try again
 //! later (`Transient`), the answer was unreadable (`InvalidResponse`), or the
 //! client settings are wrong (`Misconfigured`).
@@ -75,7 +78,7 @@ mod client;
 mod manager;
 
 pub use client::{
-    authorize, exchange_code, refresh, revoke, AuthorizeRequest, ClientAuth, OAuthApp, OAuthError,
-    TokenResponseFormat, TokenSet,
+    authorize, client_credentials, exchange_code, refresh, revoke, AuthorizeRequest, ClientAuth,
+    OAuthApp, OAuthError, TokenDialect, TokenSet, UrlTemplate, UrlTemplateError,
 };
 pub use manager::{ExpiryHook, TokenError, TokenManager, TokenManagerConfig};

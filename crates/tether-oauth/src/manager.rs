@@ -11,7 +11,7 @@ use secrecy::{ExposeSecret, SecretString};
 use tether_core::{SourceError, TokenSource};
 use tether_store::{ConnectionStatus, LockGuard, Secret, Store, StoreError};
 
-use crate::client::{refresh, OAuthApp, OAuthError, TokenSet};
+use crate::client::{client_credentials, refresh, OAuthApp, OAuthError, TokenSet};
 
 /// How the manager paces refreshes.
 #[derive(Debug, Clone)]
@@ -112,6 +112,9 @@ struct Inner {
     /// This process's name in `token_locks`.
     owner: String,
     apps: RwLock<HashMap<String, Arc<OAuthApp>>>,
+    /// Per connector, the token endpoint of its client-credentials
+    /// connections.
+    cc_apps: RwLock<HashMap<String, Arc<OAuthApp>>>,
     /// One refresh at a time per connection in this process.
     locks: StdMutex<HashMap<i64, Arc<tokio::sync::Mutex<()>>>>,
     /// The last failed refresh per connection, for the cooldown.
@@ -135,6 +138,8 @@ struct Creds {
     refresh: Option<SecretString>,
     expires_at: Option<i64>,
     scope: Option<String>,
+    /// A client-credentials connection's own client id and secret.
+    client: Option<(String, SecretString)>,
 }
 
 /// What the caller needs.
@@ -178,6 +183,7 @@ impl TokenManager {
                 config,
                 owner,
                 apps: RwLock::new(HashMap::new()),
+                cc_apps: RwLock::new(HashMap::new()),
                 locks: StdMutex::new(HashMap::new()),
                 failures: StdMutex::new(HashMap::new()),
                 on_expired: RwLock::new(None),
@@ -202,6 +208,16 @@ impl TokenManager {
     pub fn register_app(&self, app: OAuthApp) {
         self.inner
             .apps
+            .write()
+            .expect("apps lock poisoned")
+            .insert(app.key.clone(), Arc::new(app));
+    }
+
+    /// Registers the token endpoint of `app.key`'s client-credentials
+    /// connections (see [`OAuthApp::for_client_credentials`]).
+    pub fn register_client_credentials_app(&self, app: OAuthApp) {
+        self.inner
+            .cc_apps
             .write()
             .expect("apps lock poisoned")
             .insert(app.key.clone(), Arc::new(app));
@@ -470,6 +486,11 @@ impl TokenManager {
         if conn.status == ConnectionStatus::Expired {
             return Err(expired_error(conn.status_reason));
         }
+        if let Some((client_id, client_secret)) = &creds.client {
+            return self
+                .fetch_client_credentials(id, &conn, client_id, client_secret)
+                .await;
+        }
         let app = self.app(app_key.unwrap_or(&conn.app))?;
 
         let Some(refresh_token) = creds.refresh.clone() else {
@@ -490,10 +511,26 @@ impl TokenManager {
             return Err(TokenError::Rejected { reason });
         };
 
-        match self.refresh_with_retries(&app, &refresh_token).await {
+        match self
+            .refresh_with_retries(&app, &conn.settings, &refresh_token)
+            .await
+        {
             Ok(set) => {
                 let token = set.access_token.clone();
+                // A refresh may change the scopes or the grant's fields;
+                // the connection keeps the newest (what it lacks stays).
+                let scopes = set.scope.as_deref().map(split_scopes);
+                let mut fields = conn.token_fields.clone();
+                fields.extend(set.extra.clone());
                 self.persist(id, set, &creds, refresh_token).await?;
+                if fields != conn.token_fields
+                    || scopes.as_ref().is_some_and(|s| *s != conn.granted_scopes)
+                {
+                    let scopes = scopes.unwrap_or_else(|| conn.granted_scopes.clone());
+                    if let Err(e) = store.set_connection_grant(id, &fields, &scopes).await {
+                        tracing::warn!(connection = id, error = %e, "cannot record the refreshed grant's scopes");
+                    }
+                }
                 self.clear_failure(id);
                 tracing::debug!(connection = id, app = %app.key, "refreshed the access token");
                 Ok(token)
@@ -550,9 +587,85 @@ impl TokenManager {
         }
     }
 
+    /// A new token for a client-credentials connection. Two processes may
+    /// both fetch one; neither invalidates the other's.
+    async fn fetch_client_credentials(
+        &self,
+        id: i64,
+        conn: &tether_store::Connection,
+        client_id: &str,
+        client_secret: &SecretString,
+    ) -> Result<SecretString, TokenError> {
+        let app = self
+            .inner
+            .cc_apps
+            .read()
+            .expect("apps lock poisoned")
+            .get(&conn.app)
+            .cloned()
+            .ok_or_else(|| {
+                TokenError::Misconfigured(format!(
+                    "`{}` has no client-credentials token endpoint registered",
+                    conn.app
+                ))
+            })?;
+        let timeout = self.inner.config.request_timeout;
+        let result = tokio::time::timeout(
+            timeout,
+            client_credentials(
+                &self.inner.http,
+                &app,
+                &conn.settings,
+                client_id,
+                client_secret,
+            ),
+        )
+        .await
+        .unwrap_or_else(|_| {
+            Err(OAuthError::Transient(format!(
+                "the token endpoint did not answer within {} s",
+                timeout.as_secs()
+            )))
+        });
+        match result {
+            Ok(set) => {
+                let token = set.access_token.clone();
+                let secret = Secret::ClientCredentials {
+                    client_id: client_id.to_owned(),
+                    client_secret: client_secret.clone(),
+                    access_token: Some(set.access_token),
+                    expires_at: set.expires_in.map(|d| {
+                        now_ms().saturating_add(d.as_millis().min(i64::MAX as u128) as i64)
+                    }),
+                };
+                self.inner.store.set_secret(id, &secret).await?;
+                self.clear_failure(id);
+                Ok(token)
+            }
+            Err(e @ (OAuthError::Refused { .. } | OAuthError::Misconfigured(_))) => {
+                let reason = format!(
+                    "{} refused the connection's client credentials ({e}). Give the connection a valid client id and secret.",
+                    app.display_name
+                );
+                self.inner
+                    .store
+                    .set_connection_status(id, ConnectionStatus::Expired, Some(&reason))
+                    .await?;
+                self.expired(id, &reason);
+                Err(TokenError::Rejected { reason })
+            }
+            Err(e) => {
+                let message = format!("getting a {} token failed: {e}", app.display_name);
+                self.record_failure(id, &message);
+                Err(TokenError::Transient(message))
+            }
+        }
+    }
+
     async fn refresh_with_retries(
         &self,
         app: &OAuthApp,
+        settings: &serde_json::Map<String, serde_json::Value>,
         refresh_token: &SecretString,
     ) -> Result<TokenSet, OAuthError> {
         let cfg = &self.inner.config;
@@ -560,7 +673,7 @@ impl TokenManager {
         loop {
             let attempt_result = tokio::time::timeout(
                 cfg.request_timeout,
-                refresh(&self.inner.http, app, refresh_token),
+                refresh(&self.inner.http, app, settings, refresh_token),
             )
             .await
             .unwrap_or_else(|_| {
@@ -656,6 +769,24 @@ impl TokenManager {
                 refresh: refresh_token,
                 expires_at,
                 scope,
+                client: None,
+            }),
+            Some(Secret::ClientCredentials {
+                client_id,
+                client_secret,
+                access_token,
+                expires_at,
+            }) => Ok(Creds {
+                // No token yet: an empty one that has expired.
+                expires_at: if access_token.is_some() {
+                    expires_at
+                } else {
+                    Some(0)
+                },
+                access: access_token.unwrap_or_else(|| SecretString::from(String::new())),
+                refresh: None,
+                scope: None,
+                client: Some((client_id, client_secret)),
             }),
             Some(Secret::Basic { .. }) => Err(TokenError::Misconfigured(format!(
                 "connection {id} authenticates with a username and password, not OAuth tokens"
@@ -665,6 +796,15 @@ impl TokenManager {
             }),
         }
     }
+}
+
+/// Scopes as apps send them: space- (RFC 6749) or comma-separated.
+fn split_scopes(scope: &str) -> Vec<String> {
+    scope
+        .split([' ', ','])
+        .filter(|s| !s.is_empty())
+        .map(str::to_owned)
+        .collect()
 }
 
 fn not_expired(creds: &Creds) -> bool {

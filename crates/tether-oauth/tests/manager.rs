@@ -11,9 +11,7 @@ use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use secrecy::{ExposeSecret, SecretString};
 use tether_core::SourceError;
-use tether_oauth::{
-    ClientAuth, OAuthApp, TokenError, TokenManager, TokenManagerConfig, TokenResponseFormat,
-};
+use tether_oauth::{ClientAuth, OAuthApp, TokenError, TokenManager, TokenManagerConfig};
 use tether_store::{ConnectionStatus, KeySource, MasterKey, NewConnection, Secret, Store};
 use url::Url;
 
@@ -134,15 +132,16 @@ impl Env {
             display_name: "GitHub".into(),
             client_id: "cid".into(),
             client_secret: Some(SecretString::from("csecret")),
-            authorize_url: Url::parse("https://github.com/login/oauth/authorize").unwrap(),
-            token_url: self.token_url.clone(),
+            authorize_url: "https://github.com/login/oauth/authorize".parse().unwrap(),
+            token_url: self.token_url.clone().into(),
             revoke_url: None,
             scopes: vec![],
             scope_separator: " ".into(),
             pkce: true,
             extra_authorize_params: vec![],
             client_auth: ClientAuth::RequestBody,
-            token_response: TokenResponseFormat::JsonWhenAskedErrorsWith200,
+            dialect: tether_github::oauth::DIALECT,
+            hosts: None,
         });
         m
     }
@@ -156,7 +155,7 @@ impl Env {
                 app: "github",
                 display_name: &format!("conn-{}", rand_suffix()),
                 settings: Default::default(),
-                auth_kind: "oauth2",
+                auth_kind: tether_core::AuthKind::OAuth2,
                 status: ConnectionStatus::Active,
                 secret: Some(Secret::Token {
                     access_token: SecretString::from("ghu_0"),
@@ -237,6 +236,10 @@ async fn hundred_concurrent_callers_make_one_refresh() {
         Some("read:org"),
         "an empty scope keeps the old one"
     );
+    // The answer's non-secret fields are kept with the connection.
+    let c = env.store.connection(id).await.unwrap();
+    assert_eq!(c.token_fields["refresh_token_expires_in"], 15897600);
+    assert!(!c.token_fields.contains_key("access_token"));
     // Now fresh: no more requests.
     assert_eq!(m.access_token(id).await.unwrap().expose_secret(), "ghu_1");
     assert_eq!(env.requests(), 1);

@@ -120,11 +120,19 @@ pub struct Connection {
     pub app: String,
     pub display_name: String,
     pub settings: serde_json::Map<String, serde_json::Value>,
-    pub auth_kind: String,
+    pub auth_kind: tether_core::AuthKind,
     pub status: ConnectionStatus,
     pub status_reason: Option<String>,
     pub connected_external_id: Option<String>,
     pub connected_name: Option<String>,
+    /// Who created it (`web admin`, `API key ...`, `CLI ...`); `None` for
+    /// connections older than migration 0009.
+    pub created_by: Option<String>,
+    /// The non-secret fields of the last OAuth token answer (Slack's
+    /// `team`, `enterprise`), as the connector's dialect kept them.
+    pub token_fields: serde_json::Map<String, serde_json::Value>,
+    /// The scopes the app granted, as it named them.
+    pub granted_scopes: Vec<String>,
     pub created_at: i64,
     pub updated_at: i64,
 }
@@ -143,6 +151,14 @@ pub enum Secret {
         username: String,
         password: SecretString,
     },
+    /// An OAuth client of the connection's own, and the last token it got.
+    ClientCredentials {
+        client_id: String,
+        client_secret: SecretString,
+        access_token: Option<SecretString>,
+        /// Unix ms.
+        expires_at: Option<i64>,
+    },
 }
 
 impl std::fmt::Debug for Secret {
@@ -155,6 +171,15 @@ impl std::fmt::Debug for Secret {
             Secret::Basic { username, .. } => f
                 .debug_struct("Secret::Basic")
                 .field("username", username)
+                .finish_non_exhaustive(),
+            Secret::ClientCredentials {
+                client_id,
+                expires_at,
+                ..
+            } => f
+                .debug_struct("Secret::ClientCredentials")
+                .field("client_id", client_id)
+                .field("expires_at", expires_at)
                 .finish_non_exhaustive(),
         }
     }
@@ -175,12 +200,19 @@ enum SecretWire {
         username: String,
         password: String,
     },
+    ClientCredentials {
+        client_id: String,
+        client_secret: String,
+        access_token: Option<String>,
+        expires_at: Option<i64>,
+    },
 }
 
 impl Secret {
     fn expires_at(&self) -> Option<i64> {
         match self {
             Secret::Token { expires_at, .. } => *expires_at,
+            Secret::ClientCredentials { expires_at, .. } => *expires_at,
             Secret::Basic { .. } => None,
         }
     }
@@ -202,6 +234,17 @@ impl Secret {
                 username: username.clone(),
                 password: password.expose_secret().to_owned(),
             },
+            Secret::ClientCredentials {
+                client_id,
+                client_secret,
+                access_token,
+                expires_at,
+            } => SecretWire::ClientCredentials {
+                client_id: client_id.clone(),
+                client_secret: client_secret.expose_secret().to_owned(),
+                access_token: access_token.as_ref().map(|t| t.expose_secret().to_owned()),
+                expires_at: *expires_at,
+            },
         }
     }
 
@@ -222,6 +265,17 @@ impl Secret {
                 username,
                 password: password.into(),
             },
+            SecretWire::ClientCredentials {
+                client_id,
+                client_secret,
+                access_token,
+                expires_at,
+            } => Secret::ClientCredentials {
+                client_id,
+                client_secret: client_secret.into(),
+                access_token: access_token.map(Into::into),
+                expires_at,
+            },
         }
     }
 }
@@ -231,7 +285,7 @@ pub struct NewConnection<'a> {
     pub app: &'a str,
     pub display_name: &'a str,
     pub settings: serde_json::Map<String, serde_json::Value>,
-    pub auth_kind: &'a str,
+    pub auth_kind: tether_core::AuthKind,
     pub status: ConnectionStatus,
     pub secret: Option<Secret>,
 }
@@ -359,7 +413,7 @@ impl Store {
         .bind(new.app)
         .bind(new.display_name)
         .bind(serde_json::Value::Object(new.settings).to_string())
-        .bind(new.auth_kind)
+        .bind(new.auth_kind.as_str())
         .bind(new.status.as_str())
         .bind(now)
         .bind(now)
@@ -383,6 +437,47 @@ impl Store {
         }
         tx.commit().await?;
         self.connection(id).await
+    }
+
+    /// Records who created a connection.
+    pub async fn set_connection_created_by(&self, id: i64, created_by: &str) -> Result<()> {
+        sqlx::query("UPDATE connections SET created_by = ? WHERE id = ?")
+            .bind(created_by)
+            .bind(id)
+            .execute(&self.pool)
+            .await?;
+        Ok(())
+    }
+
+    /// Records what an OAuth grant said besides the tokens, and its scopes.
+    pub async fn set_connection_grant(
+        &self,
+        id: i64,
+        token_fields: &serde_json::Map<String, serde_json::Value>,
+        granted_scopes: &[String],
+    ) -> Result<()> {
+        sqlx::query("UPDATE connections SET token_fields = ?, granted_scopes = ? WHERE id = ?")
+            .bind(serde_json::Value::Object(token_fields.clone()).to_string())
+            .bind(serde_json::to_string(granted_scopes).expect("strings serialise"))
+            .bind(id)
+            .execute(&self.pool)
+            .await?;
+        Ok(())
+    }
+
+    /// Replaces a connection's settings (with what the connector discovered).
+    pub async fn set_connection_settings(
+        &self,
+        id: i64,
+        settings: &serde_json::Map<String, serde_json::Value>,
+    ) -> Result<()> {
+        sqlx::query("UPDATE connections SET settings = ?, updated_at = ? WHERE id = ?")
+            .bind(serde_json::Value::Object(settings.clone()).to_string())
+            .bind(now_ms())
+            .bind(id)
+            .execute(&self.pool)
+            .await?;
+        Ok(())
     }
 
     pub async fn connection(&self, id: i64) -> Result<Connection> {
@@ -598,11 +693,24 @@ fn connection_from_row(row: &sqlx::sqlite::SqliteRow) -> Result<Connection> {
         app: row.try_get("app")?,
         display_name: row.try_get("display_name")?,
         settings: serde_json::from_str(&settings).unwrap_or_default(),
-        auth_kind: row.try_get("auth_kind")?,
+        auth_kind: {
+            let kind: String = row.try_get("auth_kind")?;
+            tether_core::AuthKind::parse(&kind).ok_or_else(|| {
+                StoreError::Conflict(format!(
+                    "connection {} has the unknown auth kind `{kind}`; this database was written by a newer Tether",
+                    row.try_get::<i64, _>("id").unwrap_or_default()
+                ))
+            })?
+        },
         status: ConnectionStatus::parse(&status).unwrap_or(ConnectionStatus::Error),
         status_reason: row.try_get("status_reason")?,
         connected_external_id: row.try_get("connected_external_id")?,
         connected_name: row.try_get("connected_name")?,
+        created_by: row.try_get("created_by")?,
+        token_fields: serde_json::from_str(&row.try_get::<String, _>("token_fields")?)
+            .unwrap_or_default(),
+        granted_scopes: serde_json::from_str(&row.try_get::<String, _>("granted_scopes")?)
+            .unwrap_or_default(),
         created_at: row.try_get("created_at")?,
         updated_at: row.try_get("updated_at")?,
     })

@@ -21,7 +21,7 @@ async fn tokens_are_encrypted_at_rest_and_a_wrong_key_is_refused() {
             app: "github",
             display_name: "GitHub - Eng",
             settings: Default::default(),
-            auth_kind: "token",
+            auth_kind: tether_core::AuthKind::Token,
             status: ConnectionStatus::Active,
             secret: Some(Secret::Token {
                 access_token: TOKEN.into(),
@@ -56,7 +56,7 @@ async fn tokens_are_encrypted_at_rest_and_a_wrong_key_is_refused() {
             app: "github",
             display_name: "GitHub - Eng",
             settings: Default::default(),
-            auth_kind: "token",
+            auth_kind: tether_core::AuthKind::Token,
             status: ConnectionStatus::Active,
             secret: None,
         })

@@ -56,6 +56,7 @@ impl Source for FakeOrg {
         Ok(ConnectedIdentity {
             external_id: "1".into(),
             name: "acme".into(),
+            discovered_settings: Default::default(),
         })
     }
 
@@ -146,7 +147,7 @@ async fn setup() -> (tempfile::TempDir, Store, tether_store::Connection) {
             app: "fake",
             display_name: "Fake - Eng",
             settings: Default::default(),
-            auth_kind: "token",
+            auth_kind: tether_core::AuthKind::Token,
             status: ConnectionStatus::Active,
             secret: None,
         })

@@ -34,6 +34,7 @@ impl Source for Directory {
         Ok(ConnectedIdentity {
             external_id: "dir".into(),
             name: "directory".into(),
+            discovered_settings: Default::default(),
         })
     }
 
@@ -83,7 +84,7 @@ async fn setup() -> (tempfile::TempDir, Store, tether_store::Connection) {
             app: "fake",
             display_name: "Directory",
             settings: Default::default(),
-            auth_kind: "token",
+            auth_kind: tether_core::AuthKind::Token,
             status: ConnectionStatus::Active,
             secret: None,
         })

@@ -46,6 +46,7 @@ impl Source for Paced {
         Ok(ConnectedIdentity {
             external_id: "1".into(),
             name: "paced".into(),
+            discovered_settings: Default::default(),
         })
     }
 
@@ -82,7 +83,7 @@ async fn run(source: &Paced, rate_limit_scale: Option<f64>) -> Vec<(String, Inst
             app: "paced",
             display_name: "Paced - Test",
             settings: Default::default(),
-            auth_kind: "token",
+            auth_kind: tether_core::AuthKind::Token,
             status: ConnectionStatus::Active,
             secret: None,
         })

@@ -45,7 +45,7 @@ fn app_name(app: &App, key: &str) -> String {
 
 fn reconnect_button(auth: &Auth, c: &Connection) -> Markup {
     html! {
-        @if c.auth_kind == "oauth2" {
+        @if c.auth_kind.is_oauth() {
             form.inline method="post" action=(format!("/connections/{}/reconnect", c.id)) {
                 (csrf_field(auth))
                 button.reconnect type="submit" { "Reconnect" }
@@ -63,7 +63,7 @@ fn status_detail(app: &App, auth: &Auth, c: &Connection, status: &str) -> Markup
             }
             "expired" => {
                 @if let Some(r) = &c.status_reason { div.reason { (r) } }
-                @if c.auth_kind == "oauth2" {
+                @if c.auth_kind.is_oauth() {
                     (reconnect_button(auth, c))
                 } @else {
                     div.hint { "Connected with a token: delete this connection and add it again with a new token." }
@@ -73,9 +73,12 @@ fn status_detail(app: &App, auth: &Auth, c: &Connection, status: &str) -> Markup
                 @if let Some(r) = &c.status_reason { div.reason.error-message { (r) } }
             }
             "pending" => {
-                div.hint { "Waiting for consent in " (app_name(app, &c.app)) "." }
+                div.hint {
+                    "Waiting for consent in " (app_name(app, &c.app)) "."
+                    @if let Some(by) = &c.created_by { " Started by " (by) "." }
+                }
                 @if let Some(r) = c.status_reason.as_deref().filter(|r| *r != "created") { div.reason { (r) } }
-                @if c.auth_kind == "oauth2" {
+                @if c.auth_kind.is_oauth() {
                     form.inline method="post" action=(format!("/connections/{}/reconnect", c.id)) {
                         (csrf_field(auth))
                         button.resume type="submit" { "Continue connecting" }
@@ -86,6 +89,26 @@ fn status_detail(app: &App, auth: &Auth, c: &Connection, status: &str) -> Markup
                 @if let Some(r) = &c.status_reason { div.reason { (r) } }
             }
             _ => {}
+        }
+    }
+}
+
+/// What a connection was set up with (its settings hold no secrets) and
+/// who created it, so a pending or active connection can be checked.
+fn connection_settings(c: &Connection) -> Markup {
+    html! {
+        section.settings #connection-settings {
+            h2 { "Settings" }
+            dl {
+                @for (key, value) in &c.settings {
+                    dt { code { (key) } }
+                    dd.setting data-key=(key) {
+                        @match value.as_str() { Some(v) => (v), None => (value.to_string()) }
+                    }
+                }
+                dt { "Created by" }
+                dd #created-by { (c.created_by.as_deref().unwrap_or("unknown (before Tether recorded it)")) }
+            }
         }
     }
 }
@@ -118,12 +141,10 @@ fn target_name<'a>(
     edge_kind: &str,
     id: &'a str,
 ) -> &'a str {
-    let kind = match edge_kind {
-        "membership" => "group",
-        "role_assignment" => "role",
-        _ => "license",
+    let Some(kind) = Kind::parse(edge_kind).and_then(Kind::target_of) else {
+        return id;
     };
-    names.get(&(kind, id)).copied().unwrap_or(id)
+    names.get(&(kind.as_str(), id)).copied().unwrap_or(id)
 }
 
 // ---- Connected Apps --------------------------------------------------------
@@ -230,7 +251,7 @@ fn catalog_view(app: &App, auth: &Auth, failed: Option<&FailedForm>) -> Markup {
             section.app-card id=(format!("app-{}", entry.key)) {
                 h2 { (entry.display_name) }
                 @if !entry.description.is_empty() { p.description { (entry.description) } }
-                @if entry.custom { p.hint { "Custom OAuth app: Tether keeps the connection alive but does not sync it." } }
+                @if entry.kind == tether_hub::AppKind::CustomOauth { p.hint { "Custom OAuth app: Tether keeps the connection alive but does not sync it." } }
                 @if let Some(f) = failed_here {
                     p.flash.error.connect-error role="alert" { (f.error) }
                 }
@@ -363,6 +384,7 @@ pub(crate) async fn connect(
             &form.display_name,
             form.settings,
             &auth.session_id,
+            WEB_CREATOR,
         )
         .await
     {
@@ -371,6 +393,10 @@ pub(crate) async fn connect(
         Err(e) => Ok(connect_failed(&app, &auth, app_key, false, form.values, e)),
     }
 }
+
+/// Who a connection made in the web UI was created by: the UI has one
+/// admin.
+const WEB_CREATOR: &str = "web admin";
 
 pub(crate) async fn connect_token(
     State(app): State<App>,
@@ -406,7 +432,7 @@ pub(crate) async fn connect_token(
     }
     match app
         .hub
-        .add_token_connection(&app_key, name, form.settings, token, true)
+        .add_token_connection(&app_key, name, form.settings, token, true, WEB_CREATOR)
         .await
     {
         Ok(c) => {
@@ -654,7 +680,7 @@ pub(crate) async fn connection(
                 div.sub {
                     (app_name(&app, &c.app))
                     @if let Some(org) = &c.connected_name { " · connected to " strong #connected-name { (org) } }
-                    " · " @if c.auth_kind == "oauth2" { "OAuth" } @else { "token" }
+                    " · " @match c.auth_kind { tether_core::AuthKind::OAuth2 => "OAuth", tether_core::AuthKind::ClientCredentials => "OAuth client credentials", tether_core::AuthKind::Token => "token" }
                 }
             }
             div.status-block {
@@ -662,6 +688,7 @@ pub(crate) async fn connection(
                 @if let Some(r) = &c.status_reason { @if status != "syncing" { div.reason #status-reason { (r) } } }
             }
         }
+        (connection_settings(&c))
         @if let Some(state) = &sync_state {
             section.syncing #sync-progress { h2 { "Syncing" } (progress(state)) }
         }

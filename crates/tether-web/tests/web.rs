@@ -86,6 +86,12 @@ impl Env {
             store.clone(),
             HubConfig {
                 public_base_url: base.parse()?,
+                // The operator's GitHub API host (revocations go there).
+                setting_defaults: [(
+                    "github".to_owned(),
+                    serde_json::Map::from_iter([("api_base_url".to_owned(), sb.clone().into())]),
+                )]
+                .into(),
                 ..Default::default()
             },
             vec![app],

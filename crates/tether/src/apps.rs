@@ -4,7 +4,7 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use anyhow::{Context, Result};
+use anyhow::Result;
 use tether_hub::{AppEntry, EventSink, Hub, HubConfig};
 use tether_oauth::{OAuthApp, TokenManager, TokenManagerConfig};
 use tether_store::Store;
@@ -84,7 +84,9 @@ pub fn catalog(config: &Config) -> Result<Vec<AppEntry>> {
                     .map(|(k, v)| (k.clone(), v.clone()))
                     .collect(),
                 client_auth,
-                token_response: tether_core::TokenResponseFormat::Json,
+                // No connector: RFC 6749 as the app answers it.
+                dialect: tether_core::TokenDialect::RFC6749,
+                hosts: None,
             }),
             None => None,
         };
@@ -112,6 +114,12 @@ pub fn hub_config(config: &Config, public_base_url: url::Url) -> HubConfig {
             .filter(|(_, a)| !a.settings.is_empty())
             .map(|(k, a)| (k.clone(), a.settings.clone()))
             .collect(),
+        allowed_hosts: config
+            .apps
+            .iter()
+            .filter(|(_, a)| !a.allowed_hosts.is_empty())
+            .map(|(k, a)| (k.clone(), a.allowed_hosts.clone()))
+            .collect(),
         ..Default::default()
     }
 }
@@ -123,11 +131,9 @@ pub fn hub(
     apps: Vec<AppEntry>,
     events: Arc<dyn EventSink>,
 ) -> Result<Hub> {
-    let http = reqwest::Client::builder()
-        .user_agent(concat!("tether/", env!("CARGO_PKG_VERSION")))
-        .timeout(Duration::from_secs(30))
-        .build()
-        .context("building the HTTP client")?;
+    // Token requests reach only the apps' configured hosts, and follow no
+    // redirect to another one.
+    let http = tether_hub::oauth_http_client(&apps, &hub_config);
     let tokens = TokenManager::new(store.clone(), http, TokenManagerConfig::default());
     Ok(Hub::new(store.clone(), hub_config, apps, tokens, events))
 }

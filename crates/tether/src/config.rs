@@ -17,6 +17,7 @@
 //! client_id = "Iv1.0123456789abcdef"
 //! client_secret_file = "/run/secrets/github-client-secret"
 //! # authorize_url / token_url / revoke_url / scopes override the connector's
+//! allowed_hosts = ["github.example.com"]          # hosts connections may reach
 //! [apps.github.settings]                           # defaults for new connections
 //! api_base_url = "https://github.example.com/api/v3"
 //!
@@ -33,8 +34,9 @@
 //!
 //! Environment overrides: `TETHER_LISTEN`, `TETHER_PUBLIC_BASE_URL`,
 //! `TETHER_DATABASE_URL`, `TETHER_ADMIN_PASSWORD`, and per app
-//! `TETHER_APPS_<APP>_CLIENT_ID` / `TETHER_APPS_<APP>_CLIENT_SECRET` (the app
-//! key upper-cased, `-` as `_`).
+//! `TETHER_APPS_<APP>_CLIENT_ID` / `TETHER_APPS_<APP>_CLIENT_SECRET` and
+//! `TETHER_APPS_<APP>_ALLOWED_HOSTS` (comma-separated; the app key
+//! upper-cased, `-` as `_`).
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -105,10 +107,16 @@ pub struct AppConfig {
     pub client_id: Option<String>,
     pub client_secret: Option<String>,
     pub client_secret_file: Option<PathBuf>,
-    pub authorize_url: Option<url::Url>,
-    pub token_url: Option<url::Url>,
-    pub revoke_url: Option<url::Url>,
+    /// URL templates over a connection's settings (`{tenant}`).
+    pub authorize_url: Option<tether_oauth::UrlTemplate>,
+    pub token_url: Option<tether_oauth::UrlTemplate>,
+    pub revoke_url: Option<tether_oauth::UrlTemplate>,
     pub scopes: Option<Vec<String>>,
+    /// Hosts this app's connections may reach besides its public ones and
+    /// the hosts of the URLs configured here: `host`, `host:port`,
+    /// `[ipv6]:port` or `*.domain`. They may be internal addresses.
+    #[serde(default)]
+    pub allowed_hosts: Vec<String>,
     /// Defaults for new connections' settings.
     #[serde(default)]
     pub settings: serde_json::Map<String, serde_json::Value>,
@@ -120,9 +128,10 @@ pub struct CustomAppConfig {
     pub display_name: Option<String>,
     #[serde(default)]
     pub description: String,
-    pub authorize_url: url::Url,
-    pub token_url: url::Url,
-    pub revoke_url: Option<url::Url>,
+    /// URL templates over a connection's settings (`{tenant}`).
+    pub authorize_url: tether_oauth::UrlTemplate,
+    pub token_url: tether_oauth::UrlTemplate,
+    pub revoke_url: Option<tether_oauth::UrlTemplate>,
     #[serde(default)]
     pub scopes: Vec<String>,
     #[serde(default = "space")]
@@ -198,6 +207,15 @@ impl Config {
             .map(|d| d.slug.to_owned())
             .chain(config.custom_apps.keys().cloned())
             .collect();
+        for key in tether_core::registry::all().iter().map(|d| d.slug) {
+            if let Some(hosts) = env(&format!("TETHER_APPS_{}_ALLOWED_HOSTS", env_key(key))) {
+                config.apps.entry(key.to_owned()).or_default().allowed_hosts = hosts
+                    .split(',')
+                    .map(|h| h.trim().to_owned())
+                    .filter(|h| !h.is_empty())
+                    .collect();
+            }
+        }
         for key in keys {
             let id = env(&format!("TETHER_APPS_{}_CLIENT_ID", env_key(&key)));
             let secret = env(&format!("TETHER_APPS_{}_CLIENT_SECRET", env_key(&key)));
@@ -211,6 +229,12 @@ impl Config {
                 let app = config.apps.entry(key).or_default();
                 app.client_id = id.or(app.client_id.take());
                 app.client_secret = secret.or(app.client_secret.take());
+            }
+        }
+        for (key, app) in &config.apps {
+            for host in &app.allowed_hosts {
+                tether_core::http::HostRule::parse(host, true)
+                    .map_err(|e| anyhow::anyhow!("[apps.{key}] allowed_hosts: {e}"))?;
             }
         }
         for key in config.apps.keys() {
@@ -272,6 +296,7 @@ mod tests {
             [apps.github]
             client_id = "Iv1.abc"
             client_secret = "s3cr3t"
+            allowed_hosts = ["ghe.example.com", "10.0.0.5:8443"]
             [apps.github.settings]
             api_base_url = "https://ghe.example.com/api/v3"
             [custom_apps.acme-idp]
@@ -289,6 +314,7 @@ mod tests {
             "https://ghe.example.com/api/v3"
         );
         assert!(c.custom_apps["acme-idp"].pkce);
+        assert_eq!(c.apps["github"].allowed_hosts.len(), 2);
         assert!(c.has_oauth_clients());
     }
 

@@ -207,7 +207,7 @@ async fn run(cli: Cli) -> Result<std::process::ExitCode> {
                 ConnectionsCmd::List { json } => list_connections(&store, json).await,
                 ConnectionsCmd::Refresh { connection } => {
                     let c = store.find_connection(&connection).await?;
-                    if c.auth_kind != "oauth2" {
+                    if !c.auth_kind.is_oauth() {
                         bail!("`{}` uses a token that cannot be refreshed", c.display_name);
                     }
                     match hub.tokens().refresh_now(c.id, None).await {
@@ -384,8 +384,8 @@ fn apps(json: bool) -> Result<std::process::ExitCode> {
                 .iter()
                 .map(|m| match m {
                     tether_core::AuthMethod::OAuth2(_) => "oauth2",
+                    tether_core::AuthMethod::ClientCredentials(_) => "client_credentials",
                     tether_core::AuthMethod::Token { .. } => "token",
-                    tether_core::AuthMethod::Basic { .. } => "basic",
                 })
                 .collect();
             println!(
@@ -426,6 +426,10 @@ async fn add_connection(hub: &tether_hub::Hub, args: AddArgs) -> Result<std::pro
             settings,
             SecretString::from(token),
             !args.no_verify,
+            &format!(
+                "CLI ({})",
+                std::env::var("USER").unwrap_or_else(|_| "unknown user".into())
+            ),
         )
         .await
         .with_context(|| format!("adding `{}`; nothing was saved", args.name))?;

@@ -55,6 +55,8 @@ pub fn source_with(
         settings,
         credentials: Credentials::static_token(SecretString::from(token.to_owned())),
         http: HttpClient::build_default(4, retry),
+        token_fields: Default::default(),
+        granted_scopes: Vec::new(),
     })
 }
 
