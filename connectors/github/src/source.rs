@@ -325,7 +325,12 @@ impl Source for GithubSource {
             ),
             StreamSpec::new("invitations", &[Kind::Account]),
             StreamSpec::new("teams", &[Kind::Group]),
-            StreamSpec::new("team_members", &[Kind::Membership]).child_of("teams"),
+            // GitHub lists a team's effective members, child teams'
+            // members included
+            // (https://docs.github.com/en/rest/teams/members#list-team-members).
+            StreamSpec::new("team_members", &[Kind::Membership])
+                .child_of("teams")
+                .effective_memberships(),
             StreamSpec::new("copilot_seats", &[Kind::License, Kind::LicenseAssignment]).optional(),
         ]
     }

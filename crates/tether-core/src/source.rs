@@ -49,6 +49,15 @@ pub struct StreamSpec {
     /// Whether the run can go on without this stream when the app answers
     /// [`SourceError::Unavailable`] or [`SourceError::ScopeMissing`] for it.
     pub optional: bool,
+    /// The stream lists each group's *effective* members, as GitHub lists a
+    /// team's: the members of the groups nested in it (by
+    /// [`Group::parent_external_id`](crate::Group::parent_external_id)) are
+    /// listed as its members too, and the app does not say which are direct.
+    /// The connector leaves `inherited` false; when the run completes the host
+    /// marks a membership inherited where its account is a member of a group
+    /// nested in the target (it may be a direct member as well: the app
+    /// cannot tell).
+    pub effective_memberships: bool,
 }
 
 impl StreamSpec {
@@ -58,6 +67,7 @@ impl StreamSpec {
             kinds,
             parent: None,
             optional: false,
+            effective_memberships: false,
         }
     }
 
@@ -68,6 +78,12 @@ impl StreamSpec {
 
     pub const fn optional(mut self) -> Self {
         self.optional = true;
+        self
+    }
+
+    /// See [`StreamSpec::effective_memberships`].
+    pub const fn effective_memberships(mut self) -> Self {
+        self.effective_memberships = true;
         self
     }
 }

@@ -223,12 +223,18 @@ pub(crate) const HOLDER_GROUP: i64 = 4;
 /// or license) and any holding group not stored yet; the record is filled in
 /// when it is synced. Accounts named by an alternate key are written as
 /// given and resolved when the run completes (see `resolve_account_keys`).
+/// With `keep_inherited`, an existing edge keeps its stored `inherited` flag
+/// (the host derives it at completion, see `derive_inherited_memberships`).
 pub(crate) async fn upsert_edges(
     conn: &mut SqliteConnection,
     connection_id: i64,
     run_id: i64,
     edges: &[&Edge],
+    keep_inherited: bool,
 ) -> Result<()> {
+    if edges.is_empty() {
+        return Ok(());
+    }
     let mut ends: Vec<(Kind, &str, &str)> = Vec::with_capacity(edges.len());
     for e in edges {
         ends.push((
@@ -314,15 +320,23 @@ pub(crate) async fn upsert_edges(
             }
             b.push(&run).push(&run).push(&run);
         });
-        q.push(
+        q.push(if keep_inherited {
+            " ON CONFLICT (connection_id, kind, target_type, target_external_id, holder, holder_type,
+                 holder_external_id, scope) DO UPDATE SET
+               changed_run = CASE WHEN edges.role IS NOT excluded.role
+                                    OR edges.attributes IS NOT excluded.attributes OR edges.removed_at IS NOT NULL
+                                  THEN excluded.last_seen_run ELSE edges.changed_run END,
+               role = excluded.role, attributes = excluded.attributes,
+               last_seen_run = excluded.last_seen_run, removed_at = NULL"
+        } else {
             " ON CONFLICT (connection_id, kind, target_type, target_external_id, holder, holder_type,
                  holder_external_id, scope) DO UPDATE SET
                changed_run = CASE WHEN edges.role IS NOT excluded.role OR edges.inherited IS NOT excluded.inherited
                                     OR edges.attributes IS NOT excluded.attributes OR edges.removed_at IS NOT NULL
                                   THEN excluded.last_seen_run ELSE edges.changed_run END,
                role = excluded.role, inherited = excluded.inherited, attributes = excluded.attributes,
-               last_seen_run = excluded.last_seen_run, removed_at = NULL",
-        );
+               last_seen_run = excluded.last_seen_run, removed_at = NULL"
+        });
         q.build().execute(&mut *conn).await?;
     }
     Ok(())
@@ -412,6 +426,63 @@ pub(crate) async fn resolve_account_keys(
         .execute(&mut *conn)
         .await?;
     Ok(resolved)
+}
+
+/// Marks the run's memberships (of the default group type, held by an
+/// account) inherited where the account is also a member of a group nested
+/// in the target, at any depth, by `parent_external_id`; and direct where it
+/// no longer is. A flag that flips counts as a change of the edge. For apps
+/// that list effective members (see `StreamSpec::effective_memberships`).
+///
+/// Costs one walk of the group tree, one lookup per (ancestor, member of a
+/// descendant) pair, and one scan of the inherited memberships.
+pub(crate) async fn derive_inherited_memberships(
+    conn: &mut SqliteConnection,
+    connection_id: i64,
+    run_id: i64,
+) -> Result<()> {
+    let membership = edge_kind_code(Kind::Membership).expect("an edge kind");
+    let (c, run) = (connection_id, run_id);
+    for sql in [
+        "DROP TABLE IF EXISTS temp.held_through".to_owned(),
+        "CREATE TEMP TABLE held_through (target TEXT NOT NULL, holder TEXT NOT NULL, PRIMARY KEY (target, holder))
+           WITHOUT ROWID".to_owned(),
+        format!(
+            "WITH RECURSIVE nested (ancestor, descendant) AS (
+               SELECT parent_external_id, external_id FROM resources
+                 WHERE connection_id = {c} AND kind = 'group' AND rtype = '' AND parent_external_id IS NOT NULL
+                   AND last_seen_run = {run}
+               UNION
+               SELECT n.ancestor, r.external_id FROM nested n JOIN resources r
+                 ON r.connection_id = {c} AND r.kind = 'group' AND r.rtype = ''
+                   AND r.parent_external_id = n.descendant AND r.last_seen_run = {run}
+             )
+             INSERT OR IGNORE INTO temp.held_through (target, holder)
+             SELECT n.ancestor, e.holder_external_id FROM nested n JOIN edges e
+               ON e.connection_id = {c} AND e.kind = {membership} AND e.target_type = ''
+                 AND e.target_external_id = n.descendant AND e.holder = {HOLDER_ACCOUNT}
+                 AND e.last_seen_run = {run}"
+        ),
+        format!(
+            "UPDATE edges SET inherited = 1, changed_run = {run}
+             FROM temp.held_through h
+             WHERE edges.connection_id = {c} AND edges.kind = {membership} AND edges.target_type = ''
+               AND edges.target_external_id = h.target AND edges.holder = {HOLDER_ACCOUNT}
+               AND edges.holder_type = '' AND edges.holder_external_id = h.holder AND edges.scope = ''
+               AND edges.last_seen_run = {run} AND COALESCE(edges.inherited, 0) = 0"
+        ),
+        format!(
+            "UPDATE edges SET inherited = 0, changed_run = {run}
+             WHERE connection_id = {c} AND kind = {membership} AND target_type = '' AND holder = {HOLDER_ACCOUNT}
+               AND inherited = 1 AND last_seen_run = {run}
+               AND NOT EXISTS (SELECT 1 FROM temp.held_through h
+                               WHERE h.target = edges.target_external_id AND h.holder = edges.holder_external_id)"
+        ),
+        "DROP TABLE temp.held_through".to_owned(),
+    ] {
+        sqlx::query(&sql).execute(&mut *conn).await?;
+    }
+    Ok(())
 }
 
 /// The name of a connection's index of edges by account (see migration

@@ -8,8 +8,8 @@ use sqlx::Connection;
 use tether_core::{Edge, Kind, Record, TypeKey};
 
 use crate::identities::{
-    build_account_index, connection_types, resolve_account_keys, type_scope, upsert_accounts,
-    upsert_edges, upsert_resources, ResourceIn,
+    build_account_index, connection_types, derive_inherited_memberships, resolve_account_keys,
+    type_scope, upsert_accounts, upsert_edges, upsert_resources, ResourceIn,
 };
 use crate::{now_ms, Result, Store, StoreError};
 
@@ -88,6 +88,10 @@ pub struct PageWrite {
     pub next_cursor: Option<String>,
     /// New chains: partitions of this stream, and scopes of child streams.
     pub new_work: Vec<WorkItem>,
+    /// The stream lists effective memberships (see
+    /// `StreamSpec::effective_memberships`): the edges' `inherited` flag is
+    /// the host's to derive at completion, so a write keeps the stored one.
+    pub derive_inherited: bool,
 }
 
 /// What happened to a stream in a run.
@@ -336,6 +340,9 @@ impl Store {
     /// present records of a kind and `confirmed` is false, the run is held in
     /// `completing` with the reason, and nothing is removed.
     ///
+    /// With `derive_inherited`, memberships held through a nested group are
+    /// marked inherited first (see `StreamSpec::effective_memberships`).
+    ///
     /// Each kind is scanned once, in one transaction that holds the write
     /// lock from its first statement: the scan yields what would be removed
     /// and what was created and updated, and the removal itself runs only for
@@ -347,6 +354,7 @@ impl Store {
         skip_kinds: &[Kind],
         max_removal_share: f64,
         confirmed: bool,
+        derive_inherited: bool,
     ) -> Result<Completion> {
         // A first completed run also builds the connection's index by
         // account, in the same transaction: a connection that completed a
@@ -362,6 +370,9 @@ impl Store {
         // Accounts named by email, username or DN become edges of the
         // account's id now that every account of the run is written.
         resolve_account_keys(&mut tx, connection_id, run_id).await?;
+        if derive_inherited {
+            derive_inherited_memberships(&mut tx, connection_id, run_id).await?;
+        }
         struct Tally {
             of: TypeKey,
             vanishing: i64,
@@ -701,6 +712,7 @@ async fn write_pages(
     let mut accounts = Vec::new();
     let mut resources = Vec::new();
     let mut edges: Vec<&Edge> = Vec::new();
+    let mut derived_edges: Vec<&Edge> = Vec::new();
     let mut seen: BTreeMap<TypeKey, i64> = BTreeMap::new();
     let mut stream_pages: BTreeMap<&str, i64> = BTreeMap::new();
     for page in pages {
@@ -714,12 +726,17 @@ async fn write_pages(
         for e in &page.edges {
             *seen.entry(e.type_key()).or_default() += 1;
         }
-        edges.extend(page.edges.iter());
+        if page.derive_inherited {
+            derived_edges.extend(page.edges.iter());
+        } else {
+            edges.extend(page.edges.iter());
+        }
         *stream_pages.entry(&page.stream).or_default() += 1;
     }
     upsert_resources(conn, connection_id, run_id, &resources).await?;
     upsert_accounts(conn, connection_id, run_id, &accounts).await?;
-    upsert_edges(conn, connection_id, run_id, &edges).await?;
+    upsert_edges(conn, connection_id, run_id, &edges, false).await?;
+    upsert_edges(conn, connection_id, run_id, &derived_edges, true).await?;
 
     for page in pages {
         sqlx::query("UPDATE sync_work SET cursor = ?, done = ? WHERE run_id = ? AND id = ?")

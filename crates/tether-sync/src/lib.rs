@@ -389,6 +389,9 @@ pub async fn sync(
                     edges: page.edges,
                     next_cursor,
                     new_work,
+                    derive_inherited: by_name
+                        .get(item.stream.as_str())
+                        .is_some_and(|s| s.effective_memberships),
                 };
                 if tx.send(WriterMsg::Page(write, requests)).await.is_err() {
                     writer_gone = true;
@@ -486,6 +489,11 @@ pub async fn sync(
         .filter(|s| is_skipped(&skipped, s.name))
         .flat_map(|s| s.kinds.iter().copied())
         .collect();
+    // Memberships of streams that list effective members (and ran) get
+    // their `inherited` flag from the group tree.
+    let derive_inherited = streams
+        .iter()
+        .any(|s| s.effective_memberships && !is_skipped(&skipped, s.name));
     match store
         .complete_run(
             connection.id,
@@ -493,6 +501,7 @@ pub async fn sync(
             &skip_kinds,
             options.max_removal_share,
             options.confirm_removals,
+            derive_inherited,
         )
         .await?
     {

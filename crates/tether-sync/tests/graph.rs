@@ -19,14 +19,21 @@ use tether_sync::{sync, SyncOptions, SyncOutcome};
 struct Directory {
     records: Mutex<Vec<Record>>,
     edges: Mutex<Vec<Edge>>,
+    /// Its edges stream lists effective memberships, as GitHub does.
+    effective: bool,
 }
 
 #[async_trait]
 impl Source for Directory {
     fn streams(&self) -> Vec<StreamSpec> {
+        let edges = StreamSpec::new("edges", &[Kind::Membership, Kind::LicenseAssignment]);
         vec![
             StreamSpec::new("records", &[Kind::Account, Kind::Group, Kind::License]),
-            StreamSpec::new("edges", &[Kind::Membership, Kind::LicenseAssignment]),
+            if self.effective {
+                edges.effective_memberships()
+            } else {
+                edges
+            },
         ]
     }
 
@@ -392,4 +399,85 @@ async fn resource_types_of_one_kind_are_counted_and_removed_apart() {
     let team = TypeKey::new(Kind::Group, Some("team"));
     let kept = store.resource(conn.id, &team, "1").await.unwrap().unwrap();
     assert!(kept.removed_at.is_none());
+}
+
+fn nested(id: &str, parent: &str) -> Record {
+    Record::Group(Group {
+        external_id: id.into(),
+        parent_external_id: Some(parent.into()),
+        name: format!("Group {id}"),
+        ..Default::default()
+    })
+}
+
+#[tokio::test]
+async fn effective_memberships_are_marked_inherited_through_nested_groups() {
+    let (_tmp, store, conn) = setup().await;
+    // eng > platform > infra; the app lists effective members.
+    let dir = Directory {
+        effective: true,
+        ..Default::default()
+    };
+    *dir.records.lock().unwrap() = vec![
+        person("u1", "ann@example.com"),
+        person("u2", "bob@example.com"),
+        group("eng", None),
+        nested("platform", "eng"),
+        nested("infra", "platform"),
+    ];
+    let listed = |pairs: &[(&str, &str)]| -> Vec<Edge> {
+        pairs
+            .iter()
+            .map(|(a, g)| Edge::membership(*a, *g, None))
+            .collect()
+    };
+    // u1 is in infra, so in platform and eng too; u2 is in eng only.
+    *dir.edges.lock().unwrap() = listed(&[
+        ("u1", "infra"),
+        ("u1", "platform"),
+        ("u1", "eng"),
+        ("u2", "eng"),
+    ]);
+    let inherited = |store: Store, id: i64| async move {
+        let rows = store
+            .query_edges(id, &Kind::Membership.into(), &all())
+            .await
+            .unwrap();
+        rows.into_iter()
+            .filter(|e| e.removed_at.is_none())
+            .map(|e| (e.holder_external_id, e.target_external_id, e.inherited))
+            .collect::<Vec<_>>()
+    };
+    let s = run(&store, &conn, &dir).await;
+    assert_eq!(s.kinds["membership"].created, 4);
+    let own = |a: &str, g: &str, i: bool| (a.to_owned(), g.to_owned(), i);
+    assert_eq!(
+        inherited(store.clone(), conn.id).await,
+        [
+            own("u1", "eng", true),
+            own("u2", "eng", false),
+            own("u1", "infra", false),
+            own("u1", "platform", true),
+        ]
+    );
+
+    // The same listing again changes nothing: the derived flag is not
+    // overwritten by the connector's `false` and flipped back.
+    let s = run(&store, &conn, &dir).await;
+    assert_eq!(s.kinds["membership"].updated, 0);
+
+    // u1 leaves infra: its platform membership is now its own; eng it still
+    // holds through platform.
+    *dir.edges.lock().unwrap() = listed(&[("u1", "platform"), ("u1", "eng"), ("u2", "eng")]);
+    let s = run(&store, &conn, &dir).await;
+    assert_eq!(s.kinds["membership"].removed, 1);
+    assert_eq!(s.kinds["membership"].updated, 1);
+    assert_eq!(
+        inherited(store.clone(), conn.id).await,
+        [
+            own("u1", "eng", true),
+            own("u2", "eng", false),
+            own("u1", "platform", false),
+        ]
+    );
 }
