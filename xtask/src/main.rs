@@ -239,7 +239,10 @@ fn sync_once(
             // The sandbox listens on loopback, which connections may reach
             // only when the operator allows it.
             .env(
-                "TETHER_APPS_GITHUB_ALLOWED_HOSTS",
+                format!(
+                    "TETHER_APPS_{}_ALLOWED_HOSTS",
+                    app.to_ascii_uppercase().replace('-', "_")
+                ),
                 sandbox_host(&sandbox.url),
             )
             .env("BENCH_TOKEN", &token);

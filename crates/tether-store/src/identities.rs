@@ -13,8 +13,9 @@ use crate::{Result, Store};
 
 /// Rows per multi-row statement (SQLite allows 32766 bound parameters).
 const ROWS_PER_STATEMENT: usize = 400;
-/// Edges bind 4 parameters a row; larger statements share more of SQLite's
-/// per-statement work.
+
+/// Edges bind 10 parameters a row (SQLite allows 32766); larger statements
+/// share more of SQLite's per-statement work.
 const EDGE_ROWS_PER_STATEMENT: usize = 2000;
 
 /// FNV-1a, 64 bit: a stable content hash (std's hasher may change between
@@ -284,8 +285,11 @@ pub(crate) async fn upsert_edges(
     }
 
     // The connection and run ids, the same on every row, are written into
-    // the SQL as integers instead of being bound on every edge; so are the
-    // facets most edges leave at their defaults.
+    // the SQL as integers instead of being bound on every edge. Everything
+    // that differs between edges is bound, so that every full chunk has the
+    // same SQL text: sqlx caches one prepared statement per text, and a
+    // 2000-row statement is a large program (texts varying with the edges'
+    // values filled that cache with ~60 MB at 1M members).
     let (connection, run) = (connection_id.to_string(), run_id.to_string());
     for chunk in edges.chunks(EDGE_ROWS_PER_STATEMENT) {
         let mut q = QueryBuilder::<Sqlite>::new(
@@ -296,29 +300,22 @@ pub(crate) async fn upsert_edges(
         q.push_values(chunk, |mut b, e| {
             let (holder, holder_type, holder_id) = holder_columns(&e.holder);
             b.push(&connection)
-                .push(edge_kind_code(e.kind.kind()).expect("an edge kind"));
-            match e.target_type.as_deref() {
-                None | Some("") => b.push("''"),
-                Some(t) => b.push_bind(t),
-            };
-            b.push_bind(&e.target_external_id).push(holder);
-            if holder_type.is_empty() {
-                b.push("''");
-            } else {
-                b.push_bind(holder_type);
-            }
-            b.push_bind(holder_id);
-            match e.scope.as_deref() {
-                None | Some("") => b.push("''"),
-                Some(s) => b.push_bind(s),
-            };
-            b.push_bind(&e.role).push(i64::from(e.inherited));
-            if e.attributes.is_empty() {
-                b.push("NULL");
-            } else {
-                b.push_bind(serde_json::Value::Object(e.attributes.clone()).to_string());
-            }
-            b.push(&run).push(&run).push(&run);
+                .push_bind(edge_kind_code(e.kind.kind()).expect("an edge kind"))
+                .push_bind(e.target_type.as_deref().unwrap_or(""))
+                .push_bind(&e.target_external_id)
+                .push_bind(holder)
+                .push_bind(holder_type)
+                .push_bind(holder_id)
+                .push_bind(e.scope.as_deref().unwrap_or(""))
+                .push_bind(&e.role)
+                .push_bind(e.inherited)
+                .push_bind(
+                    (!e.attributes.is_empty())
+                        .then(|| serde_json::Value::Object(e.attributes.clone()).to_string()),
+                )
+                .push(&run)
+                .push(&run)
+                .push(&run);
         });
         q.push(if keep_inherited {
             " ON CONFLICT (connection_id, kind, target_type, target_external_id, holder, holder_type,
@@ -692,13 +689,16 @@ impl Store {
         build_account_index(&mut conn, connection_id).await
     }
 
-    /// A connection of its own for building an index: its sort spills to a
-    /// temporary file rather than memory.
+    /// A connection of its own for building an index and completing a run:
+    /// its sorts and temporary tables spill to a temporary file rather than
+    /// memory, through a small cache of their own (the completion's scans
+    /// read millions of edges once; a large temporary cache only raised the
+    /// hub's peak memory).
     pub(crate) async fn index_builder(&self) -> Result<SqliteConnection> {
         let mut conn = self.dedicated_connection().await?;
-        sqlx::query("PRAGMA temp_store = FILE")
-            .execute(&mut conn)
-            .await?;
+        for pragma in ["PRAGMA temp_store = FILE", "PRAGMA temp.cache_size = -4096"] {
+            sqlx::query(pragma).execute(&mut conn).await?;
+        }
         Ok(conn)
     }
 
