@@ -696,7 +696,11 @@ impl Store {
     /// hub's peak memory).
     pub(crate) async fn index_builder(&self) -> Result<SqliteConnection> {
         let mut conn = self.dedicated_connection().await?;
-        for pragma in ["PRAGMA temp_store = FILE", "PRAGMA temp.cache_size = -4096"] {
+        for pragma in [
+            "PRAGMA temp_store = FILE",
+            "PRAGMA cache_size = -8192",
+            "PRAGMA temp.cache_size = -4096",
+        ] {
             sqlx::query(pragma).execute(&mut conn).await?;
         }
         Ok(conn)
