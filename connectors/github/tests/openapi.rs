@@ -31,7 +31,7 @@ use serde_json::{json, Value};
 use tether_core::http::{HttpClient, RetryPolicy};
 use tether_core::registry::{ConnectorContext, ConnectorDescriptor};
 use tether_core::{Credentials, PageRequest, Source, SourceError};
-use tether_sandbox::{DirectorySpec, Sandbox, SandboxConfig};
+use tether_sandbox::{DirectorySpec, Fault, FaultKind, Sandbox, SandboxConfig};
 use tether_store::{ConnectionStatus, KeySource, MasterKey, NewConnection, Store};
 use tether_sync::{SyncOptions, SyncOutcome};
 use tokio::io::{AsyncBufReadExt, AsyncRead, BufReader};
@@ -534,6 +534,30 @@ async fn what_the_connector_calls_validates_against_githubs_openapi_description(
         }
         other => panic!(
             "a spent quota should be a rate limit through Prism, got {other:?}\n{}",
+            prism.traffic()
+        ),
+    }
+    // 403 secondary rate limit (its message, `retry-after`): the same
+    // documented 403, armed as the kit's semantic fault.
+    let kit = &sandbox.fake("github").unwrap().kit;
+    kit.faults.arm(Fault {
+        kind: FaultKind::RateLimited { status: Some(403) },
+        path_contains: Some("/teams".into()),
+        skip: 0,
+        count: 1,
+        retry_after: Some(600),
+    });
+    let limited = source(connector, hint.settings.clone(), &prism.url, &token);
+    match first_page(limited.as_ref(), "teams").await {
+        Err(SourceError::RateLimited {
+            message,
+            retry_after,
+        }) => {
+            assert!(message.contains("secondary rate limit"), "{message}");
+            assert_eq!(retry_after, Some(Duration::from_secs(600)), "{message}");
+        }
+        other => panic!(
+            "a secondary rate limit should be a rate limit through Prism, got {other:?}\n{}",
             prism.traffic()
         ),
     }
