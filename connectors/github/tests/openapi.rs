@@ -8,15 +8,19 @@
 //! (path, query parameters, headers) and every answer against the documented
 //! responses (status, headers, body schema). With `--errors` a violation
 //! becomes Prism's own error answer (422 for a request, 500 for a
-//! response), so a violation fails the sync; the test also reads Prism's log
-//! and fails on any violation it reports, printing them.
+//! response), so a violation fails the sync (the failure shows Prism's list
+//! of violations); the test also reads Prism's log and fails on any
+//! violation or error answer it logs, printing them.
 //!
 //! A full sync runs through the real engine into a real SQLite store, on an
 //! organisation with several pages of members, nested teams, outside
 //! collaborators, invitations and Copilot seats. Then one request of each
-//! error shape the connector tells apart (401, 403 primary rate limit, 404)
-//! goes through Prism, each to an endpoint whose description documents that
-//! status (see `SANDBOX.md`, "Checked against GitHub's OpenAPI description").
+//! error shape the connector tells apart (401; 403 primary and secondary
+//! rate limit; 404) goes through Prism, each to an endpoint whose
+//! description documents that status (see `SANDBOX.md`, "Checked against
+//! GitHub's OpenAPI description"). Where the description is wrong about the
+//! real API, Prism loads a copy corrected at exactly those places
+//! ([`NULLABLE`]).
 //!
 //! Needs `npm ci` in `connectors/github/tests/openapi/`; without
 //! `node_modules` the test says so and passes without running.
