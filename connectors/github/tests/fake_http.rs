@@ -302,6 +302,21 @@ async fn auth_scoping_and_other_endpoints() {
     assert_eq!(s["total_seats"], 500);
     assert_eq!(s["seats"].as_array().unwrap().len(), 100);
     assert_eq!(s["seats"][0]["assignee"]["login"], "user-000400");
+    // Without `per_page`, seats come 50 a page (other lists: 30).
+    let s: Value = t
+        .get(&tok, "/orgs/acme/copilot/billing/seats")
+        .await
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(s["seats"].as_array().unwrap().len(), 50);
+    let m: Vec<Value> = t
+        .get(&tok, "/orgs/acme/members")
+        .await
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(m.len(), 30);
 
     // Copilot disabled → 404.
     t.post(

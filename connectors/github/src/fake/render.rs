@@ -91,6 +91,10 @@ pub(crate) fn org_simple(out: &mut String, base: &str, org: &Org) {
 
 /// `GET /orgs/{org}` (https://docs.github.com/en/rest/orgs/orgs#get-an-organization);
 /// `plan` is only present for owners, and the sandbox's tokens always belong to one.
+/// `company`, `location` and `email` are null, as GitHub answers for an
+/// organisation that set none (github/rest-api-description#7058; the
+/// description types them as strings, see `SANDBOX.md`); `blog` is a URL, as
+/// the description's `format: uri` wants.
 pub(crate) fn org_full(base: &str, org: &Org) -> String {
     let mut s = String::with_capacity(2500);
     org_simple_fields(&mut s, base, org);
@@ -99,7 +103,7 @@ pub(crate) fn org_full(base: &str, org: &Org) -> String {
     let filled = org.members().len() as u64 + org.outside + org.invitations;
     let _ = write!(
         s,
-        ",\"company\":null,\"blog\":\"\",\"location\":null,\"email\":null,\"twitter_username\":null,\
+        ",\"company\":null,\"blog\":\"https://{l}.example.com\",\"location\":null,\"email\":null,\"twitter_username\":null,\
 \"is_verified\":false,\"has_organization_projects\":true,\"has_repository_projects\":true,\
 \"public_repos\":0,\"public_gists\":0,\"followers\":0,\"following\":0,\"html_url\":\"{base}/{l}\",\
 \"created_at\":\"{c}\",\"updated_at\":\"{c}\",\"archived_at\":null,\"type\":\"Organization\",\
@@ -120,7 +124,11 @@ pub(crate) fn org_full(base: &str, org: &Org) -> String {
 }
 
 /// The "team-simple" object used for `parent`
-/// (https://docs.github.com/en/rest/teams/teams#list-teams).
+/// (https://docs.github.com/en/rest/teams/teams#list-teams). GitHub's OpenAPI
+/// description (`@octokit/openapi`, `api.github.com.json`) requires `type`
+/// ("organization" for an organisation's own team, "enterprise" for an
+/// enterprise team) in both the team and its `parent`, and lists
+/// `organization_id`.
 fn team_fields(out: &mut String, base: &str, org: &Org, num: u32) {
     let id = org.team_id(num);
     let slug = Org::team_slug(num);
@@ -132,7 +140,8 @@ fn team_fields(out: &mut String, base: &str, org: &Org, num: u32) {
 \"name\":{name},\"slug\":\"{slug}\",\"description\":\"Sandbox team {num}\",\"privacy\":\"closed\",\
 \"notification_setting\":\"notifications_enabled\",\"permission\":\"pull\",\
 \"members_url\":\"{base}/organizations/{oid}/team/{id}/members{{/member}}\",\
-\"repositories_url\":\"{base}/organizations/{oid}/team/{id}/repos\"",
+\"repositories_url\":\"{base}/organizations/{oid}/team/{id}/repos\",\
+\"type\":\"organization\",\"organization_id\":{oid}",
         oid = org.id(),
         l = org.login,
         name = serde_json::to_string(&org.team_name(num)).unwrap_or_else(|_| "\"\"".into()),

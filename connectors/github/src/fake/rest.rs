@@ -204,9 +204,10 @@ impl Ctx {
 
     /// `per_page` (default 30, max 100, larger values clamped) and `page` (1-based)
     /// (https://docs.github.com/en/rest/using-the-rest-api/using-pagination-in-the-rest-api).
-    fn paging(&self) -> (usize, usize) {
+    /// `default` is the endpoint's `per_page` when none is given.
+    fn paging(&self, default: usize) -> (usize, usize) {
         let per_page = match self.param("per_page").and_then(|v| v.parse::<usize>().ok()) {
-            Some(0) | None => 30,
+            Some(0) | None => default,
             Some(n) => n.min(100),
         };
         let page = self
@@ -254,7 +255,8 @@ fn link_header(sh: &Shared, ctx: &Ctx, path: &str, page: usize, last: usize) -> 
     Some(parts.join(", "))
 }
 
-/// Renders one page of `range` as a JSON array (optionally wrapped), with `Link`.
+/// Renders one page of `range` as a JSON array (optionally wrapped), with
+/// `Link`; 30 a page unless `per_page` says otherwise.
 fn paged(
     sh: &Shared,
     ctx: &Ctx,
@@ -262,10 +264,23 @@ fn paged(
     range: Range<usize>,
     prefix: &str,
     suffix: &str,
+    item: impl FnMut(&mut String, usize),
+) -> Response {
+    paged_by(sh, ctx, uri, range, (prefix, suffix), 30, item)
+}
+
+/// [`paged`] with the endpoint's own default page size.
+fn paged_by(
+    sh: &Shared,
+    ctx: &Ctx,
+    uri: &Uri,
+    range: Range<usize>,
+    (prefix, suffix): (&str, &str),
+    default_per_page: usize,
     mut item: impl FnMut(&mut String, usize),
 ) -> Response {
     let total = range.len();
-    let (per_page, page) = ctx.paging();
+    let (per_page, page) = ctx.paging(default_per_page);
     let last = total.div_ceil(per_page).max(1);
     let start = range.start + ((page - 1).saturating_mul(per_page)).min(total);
     let end = (start + per_page).min(range.end);
@@ -544,7 +559,9 @@ async fn copilot_seats(
         }
         let n = o.copilot_seat_count();
         let prefix = format!("{{\"total_seats\":{n},\"seats\":");
-        paged(&sh, ctx, &uri, 0..n, &prefix, "}", |out, i| {
+        // This endpoint's `per_page` defaults to 50, not 30 (same page;
+        // GitHub's OpenAPI description agrees).
+        paged_by(&sh, ctx, &uri, 0..n, (&prefix, "}"), 50, |out, i| {
             render::copilot_seat(out, &sh.base, &o, o.members()[i])
         })
     })
