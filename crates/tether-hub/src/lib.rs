@@ -452,7 +452,39 @@ impl Hub {
                             })
                             .collect()
                     })
-                    .unwrap_or_default(),
+                    .unwrap_or_else(|| self.custom_app_settings(a)),
+            })
+            .collect()
+    }
+
+    /// A custom app has no settings schema: its settings are the
+    /// placeholders of its OAuth URL templates (`{tenant}`).
+    fn custom_app_settings(&self, app: &AppEntry) -> Vec<SettingInfo> {
+        let mut keys: Vec<&str> = Vec::new();
+        let custom_cc = self.inner.config.custom_client_credentials.get(&app.key);
+        for oauth in app.oauth.iter().chain(custom_cc) {
+            for t in [
+                Some(&oauth.authorize_url),
+                Some(&oauth.token_url),
+                oauth.revoke_url.as_ref(),
+            ]
+            .into_iter()
+            .flatten()
+            {
+                for key in t.placeholders() {
+                    if !keys.contains(&key) {
+                        keys.push(key);
+                    }
+                }
+            }
+        }
+        keys.into_iter()
+            .map(|key| SettingInfo {
+                key: key.into(),
+                label: key.into(),
+                help: format!("Fills `{{{key}}}` in the app's OAuth URLs."),
+                required: true,
+                default: None,
             })
             .collect()
     }
