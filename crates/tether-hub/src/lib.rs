@@ -9,6 +9,7 @@
 mod connect;
 pub mod events;
 mod hosts;
+mod reasons;
 mod syncs;
 
 use std::collections::{BTreeMap, HashMap};
@@ -26,6 +27,7 @@ use url::Url;
 pub use connect::{CallbackError, CallbackParams, ConnectStart};
 pub use events::{ConnectionRef, Event, EventSink, LogSink};
 pub use hosts::{app_policy, check_settings, oauth_http_client};
+pub use reasons::{public_reason, PUBLIC_REASON_LEN};
 pub use syncs::SyncState;
 
 /// How the hub behaves.

@@ -62,7 +62,7 @@ fn status_detail(app: &App, auth: &Auth, c: &Connection, status: &str) -> Markup
                 @if let Some(state) = app.hub.sync_state(c.id) { (progress(&state)) }
             }
             "expired" => {
-                @if let Some(r) = &c.status_reason { div.reason { (r) } }
+                @if let Some(r) = &c.status_reason { div.reason { (tether_hub::public_reason(r)) } }
                 @match c.auth_kind {
                     tether_core::AuthKind::OAuth2 => (reconnect_button(auth, c)),
                     tether_core::AuthKind::ClientCredentials => div.hint { "Connected with client credentials: delete this connection and add it again with the app's current client secret." },
@@ -70,14 +70,14 @@ fn status_detail(app: &App, auth: &Auth, c: &Connection, status: &str) -> Markup
                 }
             }
             "error" => {
-                @if let Some(r) = &c.status_reason { div.reason.error-message { (r) } }
+                @if let Some(r) = &c.status_reason { div.reason.error-message { (tether_hub::public_reason(r)) } }
             }
             "pending" => {
                 div.hint {
                     "Waiting for consent in " (app_name(app, &c.app)) "."
                     @if let Some(by) = &c.created_by { " Started by " (by) "." }
                 }
-                @if let Some(r) = c.status_reason.as_deref().filter(|r| *r != "created") { div.reason { (r) } }
+                @if let Some(r) = c.status_reason.as_deref().filter(|r| *r != "created") { div.reason { (tether_hub::public_reason(r)) } }
                 @if c.auth_kind.is_oauth() {
                     form.inline method="post" action=(format!("/connections/{}/reconnect", c.id)) {
                         (csrf_field(auth))
@@ -86,7 +86,7 @@ fn status_detail(app: &App, auth: &Auth, c: &Connection, status: &str) -> Markup
                 }
             }
             "disabled" => {
-                @if let Some(r) = &c.status_reason { div.reason { (r) } }
+                @if let Some(r) = &c.status_reason { div.reason { (tether_hub::public_reason(r)) } }
             }
             _ => {}
         }
@@ -793,7 +793,7 @@ pub(crate) async fn connection(
             }
             div.status-block {
                 (badge(status))
-                @if let Some(r) = &c.status_reason { @if status != "syncing" { div.reason #status-reason { (r) } } }
+                @if let Some(r) = &c.status_reason { @if status != "syncing" { div.reason #status-reason { (tether_hub::public_reason(r)) } } }
             }
         }
         (connection_settings(&c))
@@ -965,7 +965,7 @@ pub(crate) async fn connection(
                                 }
                                 td.num { (thousands(r.requests)) }
                                 td.problem {
-                                    @if let Some(m) = &r.error_message { span.error-message { (m) } }
+                                    @if let Some(m) = &r.error_message { span.error-message { (tether_hub::public_reason(m)) } }
                                     @if let Some(h) = &r.hold_reason { span.hold { "Held: " (h) } }
                                 }
                             }
