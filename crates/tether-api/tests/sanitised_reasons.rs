@@ -1,9 +1,10 @@
 //! Issue 7, section 3: an API caller gets a short, sanitised reason, never
-//! an app's answer. A GitHub connection points at a small server of this
-//! test that answers like a hostile app: a 401 whose `message` carries
-//! control characters, a marker standing in for leaked data and a very long
-//! text; and, for a second organisation, a 200 with a body that is not
-//! JSON. After a real sync through the API, the connection's
+//! an app's answer. A connection of a small test connector (it reads
+//! `{api_base_url}/{org}/members` and maps errors with the core's
+//! `classify_status`, which quotes the body) points at a server of this
+//! test that answers like a hostile app: a 401 whose body carries control
+//! characters, a marker standing in for leaked data and a very long text;
+//! and, for a second organisation, a 200 with a body that is not JSON. After a real sync through the API, the connection's
 //! `status_reason` and the run's error are short, free of control
 //! characters, and hold the kind of failure (and, for unreadable data, the
 //! bounded payload excerpt), not the app's answer. The full text stays in
@@ -16,15 +17,86 @@ use axum::http::{StatusCode, Uri};
 use axum::response::IntoResponse;
 use secrecy::ExposeSecret;
 use serde_json::{json, Map, Value};
+use tether_core::http::{classify_status, HttpClient};
+use tether_core::{
+    AuthMethod, ConnectedIdentity, ConnectorContext, ConnectorDescriptor, Kind, Page, PageRequest,
+    SettingSpec, Source, SourceError, StreamSpec, TokenSource,
+};
 use tether_hub::{AppEntry, Hub, HubConfig, PUBLIC_REASON_LEN};
 use tether_store::{KeySource, MasterKey, Store};
+
+struct Reader {
+    http: HttpClient,
+    tokens: Arc<dyn TokenSource>,
+    url: String,
+}
+
+fn build(ctx: ConnectorContext) -> Result<Box<dyn Source>, SourceError> {
+    let base = ctx
+        .required_setting("api_base_url")?
+        .trim_end_matches('/')
+        .to_owned();
+    let org = ctx.required_setting("org")?.to_owned();
+    Ok(Box::new(Reader {
+        tokens: ctx.token_source()?,
+        http: ctx.http.clone(),
+        url: format!("{base}/{org}/members"),
+    }))
+}
+
+#[async_trait::async_trait]
+impl Source for Reader {
+    fn streams(&self) -> Vec<StreamSpec> {
+        vec![StreamSpec::new("members", &[Kind::Account])]
+    }
+
+    async fn verify(&self) -> Result<ConnectedIdentity, SourceError> {
+        Ok(ConnectedIdentity {
+            external_id: "org".into(),
+            name: "Org".into(),
+            discovered_settings: Map::new(),
+        })
+    }
+
+    async fn list_page(&self, _request: PageRequest<'_>) -> Result<Page, SourceError> {
+        let resp = self
+            .http
+            .send(
+                self.tokens.as_ref(),
+                |c, token| c.get(&self.url).bearer_auth(token),
+                classify_status,
+            )
+            .await?;
+        let _members: Vec<Value> = resp.json()?;
+        Ok(Page::default())
+    }
+
+    fn requests_made(&self) -> u64 {
+        self.http.requests_made()
+    }
+}
+
+tether_core::inventory::submit! {
+    ConnectorDescriptor {
+        slug: "reader",
+        display_name: "Reader",
+        description: "A test connector that quotes the app's answers in its errors.",
+        auth_methods: &[AuthMethod::Token { label: "token", help: "" }],
+        settings: &[
+            SettingSpec { key: "api_base_url", label: "API", help: "", required: true, default: None },
+            SettingSpec { key: "org", label: "Org", help: "", required: true, default: None },
+        ],
+        build,
+        revoke_token: None,
+    }
+}
 
 const LEAK: &str = "LEAKED-INSTANCE-METADATA-7f3a";
 
 /// The hostile app: `acme` refuses every token with a poisoned message,
 /// `garbage` answers HTML.
 async fn app_api(uri: Uri) -> axum::response::Response {
-    if uri.path().contains("/garbage") {
+    if uri.path().starts_with("/garbage/") {
         return (
             StatusCode::OK,
             [("content-type", "text/html")],
@@ -54,7 +126,6 @@ struct Env {
 }
 
 async fn start() -> Env {
-    tether_github::ensure_linked();
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let app_addr = listener.local_addr().unwrap();
     tokio::spawn(async move {
@@ -67,17 +138,17 @@ async fn start() -> Env {
     let store = Store::open(&url, MasterKey::generate(), &KeySource::Env)
         .await
         .unwrap();
-    let descriptor = tether_core::registry::find("github").unwrap();
+    let descriptor = tether_core::registry::find("reader").unwrap();
     let hub = Hub::new(
         store.clone(),
         HubConfig {
             // The operator allows the loopback "app".
-            allowed_hosts: [("github".to_owned(), vec![app_addr.to_string()])].into(),
+            allowed_hosts: [("reader".to_owned(), vec![app_addr.to_string()])].into(),
             ..Default::default()
         },
         vec![AppEntry {
-            key: "github".into(),
-            display_name: "GitHub".into(),
+            key: "reader".into(),
+            display_name: "Reader".into(),
             description: String::new(),
             descriptor: Some(descriptor),
             oauth: None,
@@ -123,10 +194,10 @@ impl Env {
         let c = self
             .hub
             .add_token_connection(
-                "github",
+                "reader",
                 name,
                 settings,
-                "ghp_test".to_owned().into(),
+                "test-token".to_owned().into(),
                 false,
                 "test",
             )
@@ -170,12 +241,13 @@ async fn api_callers_get_short_sanitised_reasons() {
     let env = start().await;
 
     // A refused token: the app's message is withheld.
-    let (conn, run) = env.failed_sync("GitHub - Acme", "acme").await;
+    let (conn, run) = env.failed_sync("Reader - Acme", "acme").await;
     assert_eq!(conn["status"], "expired", "{conn}");
     let reason = conn["status_reason"].as_str().expect("a status reason");
     assert_sanitised("status_reason", reason);
     assert!(!reason.contains(LEAK), "{reason}");
     assert!(!reason.contains("Bad credentials"), "{reason}");
+    assert!(!reason.contains("HTTP 401"), "{reason}");
     assert!(
         reason.contains("the app refused the credentials"),
         "{reason}"
@@ -204,7 +276,7 @@ async fn api_callers_get_short_sanitised_reasons() {
 
     // Unreadable data: the bounded excerpt stays, without control
     // characters.
-    let (conn, run) = env.failed_sync("GitHub - Garbage", "garbage").await;
+    let (conn, run) = env.failed_sync("Reader - Garbage", "garbage").await;
     assert_eq!(run["error"]["code"], "bad_data", "{run}");
     let message = run["error"]["message"]
         .as_str()

@@ -3,7 +3,7 @@
 //! where the failure happens (the sync engine, the token manager) and may
 //! hold an app's answer. [`public_reason`] keeps the hub's own words and
 //! the kind of failure, withholds the connector's text (which often quotes
-//! the app's body: `GitHub answered 401 to ...: {body}`, `HTTP 500: {body}`)
+//! the app's body: `answered 401 to ...: {body}`, `HTTP 500: {body}`)
 //! and the token endpoint's `error_description`, keeps the short payload
 //! excerpt of unreadable data (the operator needs it to see what came back;
 //! it is at most [`tether_core::error::EXCERPT_LEN`] characters), strips
@@ -140,7 +140,7 @@ mod tests {
     #[test]
     fn the_connectors_text_is_withheld() {
         let e = SourceError::CredentialsRejected {
-            reason: "GitHub answered 401 to GET /orgs/acme: {\"leak\":\"AKIA123\"}".into(),
+            reason: "Acme answered 401 to GET /orgs/acme: {\"leak\":\"AKIA123\"}".into(),
         };
         let shown = public_reason(&format!("stream `members`: {e}"));
         assert_eq!(
@@ -179,11 +179,11 @@ mod tests {
     #[test]
     fn token_endpoint_descriptions_are_withheld() {
         let shown = public_reason(
-            "GitHub refused the refresh token: bad_refresh_token: <script>x</script>. Reconnect the connection.",
+            "Acme IdP refused the refresh token: bad_refresh_token: <script>x</script>. Reconnect the connection.",
         );
         assert_eq!(
             shown,
-            "GitHub refused the refresh token (`bad_refresh_token`). Reconnect the connection; the server log has the app's answer."
+            "Acme IdP refused the refresh token (`bad_refresh_token`). Reconnect the connection; the server log has the app's answer."
         );
     }
 }
