@@ -87,6 +87,10 @@ pub struct ConnectionDto {
     pub auth: String,
     /// `pending`, `syncing`, `active`, `expired`, `error` or `disabled`.
     pub status: String,
+    /// Why the connection has its status, in at most 300 characters: the
+    /// kind of an app's failure, never the app's answer (the server log has
+    /// it).
+    #[serde(serialize_with = "public_reason")]
     pub status_reason: Option<String>,
     /// What the connection reaches in the app (its organisation).
     pub connected: Option<ConnectedDto>,
@@ -300,8 +304,23 @@ pub struct StreamDto {
 
 #[derive(Debug, Serialize, ToSchema)]
 pub struct RunErrorDto {
+    /// The kind of failure: `credentials_rejected`, `scope_missing`,
+    /// `rate_limited`, `transient`, `bad_data`, `unavailable`,
+    /// `misconfigured`, `store`, `cancelled`.
     pub code: Option<String>,
+    /// A short message (at most 300 characters): the failed stream and the
+    /// kind of failure, with the payload excerpt of unreadable data, never
+    /// the app's answer (the server log has it).
+    #[serde(serialize_with = "public_reason")]
     pub message: Option<String>,
+}
+
+/// A stored reason as API callers see it (see [`tether_hub::public_reason`]).
+fn public_reason<S: serde::Serializer>(reason: &Option<String>, s: S) -> Result<S::Ok, S::Error> {
+    match reason {
+        Some(r) => s.serialize_some(&tether_hub::public_reason(r)),
+        None => s.serialize_none(),
+    }
 }
 
 /// A sync run.

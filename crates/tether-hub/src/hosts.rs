@@ -85,7 +85,12 @@ pub fn app_policy(app: &AppEntry, config: &HubConfig) -> HostPolicy {
     }
     let is_public = |r: &HostRule| public.iter().any(|p| p.host == r.host && p.port == r.port);
     // What the operator configured: trusted, internal addresses included.
-    if let Some(oauth) = &app.oauth {
+    let custom_cc = app
+        .descriptor
+        .is_none()
+        .then(|| config.custom_client_credentials.get(&app.key))
+        .flatten();
+    for oauth in app.oauth.iter().chain(custom_cc) {
         for u in oauth.urls() {
             if let Some(r) = rule(u, true) {
                 if !is_public(&r) {

@@ -9,6 +9,7 @@
 mod connect;
 pub mod events;
 mod hosts;
+mod reasons;
 mod syncs;
 
 use std::collections::{BTreeMap, HashMap};
@@ -26,6 +27,7 @@ use url::Url;
 pub use connect::{CallbackError, CallbackParams, ConnectStart};
 pub use events::{ConnectionRef, Event, EventSink, LogSink};
 pub use hosts::{app_policy, check_settings, oauth_http_client};
+pub use reasons::{public_reason, PUBLIC_REASON_LEN};
 pub use syncs::SyncState;
 
 /// How the hub behaves.
@@ -50,6 +52,12 @@ pub struct HubConfig {
     /// app's public ones (`ghe.example.com`, `10.0.0.5:8443`,
     /// `*.internal.example.com`); these may be internal addresses.
     pub allowed_hosts: BTreeMap<String, Vec<String>>,
+    /// Per custom app (one without a connector) that the operator declared
+    /// with `grant = "client_credentials"`: its token endpoint. Each
+    /// connection brings its own client id and secret (see
+    /// [`OAuthApp::for_client_credentials`]); the hosts of its URLs count as
+    /// configured by the operator.
+    pub custom_client_credentials: BTreeMap<String, OAuthApp>,
 }
 
 impl Default for HubConfig {
@@ -62,6 +70,7 @@ impl Default for HubConfig {
             oauth_state_ttl: Duration::from_secs(600),
             setting_defaults: BTreeMap::new(),
             allowed_hosts: BTreeMap::new(),
+            custom_client_credentials: BTreeMap::new(),
         }
     }
 }
@@ -101,6 +110,9 @@ pub struct CatalogEntry {
     pub oauth_configured: bool,
     /// A token (API key, personal access token) can be used.
     pub token_auth: bool,
+    /// A connection can be made with its own OAuth client id and secret
+    /// (the client-credentials grant, RFC 6749 section 4.4).
+    pub client_credentials: bool,
     pub kind: AppKind,
     pub settings: Vec<SettingInfo>,
 }
@@ -282,6 +294,15 @@ impl Hub {
                 let mut cc = OAuthApp::for_client_credentials(&app.key, &app.display_name, spec);
                 cc.hosts = policies.get(&app.key).cloned();
                 tokens.register_client_credentials_app(cc);
+            } else if let Some(custom) = app
+                .descriptor
+                .is_none()
+                .then(|| config.custom_client_credentials.get(&app.key))
+                .flatten()
+            {
+                let mut cc = custom.clone();
+                cc.hosts = policies.get(&app.key).cloned();
+                tokens.register_client_credentials_app(cc);
             }
         }
         // A refused refresh, in a sync or in the background, is an expiry.
@@ -417,6 +438,7 @@ impl Hub {
                         .iter()
                         .any(|m| matches!(m, tether_core::AuthMethod::Token { .. }))
                 }),
+                client_credentials: self.offers_client_credentials(a),
                 kind: a.kind(),
                 settings: a
                     .descriptor
@@ -432,9 +454,55 @@ impl Hub {
                             })
                             .collect()
                     })
-                    .unwrap_or_default(),
+                    .unwrap_or_else(|| self.custom_app_settings(a)),
             })
             .collect()
+    }
+
+    /// A custom app has no settings schema: its settings are the
+    /// placeholders of its OAuth URL templates (`{tenant}`).
+    fn custom_app_settings(&self, app: &AppEntry) -> Vec<SettingInfo> {
+        let mut keys: Vec<&str> = Vec::new();
+        let custom_cc = self.inner.config.custom_client_credentials.get(&app.key);
+        for oauth in app.oauth.iter().chain(custom_cc) {
+            for t in [
+                Some(&oauth.authorize_url),
+                Some(&oauth.token_url),
+                oauth.revoke_url.as_ref(),
+            ]
+            .into_iter()
+            .flatten()
+            {
+                for key in t.placeholders() {
+                    if !keys.contains(&key) {
+                        keys.push(key);
+                    }
+                }
+            }
+        }
+        keys.into_iter()
+            .map(|key| SettingInfo {
+                key: key.into(),
+                label: key.into(),
+                help: format!("Fills `{{{key}}}` in the app's OAuth URLs."),
+                required: true,
+                default: None,
+            })
+            .collect()
+    }
+
+    /// Whether connections to `app` may be made with client credentials: its
+    /// connector declares the grant, or the operator declared the custom
+    /// app with it.
+    fn offers_client_credentials(&self, app: &AppEntry) -> bool {
+        match app.descriptor {
+            Some(d) => d.client_credentials().is_some(),
+            None => self
+                .inner
+                .config
+                .custom_client_credentials
+                .contains_key(&app.key),
+        }
     }
 
     /// `settings` with the configured defaults of the app filled in.
@@ -630,8 +698,9 @@ impl Hub {
 
     /// Adds a client-credentials connection (RFC 6749 section 4.4) with the
     /// OAuth client id and secret the operator gives, for an app whose
-    /// connector declares that grant. A token is fetched and checked
-    /// against the app first; on failure nothing is saved.
+    /// connector declares that grant or a custom app the operator declared
+    /// with it. A token is fetched (and, with a connector, checked against
+    /// the app) first; on failure nothing is saved.
     pub async fn add_client_credentials_connection(
         &self,
         app_key: &str,
@@ -642,24 +711,41 @@ impl Hub {
         created_by: &str,
     ) -> Result<Connection> {
         let app = self.app(app_key)?;
-        let descriptor = app
-            .descriptor
-            .filter(|d| d.client_credentials().is_some())
-            .ok_or_else(|| {
-                HubError::BadRequest(format!(
-                    "{} cannot be connected with client credentials",
-                    app.display_name
-                ))
-            })?;
+        if !self.offers_client_credentials(app) {
+            return Err(HubError::BadRequest(format!(
+                "{} cannot be connected with client credentials: {}",
+                app.display_name,
+                match app.descriptor {
+                    Some(_) => "its connector declares no client-credentials method; connect it with the methods `tether apps` lists",
+                    None => "declare the custom app with `grant = \"client_credentials\"` in the configuration to allow it",
+                }
+            )));
+        }
         if client_id.trim().is_empty() {
             return Err(HubError::BadRequest("the client id is empty".into()));
         }
-        let settings = self.checked_settings(app, settings)?;
+        if secrecy::ExposeSecret::expose_secret(&client_secret)
+            .trim()
+            .is_empty()
+        {
+            return Err(HubError::BadRequest("the client secret is empty".into()));
+        }
+        let descriptor = app.descriptor;
+        let settings = match descriptor {
+            Some(_) => self.checked_settings(app, settings)?,
+            // A custom app has no settings schema: only the URL templates'
+            // values, checked like any URL setting.
+            None => {
+                let settings = self.with_defaults(&app.key, settings);
+                hosts::check_settings(app, &self.host_policy(&app.key), &settings)?;
+                settings
+            }
+        };
         let connection = self
             .inner
             .store
             .create_connection(tether_store::NewConnection {
-                app: descriptor.slug,
+                app: &app.key,
                 display_name,
                 settings,
                 auth_kind: tether_core::AuthKind::ClientCredentials,
@@ -673,8 +759,21 @@ impl Hub {
             })
             .await?;
         let checked = async {
-            let source = self.source_for(&connection).await?;
-            Ok::<_, HubError>(source.verify().await?)
+            match descriptor {
+                Some(_) => {
+                    let source = self.source_for(&connection).await?;
+                    Ok::<_, HubError>(Some(source.verify().await?))
+                }
+                None => {
+                    // No connector to ask: a token the app grants is the check.
+                    self.inner
+                        .tokens
+                        .access_token(connection.id)
+                        .await
+                        .map_err(SourceError::from)?;
+                    Ok(None)
+                }
+            }
         }
         .await;
         let identity = match checked {
@@ -692,12 +791,14 @@ impl Hub {
             .store
             .set_connection_created_by(connection.id, created_by)
             .await?;
-        self.inner
-            .store
-            .set_connected_identity(connection.id, &identity.external_id, &identity.name)
-            .await?;
-        self.store_discovered_settings(&connection, descriptor, &identity.discovered_settings)
-            .await?;
+        if let (Some(identity), Some(descriptor)) = (identity, descriptor) {
+            self.inner
+                .store
+                .set_connected_identity(connection.id, &identity.external_id, &identity.name)
+                .await?;
+            self.store_discovered_settings(&connection, descriptor, &identity.discovered_settings)
+                .await?;
+        }
         let connection = self.connection(connection.id).await?;
         self.inner
             .events

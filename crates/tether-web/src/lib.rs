@@ -92,6 +92,10 @@ pub fn router(state: WebState) -> Router {
         .route("/apps", get(pages::catalog))
         .route("/connect/{app}", post(pages::connect))
         .route("/connect/{app}/token", post(pages::connect_token))
+        .route(
+            "/connect/{app}/client-credentials",
+            post(pages::connect_client_credentials),
+        )
         .route("/oauth/callback", get(pages::oauth_callback))
         .route("/connections/{id}", get(pages::connection))
         .route("/connections/{id}/sync", post(pages::sync_now))

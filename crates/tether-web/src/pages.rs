@@ -62,22 +62,22 @@ fn status_detail(app: &App, auth: &Auth, c: &Connection, status: &str) -> Markup
                 @if let Some(state) = app.hub.sync_state(c.id) { (progress(&state)) }
             }
             "expired" => {
-                @if let Some(r) = &c.status_reason { div.reason { (r) } }
-                @if c.auth_kind.is_oauth() {
-                    (reconnect_button(auth, c))
-                } @else {
-                    div.hint { "Connected with a token: delete this connection and add it again with a new token." }
+                @if let Some(r) = &c.status_reason { div.reason { (tether_hub::public_reason(r)) } }
+                @match c.auth_kind {
+                    tether_core::AuthKind::OAuth2 => (reconnect_button(auth, c)),
+                    tether_core::AuthKind::ClientCredentials => div.hint { "Connected with client credentials: delete this connection and add it again with the app's current client secret." },
+                    tether_core::AuthKind::Token => div.hint { "Connected with a token: delete this connection and add it again with a new token." },
                 }
             }
             "error" => {
-                @if let Some(r) = &c.status_reason { div.reason.error-message { (r) } }
+                @if let Some(r) = &c.status_reason { div.reason.error-message { (tether_hub::public_reason(r)) } }
             }
             "pending" => {
                 div.hint {
                     "Waiting for consent in " (app_name(app, &c.app)) "."
                     @if let Some(by) = &c.created_by { " Started by " (by) "." }
                 }
-                @if let Some(r) = c.status_reason.as_deref().filter(|r| *r != "created") { div.reason { (r) } }
+                @if let Some(r) = c.status_reason.as_deref().filter(|r| *r != "created") { div.reason { (tether_hub::public_reason(r)) } }
                 @if c.auth_kind.is_oauth() {
                     form.inline method="post" action=(format!("/connections/{}/reconnect", c.id)) {
                         (csrf_field(auth))
@@ -86,7 +86,7 @@ fn status_detail(app: &App, auth: &Auth, c: &Connection, status: &str) -> Markup
                 }
             }
             "disabled" => {
-                @if let Some(r) = &c.status_reason { div.reason { (r) } }
+                @if let Some(r) = &c.status_reason { div.reason { (tether_hub::public_reason(r)) } }
             }
             _ => {}
         }
@@ -211,9 +211,17 @@ pub(crate) async fn connected_apps(State(app): State<App>, auth: Auth) -> WebRes
 /// A connect form that failed, shown again with its values and the error.
 struct FailedForm {
     app: String,
-    token_form: bool,
+    form: FormKind,
     values: HashMap<String, String>,
     error: String,
+}
+
+/// Which of an app's connect forms was sent.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum FormKind {
+    OAuth,
+    Token,
+    ClientCredentials,
 }
 
 fn connect_fields(
@@ -258,24 +266,41 @@ fn catalog_view(app: &App, auth: &Auth, failed: Option<&FailedForm>) -> Markup {
                 @if entry.oauth_configured {
                     form.connect-form method="post" action=(format!("/connect/{}", entry.key)) {
                         (csrf_field(auth))
-                        (connect_fields(entry, failed_here.filter(|f| !f.token_form).map(|f| &f.values), &format!("{}-oauth", entry.key)))
+                        (connect_fields(entry, failed_here.filter(|f| f.form == FormKind::OAuth).map(|f| &f.values), &format!("{}-oauth", entry.key)))
                         button.primary type="submit" { "Connect" }
                     }
-                } @else {
+                } @else if !entry.client_credentials {
                     p.not-configured {
                         "Not configured: "
                         (HubError::AppNotConfigured { app: entry.key.clone() }.to_string())
                     }
                 }
                 @if entry.token_auth {
-                    details.token-connect open[failed_here.is_some_and(|f| f.token_form) || !entry.oauth_configured] {
+                    details.token-connect open[failed_here.is_some_and(|f| f.form == FormKind::Token) || !entry.oauth_configured] {
                         summary { "Connect with a token instead" }
                         form.token-form method="post" action=(format!("/connect/{}/token", entry.key)) {
                             (csrf_field(auth))
-                            (connect_fields(entry, failed_here.filter(|f| f.token_form).map(|f| &f.values), &format!("{}-token", entry.key)))
+                            (connect_fields(entry, failed_here.filter(|f| f.form == FormKind::Token).map(|f| &f.values), &format!("{}-token", entry.key)))
                             label for=(format!("{}-token-secret", entry.key)) { "Token" }
                             input id=(format!("{}-token-secret", entry.key)) type="password" name="token" autocomplete="off" required;
                             button type="submit" { "Connect with token" }
+                        }
+                    }
+                }
+                @if entry.client_credentials {
+                    @let cc_failed = failed_here.filter(|f| f.form == FormKind::ClientCredentials);
+                    details.cc-connect open[cc_failed.is_some() || !entry.oauth_configured] {
+                        summary { "Connect with the app's own client id and secret (client credentials)" }
+                        form.client-credentials-form method="post" action=(format!("/connect/{}/client-credentials", entry.key)) {
+                            (csrf_field(auth))
+                            (connect_fields(entry, cc_failed.map(|f| &f.values), &format!("{}-cc", entry.key)))
+                            label for=(format!("{}-cc-client-id", entry.key)) { "Client id" }
+                            input id=(format!("{}-cc-client-id", entry.key)) type="text" name="client_id" autocomplete="off" required
+                                value=[cc_failed.and_then(|f| f.values.get("client_id"))];
+                            div.help { "The OAuth client registered in the app for app-only access (no consent page)." }
+                            label for=(format!("{}-cc-client-secret", entry.key)) { "Client secret" }
+                            input id=(format!("{}-cc-client-secret", entry.key)) type="password" name="client_secret" autocomplete="off" required;
+                            button type="submit" { "Connect with client credentials" }
                         }
                     }
                 }
@@ -300,7 +325,9 @@ struct ConnectForm {
     display_name: String,
     settings: serde_json::Map<String, serde_json::Value>,
     token: Option<SecretString>,
-    /// What to show again if it fails (never the token).
+    client_id: String,
+    client_secret: Option<SecretString>,
+    /// What to show again if it fails (never the token or the secret).
     values: HashMap<String, String>,
 }
 
@@ -310,12 +337,19 @@ fn parse_connect_form(fields: Vec<(String, String)>) -> ConnectForm {
         display_name: String::new(),
         settings: Default::default(),
         token: None,
+        client_id: String::new(),
+        client_secret: None,
         values: HashMap::new(),
     };
     for (k, v) in fields {
         match k.as_str() {
             "csrf" => form.csrf = Some(v),
             "token" => form.token = Some(SecretString::from(v)),
+            "client_secret" => form.client_secret = Some(SecretString::from(v)),
+            "client_id" => {
+                form.client_id = v.trim().to_owned();
+                form.values.insert(k, v);
+            }
             "display_name" => {
                 form.display_name = v.clone();
                 form.values.insert(k, v);
@@ -338,7 +372,7 @@ fn connect_failed(
     app: &App,
     auth: &Auth,
     app_key: String,
-    token_form: bool,
+    form: FormKind,
     values: HashMap<String, String>,
     e: HubError,
 ) -> Response {
@@ -348,7 +382,7 @@ fn connect_failed(
     }
     let failed = FailedForm {
         app: app_key,
-        token_form,
+        form,
         values,
         error: match &e {
             HubError::Store(_) => {
@@ -390,7 +424,14 @@ pub(crate) async fn connect(
     {
         Ok(start) => Ok(Redirect::to(&start.authorize_url).into_response()),
         Err(HubError::NotFound(m)) => Err(WebError::Hub(HubError::NotFound(m))),
-        Err(e) => Ok(connect_failed(&app, &auth, app_key, false, form.values, e)),
+        Err(e) => Ok(connect_failed(
+            &app,
+            &auth,
+            app_key,
+            FormKind::OAuth,
+            form.values,
+            e,
+        )),
     }
 }
 
@@ -414,7 +455,7 @@ pub(crate) async fn connect_token(
             &app,
             &auth,
             app_key,
-            true,
+            FormKind::Token,
             form.values,
             HubError::BadRequest("enter the token".into()),
         ));
@@ -425,7 +466,7 @@ pub(crate) async fn connect_token(
             &app,
             &auth,
             app_key,
-            true,
+            FormKind::Token,
             form.values,
             HubError::BadRequest("a display name must be 1 to 200 characters".into()),
         ));
@@ -443,7 +484,74 @@ pub(crate) async fn connect_token(
             Ok(Redirect::to(&format!("/connections/{}", c.id)).into_response())
         }
         Err(HubError::NotFound(m)) => Err(WebError::Hub(HubError::NotFound(m))),
-        Err(e) => Ok(connect_failed(&app, &auth, app_key, true, form.values, e)),
+        Err(e) => Ok(connect_failed(
+            &app,
+            &auth,
+            app_key,
+            FormKind::Token,
+            form.values,
+            e,
+        )),
+    }
+}
+
+pub(crate) async fn connect_client_credentials(
+    State(app): State<App>,
+    auth: Auth,
+    Path(app_key): Path<String>,
+    Form(fields): Form<Vec<(String, String)>>,
+) -> WebResult {
+    let form = parse_connect_form(fields);
+    auth.check_csrf(form.csrf.as_deref())?;
+    let failed = |e: HubError| {
+        connect_failed(
+            &app,
+            &auth,
+            app_key.clone(),
+            FormKind::ClientCredentials,
+            form.values.clone(),
+            e,
+        )
+    };
+    let name = form.display_name.trim();
+    if name.is_empty() || name.len() > 200 {
+        return Ok(failed(HubError::BadRequest(
+            "a display name must be 1 to 200 characters".into(),
+        )));
+    }
+    if form.client_id.is_empty() {
+        return Ok(failed(HubError::BadRequest("enter the client id".into())));
+    }
+    let Some(secret) = form
+        .client_secret
+        .clone()
+        .filter(|t| !secrecy::ExposeSecret::expose_secret(t).trim().is_empty())
+    else {
+        return Ok(failed(HubError::BadRequest(
+            "enter the client secret".into(),
+        )));
+    };
+    match app
+        .hub
+        .add_client_credentials_connection(
+            &app_key,
+            name,
+            form.settings.clone(),
+            &form.client_id,
+            secret,
+            WEB_CREATOR,
+        )
+        .await
+    {
+        Ok(c) => {
+            if app.hub.app(&c.app).is_ok_and(|a| a.descriptor.is_some()) {
+                // The initial sync, as after an OAuth connect.
+                let _ = app.hub.sync_now(c.id);
+            }
+            Ok(Redirect::to(&format!("/connections/{}", c.id)).into_response())
+        }
+        Err(HubError::NotFound(m)) => Err(WebError::Hub(HubError::NotFound(m))),
+        Err(e) => Ok(failed(e)),
     }
 }
 
@@ -685,7 +793,7 @@ pub(crate) async fn connection(
             }
             div.status-block {
                 (badge(status))
-                @if let Some(r) = &c.status_reason { @if status != "syncing" { div.reason #status-reason { (r) } } }
+                @if let Some(r) = &c.status_reason { @if status != "syncing" { div.reason #status-reason { (tether_hub::public_reason(r)) } } }
             }
         }
         (connection_settings(&c))
@@ -857,7 +965,7 @@ pub(crate) async fn connection(
                                 }
                                 td.num { (thousands(r.requests)) }
                                 td.problem {
-                                    @if let Some(m) = &r.error_message { span.error-message { (m) } }
+                                    @if let Some(m) = &r.error_message { span.error-message { (tether_hub::public_reason(m)) } }
                                     @if let Some(h) = &r.hold_reason { span.hold { "Held: " (h) } }
                                 }
                             }

@@ -66,13 +66,33 @@ pub fn catalog(config: &Config) -> Result<Vec<AppEntry>> {
             ),
         };
         let display_name = custom.display_name.clone().unwrap_or_else(|| key.clone());
-        let oauth = match &custom.client_id {
-            Some(client_id) => Some(OAuthApp {
+        match custom.grant.as_str() {
+            "authorization_code" if custom.authorize_url.is_none() => anyhow::bail!(
+                "[custom_apps.{key}] needs `authorize_url` (or `grant = \"client_credentials\"` for an app without a consent page)"
+            ),
+            "authorization_code" => {}
+            "client_credentials" => {
+                if custom.client_id.is_some()
+                    || custom.client_secret.is_some()
+                    || custom.client_secret_file.is_some()
+                {
+                    anyhow::bail!("[custom_apps.{key}] uses the client-credentials grant: each connection gives its own client id and secret (`tether connections add {key} --client-id ID --client-secret-env VAR`); remove client_id and client_secret from the configuration");
+                }
+                if custom.authorize_url.is_some() {
+                    anyhow::bail!("[custom_apps.{key}] uses the client-credentials grant, which has no consent page: remove `authorize_url`");
+                }
+            }
+            other => anyhow::bail!(
+                "[custom_apps.{key}] grant must be `authorization_code` or `client_credentials`, not `{other}`"
+            ),
+        }
+        let oauth = match (&custom.client_id, &custom.authorize_url) {
+            (Some(client_id), Some(authorize_url)) => Some(OAuthApp {
                 key: key.clone(),
                 display_name: display_name.clone(),
                 client_id: client_id.clone(),
                 client_secret: custom.client_secret()?,
-                authorize_url: custom.authorize_url.clone(),
+                authorize_url: authorize_url.clone(),
                 token_url: custom.token_url.clone(),
                 revoke_url: custom.revoke_url.clone(),
                 scopes: custom.scopes.clone(),
@@ -88,7 +108,7 @@ pub fn catalog(config: &Config) -> Result<Vec<AppEntry>> {
                 dialect: tether_core::TokenDialect::RFC6749,
                 hosts: None,
             }),
-            None => None,
+            _ => None,
         };
         apps.push(AppEntry {
             key: key.clone(),
@@ -119,6 +139,38 @@ pub fn hub_config(config: &Config, public_base_url: url::Url) -> HubConfig {
             .iter()
             .filter(|(_, a)| !a.allowed_hosts.is_empty())
             .map(|(k, a)| (k.clone(), a.allowed_hosts.clone()))
+            .collect(),
+        custom_client_credentials: config
+            .custom_apps
+            .iter()
+            .filter(|(_, a)| a.client_credentials())
+            .map(|(k, a)| {
+                let client_auth = match a.client_auth.as_str() {
+                    "basic" => tether_core::ClientAuth::BasicAuth,
+                    // `catalog` refuses anything else.
+                    _ => tether_core::ClientAuth::RequestBody,
+                };
+                (
+                    k.clone(),
+                    OAuthApp {
+                        key: k.clone(),
+                        display_name: a.display_name.clone().unwrap_or_else(|| k.clone()),
+                        // Each connection brings its own client.
+                        client_id: String::new(),
+                        client_secret: None,
+                        authorize_url: a.token_url.clone(),
+                        token_url: a.token_url.clone(),
+                        revoke_url: None,
+                        scopes: a.scopes.clone(),
+                        scope_separator: a.scope_separator.clone(),
+                        pkce: false,
+                        extra_authorize_params: Vec::new(),
+                        client_auth,
+                        dialect: tether_core::TokenDialect::RFC6749,
+                        hosts: None,
+                    },
+                )
+            })
             .collect(),
         ..Default::default()
     }

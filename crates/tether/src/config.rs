@@ -30,6 +30,11 @@
 //! client_id = "tether"
 //! client_secret = "..."
 //! client_auth = "basic"                            # or "body"
+//!
+//! [custom_apps.acme-daemon]                        # app-only access, no consent page
+//! grant = "client_credentials"                     # each connection gives its client id and secret
+//! token_url = "https://idp.acme.test/{tenant}/token"
+//! scopes = ["directory.read"]
 //! ```
 //!
 //! Environment overrides: `TETHER_LISTEN`, `TETHER_PUBLIC_BASE_URL`,
@@ -128,8 +133,15 @@ pub struct CustomAppConfig {
     pub display_name: Option<String>,
     #[serde(default)]
     pub description: String,
-    /// URL templates over a connection's settings (`{tenant}`).
-    pub authorize_url: tether_oauth::UrlTemplate,
+    /// `authorization_code` (the default: a consent page, the OAuth client
+    /// below) or `client_credentials` (RFC 6749 section 4.4: each connection
+    /// is made with its own client id and secret, `tether connections add
+    /// --client-id`).
+    #[serde(default = "authorization_code")]
+    pub grant: String,
+    /// URL templates over a connection's settings (`{tenant}`); no
+    /// `authorize_url` with `grant = "client_credentials"`.
+    pub authorize_url: Option<tether_oauth::UrlTemplate>,
     pub token_url: tether_oauth::UrlTemplate,
     pub revoke_url: Option<tether_oauth::UrlTemplate>,
     #[serde(default)]
@@ -156,6 +168,9 @@ fn yes() -> bool {
 }
 fn body() -> String {
     "body".into()
+}
+fn authorization_code() -> String {
+    "authorization_code".into()
 }
 
 /// Reads a secret from a file, trimming the trailing newline.
@@ -258,7 +273,10 @@ impl Config {
     /// Whether any app has an OAuth client: real credentials are configured.
     pub fn has_oauth_clients(&self) -> bool {
         self.apps.values().any(|a| a.client_id.is_some())
-            || self.custom_apps.values().any(|a| a.client_id.is_some())
+            || self
+                .custom_apps
+                .values()
+                .any(|a| a.client_id.is_some() || a.client_credentials())
     }
 }
 
@@ -273,6 +291,11 @@ impl AppConfig {
 }
 
 impl CustomAppConfig {
+    /// Declared with `grant = "client_credentials"`.
+    pub fn client_credentials(&self) -> bool {
+        self.grant == "client_credentials"
+    }
+
     pub fn client_secret(&self) -> Result<Option<SecretString>> {
         match (&self.client_secret, &self.client_secret_file) {
             (Some(s), _) => Ok(Some(SecretString::from(s.clone()))),

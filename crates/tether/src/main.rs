@@ -107,16 +107,18 @@ enum WebhooksCmd {
 
 #[derive(Subcommand)]
 enum ConnectionsCmd {
-    /// Adds a connection authenticated by a token (OAuth connections are made
-    /// from the web UI).
+    /// Adds a connection authenticated by a token, or by its own OAuth client
+    /// id and secret (`--client-id`, the client-credentials grant). OAuth
+    /// connections with a consent page are made from the web UI.
     Add(AddArgs),
     /// Lists connections.
     List {
         #[arg(long)]
         json: bool,
     },
-    /// Refreshes an OAuth connection's access token now (and so checks that
-    /// the provider still accepts the grant).
+    /// Refreshes an OAuth connection's access token now, or fetches a new
+    /// one for a client-credentials connection (and so checks that the
+    /// provider still accepts the grant).
     Refresh {
         /// Connection id or display name.
         connection: String,
@@ -142,14 +144,48 @@ struct AddArgs {
     #[arg(long = "setting", value_name = "KEY=VALUE")]
     settings: Vec<String>,
     /// Read the token from this environment variable.
-    #[arg(long, value_name = "VAR", conflicts_with = "token_stdin")]
+    #[arg(long, value_name = "VAR", conflicts_with_all = ["token_stdin", "client_id"])]
     token_env: Option<String>,
     /// Read the token from standard input.
-    #[arg(long)]
+    #[arg(long, conflicts_with = "client_id")]
     token_stdin: bool,
+    /// Connect with the client-credentials grant (RFC 6749 section 4.4):
+    /// the connection's own OAuth client id. The secret comes from
+    /// `--client-secret-env` or `--client-secret-stdin`, never the command
+    /// line.
+    #[arg(long, value_name = "ID")]
+    client_id: Option<String>,
+    /// Read the client secret from this environment variable.
+    #[arg(
+        long,
+        value_name = "VAR",
+        requires = "client_id",
+        conflicts_with = "client_secret_stdin"
+    )]
+    client_secret_env: Option<String>,
+    /// Read the client secret from standard input.
+    #[arg(long, requires = "client_id")]
+    client_secret_stdin: bool,
     /// Store the connection without checking the token against the app.
-    #[arg(long)]
+    #[arg(long, conflicts_with = "client_id")]
     no_verify: bool,
+}
+
+/// A secret from an environment variable or one line of standard input.
+fn read_secret(env: Option<&str>, stdin: bool, what: &str) -> Result<Option<SecretString>> {
+    let value = if let Some(var) = env {
+        std::env::var(var).with_context(|| format!("the environment variable {var} is not set"))?
+    } else if stdin {
+        let mut line = String::new();
+        std::io::stdin().read_line(&mut line)?;
+        line.trim().to_owned()
+    } else {
+        return Ok(None);
+    };
+    if value.is_empty() {
+        bail!("the {what} is empty");
+    }
+    Ok(Some(SecretString::from(value)))
 }
 
 #[derive(Args)]
@@ -207,7 +243,7 @@ async fn run(cli: Cli) -> Result<std::process::ExitCode> {
                 ConnectionsCmd::List { json } => list_connections(&store, json).await,
                 ConnectionsCmd::Refresh { connection } => {
                     let c = store.find_connection(&connection).await?;
-                    if !c.auth_kind.is_oauth() {
+                    if !c.auth_kind.managed_tokens() {
                         bail!("`{}` uses a token that cannot be refreshed", c.display_name);
                     }
                     match hub.tokens().refresh_now(c.id, None).await {
@@ -407,37 +443,47 @@ async fn add_connection(hub: &tether_hub::Hub, args: AddArgs) -> Result<std::pro
             .with_context(|| format!("`--setting {kv}` must look like KEY=VALUE"))?;
         settings.insert(k.trim().to_owned(), v.trim().into());
     }
-    let token = if let Some(var) = &args.token_env {
-        std::env::var(var).with_context(|| format!("the environment variable {var} is not set"))?
-    } else if args.token_stdin {
-        let mut line = String::new();
-        std::io::stdin().read_line(&mut line)?;
-        line.trim().to_owned()
-    } else {
-        bail!("give the token with --token-env VAR or --token-stdin (OAuth connections are made from the web UI)");
-    };
-    if token.is_empty() {
-        bail!("the token is empty");
-    }
-    let connection = hub
-        .add_token_connection(
+    let created_by = format!(
+        "CLI ({})",
+        std::env::var("USER").unwrap_or_else(|_| "unknown user".into())
+    );
+    let connection = if let Some(client_id) = &args.client_id {
+        let secret = read_secret(
+            args.client_secret_env.as_deref(),
+            args.client_secret_stdin,
+            "client secret",
+        )?
+        .context("give the client secret with --client-secret-env VAR or --client-secret-stdin (never on the command line)")?;
+        hub.add_client_credentials_connection(
             &args.app,
             &args.name,
             settings,
-            SecretString::from(token),
-            !args.no_verify,
-            &format!(
-                "CLI ({})",
-                std::env::var("USER").unwrap_or_else(|_| "unknown user".into())
-            ),
+            client_id,
+            secret,
+            &created_by,
         )
         .await
-        .with_context(|| format!("adding `{}`; nothing was saved", args.name))?;
+        .with_context(|| format!("adding `{}`; nothing was saved", args.name))?
+    } else {
+        let token = read_secret(args.token_env.as_deref(), args.token_stdin, "token")?
+            .context("give the token with --token-env VAR or --token-stdin, or the connection's own OAuth client with --client-id ID --client-secret-env VAR (OAuth connections with a consent page are made from the web UI)")?;
+        hub.add_token_connection(
+            &args.app,
+            &args.name,
+            settings,
+            token,
+            !args.no_verify,
+            &created_by,
+        )
+        .await
+        .with_context(|| format!("adding `{}`; nothing was saved", args.name))?
+    };
     println!(
-        "added connection {} `{}` ({}{})",
+        "added connection {} `{}` ({}, {}{})",
         connection.id,
         connection.display_name,
         connection.app,
+        connection.auth_kind.as_str(),
         connection
             .connected_name
             .map(|n| format!(", connected to {n}"))

@@ -1,0 +1,189 @@
+//! What API callers and pages see of a stored reason (issue 7, section 3):
+//! a connection's `status_reason` and a run's error message are written
+//! where the failure happens (the sync engine, the token manager) and may
+//! hold an app's answer. [`public_reason`] keeps the hub's own words and
+//! the kind of failure, withholds the connector's text (which often quotes
+//! the app's body: `answered 401 to ...: {body}`, `HTTP 500: {body}`)
+//! and the token endpoint's `error_description`, keeps the short payload
+//! excerpt of unreadable data (the operator needs it to see what came back;
+//! it is at most [`tether_core::error::EXCERPT_LEN`] characters), strips
+//! control characters and caps the length at [`PUBLIC_REASON_LEN`]. The
+//! full text stays in the store and in the server log.
+
+/// The longest reason shown, in characters.
+pub const PUBLIC_REASON_LEN: usize = 300;
+
+/// How `tether_core::SourceError` displays each kind (its `#[error]`
+/// formats), and what to say instead of the connector's text.
+const SOURCE_KINDS: &[(&str, &str)] = &[
+    (
+        "the app refused the credentials:",
+        "the app refused the credentials",
+    ),
+    ("missing permission", "the credentials lack a permission"),
+    (
+        "rate limited by the app",
+        "the app rate-limited the requests",
+    ),
+    (
+        "temporary failure talking to the app:",
+        "the app could not be reached or failed for now",
+    ),
+    (
+        "the app sent data Tether cannot read:",
+        "the app sent data Tether cannot read",
+    ),
+    (
+        "not available for this account:",
+        "the app does not offer this for this account",
+    ),
+    (
+        "misconfigured:",
+        "the app refused the connection's settings (wrong organisation or base URL?)",
+    ),
+];
+
+use crate::short_code;
+
+const WITHHELD: &str = "the server log has the app's answer";
+
+/// `text` with control and bidirectional-override characters replaced by
+/// spaces and runs of whitespace collapsed.
+fn clean(text: &str) -> String {
+    let mut out = String::with_capacity(text.len());
+    let mut space = false;
+    for c in text.chars() {
+        let bidi = matches!(c, '\u{200e}' | '\u{200f}' | '\u{202a}'..='\u{202e}' | '\u{2066}'..='\u{2069}');
+        if c.is_control() || bidi || c.is_whitespace() {
+            space = true;
+            continue;
+        }
+        if space && !out.is_empty() {
+            out.push(' ');
+        }
+        space = false;
+        out.push(c);
+    }
+    out
+}
+
+fn truncate(text: String) -> String {
+    if text.chars().count() <= PUBLIC_REASON_LEN {
+        return text;
+    }
+    let mut out: String = text.chars().take(PUBLIC_REASON_LEN - 1).collect();
+    out.push('…');
+    out
+}
+
+/// The public form of a stored reason or run error message; see the
+/// module documentation.
+pub fn public_reason(text: &str) -> String {
+    let text = clean(text);
+    // tether-sync prefixes a run's error with the stream that failed.
+    let (stream, rest) = match text
+        .strip_prefix("stream `")
+        .and_then(|r| r.split_once("`: "))
+    {
+        Some((name, rest)) if !name.contains('`') => (Some(name), rest),
+        _ => (None, text.as_str()),
+    };
+    let prefix = stream
+        .map(|s| format!("stream `{s}`: "))
+        .unwrap_or_default();
+    for (display, public) in SOURCE_KINDS {
+        if !rest.starts_with(display) {
+            continue;
+        }
+        let mut out = format!("{prefix}{public}");
+        if let Some(at) = rest.rfind(" (payload starts: ") {
+            // The excerpt the operator needs, already bounded by the core.
+            out.push_str(&rest[at..]);
+        } else if let Some(wait) = rest
+            .strip_prefix("rate limited by the app (retry in ")
+            .and_then(|r| r.split_once("s)"))
+            .map(|(n, _)| n)
+            .filter(|n| n.bytes().all(|b| b.is_ascii_digit()))
+        {
+            out.push_str(&format!(" (retry in {wait}s)"));
+        }
+        out.push_str("; ");
+        out.push_str(WITHHELD);
+        return truncate(out);
+    }
+    // The token manager's reasons: the hub's words around the token
+    // endpoint's error code and description.
+    if let Some((app, after)) = rest.split_once(" refused the refresh token: ") {
+        let code = after
+            .split([':', '.', ' '])
+            .next()
+            .filter(|c| short_code(c))
+            .map(|c| format!(" (`{c}`)"))
+            .unwrap_or_default();
+        return truncate(format!(
+            "{prefix}{app} refused the refresh token{code}. Reconnect the connection; {WITHHELD}."
+        ));
+    }
+    if let Some((app, _)) = rest.split_once(" refused the connection's client credentials") {
+        return truncate(format!(
+            "{prefix}{app} refused the connection's client credentials. Give the connection a valid client id and secret; {WITHHELD}."
+        ));
+    }
+    truncate(text)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use tether_core::SourceError;
+
+    #[test]
+    fn the_connectors_text_is_withheld() {
+        let e = SourceError::CredentialsRejected {
+            reason: "Acme answered 401 to GET /orgs/acme: {\"leak\":\"AKIA123\"}".into(),
+        };
+        let shown = public_reason(&format!("stream `members`: {e}"));
+        assert_eq!(
+            shown,
+            "stream `members`: the app refused the credentials; the server log has the app's answer"
+        );
+    }
+
+    #[test]
+    fn the_bad_data_excerpt_stays() {
+        let e = SourceError::bad_data("members is not a list", b"<html>oops</html>");
+        let shown = public_reason(&e.to_string());
+        assert!(
+            shown.starts_with(
+                "the app sent data Tether cannot read (payload starts: \"<html>oops</html>\")"
+            ),
+            "{shown}"
+        );
+    }
+
+    #[test]
+    fn control_characters_go_and_length_is_capped() {
+        let shown = public_reason(&format!(
+            "sync held\u{1b}[31m for\n\tconfirmation: {}",
+            "x".repeat(1000)
+        ));
+        assert!(!shown.chars().any(|c| c.is_control()), "{shown:?}");
+        assert!(
+            shown.starts_with("sync held [31m for confirmation: x"),
+            "{shown}"
+        );
+        assert_eq!(shown.chars().count(), PUBLIC_REASON_LEN);
+        assert!(shown.ends_with('…'));
+    }
+
+    #[test]
+    fn token_endpoint_descriptions_are_withheld() {
+        let shown = public_reason(
+            "Acme IdP refused the refresh token: bad_refresh_token: <script>x</script>. Reconnect the connection.",
+        );
+        assert_eq!(
+            shown,
+            "Acme IdP refused the refresh token (`bad_refresh_token`). Reconnect the connection; the server log has the app's answer."
+        );
+    }
+}
