@@ -375,8 +375,13 @@ pub async fn sync(
                     *state.fetched.entry(e.kind.kind()).or_default() += 1;
                 }
                 queue.extend(new_work.iter().cloned());
+                // A chain goes on before new chains start: each chain keeps
+                // its slot, so chains of different rate buckets (Slack's
+                // users.list and the members of 500 user groups) advance
+                // side by side at their own rates instead of one waiting for
+                // the other's queue to drain.
                 if let Some(c) = &next_cursor {
-                    queue.push_back(WorkItem {
+                    queue.push_front(WorkItem {
                         cursor: Some(c.clone()),
                         ..item.clone()
                     });
