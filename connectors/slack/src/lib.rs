@@ -5,7 +5,7 @@
 //! | stream | request | produces |
 //! |---|---|---|
 //! | `workspace_roles` | none | roles `primary_owner`, `owner`, `admin`, `multi_channel_guest`, `single_channel_guest` |
-//! | `users` | `users.list` (cursor, `limit=200`) | accounts (deleted → deprovisioned, account type service (bots, apps)/guest/human), role assignments from the user flags |
+//! | `users` | `users.list` (cursor, `limit=1000`) | accounts (deleted → deprovisioned, account type service (bots, apps)/guest/human), role assignments from the user flags |
 //! | `usergroups` (optional) | `usergroups.list?include_disabled=true` | groups, one scope per user group |
 //! | `usergroup_members` (child of `usergroups`) | `usergroups.users.list?usergroup=S…&include_disabled=true` | memberships |
 //! | `billable` (optional) | `team.billableInfo` (cursor) | the `slack_paid_seat` license, license assignments for `billing_active` users |

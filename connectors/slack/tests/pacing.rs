@@ -82,7 +82,10 @@ async fn a_paced_sync_stays_under_the_tiers() {
     };
     let stats = fake.stats();
     assert_eq!(stats.total_rate_limited(), 0, "{stats:?}");
-    assert_eq!(stats.requests["users.list"], 30);
+    assert_eq!(
+        stats.requests["users.list"],
+        u64::from(USERS.div_ceil(tether_slack::USERS_PAGE_LIMIT))
+    );
     assert_eq!(stats.requests["team.billableInfo"], 30);
     assert_eq!(stats.requests["usergroups.users.list"], 12);
     assert_eq!(summary.kinds["account"].seen, i64::from(USERS));
@@ -93,8 +96,8 @@ async fn a_paced_sync_stays_under_the_tiers() {
 
 #[tokio::test]
 async fn the_same_sync_unpaced_draws_429s() {
-    // Tier 2 at 6x: 20 per 10 s. Thirty `users.list` pages asked for as fast
-    // as the fake answers exceed it well within the window.
+    // Tier 2 at 6x: 20 per 10 s. Thirty `team.billableInfo` pages asked for
+    // as fast as the fake answers exceed it well within the window.
     let scale = 6.0;
     let fake = fake::spawn().await.unwrap();
     fake.set_rate_scale(Some(scale));
