@@ -130,10 +130,6 @@ const PENDING: &[(&str, &str)] = &[
         "the credential-host tests still run against a real connector",
     ),
     (
-        "crates/tether-hub/tests/revoke.rs",
-        "the revocation test still runs against a real connector",
-    ),
-    (
         "crates/tether-oauth/Cargo.toml",
         "OAuth tests still link a real connector for its token dialect",
     ),
@@ -152,14 +148,6 @@ const PENDING: &[(&str, &str)] = &[
     (
         "crates/tether-events/tests/webhooks.rs",
         "a test connection names a real app",
-    ),
-    (
-        "crates/tether-hub/Cargo.toml",
-        "hub tests still link a real connector",
-    ),
-    (
-        "crates/tether-hub/tests/expiry.rs",
-        "hub tests still run against a real connector",
     ),
     (
         "crates/tether-oauth/tests/manager.rs",
