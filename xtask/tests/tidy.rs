@@ -154,14 +154,6 @@ const PENDING: &[(&str, &str)] = &[
         "a migration test seeds a real app's connection",
     ),
     (
-        "crates/tether-web/Cargo.toml",
-        "web tests still link a real connector",
-    ),
-    (
-        "crates/tether-web/tests/web.rs",
-        "web tests still run against a real connector",
-    ),
-    (
         "crates/tether/src/config.rs",
         "a configuration unit test names a real app",
     ),
