@@ -134,10 +134,6 @@ const PENDING: &[(&str, &str)] = &[
         "a unit test parses a real app's `Link` header",
     ),
     (
-        "crates/tether-oauth/tests/manager.rs",
-        "OAuth tests still name a real app",
-    ),
-    (
         "crates/tether-oauth/tests/quirks.rs",
         "token dialect tests still name real apps",
     ),
