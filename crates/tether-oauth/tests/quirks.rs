@@ -47,14 +47,6 @@ async fn handler(State(log): State<Log>, uri: Uri, headers: HeaderMap, body: Byt
         )
             .into_response()
     };
-    let formenc = |body: &str| {
-        (
-            StatusCode::OK,
-            [("content-type", "application/x-www-form-urlencoded")],
-            body.to_string(),
-        )
-            .into_response()
-    };
     match uri.path() {
         "/std/code-success" => json(
             200,
