@@ -130,14 +130,6 @@ const PENDING: &[(&str, &str)] = &[
         "a unit test parses a real app's `Link` header",
     ),
     (
-        "crates/tether-store/tests/credentials.rs",
-        "a test connection names a real app",
-    ),
-    (
-        "crates/tether-store/tests/migrations.rs",
-        "a migration test seeds a real app's connection",
-    ),
-    (
         "crates/tether/src/config.rs",
         "a configuration unit test names a real app",
     ),
