@@ -1,5 +1,5 @@
-//! The REST API over real HTTP, against a real SQLite store and the fake
-//! GitHub of `tether-sandbox`.
+//! The REST API over real HTTP, against a real SQLite store and the test
+//! connector's fake app (`tether-testkit`) in the sandbox.
 
 use std::collections::BTreeSet;
 use std::sync::{Arc, Mutex};
@@ -47,32 +47,32 @@ impl Env {
         Env::start(false).await
     }
 
-    /// With `oauth`, GitHub has an OAuth client registered in the sandbox.
+    /// With `oauth`, the test app has an OAuth client registered in the sandbox.
     async fn start(oauth: bool) -> Env {
-        tether_github::ensure_linked();
+        tether_testkit::ensure_linked();
         let dir = tempfile::tempdir().unwrap();
         let url = format!("sqlite://{}", dir.path().join("t.db").display());
         let store = Store::open(&url, MasterKey::generate(), &KeySource::Env)
             .await
             .unwrap();
         let sandbox = Sandbox::start(SandboxConfig::default()).await.unwrap();
-        let descriptor = tether_core::registry::find("github").unwrap();
+        let descriptor = tether_core::registry::find("testapp").unwrap();
         let oauth = oauth.then(|| {
             let mut app = tether_oauth::OAuthApp::from_spec(
-                "github",
-                "GitHub",
+                "testapp",
+                "Test App",
                 descriptor.oauth2().unwrap(),
                 "client-1",
                 Some("client-secret-1".to_owned().into()),
             );
-            let base = sandbox.fake_url("github");
-            app.authorize_url = format!("{base}/login/oauth/authorize").parse().unwrap();
-            app.token_url = format!("{base}/login/oauth/access_token").parse().unwrap();
+            let base = sandbox.fake_url("testapp");
+            app.authorize_url = format!("{base}/oauth/authorize").parse().unwrap();
+            app.token_url = format!("{base}/oauth/token").parse().unwrap();
             app
         });
         let app = AppEntry {
-            key: "github".into(),
-            display_name: "GitHub".into(),
+            key: "testapp".into(),
+            display_name: "Test App".into(),
             description: String::new(),
             descriptor: Some(descriptor),
             oauth,
@@ -82,7 +82,7 @@ impl Env {
         let hub = Hub::new(
             store.clone(),
             HubConfig {
-                allowed_hosts: [("github".to_owned(), vec![sandbox_host])].into(),
+                allowed_hosts: [("testapp".to_owned(), vec![sandbox_host])].into(),
                 ..Default::default()
             },
             vec![app],
@@ -153,7 +153,7 @@ impl Env {
     async fn sandbox(&self, path: &str, body: Value) -> Value {
         let res = self
             .http
-            .post(format!("{}{path}", self.sandbox.fake_url("github")))
+            .post(format!("{}{path}", self.sandbox.fake_url("testapp")))
             .json(&body)
             .send()
             .await
@@ -168,19 +168,20 @@ impl Env {
 
     /// Makes the `acme` org and returns a token for it.
     async fn acme_token(&self) -> String {
-        self.sandbox(
-            "/_sandbox/orgs",
-            json!({"login": "acme", "members": 120, "teams": 4}),
-        )
-        .await;
-        let t = self
-            .sandbox("/_sandbox/orgs/acme/tokens", json!({"kind": "pat"}))
+        let made = self
+            .sandbox(
+                "/_sandbox/directory",
+                json!({"org": "acme", "users": 120, "groups": 4}),
+            )
             .await;
-        t["access_token"].as_str().unwrap().to_owned()
+        made["credential"]["access_token"]
+            .as_str()
+            .unwrap()
+            .to_owned()
     }
 
     fn settings(&self) -> Value {
-        json!({"org": "acme", "api_base_url": self.sandbox.fake_url("github")})
+        json!({"org": "acme", "api_base_url": self.sandbox.fake_url("testapp")})
     }
 
     /// Follows `next_cursor` through every page of a list.
@@ -273,7 +274,7 @@ async fn requests_need_a_valid_unrevoked_api_key() {
     let ok = env.get("/apps").await;
     assert_eq!(ok.status, StatusCode::OK, "{}", ok.text);
     let apps = ok.json();
-    assert_eq!(apps[0]["key"], "github");
+    assert_eq!(apps[0]["key"], "testapp");
     assert_eq!(apps[0]["token_auth"], true);
     assert_eq!(apps[0]["oauth_configured"], false);
     // The scheme is case-insensitive.
@@ -359,7 +360,7 @@ async fn token_connection_syncs_and_serves_its_identities() {
     let created = env
         .post(
             "/connections",
-            json!({"app": "github", "display_name": "GitHub - Acme", "settings": env.settings(),
+            json!({"app": "testapp", "display_name": "Test App - Acme", "settings": env.settings(),
                    "auth": "token", "token": token}),
         )
         .await;
@@ -375,7 +376,7 @@ async fn token_connection_syncs_and_serves_its_identities() {
     let dup = env
         .post(
             "/connections",
-            json!({"app": "github", "display_name": "GitHub - Acme", "settings": env.settings(),
+            json!({"app": "testapp", "display_name": "Test App - Acme", "settings": env.settings(),
                    "auth": "token", "token": token}),
         )
         .await;
@@ -386,8 +387,8 @@ async fn token_connection_syncs_and_serves_its_identities() {
     let bad = env
         .post(
             "/connections",
-            json!({"app": "github", "display_name": "Bad", "settings": env.settings(),
-                   "auth": "token", "token": "ghp_notatoken"}),
+            json!({"app": "testapp", "display_name": "Bad", "settings": env.settings(),
+                   "auth": "token", "token": "tta_notatoken"}),
         )
         .await;
     assert_eq!(bad.status, StatusCode::UNPROCESSABLE_ENTITY, "{}", bad.text);
@@ -577,7 +578,7 @@ async fn token_connection_syncs_and_serves_its_identities() {
     let second = env
         .post(
             "/connections",
-            json!({"app": "github", "display_name": "Second", "settings": env.settings(),
+            json!({"app": "testapp", "display_name": "Second", "settings": env.settings(),
                    "auth": "token", "token": token, "verify": false}),
         )
         .await;
@@ -586,15 +587,15 @@ async fn token_connection_syncs_and_serves_its_identities() {
     let renamed = env
         .patch(
             &format!("/connections/{id}"),
-            json!({"display_name": "Acme on GitHub"}),
+            json!({"display_name": "Acme on Test App"}),
         )
         .await;
     assert_eq!(renamed.status, StatusCode::OK, "{}", renamed.text);
-    assert_eq!(renamed.json()["display_name"], "Acme on GitHub");
+    assert_eq!(renamed.json()["display_name"], "Acme on Test App");
     let taken = env
         .patch(
             &format!("/connections/{second_id}"),
-            json!({"display_name": "Acme on GitHub"}),
+            json!({"display_name": "Acme on Test App"}),
         )
         .await;
     assert_eq!(taken.status, StatusCode::CONFLICT, "{}", taken.text);
@@ -655,7 +656,7 @@ async fn oauth_without_a_client_and_bad_requests_have_stable_codes() {
     let a = env
         .post(
             "/connections",
-            json!({"app": "github", "display_name": "Acme", "settings": env.settings(), "auth": "oauth2"}),
+            json!({"app": "testapp", "display_name": "Acme", "settings": env.settings(), "auth": "oauth2"}),
         )
         .await;
     assert_eq!(a.status, StatusCode::CONFLICT, "{}", a.text);
@@ -676,7 +677,7 @@ async fn oauth_without_a_client_and_bad_requests_have_stable_codes() {
     let a = env
         .post(
             "/connections",
-            json!({"app": "github", "display_name": "X", "auth": "token"}),
+            json!({"app": "testapp", "display_name": "X", "auth": "token"}),
         )
         .await;
     assert_eq!(a.status, StatusCode::UNPROCESSABLE_ENTITY);
@@ -685,7 +686,7 @@ async fn oauth_without_a_client_and_bad_requests_have_stable_codes() {
     let a = env
         .post(
             "/connections",
-            json!({"app": "github", "display_name": "X", "auth": "carrier-pigeon"}),
+            json!({"app": "testapp", "display_name": "X", "auth": "carrier-pigeon"}),
         )
         .await;
     assert_eq!(a.status, StatusCode::UNPROCESSABLE_ENTITY, "{}", a.text);
@@ -694,7 +695,7 @@ async fn oauth_without_a_client_and_bad_requests_have_stable_codes() {
     let a = env
         .post(
             "/connections",
-            json!({"app": "github", "display_name": "X", "auth": "token", "token": "secret-token-123",
+            json!({"app": "testapp", "display_name": "X", "auth": "token", "token": "secret-token-123",
                    "settings": {}}),
         )
         .await;
@@ -755,9 +756,9 @@ async fn oauth_connections_start_here_and_complete_in_the_named_session() {
     let env = Env::start(true).await;
     env.acme_token().await;
     env.sandbox(
-        "/_sandbox/oauth-apps",
+        "/_sandbox/clients",
         json!({"client_id": "client-1", "client_secret": "client-secret-1", "redirect_uris": [],
-               "kind": "oauth_app", "org": "acme"}),
+               "kind": "static", "org": "acme"}),
     )
     .await;
     env.sandbox("/_sandbox/auto-approve", json!({"enabled": true}))
@@ -770,7 +771,7 @@ async fn oauth_connections_start_here_and_complete_in_the_named_session() {
     let a = env
         .post(
             "/connections",
-            json!({"app": "github", "display_name": "Acme", "settings": env.settings(),
+            json!({"app": "testapp", "display_name": "Acme", "settings": env.settings(),
                    "auth": "oauth2", "session": "browser-1"}),
         )
         .await;
@@ -834,5 +835,5 @@ async fn oauth_connections_start_here_and_complete_in_the_named_session() {
     env.wait_idle(id).await;
     let d = env.delete(&format!("/connections/{id}?purge=true")).await;
     assert_eq!(d.status, StatusCode::OK, "{}", d.text);
-    env.assert_no_leak(&["client-secret-1", "gho_", &env.key]);
+    env.assert_no_leak(&["client-secret-1", "tta_", &env.key]);
 }

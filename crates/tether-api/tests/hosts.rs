@@ -53,30 +53,26 @@ struct Env {
 
 impl Env {
     async fn start(allowed: &[&str]) -> Env {
-        tether_github::ensure_linked();
+        tether_testkit::ensure_linked();
         let dir = tempfile::tempdir().unwrap();
         let url = format!("sqlite://{}", dir.path().join("t.db").display());
         let store = Store::open(&url, MasterKey::generate(), &KeySource::Env)
             .await
             .unwrap();
-        let descriptor = tether_core::registry::find("github").unwrap();
+        let descriptor = tether_core::registry::find("testapp").unwrap();
         let (idp, _) = stand_in(|| StatusCode::NOT_FOUND.into_response()).await;
         let mut oauth = tether_oauth::OAuthApp::from_spec(
-            "github",
-            "GitHub",
+            "testapp",
+            "Test App",
             descriptor.oauth2().unwrap(),
             "client-1",
             Some("client-secret-1".to_owned().into()),
         );
-        oauth.authorize_url = format!("http://{idp}/login/oauth/authorize")
-            .parse()
-            .unwrap();
-        oauth.token_url = format!("http://{idp}/login/oauth/access_token")
-            .parse()
-            .unwrap();
+        oauth.authorize_url = format!("http://{idp}/oauth/authorize").parse().unwrap();
+        oauth.token_url = format!("http://{idp}/oauth/token").parse().unwrap();
         let config = HubConfig {
             allowed_hosts: BTreeMap::from([(
-                "github".to_owned(),
+                "testapp".to_owned(),
                 allowed.iter().map(|s| s.to_string()).collect(),
             )]),
             ..Default::default()
@@ -85,8 +81,8 @@ impl Env {
             store.clone(),
             config,
             vec![AppEntry {
-                key: "github".into(),
-                display_name: "GitHub".into(),
+                key: "testapp".into(),
+                display_name: "Test App".into(),
                 description: String::new(),
                 descriptor: Some(descriptor),
                 oauth: Some(oauth),
@@ -138,8 +134,8 @@ impl Env {
     async fn token_connection(&self, name: &str, base_url: &str) -> (StatusCode, String) {
         self.post(
             "/connections",
-            json!({"app": "github", "display_name": name, "auth": "token",
-                   "token": "ghp_usertoken",
+            json!({"app": "testapp", "display_name": name, "auth": "token",
+                   "token": "tta_usertoken",
                    "settings": {"org": "acme", "api_base_url": base_url}}),
         )
         .await
@@ -162,7 +158,7 @@ async fn the_metadata_attack_is_refused_before_anything_is_sent() {
     // appends, so the token request lands on the credentials document.
     let (status, body) = env
         .token_connection(
-            "GitHub - Meta",
+            "Test App - Meta",
             "http://169.254.169.254/latest/meta-data/iam/security-credentials/#",
         )
         .await;
@@ -184,7 +180,7 @@ async fn the_metadata_attack_is_refused_before_anything_is_sent() {
         ),
         "http://[fd00:ec2::254]/latest/meta-data/".to_owned(),
     ] {
-        let (status, body) = env.token_connection("GitHub - Meta", &base).await;
+        let (status, body) = env.token_connection("Test App - Meta", &base).await;
         assert_eq!(status, StatusCode::BAD_REQUEST, "{base}: {body}");
         assert!(!body.contains(LEAKED), "{body}");
     }
@@ -199,7 +195,7 @@ async fn the_metadata_attack_is_refused_before_anything_is_sent() {
     let (status, body) = env
         .post(
             "/connections",
-            json!({"app": "github", "display_name": "GitHub - OAuth", "auth": "oauth2",
+            json!({"app": "testapp", "display_name": "Test App - OAuth", "auth": "oauth2",
                    "settings": {"org": "acme",
                                 "api_base_url": format!("http://{meta}/latest/meta-data/#")}}),
         )
@@ -224,7 +220,7 @@ async fn an_allowed_host_s_answer_is_never_echoed_and_its_redirects_are_not_foll
     let env = Env::start(&[meta.as_str(), hop.as_str(), elsewhere.as_str()]).await;
 
     let (status, body) = env
-        .token_connection("GitHub - Allowed", &format!("http://{meta}/api/v3"))
+        .token_connection("Test App - Allowed", &format!("http://{meta}/api/v3"))
         .await;
     assert!(
         status.is_client_error() || status.is_server_error(),
@@ -242,7 +238,7 @@ async fn an_allowed_host_s_answer_is_never_echoed_and_its_redirects_are_not_foll
     assert!(body.contains("server log"), "{body}");
 
     let (status, body) = env
-        .token_connection("GitHub - Hop", &format!("http://{hop}/api/v3"))
+        .token_connection("Test App - Hop", &format!("http://{hop}/api/v3"))
         .await;
     assert!(
         status.is_client_error() || status.is_server_error(),
@@ -261,14 +257,14 @@ static REDIRECT: std::sync::OnceLock<String> = std::sync::OnceLock::new();
 
 #[tokio::test]
 async fn connections_show_their_settings_and_who_created_them() {
-    let (ghe, _) = stand_in(|| StatusCode::NOT_FOUND.into_response()).await;
-    let env = Env::start(&[ghe.as_str()]).await;
-    let base = format!("http://{ghe}/api/v3");
+    let (enterprise, _) = stand_in(|| StatusCode::NOT_FOUND.into_response()).await;
+    let env = Env::start(&[enterprise.as_str()]).await;
+    let base = format!("http://{enterprise}/api/v3");
     let (status, body) = env
         .post(
             "/connections",
-            json!({"app": "github", "display_name": "GitHub - GHE", "auth": "token",
-                   "token": "ghp_usertoken", "verify": false,
+            json!({"app": "testapp", "display_name": "Test App - Enterprise", "auth": "token",
+                   "token": "tta_usertoken", "verify": false,
                    "settings": {"org": "acme", "api_base_url": base}}),
         )
         .await;
@@ -280,12 +276,12 @@ async fn connections_show_their_settings_and_who_created_them() {
     assert_eq!(shown["settings"]["org"], "acme");
     let by = shown["created_by"].as_str().unwrap();
     assert!(by.contains("API key `ci`"), "{by}");
-    assert!(!shown.to_string().contains("ghp_usertoken"), "{shown}");
+    assert!(!shown.to_string().contains("tta_usertoken"), "{shown}");
 
     let (status, body) = env
         .post(
             "/connections",
-            json!({"app": "github", "display_name": "GitHub - Pending", "auth": "oauth2",
+            json!({"app": "testapp", "display_name": "Test App - Pending", "auth": "oauth2",
                    "settings": {"org": "acme"}}),
         )
         .await;
@@ -297,7 +293,7 @@ async fn connections_show_their_settings_and_who_created_them() {
     assert_eq!(pending["status"], "pending");
     assert_eq!(
         pending["settings"]["api_base_url"],
-        "https://api.github.com"
+        "https://testapp.example"
     );
     assert!(pending["created_by"]
         .as_str()
@@ -308,11 +304,11 @@ async fn connections_show_their_settings_and_who_created_them() {
 #[tokio::test]
 async fn client_credentials_requests_are_checked() {
     let env = Env::start(&[]).await;
-    // GitHub's connector offers no client-credentials grant.
+    // The test connector offers no client-credentials grant.
     let (status, body) = env
         .post(
             "/connections",
-            json!({"app": "github", "display_name": "GitHub - CC", "auth": "client_credentials",
+            json!({"app": "testapp", "display_name": "Test App - CC", "auth": "client_credentials",
                    "client_id": "cid", "client_secret": "cs", "settings": {"org": "acme"}}),
         )
         .await;
@@ -323,7 +319,7 @@ async fn client_credentials_requests_are_checked() {
     let (status, body) = env
         .post(
             "/connections",
-            json!({"app": "github", "display_name": "GitHub - CC", "auth": "client_credentials",
+            json!({"app": "testapp", "display_name": "Test App - CC", "auth": "client_credentials",
                    "client_id": "cid", "settings": {"org": "acme"}}),
         )
         .await;
@@ -332,7 +328,7 @@ async fn client_credentials_requests_are_checked() {
     let (status, body) = env
         .post(
             "/connections",
-            json!({"app": "github", "display_name": "GitHub - T", "auth": "token",
+            json!({"app": "testapp", "display_name": "Test App - T", "auth": "token",
                    "token": "t", "client_id": "cid", "settings": {"org": "acme"}}),
         )
         .await;

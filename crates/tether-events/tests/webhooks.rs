@@ -118,7 +118,7 @@ impl Receiver {
 fn acme() -> ConnectionRef {
     ConnectionRef {
         id: 1,
-        app: "github".into(),
+        app: "testapp".into(),
         display_name: "Acme".into(),
     }
 }

@@ -21,17 +21,20 @@ impl EventSink for Recorder {
 
 #[tokio::test]
 async fn a_refused_refresh_is_announced_once() {
-    // A token endpoint that refuses every refresh, as GitHub does for a
-    // revoked grant (HTTP 200 with an error).
+    // A token endpoint that refuses every refresh (RFC 6749 section 5.2:
+    // HTTP 400 `invalid_grant`), as for a revoked grant.
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = listener.local_addr().unwrap();
     let app = axum::Router::new().route(
-        "/login/oauth/access_token",
+        "/oauth/token",
         post(|| async {
-            Json(serde_json::json!({
-                "error": "bad_refresh_token",
-                "error_description": "The refresh token passed is incorrect or expired."
-            }))
+            (
+                axum::http::StatusCode::BAD_REQUEST,
+                Json(serde_json::json!({
+                    "error": "invalid_grant",
+                    "error_description": "The refresh token is unknown, expired, revoked or already used."
+                })),
+            )
         }),
     );
     tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
@@ -41,25 +44,23 @@ async fn a_refused_refresh_is_announced_once() {
     let store = Store::open(&url, MasterKey::generate(), &KeySource::Env)
         .await
         .unwrap();
-    tether_github::ensure_linked();
-    let descriptor = tether_core::registry::find("github").unwrap();
+    tether_testkit::ensure_linked();
+    let descriptor = tether_core::registry::find("testapp").unwrap();
     let mut oauth = OAuthApp::from_spec(
-        "github",
-        "GitHub",
+        "testapp",
+        "Test App",
         descriptor.oauth2().unwrap(),
         "id",
         Some("secret".to_owned().into()),
     );
-    oauth.token_url = format!("http://{addr}/login/oauth/access_token")
-        .parse()
-        .unwrap();
+    oauth.token_url = format!("http://{addr}/oauth/token").parse().unwrap();
     let recorder = Arc::new(Recorder::default());
     let hub = Hub::new(
         store.clone(),
         HubConfig::default(),
         vec![AppEntry {
-            key: "github".into(),
-            display_name: "GitHub".into(),
+            key: "testapp".into(),
+            display_name: "Test App".into(),
             description: String::new(),
             descriptor: Some(descriptor),
             oauth: Some(oauth),
@@ -72,14 +73,14 @@ async fn a_refused_refresh_is_announced_once() {
     settings.insert("api_base_url".into(), format!("http://{addr}").into());
     let c = store
         .create_connection(NewConnection {
-            app: "github",
-            display_name: "GitHub - Eng",
+            app: "testapp",
+            display_name: "Test App - Eng",
             settings,
             auth_kind: tether_core::AuthKind::OAuth2,
             status: ConnectionStatus::Active,
             secret: Some(Secret::Token {
-                access_token: "ghu_old".to_owned().into(),
-                refresh_token: Some("ghr_revoked".to_owned().into()),
+                access_token: "tta_old".to_owned().into(),
+                refresh_token: Some("ttr_revoked".to_owned().into()),
                 expires_at: Some(1),
                 scope: None,
             }),
@@ -96,7 +97,7 @@ async fn a_refused_refresh_is_announced_once() {
         c.status_reason
             .as_deref()
             .unwrap()
-            .contains("bad_refresh_token"),
+            .contains("invalid_grant"),
         "{c:?}"
     );
     let events = recorder.0.lock().unwrap().clone();
@@ -109,7 +110,7 @@ async fn a_refused_refresh_is_announced_once() {
     assert!(kinds.contains(&"sync.failed"), "{kinds:?}");
     match events.iter().find(|e| e.kind() == "connection.expired") {
         Some(Event::ConnectionExpired { connection, reason }) => {
-            assert_eq!(connection.display_name, "GitHub - Eng");
+            assert_eq!(connection.display_name, "Test App - Eng");
             assert!(reason.contains("Reconnect"), "{reason}");
         }
         other => panic!("{other:?}"),

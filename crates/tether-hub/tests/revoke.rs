@@ -42,29 +42,27 @@ async fn revocation_goes_to_the_configured_host_only() {
     let store = Store::open(&url, MasterKey::generate(), &KeySource::Env)
         .await
         .unwrap();
-    tether_github::ensure_linked();
-    let descriptor = tether_core::registry::find("github").unwrap();
+    tether_testkit::ensure_linked();
+    let descriptor = tether_core::registry::find("testapp").unwrap();
     let mut oauth = OAuthApp::from_spec(
-        "github",
-        "GitHub",
+        "testapp",
+        "Test App",
         descriptor.oauth2().unwrap(),
         "client-1",
         Some("client-secret-1".to_owned().into()),
     );
-    oauth.token_url = format!("{configured}/login/oauth/access_token")
-        .parse()
-        .unwrap();
+    oauth.token_url = format!("{configured}/oauth/token").parse().unwrap();
     let mut defaults = serde_json::Map::new();
     defaults.insert("api_base_url".into(), configured.clone().into());
     let hub = Hub::new(
         store.clone(),
         HubConfig {
-            setting_defaults: BTreeMap::from([("github".to_owned(), defaults)]),
+            setting_defaults: BTreeMap::from([("testapp".to_owned(), defaults)]),
             ..Default::default()
         },
         vec![AppEntry {
-            key: "github".into(),
-            display_name: "GitHub".into(),
+            key: "testapp".into(),
+            display_name: "Test App".into(),
             description: String::new(),
             descriptor: Some(descriptor),
             oauth: Some(oauth),
@@ -79,13 +77,13 @@ async fn revocation_goes_to_the_configured_host_only() {
     settings.insert("api_base_url".into(), chosen.clone().into());
     let c = store
         .create_connection(NewConnection {
-            app: "github",
-            display_name: "GitHub - Eng",
+            app: "testapp",
+            display_name: "Test App - Eng",
             settings,
             auth_kind: tether_core::AuthKind::OAuth2,
             status: ConnectionStatus::Active,
             secret: Some(Secret::Token {
-                access_token: "ghu_live".to_owned().into(),
+                access_token: "tta_live".to_owned().into(),
                 refresh_token: None,
                 expires_at: None,
                 scope: None,
@@ -99,8 +97,5 @@ async fn revocation_goes_to_the_configured_host_only() {
     assert!(chosen_seen.lock().unwrap().is_empty(), "{chosen_seen:?}");
     let seen = configured_seen.lock().unwrap().clone();
     assert_eq!(seen.len(), 1, "{seen:?}");
-    assert!(
-        seen[0].starts_with("DELETE /applications/client-1/token Basic "),
-        "{seen:?}"
-    );
+    assert!(seen[0].starts_with("POST /oauth/revoke Basic "), "{seen:?}");
 }

@@ -1,5 +1,6 @@
-//! The token manager against a real SQLite store and a fake GitHub-style
-//! token endpoint that rotates refresh tokens.
+//! The token manager against a real SQLite store and a fake RFC 6749 token
+//! endpoint (the test app's) that rotates refresh tokens. Apps' own token
+//! dialects are tested in their connector crates.
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
@@ -59,23 +60,26 @@ async fn token(
     assert_eq!(form["client_secret"], "csecret");
     let mut current = fake.current_refresh.lock().unwrap();
     if form["refresh_token"] != *current {
-        return axum::Json(serde_json::json!({
-            "error": "bad_refresh_token",
-            "error_description": "The refresh token passed is incorrect or expired.",
-            "error_uri": "https://docs.github.com/apps/managing-oauth-apps/troubleshooting-oauth-app-access-token-request-errors/#bad-verification-code"
-        }))
-        .into_response();
+        // RFC 6749 section 5.2.
+        return (
+            StatusCode::BAD_REQUEST,
+            axum::Json(serde_json::json!({
+                "error": "invalid_grant",
+                "error_description": "The refresh token is invalid, expired or revoked.",
+            })),
+        )
+            .into_response();
     }
     let n = fake.generation.fetch_add(1, Ordering::SeqCst) + 1;
     let mut body = serde_json::json!({
-        "access_token": format!("ghu_{n}"),
+        "access_token": format!("tta_{n}"),
         "expires_in": 28800,
         "scope": "",
         "token_type": "bearer",
     });
     if !fake.no_rotation.load(Ordering::SeqCst) {
-        *current = format!("ghr_{n}");
-        body["refresh_token"] = format!("ghr_{n}").into();
+        *current = format!("ttr_{n}");
+        body["refresh_token"] = format!("ttr_{n}").into();
         body["refresh_token_expires_in"] = 15897600.into();
     }
     axum::Json(body).into_response()
@@ -96,14 +100,14 @@ impl Env {
             .await
             .unwrap();
         let fake = Arc::new(Fake::default());
-        *fake.current_refresh.lock().unwrap() = "ghr_0".into();
+        *fake.current_refresh.lock().unwrap() = "ttr_0".into();
         let app = axum::Router::new()
-            .route("/login/oauth/access_token", axum::routing::post(token))
+            .route("/oauth/token", axum::routing::post(token))
             .with_state(fake.clone());
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let addr = listener.local_addr().unwrap();
         tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
-        let token_url = Url::parse(&format!("http://{addr}/login/oauth/access_token")).unwrap();
+        let token_url = Url::parse(&format!("http://{addr}/oauth/token")).unwrap();
         Env {
             _dir: dir,
             store,
@@ -128,11 +132,11 @@ impl Env {
     fn manager_with(&self, config: TokenManagerConfig) -> TokenManager {
         let m = TokenManager::new(self.store.clone(), reqwest::Client::new(), config);
         m.register_app(OAuthApp {
-            key: "github".into(),
-            display_name: "GitHub".into(),
+            key: "testapp".into(),
+            display_name: "Test App".into(),
             client_id: "cid".into(),
             client_secret: Some(SecretString::from("csecret")),
-            authorize_url: "https://github.com/login/oauth/authorize".parse().unwrap(),
+            authorize_url: "https://testapp.example/oauth/authorize".parse().unwrap(),
             token_url: self.token_url.clone().into(),
             revoke_url: None,
             scopes: vec![],
@@ -140,28 +144,28 @@ impl Env {
             pkce: true,
             extra_authorize_params: vec![],
             client_auth: ClientAuth::RequestBody,
-            dialect: tether_github::oauth::DIALECT,
+            dialect: tether_core::TokenDialect::RFC6749,
             hosts: None,
         });
         m
     }
 
-    /// A connection whose access token `ghu_0` expires `expires_in_ms` from
+    /// A connection whose access token `tta_0` expires `expires_in_ms` from
     /// now (negative: already expired), with refresh token `refresh`.
     async fn connection(&self, expires_in_ms: i64, refresh: Option<&str>) -> i64 {
         let now = chrono_now_ms();
         self.store
             .create_connection(NewConnection {
-                app: "github",
+                app: "testapp",
                 display_name: &format!("conn-{}", rand_suffix()),
                 settings: Default::default(),
                 auth_kind: tether_core::AuthKind::OAuth2,
                 status: ConnectionStatus::Active,
                 secret: Some(Secret::Token {
-                    access_token: SecretString::from("ghu_0"),
+                    access_token: SecretString::from("tta_0"),
                     refresh_token: refresh.map(SecretString::from),
                     expires_at: Some(now + expires_in_ms),
-                    scope: Some("read:org".into()),
+                    scope: Some("read".into()),
                 }),
             })
             .await
@@ -210,7 +214,7 @@ const HOUR: i64 = 3_600_000;
 async fn hundred_concurrent_callers_make_one_refresh() {
     let env = Env::new().await;
     env.fake.delay_ms.store(200, Ordering::SeqCst);
-    let id = env.connection(EXPIRED, Some("ghr_0")).await;
+    let id = env.connection(EXPIRED, Some("ttr_0")).await;
     let m = env.manager();
     let tasks: Vec<_> = (0..100)
         .map(|_| {
@@ -219,21 +223,21 @@ async fn hundred_concurrent_callers_make_one_refresh() {
         })
         .collect();
     for t in tasks {
-        assert_eq!(t.await.unwrap().unwrap().expose_secret(), "ghu_1");
+        assert_eq!(t.await.unwrap().unwrap().expose_secret(), "tta_1");
     }
     assert_eq!(env.requests(), 1);
     let (access, refresh, expires_at, scope) = env.stored(id).await;
-    assert_eq!(access, "ghu_1");
+    assert_eq!(access, "tta_1");
     assert_eq!(
         refresh.as_deref(),
-        Some("ghr_1"),
+        Some("ttr_1"),
         "the rotated refresh token"
     );
     let left = expires_at.unwrap() - chrono_now_ms();
     assert!(left > 28_700_000 && left <= 28_800_000, "{left}");
     assert_eq!(
         scope.as_deref(),
-        Some("read:org"),
+        Some("read"),
         "an empty scope keeps the old one"
     );
     // The answer's non-secret fields are kept with the connection.
@@ -241,7 +245,7 @@ async fn hundred_concurrent_callers_make_one_refresh() {
     assert_eq!(c.token_fields["refresh_token_expires_in"], 15897600);
     assert!(!c.token_fields.contains_key("access_token"));
     // Now fresh: no more requests.
-    assert_eq!(m.access_token(id).await.unwrap().expose_secret(), "ghu_1");
+    assert_eq!(m.access_token(id).await.unwrap().expose_secret(), "tta_1");
     assert_eq!(env.requests(), 1);
     assert!(
         env.store.refresh_lock_holder(id).await.unwrap().is_none(),
@@ -252,24 +256,24 @@ async fn hundred_concurrent_callers_make_one_refresh() {
 #[tokio::test]
 async fn a_rejected_token_is_replaced_once() {
     let env = Env::new().await;
-    let id = env.connection(HOUR, Some("ghr_0")).await;
+    let id = env.connection(HOUR, Some("ttr_0")).await;
     let m = env.manager();
-    let source = m.token_source(id, "github");
+    let source = m.token_source(id, "testapp");
     let old = source.access_token().await.unwrap();
-    assert_eq!(old.expose_secret(), "ghu_0");
+    assert_eq!(old.expose_secret(), "tta_0");
     assert_eq!(env.requests(), 0, "a fresh token needs no refresh");
 
     let new = source.token_rejected(&old).await.unwrap();
-    assert_eq!(new.expose_secret(), "ghu_1");
+    assert_eq!(new.expose_secret(), "tta_1");
     assert_eq!(env.requests(), 1);
     // Another caller still holding the old token gets the stored newer one.
     let again = source.token_rejected(&old).await.unwrap();
-    assert_eq!(again.expose_secret(), "ghu_1");
+    assert_eq!(again.expose_secret(), "tta_1");
     assert_eq!(env.requests(), 1);
     // refresh_now without a token forces one.
     assert_eq!(
         m.refresh_now(id, None).await.unwrap().expose_secret(),
-        "ghu_2"
+        "tta_2"
     );
     assert_eq!(env.requests(), 2);
 }
@@ -277,11 +281,11 @@ async fn a_rejected_token_is_replaced_once() {
 #[tokio::test]
 async fn a_refused_refresh_expires_the_connection() {
     let env = Env::new().await;
-    let id = env.connection(EXPIRED, Some("ghr_stale")).await;
+    let id = env.connection(EXPIRED, Some("ttr_stale")).await;
     let m = env.manager();
-    let source = m.token_source(id, "github");
+    let source = m.token_source(id, "testapp");
     let err = source.access_token().await.unwrap_err();
-    let expected = "GitHub refused the refresh token: bad_refresh_token: The refresh token passed is incorrect or expired. Reconnect the connection.";
+    let expected = "Test App refused the refresh token: invalid_grant: The refresh token is invalid, expired or revoked. Reconnect the connection.";
     assert_eq!(
         err,
         SourceError::CredentialsRejected {
@@ -301,7 +305,7 @@ async fn a_refused_refresh_expires_the_connection() {
         ));
     }
     assert!(matches!(
-        source.token_rejected(&SecretString::from("ghu_0")).await,
+        source.token_rejected(&SecretString::from("tta_0")).await,
         Err(SourceError::CredentialsRejected { .. })
     ));
     assert_eq!(env.requests(), 1);
@@ -311,9 +315,9 @@ async fn a_refused_refresh_expires_the_connection() {
 async fn a_transient_failure_is_retried() {
     let env = Env::new().await;
     env.fake.fail_next.store(1, Ordering::SeqCst);
-    let id = env.connection(EXPIRED, Some("ghr_0")).await;
+    let id = env.connection(EXPIRED, Some("ttr_0")).await;
     let m = env.manager();
-    assert_eq!(m.access_token(id).await.unwrap().expose_secret(), "ghu_1");
+    assert_eq!(m.access_token(id).await.unwrap().expose_secret(), "tta_1");
     assert_eq!(env.requests(), 2);
     let conn = env.store.connection(id).await.unwrap();
     assert_eq!(conn.status, ConnectionStatus::Active);
@@ -323,9 +327,9 @@ async fn a_transient_failure_is_retried() {
 async fn persistent_failures_back_off_without_expiring() {
     let env = Env::new().await;
     env.fake.always_500.store(true, Ordering::SeqCst);
-    let id = env.connection(EXPIRED, Some("ghr_0")).await;
+    let id = env.connection(EXPIRED, Some("ttr_0")).await;
     let m = env.manager();
-    let source = m.token_source(id, "github");
+    let source = m.token_source(id, "testapp");
     match source.access_token().await {
         Err(SourceError::Transient { message }) => assert!(message.contains("500"), "{message}"),
         other => panic!("{other:?}"),
@@ -354,7 +358,7 @@ async fn persistent_failures_back_off_without_expiring() {
 async fn garbage_is_transient_and_cooldown_ends() {
     let env = Env::new().await;
     env.fake.garbage.store(true, Ordering::SeqCst);
-    let id = env.connection(EXPIRED, Some("ghr_0")).await;
+    let id = env.connection(EXPIRED, Some("ttr_0")).await;
     let m = env.manager_with(TokenManagerConfig {
         failure_cooldown: Duration::from_millis(200),
         ..Env::config()
@@ -369,19 +373,19 @@ async fn garbage_is_transient_and_cooldown_ends() {
     );
     env.fake.garbage.store(false, Ordering::SeqCst);
     tokio::time::sleep(Duration::from_millis(250)).await;
-    assert_eq!(m.access_token(id).await.unwrap().expose_secret(), "ghu_1");
+    assert_eq!(m.access_token(id).await.unwrap().expose_secret(), "tta_1");
 }
 
 #[tokio::test]
 async fn a_response_without_refresh_token_keeps_the_old_one() {
     let env = Env::new().await;
     env.fake.no_rotation.store(true, Ordering::SeqCst);
-    let id = env.connection(EXPIRED, Some("ghr_0")).await;
+    let id = env.connection(EXPIRED, Some("ttr_0")).await;
     let m = env.manager();
-    assert_eq!(m.access_token(id).await.unwrap().expose_secret(), "ghu_1");
+    assert_eq!(m.access_token(id).await.unwrap().expose_secret(), "tta_1");
     let (access, refresh, _, _) = env.stored(id).await;
-    assert_eq!(access, "ghu_1");
-    assert_eq!(refresh.as_deref(), Some("ghr_0"));
+    assert_eq!(access, "tta_1");
+    assert_eq!(refresh.as_deref(), Some("ttr_0"));
 }
 
 #[tokio::test]
@@ -389,7 +393,7 @@ async fn no_refresh_token_and_rejected_expires_the_connection() {
     let env = Env::new().await;
     let id = env.connection(HOUR, None).await;
     let m = env.manager();
-    let source = m.token_source(id, "github");
+    let source = m.token_source(id, "testapp");
     let token = source.access_token().await.unwrap();
     match source.token_rejected(&token).await {
         Err(SourceError::CredentialsRejected { reason }) => {
@@ -409,7 +413,7 @@ async fn no_refresh_token_and_rejected_expires_the_connection() {
 async fn two_processes_share_one_refresh() {
     let env = Env::new().await;
     env.fake.delay_ms.store(200, Ordering::SeqCst);
-    let id = env.connection(EXPIRED, Some("ghr_0")).await;
+    let id = env.connection(EXPIRED, Some("ttr_0")).await;
     // Two managers with their own in-process locks: two processes.
     let a = env.manager();
     let b = env.manager();
@@ -421,16 +425,16 @@ async fn two_processes_share_one_refresh() {
         }
     }
     for t in tasks {
-        assert_eq!(t.await.unwrap().unwrap().expose_secret(), "ghu_1");
+        assert_eq!(t.await.unwrap().unwrap().expose_secret(), "tta_1");
     }
     assert_eq!(env.requests(), 1);
-    assert_eq!(env.stored(id).await.1.as_deref(), Some("ghr_1"));
+    assert_eq!(env.stored(id).await.1.as_deref(), Some("ttr_1"));
 }
 
 #[tokio::test]
 async fn a_stale_fence_does_not_release_a_newer_lease() {
     let env = Env::new().await;
-    let id = env.connection(HOUR, Some("ghr_0")).await;
+    let id = env.connection(HOUR, Some("ttr_0")).await;
     let s = &env.store;
     let first = s
         .try_lock_refresh(id, "p1", Duration::from_millis(100))
@@ -477,7 +481,7 @@ async fn a_stale_fence_does_not_release_a_newer_lease() {
 #[tokio::test]
 async fn a_held_lease_makes_the_other_process_wait_for_its_result() {
     let env = Env::new().await;
-    let id = env.connection(EXPIRED, Some("ghr_0")).await;
+    let id = env.connection(EXPIRED, Some("ttr_0")).await;
     // Another process holds the lease and stores a new token meanwhile.
     let other = env
         .store
@@ -495,8 +499,8 @@ async fn a_held_lease_makes_the_other_process_wait_for_its_result() {
         .set_secret(
             id,
             &Secret::Token {
-                access_token: SecretString::from("ghu_other"),
-                refresh_token: Some(SecretString::from("ghr_other")),
+                access_token: SecretString::from("tta_other"),
+                refresh_token: Some(SecretString::from("ttr_other")),
                 expires_at: Some(chrono_now_ms() + HOUR),
                 scope: None,
             },
@@ -507,7 +511,7 @@ async fn a_held_lease_makes_the_other_process_wait_for_its_result() {
         .unlock_refresh(id, "other", other.fence)
         .await
         .unwrap();
-    assert_eq!(waiter.await.unwrap().unwrap().expose_secret(), "ghu_other");
+    assert_eq!(waiter.await.unwrap().unwrap().expose_secret(), "tta_other");
     assert_eq!(env.requests(), 0);
 }
 
@@ -515,7 +519,7 @@ async fn a_held_lease_makes_the_other_process_wait_for_its_result() {
 async fn the_scheduler_refreshes_tokens_about_to_expire() {
     let env = Env::new().await;
     // Expires in a minute: within the 5-minute margin, not yet expired.
-    let due = env.connection(60_000, Some("ghr_0")).await;
+    let due = env.connection(60_000, Some("ttr_0")).await;
     let m = env.manager();
     let handle = m.spawn_scheduler();
     let deadline = tokio::time::Instant::now() + Duration::from_secs(5);
@@ -526,15 +530,15 @@ async fn the_scheduler_refreshes_tokens_about_to_expire() {
     handle.abort();
     assert_eq!(env.requests(), 1, "one refresh, no caller");
     let (access, refresh, expires_at, _) = env.stored(due).await;
-    assert_eq!(access, "ghu_1");
-    assert_eq!(refresh.as_deref(), Some("ghr_1"));
+    assert_eq!(access, "tta_1");
+    assert_eq!(refresh.as_deref(), Some("ttr_1"));
     assert!(expires_at.unwrap() > chrono_now_ms() + HOUR);
 }
 
 #[tokio::test]
 async fn the_scheduler_uses_idle_refresh_tokens_and_skips_fresh_ones() {
     let env = Env::new().await;
-    let id = env.connection(HOUR * 8, Some("ghr_0")).await;
+    let id = env.connection(HOUR * 8, Some("ttr_0")).await;
     let m = env.manager();
     assert_eq!(
         m.run_scheduler_once().await,
@@ -547,5 +551,5 @@ async fn the_scheduler_uses_idle_refresh_tokens_and_skips_fresh_ones() {
         ..Env::config()
     });
     assert_eq!(idle.run_scheduler_once().await, 1);
-    assert_eq!(env.stored(id).await.0, "ghu_1");
+    assert_eq!(env.stored(id).await.0, "tta_1");
 }

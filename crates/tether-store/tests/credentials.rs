@@ -5,7 +5,7 @@ use tether_store::{
     ConnectionStatus, KeySource, MasterKey, NewConnection, Secret, Store, StoreError,
 };
 
-const TOKEN: &str = "ghp_s3cr3t_t0ken_value_1234567890";
+const TOKEN: &str = "tta_s3cr3t_t0ken_value_1234567890";
 
 #[tokio::test]
 async fn tokens_are_encrypted_at_rest_and_a_wrong_key_is_refused() {
@@ -18,14 +18,14 @@ async fn tokens_are_encrypted_at_rest_and_a_wrong_key_is_refused() {
         .unwrap();
     let conn = store
         .create_connection(NewConnection {
-            app: "github",
-            display_name: "GitHub - Eng",
+            app: "testapp",
+            display_name: "Test App - Eng",
             settings: Default::default(),
             auth_kind: tether_core::AuthKind::Token,
             status: ConnectionStatus::Active,
             secret: Some(Secret::Token {
                 access_token: TOKEN.into(),
-                refresh_token: Some("ghr_refresh_value_abcdef".into()),
+                refresh_token: Some("ttr_refresh_value_abcdef".into()),
                 expires_at: Some(1),
                 scope: None,
             }),
@@ -41,7 +41,7 @@ async fn tokens_are_encrypted_at_rest_and_a_wrong_key_is_refused() {
             assert_eq!(access_token.expose_secret(), TOKEN);
             assert_eq!(
                 refresh_token.unwrap().expose_secret(),
-                "ghr_refresh_value_abcdef"
+                "ttr_refresh_value_abcdef"
             );
         }
         other => panic!("{other:?}"),
@@ -53,8 +53,8 @@ async fn tokens_are_encrypted_at_rest_and_a_wrong_key_is_refused() {
     // A duplicate display name within the app is refused clearly.
     let dup = store
         .create_connection(NewConnection {
-            app: "github",
-            display_name: "GitHub - Eng",
+            app: "testapp",
+            display_name: "Test App - Eng",
             settings: Default::default(),
             auth_kind: tether_core::AuthKind::Token,
             status: ConnectionStatus::Active,

@@ -34,7 +34,7 @@ async fn an_old_database_upgrades_with_every_record_edge_and_run_kept() {
     old.run(&pool).await.unwrap();
     sqlx::raw_sql(
         "INSERT INTO connections (id, app, display_name, settings, auth_kind, status, created_at, updated_at)
-           VALUES (1, 'github', 'GitHub - Eng', '{}', 'token', 'active', 0, 0);
+           VALUES (1, 'testapp', 'Test App - Eng', '{}', 'token', 'active', 0, 0);
          INSERT INTO sync_runs (id, connection_id, status, started_at) VALUES (1, 1, 'completed', 0);
          INSERT INTO sync_run_kinds (run_id, kind, seen, created) VALUES (1, 'account', 2, 2), (1, 'group', 1, 1);
          INSERT INTO accounts (connection_id, external_id, email, username, status, is_admin, attributes, hash,

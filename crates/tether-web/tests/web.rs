@@ -1,5 +1,6 @@
 //! The web UI over real HTTP: a hub on 127.0.0.1 with a real SQLite store,
-//! the fake GitHub from tether-sandbox, and reqwest clients with cookie jars
+//! the test connector's fake app (tether-testkit) in the sandbox, and
+//! reqwest clients with cookie jars
 //! standing in for browsers.
 
 use std::sync::Arc;
@@ -28,7 +29,7 @@ struct Env {
 
 impl Env {
     async fn start(admin_password: Option<&str>) -> Result<Env> {
-        tether_github::ensure_linked();
+        tether_testkit::ensure_linked();
         let dir = tempfile::tempdir()?;
         let store = Store::open(
             &format!("sqlite://{}", dir.path().join("tether.db").display()),
@@ -40,19 +41,19 @@ impl Env {
         let base = format!("http://{}", listener.local_addr()?);
 
         let sandbox = Sandbox::start(SandboxConfig::default()).await?;
-        let sb = sandbox.fake_url("github");
+        let sb = sandbox.fake_url("testapp");
         let http = Client::new();
-        http.post(format!("{sb}/_sandbox/orgs"))
-            .json(&json!({"login": "acme", "members": 50}))
+        http.post(format!("{sb}/_sandbox/directory"))
+            .json(&json!({"org": "acme", "users": 50}))
             .send()
             .await?
             .error_for_status()?;
-        http.post(format!("{sb}/_sandbox/oauth-apps"))
+        http.post(format!("{sb}/_sandbox/clients"))
             .json(&json!({
                 "client_id": CLIENT_ID,
                 "client_secret": CLIENT_SECRET,
                 "redirect_uris": [format!("{base}/oauth/callback")],
-                "kind": "github_app",
+                "kind": "rotating",
                 "org": "acme",
             }))
             .send()
@@ -65,19 +66,19 @@ impl Env {
             .error_for_status()?;
 
         let descriptor =
-            tether_core::registry::find("github").context("the github connector is linked")?;
+            tether_core::registry::find("testapp").context("the test connector is linked")?;
         let mut oauth = OAuthApp::from_spec(
-            "github",
-            "GitHub",
-            descriptor.oauth2().context("github has OAuth")?,
+            "testapp",
+            "Test App",
+            descriptor.oauth2().context("the test app has OAuth")?,
             CLIENT_ID,
             Some(CLIENT_SECRET.to_owned().into()),
         );
-        oauth.authorize_url = format!("{sb}/login/oauth/authorize").parse()?;
-        oauth.token_url = format!("{sb}/login/oauth/access_token").parse()?;
+        oauth.authorize_url = format!("{sb}/oauth/authorize").parse()?;
+        oauth.token_url = format!("{sb}/oauth/token").parse()?;
         let app = AppEntry {
-            key: "github".into(),
-            display_name: "GitHub".into(),
+            key: "testapp".into(),
+            display_name: "Test App".into(),
             description: descriptor.description.into(),
             descriptor: Some(descriptor),
             oauth: Some(oauth),
@@ -86,9 +87,9 @@ impl Env {
             store.clone(),
             HubConfig {
                 public_base_url: base.parse()?,
-                // The operator's GitHub API host (revocations go there).
+                // The operator's API host for the app (revocations go there).
                 setting_defaults: [(
-                    "github".to_owned(),
+                    "testapp".to_owned(),
                     serde_json::Map::from_iter([("api_base_url".to_owned(), sb.clone().into())]),
                 )]
                 .into(),
@@ -123,7 +124,7 @@ impl Env {
     }
 
     fn sb(&self, path: &str) -> String {
-        format!("{}{path}", self.sandbox.fake_url("github"))
+        format!("{}{path}", self.sandbox.fake_url("testapp"))
     }
 
     /// A browser: cookies kept, redirects followed.
@@ -174,7 +175,7 @@ impl Env {
             ("setting.org".into(), "acme".into()),
             (
                 "setting.api_base_url".into(),
-                self.sandbox.fake_url("github"),
+                self.sandbox.fake_url("testapp"),
             ),
         ]
     }
@@ -330,7 +331,7 @@ async fn sign_in_sessions_and_csrf() -> Result<()> {
         .await?;
     assert_eq!(res.status(), StatusCode::FORBIDDEN);
     let res = a
-        .post(env.url("/connect/github"))
+        .post(env.url("/connect/testapp"))
         .form(&[("display_name", "x")])
         .send()
         .await?;
@@ -540,11 +541,11 @@ async fn connect_expire_and_reconnect() -> Result<()> {
     let env = Env::start(Some(PASSWORD)).await?;
     let browser = env.signed_in().await?;
 
-    // The catalog has GitHub with its settings, a Connect form and a token form.
+    // The catalog has the test app with its settings, a Connect form and a token form.
     let page = browser.get(env.url("/apps")).send().await?.text().await?;
-    assert!(page.contains("id=\"app-github\""));
-    assert!(page.contains("action=\"/connect/github\""));
-    assert!(page.contains("action=\"/connect/github/token\""));
+    assert!(page.contains("id=\"app-testapp\""));
+    assert!(page.contains("action=\"/connect/testapp\""));
+    assert!(page.contains("action=\"/connect/testapp/token\""));
     assert!(page.contains("name=\"setting.org\""));
     assert!(page.contains(&format!("{}/oauth/callback", env.base)));
     let csrf = field(&page, "csrf").unwrap();
@@ -552,14 +553,14 @@ async fn connect_expire_and_reconnect() -> Result<()> {
     // Connect: the hub sends the browser to the provider, which (auto-approving)
     // sends it back to the callback, which lands on the connection page.
     let res = browser
-        .post(env.url("/connect/github"))
-        .form(&env.connect_form(&csrf, "GitHub - Engineering Org"))
+        .post(env.url("/connect/testapp"))
+        .form(&env.connect_form(&csrf, "Test App - Engineering Org"))
         .send()
         .await?;
     assert_eq!(res.status(), StatusCode::OK);
     let id = connection_id(res.url())?;
     let page = res.text().await?;
-    assert!(page.contains("GitHub - Engineering Org"));
+    assert!(page.contains("Test App - Engineering Org"));
     assert!(page.contains("connected-name"));
 
     let (status, accounts, row) = env.settled(&browser, id).await?;
@@ -581,16 +582,13 @@ async fn connect_expire_and_reconnect() -> Result<()> {
         .await?
         .text()
         .await?;
-    assert!(page.contains("user-000001"), "accounts are listed");
-    assert!(page.contains("team-0000"), "groups are listed");
+    assert!(page.contains("User 1"), "accounts are listed");
+    assert!(page.contains("Group 0"), "groups are listed");
     assert!(page.contains("id=\"runs\"") && page.contains("run-completed"));
     assert!(page.contains("connected"));
     // Memberships of a group.
     let page = browser
-        .get(env.url(&format!(
-            "/connections/{id}?of=group&target={}",
-            "team-0000"
-        )))
+        .get(env.url(&format!("/connections/{id}?of=group&target={}", "g0")))
         .send()
         .await?
         .text()
@@ -603,15 +601,15 @@ async fn connect_expire_and_reconnect() -> Result<()> {
     // A second account of the same app needs its own name.
     let csrf = env.csrf(&browser, "/apps").await?;
     let res = browser
-        .post(env.url("/connect/github"))
-        .form(&env.connect_form(&csrf, "GitHub - Engineering Org"))
+        .post(env.url("/connect/testapp"))
+        .form(&env.connect_form(&csrf, "Test App - Engineering Org"))
         .send()
         .await?;
     assert_eq!(res.status(), StatusCode::CONFLICT);
     let page = res.text().await?;
     assert!(page.contains("already exists"));
     assert!(
-        page.contains("value=\"GitHub - Engineering Org\""),
+        page.contains("value=\"Test App - Engineering Org\""),
         "the form keeps what was typed"
     );
 
@@ -664,29 +662,29 @@ async fn connect_expire_and_reconnect() -> Result<()> {
 
     // A token connection: a wrong token is refused and never echoed back.
     let csrf = env.csrf(&browser, "/apps").await?;
-    let mut form = env.connect_form(&csrf, "GitHub - PAT");
-    form.push(("token".into(), "ghp_not-a-real-token-0123456789".into()));
+    let mut form = env.connect_form(&csrf, "Test App - PAT");
+    form.push(("token".into(), "tta_not-a-real-token-0123456789".into()));
     let res = browser
-        .post(env.url("/connect/github/token"))
+        .post(env.url("/connect/testapp/token"))
         .form(&form)
         .send()
         .await?;
     assert!(res.status().is_client_error() || res.status().is_server_error());
-    assert!(!res.text().await?.contains("ghp_not-a-real-token"));
+    assert!(!res.text().await?.contains("tta_not-a-real-token"));
     let token: serde_json::Value = Client::new()
-        .post(env.sb("/_sandbox/orgs/acme/tokens"))
-        .json(&json!({"kind": "pat"}))
+        .post(env.sb("/_sandbox/credential"))
+        .json(&json!({"org": "acme"}))
         .send()
         .await?
         .json()
         .await?;
-    let mut form = env.connect_form(&csrf, "GitHub - PAT");
+    let mut form = env.connect_form(&csrf, "Test App - PAT");
     form.push((
         "token".into(),
         token["access_token"].as_str().unwrap().into(),
     ));
     let res = browser
-        .post(env.url("/connect/github/token"))
+        .post(env.url("/connect/testapp/token"))
         .form(&form)
         .send()
         .await?;
@@ -703,11 +701,11 @@ async fn connect_expire_and_reconnect() -> Result<()> {
         .post(env.url(&format!("/connections/{pat_id}/rename")))
         .form(&[
             ("csrf", csrf.as_str()),
-            ("display_name", "GitHub - Acquisition Org"),
+            ("display_name", "Test App - Acquisition Org"),
         ])
         .send()
         .await?;
-    assert!(res.text().await?.contains("GitHub - Acquisition Org"));
+    assert!(res.text().await?.contains("Test App - Acquisition Org"));
     let res = browser
         .post(env.url(&format!("/connections/{pat_id}/delete")))
         .form(&[("csrf", csrf.as_str()), ("mode", "keep")])
@@ -717,7 +715,7 @@ async fn connect_expire_and_reconnect() -> Result<()> {
     assert!(res
         .text()
         .await?
-        .contains("Deleted GitHub - Acquisition Org"));
+        .contains("Deleted Test App - Acquisition Org"));
     let (status, _, _) = env.row(&browser, pat_id).await?;
     assert_eq!(status, "disabled");
     Ok(())
@@ -740,7 +738,7 @@ impl Env {
     async fn begin(&self, client: &Client, name: &str) -> Result<String> {
         let csrf = self.csrf(client, "/apps").await?;
         let res = client
-            .post(self.url("/connect/github"))
+            .post(self.url("/connect/testapp"))
             .form(&self.connect_form(&csrf, name))
             .send()
             .await?;
@@ -815,12 +813,12 @@ async fn callback_errors_are_clear_pages() -> Result<()> {
     assert!(page.contains("This sign-in link can"));
 
     // A state from another browser session.
-    let authorize = env.begin(&a, "GitHub - A").await?;
+    let authorize = env.begin(&a, "Test App - A").await?;
     let callback = env.approve(&a, &authorize).await?;
     expect_callback_error(&b, &callback, StatusCode::BAD_REQUEST, "wrong_session").await?;
 
     // A replayed callback: the first use connects, the second is refused.
-    let authorize = env.begin(&a, "GitHub - Replay").await?;
+    let authorize = env.begin(&a, "Test App - Replay").await?;
     let callback = env.approve(&a, &authorize).await?;
     let res = a.get(&callback).send().await?;
     assert_eq!(res.status(), StatusCode::SEE_OTHER);
@@ -835,7 +833,7 @@ async fn callback_errors_are_clear_pages() -> Result<()> {
     assert!(!page.contains(&code));
 
     // Consent denied: a clear 403, and no pending connection left behind.
-    let authorize = env.begin(&a, "GitHub - Denied").await?;
+    let authorize = env.begin(&a, "Test App - Denied").await?;
     let state = reqwest::Url::parse(&authorize)?
         .query_pairs()
         .find(|(k, _)| k == "state")
@@ -859,8 +857,11 @@ async fn callback_errors_are_clear_pages() -> Result<()> {
         .into_iter()
         .map(|c| c.display_name)
         .collect();
-    assert!(!names.contains(&"GitHub - Denied".to_owned()), "{names:?}");
-    assert!(names.contains(&"GitHub - Replay".to_owned()));
+    assert!(
+        !names.contains(&"Test App - Denied".to_owned()),
+        "{names:?}"
+    );
+    assert!(names.contains(&"Test App - Replay".to_owned()));
     Ok(())
 }
 
@@ -882,10 +883,10 @@ async fn a_pkce_mismatch_and_a_failing_token_endpoint_are_clear_pages() -> Resul
     // two's PKCE challenge, so flow one's verifier does not match it and the
     // provider refuses the exchange.
     let one = env
-        .approve(&a, &env.begin(&a, "GitHub - One").await?)
+        .approve(&a, &env.begin(&a, "Test App - One").await?)
         .await?;
     let two = env
-        .approve(&a, &env.begin(&a, "GitHub - Two").await?)
+        .approve(&a, &env.begin(&a, "Test App - Two").await?)
         .await?;
     let mut mixed = reqwest::Url::parse(&env.url("/oauth/callback"))?;
     mixed
@@ -899,18 +900,18 @@ async fn a_pkce_mismatch_and_a_failing_token_endpoint_are_clear_pages() -> Resul
         "token_exchange_failed",
     )
     .await?;
-    assert!(page.contains("bad_verification_code"), "{page}");
+    assert!(page.contains("invalid_grant"), "{page}");
 
     // The token endpoint answers 500, then garbage.
     for fault in [
-        json!({"status": 500, "kind": "status", "path_contains": "/login/oauth/access_token", "count": 50}),
-        json!({"kind": "malformed", "path_contains": "/login/oauth/access_token", "count": 50}),
+        json!({"status": 500, "kind": "status", "path_contains": "/oauth/token", "count": 50}),
+        json!({"kind": "malformed", "path_contains": "/oauth/token", "count": 50}),
     ] {
         env.sandbox_post("/_sandbox/faults", fault).await?;
         let callback = env
             .approve(
                 &a,
-                &env.begin(&a, &format!("GitHub - {}", rand_suffix()))
+                &env.begin(&a, &format!("Test App - {}", rand_suffix()))
                     .await?,
             )
             .await?;
@@ -946,12 +947,12 @@ fn rand_suffix() -> String {
 }
 
 #[tokio::test]
-async fn deleting_an_oauth_connection_revokes_its_token_at_github() -> Result<()> {
+async fn deleting_an_oauth_connection_revokes_its_token_at_the_app() -> Result<()> {
     let env = Env::start(Some(PASSWORD)).await?;
     let a = Env::manual_browser();
     env.login(&a, PASSWORD).await?;
     let callback = env
-        .approve(&a, &env.begin(&a, "GitHub - Doomed").await?)
+        .approve(&a, &env.begin(&a, "Test App - Doomed").await?)
         .await?;
     let res = a.get(&callback).send().await?;
     assert_eq!(res.status(), StatusCode::SEE_OTHER);
@@ -994,7 +995,7 @@ async fn deleting_an_oauth_connection_revokes_its_token_at_github() -> Result<()
     assert_eq!(
         live(&grants),
         0,
-        "the access token was revoked at GitHub: {grants}"
+        "the access token was revoked at the app: {grants}"
     );
     Ok(())
 }

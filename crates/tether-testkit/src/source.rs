@@ -1,0 +1,501 @@
+//! The Test App [`Source`]: requests, paging, error mapping and the mapping
+//! into the model.
+//!
+//! | stream | request | produces |
+//! |---|---|---|
+//! | `roles` | `GET /v1/orgs/{org}/roles` | roles (`admin`, `member`, the organisation's own) |
+//! | `users` | `GET /v1/orgs/{org}/users` (paged) | accounts, role assignments |
+//! | `groups` | `GET /v1/orgs/{org}/groups` (paged) | groups, one scope per group |
+//! | `memberships` (child of `groups`) | `GET /v1/orgs/{org}/groups/{id}/members` (paged) | memberships (`manager`/`member`) |
+//! | `licenses` (optional) | `GET /v1/orgs/{org}/licenses` (paged) | licenses (first page), license assignments |
+//!
+//! A cursor is the page number to fetch (`"3"`): no URL, no secret.
+
+use std::sync::Arc;
+
+use async_trait::async_trait;
+use serde::de::DeserializeOwned;
+use serde::Deserialize;
+use serde_json::Map;
+use tether_core::http::{classify_status, retry_after, HttpClient, RawResponse};
+use tether_core::{
+    Account, AccountStatus, AccountType, ConnectedIdentity, ConnectorContext, Cursor, Edge, Group,
+    Kind, License, Page, PageRequest, Record, Role, Source, SourceError, StreamSpec, TokenSource,
+};
+
+/// The app's (fictional) public API host.
+pub const DEFAULT_API_BASE_URL: &str = "https://testapp.example";
+/// Rows per page the connector asks for.
+pub const PER_PAGE: u32 = 50;
+/// The scope every list needs.
+pub const READ_SCOPE: &str = "read";
+/// The scope the license list needs.
+pub const LICENSE_SCOPE: &str = "licenses:read";
+/// Every user holds one of these two roles.
+pub const ROLE_ADMIN: &str = "admin";
+pub const ROLE_MEMBER: &str = "member";
+
+pub struct TestSource {
+    connection: String,
+    org: String,
+    base: String,
+    tokens: Arc<dyn TokenSource>,
+    http: HttpClient,
+}
+
+/// What a request is, for error messages and the 404 meaning.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Endpoint {
+    Org,
+    Licenses,
+}
+
+impl TestSource {
+    pub fn build(ctx: ConnectorContext) -> Result<Box<dyn Source>, SourceError> {
+        let org = ctx.required_setting("org")?.trim().to_owned();
+        if org.is_empty()
+            || !org
+                .chars()
+                .all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.'))
+        {
+            return Err(SourceError::Misconfigured {
+                message: format!(
+                    "connection `{}`: `{org}` is not a Test App organisation name (letters, \
+                     digits, `-`, `_` and `.` only)",
+                    ctx.connection_name
+                ),
+            });
+        }
+        let base = ctx
+            .setting("api_base_url")
+            .map(str::trim)
+            .filter(|s| !s.is_empty())
+            .unwrap_or(DEFAULT_API_BASE_URL)
+            .trim_end_matches('/')
+            .to_owned();
+        match url::Url::parse(&base) {
+            Ok(u) if matches!(u.scheme(), "http" | "https") && u.query().is_none() => {}
+            _ => {
+                return Err(SourceError::Misconfigured {
+                    message: format!(
+                        "connection `{}`: `api_base_url` must be an http(s) URL such as \
+                         {DEFAULT_API_BASE_URL}, not `{base}`",
+                        ctx.connection_name
+                    ),
+                })
+            }
+        }
+        let tokens = ctx.token_source()?;
+        Ok(Box::new(TestSource {
+            connection: ctx.connection_name,
+            org,
+            base,
+            tokens,
+            http: ctx.http,
+        }))
+    }
+
+    /// `GET {base}/v1/orgs/{org}{path}`, classified and decoded.
+    async fn get<T: DeserializeOwned>(
+        &self,
+        path: &str,
+        endpoint: Endpoint,
+    ) -> Result<T, SourceError> {
+        let url = format!("{}/v1/orgs/{}{path}", self.base, encode(&self.org));
+        let what = format!(
+            "GET /v1/orgs/{}{}",
+            self.org,
+            path.split('?').next().unwrap_or(path)
+        );
+        let resp = self
+            .http
+            .send(
+                &*self.tokens,
+                |client, token| {
+                    client
+                        .get(&url)
+                        .header(reqwest::header::ACCEPT, "application/json")
+                        .bearer_auth(token)
+                },
+                |resp| classify(resp, &what, endpoint, &self.connection, &self.org),
+            )
+            .await?;
+        resp.json::<T>().map_err(|e| match e {
+            SourceError::BadData { message, excerpt } => SourceError::BadData {
+                message: format!("{what}: {message}"),
+                excerpt,
+            },
+            other => other,
+        })
+    }
+
+    async fn list<T: DeserializeOwned>(
+        &self,
+        path: &str,
+        req: &PageRequest<'_>,
+        endpoint: Endpoint,
+    ) -> Result<(u32, Listing<T>), SourceError> {
+        let page = page_of(req)?;
+        let listing: Listing<T> = self
+            .get(&format!("{path}?page={page}&per_page={PER_PAGE}"), endpoint)
+            .await?;
+        Ok((page, listing))
+    }
+
+    async fn roles(&self) -> Result<Page, SourceError> {
+        let roles: Vec<RoleBody> = self.get("/roles", Endpoint::Org).await?;
+        let records = roles
+            .into_iter()
+            .map(|r| {
+                Record::Role(Role {
+                    external_id: r.id,
+                    name: r.name,
+                    description: r.description,
+                    attributes: Map::new(),
+                    resource_type: None,
+                })
+            })
+            .collect();
+        Ok(Page {
+            records,
+            ..Page::default()
+        })
+    }
+
+    async fn users(&self, req: &PageRequest<'_>) -> Result<Page, SourceError> {
+        let (_, listing): (_, Listing<UserBody>) = self.list("/users", req, Endpoint::Org).await?;
+        let mut page = Page {
+            next: next_cursor(&listing, req)?,
+            ..Page::default()
+        };
+        for u in listing.items {
+            page.edges.push(Edge::role_assignment(
+                u.id.clone(),
+                if u.admin { ROLE_ADMIN } else { ROLE_MEMBER },
+            ));
+            for role in &u.roles {
+                page.edges
+                    .push(Edge::role_assignment(u.id.clone(), role.clone()));
+            }
+            page.records.push(Record::Account(u.account()?));
+        }
+        Ok(page)
+    }
+
+    async fn groups(&self, req: &PageRequest<'_>) -> Result<Page, SourceError> {
+        let (_, listing): (_, Listing<GroupBody>) =
+            self.list("/groups", req, Endpoint::Org).await?;
+        let mut page = Page {
+            next: next_cursor(&listing, req)?,
+            ..Page::default()
+        };
+        for g in listing.items {
+            page.scopes.push(g.id.clone());
+            page.records.push(Record::Group(Group {
+                external_id: g.id,
+                resource_type: None,
+                name: g.name,
+                description: None,
+                parent_external_id: g.parent,
+                attributes: Map::new(),
+            }));
+        }
+        Ok(page)
+    }
+
+    async fn memberships(&self, req: &PageRequest<'_>) -> Result<Page, SourceError> {
+        let group = req.scope.ok_or_else(|| SourceError::Misconfigured {
+            message: "the `memberships` stream was listed without a group scope".into(),
+        })?;
+        let (_, listing): (_, Listing<MemberBody>) = self
+            .list(
+                &format!("/groups/{}/members", encode(group)),
+                req,
+                Endpoint::Org,
+            )
+            .await?;
+        let mut page = Page {
+            next: next_cursor(&listing, req)?,
+            ..Page::default()
+        };
+        for m in listing.items {
+            page.edges
+                .push(Edge::membership(m.user_id, group, Some(m.role)));
+        }
+        Ok(page)
+    }
+
+    async fn licenses(&self, req: &PageRequest<'_>) -> Result<Page, SourceError> {
+        let (_, listing): (_, Listing<SeatBody>) =
+            self.list("/licenses", req, Endpoint::Licenses).await?;
+        let mut page = Page {
+            next: next_cursor(&listing, req)?,
+            ..Page::default()
+        };
+        for l in &listing.licenses {
+            page.records.push(Record::License(License {
+                external_id: l.id.clone(),
+                resource_type: None,
+                name: l.name.clone(),
+                total_seats: l.total_seats,
+                used_seats: l.used_seats,
+                attributes: Map::new(),
+            }));
+        }
+        for s in listing.items {
+            page.edges
+                .push(Edge::license_assignment(s.user_id, s.license));
+        }
+        Ok(page)
+    }
+}
+
+#[async_trait]
+impl Source for TestSource {
+    fn streams(&self) -> Vec<StreamSpec> {
+        vec![
+            StreamSpec::new("roles", &[Kind::Role]),
+            StreamSpec::new("users", &[Kind::Account, Kind::RoleAssignment]),
+            StreamSpec::new("groups", &[Kind::Group]),
+            StreamSpec::new("memberships", &[Kind::Membership]).child_of("groups"),
+            StreamSpec::new("licenses", &[Kind::License, Kind::LicenseAssignment]).optional(),
+        ]
+    }
+
+    async fn verify(&self) -> Result<ConnectedIdentity, SourceError> {
+        let org: OrgBody = self.get("", Endpoint::Org).await?;
+        Ok(ConnectedIdentity {
+            external_id: org.id,
+            name: org.name,
+            discovered_settings: Map::new(),
+        })
+    }
+
+    async fn list_page(&self, request: PageRequest<'_>) -> Result<Page, SourceError> {
+        match request.stream {
+            "roles" => self.roles().await,
+            "users" => self.users(&request).await,
+            "groups" => self.groups(&request).await,
+            "memberships" => self.memberships(&request).await,
+            "licenses" => self.licenses(&request).await,
+            other => Err(SourceError::Misconfigured {
+                message: format!("Test App has no stream `{other}`"),
+            }),
+        }
+    }
+
+    fn requests_made(&self) -> u64 {
+        self.http.requests_made()
+    }
+}
+
+/// The page a request asks for: 1, or the number in its cursor.
+fn page_of(req: &PageRequest<'_>) -> Result<u32, SourceError> {
+    match req.cursor {
+        None => Ok(1),
+        Some(c) => c
+            .as_str()
+            .parse::<u32>()
+            .ok()
+            .filter(|n| *n >= 1)
+            .ok_or_else(|| SourceError::Misconfigured {
+                message: format!(
+                    "`{}` is not a Test App cursor for stream `{}` (a page number)",
+                    c.as_str(),
+                    req.stream
+                ),
+            }),
+    }
+}
+
+/// The cursor of the page the app named `next`.
+fn next_cursor<T>(
+    listing: &Listing<T>,
+    req: &PageRequest<'_>,
+) -> Result<Option<Cursor>, SourceError> {
+    let this = page_of(req)?;
+    match listing.next {
+        None => Ok(None),
+        Some(n) if n > this => Ok(Some(Cursor::new(n.to_string()))),
+        Some(n) => Err(SourceError::BadData {
+            message: format!(
+                "Test App named page {n} as the next page after page {this} of stream `{}`",
+                req.stream
+            ),
+            excerpt: String::new(),
+        }),
+    }
+}
+
+/// Maps the app's error answers into [`SourceError`].
+fn classify(
+    resp: &RawResponse,
+    what: &str,
+    endpoint: Endpoint,
+    connection: &str,
+    org: &str,
+) -> Result<(), SourceError> {
+    if resp.status.is_success() {
+        return Ok(());
+    }
+    let status = resp.status.as_u16();
+    let body: ErrorBody = serde_json::from_slice(&resp.body).unwrap_or_default();
+    let code = body.error.clone().unwrap_or_else(|| resp.excerpt());
+    match status {
+        401 => Err(SourceError::CredentialsRejected {
+            reason: format!("Test App answered 401 to {what}: {code}"),
+        }),
+        403 if body.error.as_deref() == Some("insufficient_scope") => {
+            Err(SourceError::ScopeMissing {
+                message: format!(
+                    "Test App answered 403 to {what}: the token lacks the scope `{}`",
+                    body.scope.as_deref().unwrap_or("?")
+                ),
+                needed: body.scope,
+            })
+        }
+        404 if endpoint == Endpoint::Licenses => Err(SourceError::Unavailable {
+            message: format!(
+                "Test App answered 404 to {what}: the organisation `{org}` has no licenses"
+            ),
+        }),
+        404 => Err(SourceError::Misconfigured {
+            message: format!(
+                "Test App answered 404 to {what}: the organisation `{org}` does not exist or \
+                 the token of connection `{connection}` cannot see it; check the connection's \
+                 `org` setting"
+            ),
+        }),
+        429 => Err(SourceError::RateLimited {
+            retry_after: retry_after(&resp.headers),
+            message: format!("Test App answered 429 to {what}: {code}"),
+        }),
+        500..=599 => Err(SourceError::Transient {
+            message: format!("Test App answered {status} to {what}: {code}"),
+        }),
+        _ => classify_status(resp).map_err(|e| match e {
+            SourceError::Misconfigured { message } => SourceError::Misconfigured {
+                message: format!("{what} (connection `{connection}`): {message}"),
+            },
+            other => other,
+        }),
+    }
+}
+
+fn encode(s: &str) -> String {
+    url::form_urlencoded::byte_serialize(s.as_bytes()).collect()
+}
+
+#[derive(Deserialize, Default)]
+struct ErrorBody {
+    error: Option<String>,
+    scope: Option<String>,
+}
+
+#[derive(Deserialize)]
+struct Listing<T> {
+    items: Vec<T>,
+    next: Option<u32>,
+    /// The license list's first page also describes the licenses.
+    #[serde(default)]
+    licenses: Vec<LicenseBody>,
+}
+
+#[derive(Deserialize)]
+struct OrgBody {
+    id: String,
+    name: String,
+}
+
+#[derive(Deserialize)]
+struct RoleBody {
+    id: String,
+    name: String,
+    description: Option<String>,
+}
+
+#[derive(Deserialize)]
+struct UserBody {
+    id: String,
+    name: String,
+    email: Option<String>,
+    /// `active`, `suspended` or `deleted`.
+    status: String,
+    /// `human`, `guest` or `bot`.
+    #[serde(rename = "type")]
+    kind: String,
+    admin: bool,
+    #[serde(default)]
+    roles: Vec<String>,
+}
+
+impl UserBody {
+    fn account(self) -> Result<Account, SourceError> {
+        let status = match self.status.as_str() {
+            "active" => AccountStatus::Active,
+            "suspended" => AccountStatus::Suspended,
+            "deleted" => AccountStatus::Deprovisioned,
+            other => {
+                return Err(SourceError::bad_data(
+                    format!("user `{}` has the unknown status `{other}`", self.id),
+                    other.as_bytes(),
+                ))
+            }
+        };
+        let account_type = match self.kind.as_str() {
+            "human" => AccountType::Human,
+            "guest" => AccountType::Guest,
+            "bot" => AccountType::Service,
+            other => {
+                return Err(SourceError::bad_data(
+                    format!("user `{}` has the unknown type `{other}`", self.id),
+                    other.as_bytes(),
+                ))
+            }
+        };
+        Ok(Account {
+            external_id: self.id,
+            resource_type: None,
+            email: self.email,
+            emails: Vec::new(),
+            username: None,
+            dn: None,
+            display_name: Some(self.name),
+            given_name: None,
+            family_name: None,
+            status,
+            account_type,
+            is_admin: self.admin,
+            last_login_at: None,
+            created_at: None,
+            attributes: Map::new(),
+        })
+    }
+}
+
+#[derive(Deserialize)]
+struct GroupBody {
+    id: String,
+    name: String,
+    parent: Option<String>,
+}
+
+#[derive(Deserialize)]
+struct MemberBody {
+    user_id: String,
+    role: String,
+}
+
+#[derive(Deserialize)]
+struct LicenseBody {
+    id: String,
+    name: String,
+    total_seats: Option<i64>,
+    used_seats: Option<i64>,
+}
+
+#[derive(Deserialize)]
+struct SeatBody {
+    user_id: String,
+    license: String,
+}
