@@ -747,11 +747,11 @@ mod tests {
     fn finds_next_link_among_others() {
         let h = headers(&[(
             LINK.as_str(),
-            r#"<https://api.github.com/orgs/x/members?page=1>; rel="prev", <https://api.github.com/orgs/x/members?page=3>; rel="next", <https://api.github.com/orgs/x/members?page=9>; rel="last""#,
+            r#"<https://api.example.com/orgs/x/members?page=1>; rel="prev", <https://api.example.com/orgs/x/members?page=3>; rel="next", <https://api.example.com/orgs/x/members?page=9>; rel="last""#,
         )]);
         assert_eq!(
             link_next(&h).as_deref(),
-            Some("https://api.github.com/orgs/x/members?page=3")
+            Some("https://api.example.com/orgs/x/members?page=3")
         );
         let last = headers(&[(LINK.as_str(), r#"<https://x/?page=1>; rel="first""#)]);
         assert_eq!(link_next(&last), None);

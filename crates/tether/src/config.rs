@@ -316,11 +316,11 @@ mod tests {
             public_base_url = "https://tether.example.com"
             [sync]
             interval_secs = 600
-            [apps.github]
+            [apps.chat]
             client_id = "Iv1.abc"
             client_secret = "s3cr3t"
             allowed_hosts = ["ghe.example.com", "10.0.0.5:8443"]
-            [apps.github.settings]
+            [apps.chat.settings]
             api_base_url = "https://ghe.example.com/api/v3"
             [custom_apps.acme-idp]
             authorize_url = "https://idp.acme.test/authorize"
@@ -333,11 +333,11 @@ mod tests {
         assert_eq!(c.sync.interval_secs, 600);
         assert_eq!(c.sync.max_removal_share, 0.5);
         assert_eq!(
-            c.apps["github"].settings["api_base_url"],
+            c.apps["chat"].settings["api_base_url"],
             "https://ghe.example.com/api/v3"
         );
         assert!(c.custom_apps["acme-idp"].pkce);
-        assert_eq!(c.apps["github"].allowed_hosts.len(), 2);
+        assert_eq!(c.apps["chat"].allowed_hosts.len(), 2);
         assert!(c.has_oauth_clients());
     }
 

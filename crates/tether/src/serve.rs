@@ -82,8 +82,11 @@ pub async fn serve(store: Store, config: Config, args: ServeArgs) -> Result<Exit
             &mut hub_config,
         )
         .await?;
+        let apps: Vec<&str> = demo.sandbox.fakes().map(|m| m.display_name).collect();
         println!(
-            "demo mode: no app credentials are configured, so GitHub is the sandbox at {} (its controls: {}/_sandbox/)",
+            "demo mode: no app credentials are configured, so {} {} the sandbox at {} (controls: {}/_sandbox/)",
+            apps.join(", "),
+            if apps.len() == 1 { "is" } else { "are" },
             demo.sandbox.base_url(),
             demo.sandbox.base_url()
         );
