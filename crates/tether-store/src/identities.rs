@@ -539,23 +539,24 @@ pub(crate) fn type_scope(kind: Kind, param: u8) -> (&'static str, String) {
 }
 
 /// The (kind, type)s a connection holds records of, removed ones included.
+///
+/// Read from the runs' per-type counts rather than from the identity
+/// tables: only runs write records, and every run counts each (kind, type)
+/// it writes (`sync_run_kinds`, keyed by `TypeKey::label`), so the labels of
+/// a connection's runs name every type it holds, without scanning millions
+/// of edges (completion and every connection page ask for them).
 pub(crate) async fn connection_types(
     conn: &mut SqliteConnection,
     connection_id: i64,
 ) -> Result<Vec<TypeKey>> {
-    let sql = format!(
-        "SELECT DISTINCT 'account', COALESCE(rtype, '') FROM accounts WHERE connection_id = ?1
-         UNION SELECT DISTINCT kind, rtype FROM resources WHERE connection_id = ?1
-         UNION SELECT DISTINCT {EDGE_KIND_NAME}, target_type FROM edges WHERE connection_id = ?1"
-    );
-    let rows: Vec<(String, String)> = sqlx::query_as(&sql)
-        .bind(connection_id)
-        .fetch_all(&mut *conn)
-        .await?;
-    let mut types: Vec<TypeKey> = rows
-        .iter()
-        .filter_map(|(k, t)| Some(TypeKey::new(Kind::parse(k)?, Some(t))))
-        .collect();
+    let labels: Vec<String> = sqlx::query_scalar(
+        "SELECT DISTINCT k.kind FROM sync_run_kinds k JOIN sync_runs r ON r.id = k.run_id
+         WHERE r.connection_id = ?",
+    )
+    .bind(connection_id)
+    .fetch_all(&mut *conn)
+    .await?;
+    let mut types: Vec<TypeKey> = labels.iter().filter_map(|l| TypeKey::parse(l)).collect();
     types.sort();
     types.dedup();
     Ok(types)

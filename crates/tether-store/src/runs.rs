@@ -5,7 +5,7 @@ use std::collections::BTreeMap;
 
 use serde::Serialize;
 use sqlx::Connection;
-use tether_core::{Edge, Kind, Record, TypeKey};
+use tether_core::{Edge, EdgeKind, Holder, Kind, Record, TypeKey};
 
 use crate::identities::{
     build_account_index, connection_types, derive_inherited_memberships, resolve_account_keys,
@@ -725,6 +725,22 @@ async fn write_pages(
         }
         for e in &page.edges {
             *seen.entry(e.type_key()).or_default() += 1;
+        }
+        // The records an edge creates at its ends (see `upsert_edges`) are
+        // decided for removal too even when no page lists them: their types
+        // get a row (seen 0), which is how `connection_types` finds them.
+        let mut last_end: Option<(EdgeKind, Option<&str>)> = None;
+        for e in &page.edges {
+            let end = (e.kind, e.target_type.as_deref());
+            if last_end != Some(end) {
+                seen.entry(TypeKey::new(e.kind.target_kind(), end.1))
+                    .or_default();
+                last_end = Some(end);
+            }
+            if let Holder::Group { resource_type, .. } = &e.holder {
+                seen.entry(TypeKey::new(Kind::Group, resource_type.as_deref()))
+                    .or_default();
+            }
         }
         if page.derive_inherited {
             derived_edges.extend(page.edges.iter());

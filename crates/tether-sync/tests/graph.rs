@@ -481,3 +481,25 @@ async fn effective_memberships_are_marked_inherited_through_nested_groups() {
         ]
     );
 }
+
+#[tokio::test]
+async fn records_only_edges_name_are_removed_when_the_edges_go() {
+    let (_tmp, store, conn) = setup().await;
+    let dir = Directory::default();
+    *dir.records.lock().unwrap() = vec![person("u1", "ann@example.com")];
+    // No page lists the groups: the edges name them (one by type).
+    *dir.edges.lock().unwrap() = vec![
+        Edge::membership("u1", "g1", None),
+        Edge::membership("u1", "p1", None).with_target_type("project"),
+    ];
+    run(&store, &conn, &dir).await;
+    let counts = store.identity_counts(conn.id).await.unwrap();
+    assert_eq!(counts.present["group"], 1);
+    assert_eq!(counts.present["group:project"], 1);
+
+    dir.edges.lock().unwrap().clear();
+    let s = run(&store, &conn, &dir).await;
+    assert_eq!(s.kinds["group"].removed, 1);
+    assert_eq!(s.kinds["group:project"].removed, 1);
+    assert_eq!(s.kinds["membership:project"].removed, 1);
+}
