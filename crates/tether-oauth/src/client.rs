@@ -166,6 +166,19 @@ pub struct OAuthApp {
 }
 
 impl OAuthApp {
+    /// The scopes as the `oauth2` crate sends them. It joins scopes with
+    /// spaces, so for an app with another separator (Slack's `,`) they go as
+    /// one pre-joined scope.
+    fn request_scopes(&self) -> Vec<Scope> {
+        if self.scopes.is_empty() {
+            Vec::new()
+        } else if self.scope_separator == " " {
+            self.scopes.iter().cloned().map(Scope::new).collect()
+        } else {
+            vec![Scope::new(self.scopes.join(&self.scope_separator))]
+        }
+    }
+
     /// The URLs this app's client sends credentials to.
     pub fn urls(&self) -> Vec<&str> {
         [
@@ -361,16 +374,9 @@ pub fn authorize(
     let client = BasicClient::new(ClientId::new(app.client_id.clone()))
         .set_auth_uri(AuthUrl::from_url(authorize_url))
         .set_redirect_uri(RedirectUrl::from_url(redirect_uri.clone()));
-    let mut req = client.authorize_url(|| CsrfToken::new_random_len(STATE_BYTES));
-    if !app.scopes.is_empty() {
-        if app.scope_separator == " " {
-            req = req.add_scopes(app.scopes.iter().cloned().map(Scope::new));
-        } else {
-            // oauth2 joins scopes with spaces; one pre-joined scope keeps the
-            // app's separator.
-            req = req.add_scope(Scope::new(app.scopes.join(&app.scope_separator)));
-        }
-    }
+    let mut req = client
+        .authorize_url(|| CsrfToken::new_random_len(STATE_BYTES))
+        .add_scopes(app.request_scopes());
     for (k, v) in &app.extra_authorize_params {
         req = req.add_extra_param(k.clone(), v.clone());
     }
@@ -427,14 +433,9 @@ pub async fn client_credentials(
     app.client_id = client_id.to_owned();
     app.client_secret = Some(client_secret.clone());
     let client = token_client(&app, settings)?;
-    let mut req = client.exchange_client_credentials();
-    if !app.scopes.is_empty() {
-        if app.scope_separator == " " {
-            req = req.add_scopes(app.scopes.iter().cloned().map(Scope::new));
-        } else {
-            req = req.add_scope(Scope::new(app.scopes.join(&app.scope_separator)));
-        }
-    }
+    let req = client
+        .exchange_client_credentials()
+        .add_scopes(app.request_scopes());
     let http = QuirkClient {
         http: http.clone(),
         dialect: app.dialect,

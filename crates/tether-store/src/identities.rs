@@ -625,7 +625,7 @@ pub(crate) fn edge_columns() -> String {
         "{EDGE_KIND_NAME} AS kind, target_type, target_external_id,
          CASE holder WHEN 4 THEN 'group' ELSE 'account' END AS holder_kind,
          CASE holder WHEN 1 THEN 'email' WHEN 2 THEN 'username' WHEN 3 THEN 'dn' ELSE 'id' END AS holder_key,
-         holder_type, holder_external_id, holder NOT IN (1, 2, 3) AS resolved,
+         holder AS holder_code, holder_type, holder_external_id, holder NOT IN (1, 2, 3) AS resolved,
          NULLIF(scope, '') AS scope, role, COALESCE(inherited, 0) AS inherited, attributes, removed_at"
     )
 }
@@ -642,6 +642,9 @@ pub struct EdgeRow {
     /// How the holder is named: `id`, or (for an account the store could
     /// not resolve) `email`, `username` or `dn`.
     pub holder_key: String,
+    /// The holder as stored (see migration 0008), for [`EdgeAfter::holder`](crate::EdgeAfter).
+    #[serde(skip)]
+    pub holder_code: i64,
     /// The holder's resource type; '' for the default type.
     pub holder_type: String,
     /// The holder's external id, or its unresolved key.

@@ -33,7 +33,7 @@ pub struct AccountQuery<'a> {
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct EdgeAfter<'a> {
     pub target: &'a str,
-    /// The stored holder code (see [`EdgeRow::holder_code`]).
+    /// The stored holder code (see [`EdgeRow::holder_code`](crate::EdgeRow)).
     pub holder: i64,
     pub holder_type: &'a str,
     pub holder_id: &'a str,
@@ -58,22 +58,11 @@ pub struct EdgeQuery<'a> {
 }
 
 impl EdgeRow {
-    /// The holder as stored, for [`EdgeAfter::holder`].
-    pub fn holder_code(&self) -> i64 {
-        match (self.holder_kind.as_str(), self.holder_key.as_str()) {
-            ("group", _) => HOLDER_GROUP,
-            (_, "email") => 1,
-            (_, "username") => 2,
-            (_, "dn") => 3,
-            _ => HOLDER_ACCOUNT,
-        }
-    }
-
     /// Where the page after this edge starts.
     pub fn after(&self) -> EdgeAfter<'_> {
         EdgeAfter {
             target: &self.target_external_id,
-            holder: self.holder_code(),
+            holder: self.holder_code,
             holder_type: &self.holder_type,
             holder_id: &self.holder_external_id,
             scope: self.scope.as_deref().unwrap_or(""),
