@@ -152,16 +152,6 @@ async fn an_old_database_upgrades_with_every_record_edge_and_run_kept() {
         "{plan:?}"
     );
 
-    // Resolving keyed edges at completion reads only the keyed ones.
-    let plan: Vec<(i64, i64, i64, String)> = sqlx::query_as(
-        "EXPLAIN QUERY PLAN SELECT COUNT(*) FROM edges
-         WHERE connection_id = 1 AND holder IN (1, 2, 3) AND last_seen_run = 1",
-    )
-    .fetch_all(&check)
-    .await
-    .unwrap();
-    assert!(plan.iter().any(|p| p.3.contains("edges_keyed")), "{plan:?}");
-
     store.delete_connection(1, true).await.unwrap();
     let left: i64 =
         sqlx::query_scalar("SELECT COUNT(*) FROM sqlite_master WHERE name = 'edges_by_account_1'")
