@@ -128,5 +128,6 @@ tether_core::inventory::submit! {
         ],
         build: SlackSource::build,
         revoke_token: Some(revoke::revoke),
+        provisioning: None,
     }
 }

@@ -88,6 +88,7 @@ tether_core::inventory::submit! {
         ],
         build,
         revoke_token: None,
+        provisioning: None,
     }
 }
 

@@ -17,12 +17,15 @@
 //!   limits a connector declares.
 //! * [`auth`]: how a connector obtains credentials without knowing where they
 //!   are stored or how they are refreshed.
+//! * [`provision`]: the [`Provisioner`] a connector supplies to perform
+//!   provisioning tasks (create, suspend, add to a group) in its app.
 
 pub mod auth;
 pub mod error;
 pub mod http;
 pub mod model;
 pub mod pacing;
+pub mod provision;
 pub mod registry;
 pub mod source;
 
@@ -33,6 +36,9 @@ pub use model::{
     Record, Role, TypeKey,
 };
 pub use pacing::{Pacer, RateLimit};
+pub use provision::{
+    Applied, ProvisionError, Provisioner, ProvisioningSpec, TargetRef, Task, TaskAction,
+};
 pub use registry::{
     AuthMethod, ClientAuth, ClientCredentialsSpec, ConnectorContext, ConnectorDescriptor,
     GrantErrorKind, OAuth2Spec, SettingSpec, TokenAnswer, TokenDialect,

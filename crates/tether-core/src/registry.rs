@@ -250,6 +250,9 @@ pub struct ConnectorDescriptor {
     /// Revokes an OAuth token, when the app's revocation is not RFC 7009
     /// (`OAuth2Spec::revoke_url` covers those).
     pub revoke_token: Option<RevokeFn>,
+    /// The writes the connector can make in its app (see
+    /// [`provision`](crate::provision)); `None` when it only reads.
+    pub provisioning: Option<crate::provision::ProvisioningSpec>,
 }
 
 impl std::fmt::Debug for ConnectorDescriptor {

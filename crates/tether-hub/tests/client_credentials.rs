@@ -71,6 +71,7 @@ tether_core::inventory::submit! {
         settings: &[SettingSpec { key: "port", label: "Port", help: "", required: true, default: None }],
         build,
         revoke_token: None,
+        provisioning: None,
     }
 }
 

@@ -112,5 +112,6 @@ tether_core::inventory::submit! {
         ],
         build: TestSource::build,
         revoke_token: Some(revoke::revoke),
+        provisioning: None,
     }
 }
