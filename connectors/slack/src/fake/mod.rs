@@ -543,6 +543,16 @@ impl Answer {
         }
     }
 
+    /// An `ok` answer already serialised (pages too large to build as a
+    /// `Value` tree cheaply).
+    fn json_text(body: String) -> Self {
+        Answer {
+            status: StatusCode::OK,
+            headers: Vec::new(),
+            body: AnswerBody::Raw("application/json; charset=utf-8", body),
+        }
+    }
+
     fn error(code: &str) -> Self {
         Answer {
             status: StatusCode::OK,
@@ -912,24 +922,35 @@ fn users_list(ws: &Workspace, p: &HashMap<String, String>, with_email: bool) -> 
         Ok(r) => r,
         Err(a) => return a,
     };
-    let members: Vec<Value> = (start..end)
+    let members: Vec<gen::UserObject<'_>> = (start..end)
         .map(|i| {
-            let mut u = gen::user_json(&ws.id, ws.spec.seed, i, with_email);
+            let mut u = gen::user_object(&ws.id, ws.spec.seed, i, with_email);
             // A directory made from the kit's spec names its people as the
             // kit does (unicode, very long names).
             if ws.spec.names != tether_sandbox::directory::NameStyle::Plain {
-                let name = tether_sandbox::directory::user_name(ws.spec.names, ws.spec.seed, i);
-                u["real_name"] = name.clone().into();
-                u["profile"]["real_name"] = name.into();
+                u.rename(tether_sandbox::directory::user_name(
+                    ws.spec.names,
+                    ws.spec.seed,
+                    i,
+                ));
             }
             u
         })
         .collect();
-    Answer::ok(json!({
-        "members": members,
-        "cache_ts": 1_700_000_000,
-        "response_metadata": metadata("user", end, ws.spec.users),
-    }))
+    #[derive(serde::Serialize)]
+    struct UsersList<'a> {
+        ok: bool,
+        members: Vec<gen::UserObject<'a>>,
+        cache_ts: i64,
+        response_metadata: Value,
+    }
+    let body = UsersList {
+        ok: true,
+        members,
+        cache_ts: 1_700_000_000,
+        response_metadata: metadata("user", end, ws.spec.users),
+    };
+    Answer::json_text(serde_json::to_string(&body).expect("a users page serialises"))
 }
 
 fn truthy(p: &HashMap<String, String>, key: &str) -> bool {
