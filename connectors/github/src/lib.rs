@@ -45,13 +45,16 @@
 //! See [`errors`](crate::errors) for how GitHub's statuses and headers map
 //! into [`tether_core::SourceError`], with links to GitHub's documentation.
 
-use tether_core::{AuthMethod, ClientAuth, ConnectorDescriptor, OAuth2Spec, SettingSpec};
+use tether_core::{
+    AuthMethod, ClientAuth, ConnectorDescriptor, OAuth2Spec, ProvisioningSpec, SettingSpec,
+};
 
 pub mod errors;
 #[cfg(feature = "sandbox")]
 pub mod fake;
 pub mod oauth;
 pub mod paging;
+pub mod provision;
 mod revoke;
 mod source;
 
@@ -128,6 +131,11 @@ tether_core::inventory::submit! {
         ],
         build: GithubSource::build,
         revoke_token: Some(revoke::revoke),
-        provisioning: None,
+        provisioning: Some(ProvisioningSpec {
+            actions: provision::ACTIONS,
+            scopes: provision::SCOPES,
+            build: provision::build,
+            limits: provision::LIMITS,
+        }),
     }
 }

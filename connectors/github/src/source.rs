@@ -20,7 +20,7 @@ pub const DEFAULT_API_BASE_URL: &str = "https://api.github.com";
 /// The REST API version this connector was written against
 /// (<https://docs.github.com/en/rest/about-the-rest-api/api-versions>).
 pub const API_VERSION: &str = "2022-11-28";
-const ACCEPT: &str = "application/vnd.github+json";
+pub(crate) const ACCEPT: &str = "application/vnd.github+json";
 
 /// How many requests one connection runs at once. GitHub asks integrators to
 /// avoid concurrent requests and counts more than 100 concurrent requests
@@ -48,39 +48,45 @@ pub struct GithubSource {
     http: HttpClient,
 }
 
-impl GithubSource {
-    pub fn build(ctx: ConnectorContext) -> Result<Box<dyn Source>, SourceError> {
-        let org = ctx.required_setting("org")?.trim().to_string();
-        if !org
-            .chars()
-            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.'))
-        {
+/// The connection's organisation login and API base URL, checked.
+pub(crate) fn connection_settings(ctx: &ConnectorContext) -> Result<(String, String), SourceError> {
+    let org = ctx.required_setting("org")?.trim().to_string();
+    if !org
+        .chars()
+        .all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.'))
+    {
+        return Err(SourceError::Misconfigured {
+            message: format!(
+                "connection `{}`: `{org}` is not a GitHub organisation login (letters, digits and `-` only)",
+                ctx.connection_name
+            ),
+        });
+    }
+    let base = ctx
+        .setting("api_base_url")
+        .map(str::trim)
+        .filter(|s| !s.is_empty())
+        .unwrap_or(DEFAULT_API_BASE_URL)
+        .trim_end_matches('/')
+        .to_string();
+    match url::Url::parse(&base) {
+        Ok(u) if matches!(u.scheme(), "http" | "https") && u.query().is_none() => {}
+        _ => {
             return Err(SourceError::Misconfigured {
                 message: format!(
-                    "connection `{}`: `{org}` is not a GitHub organisation login (letters, digits and `-` only)",
+                    "connection `{}`: `api_base_url` must be an http(s) URL such as \
+                     {DEFAULT_API_BASE_URL} or https://HOST/api/v3, not `{base}`",
                     ctx.connection_name
                 ),
-            });
+            })
         }
-        let base = ctx
-            .setting("api_base_url")
-            .map(str::trim)
-            .filter(|s| !s.is_empty())
-            .unwrap_or(DEFAULT_API_BASE_URL)
-            .trim_end_matches('/')
-            .to_string();
-        match url::Url::parse(&base) {
-            Ok(u) if matches!(u.scheme(), "http" | "https") && u.query().is_none() => {}
-            _ => {
-                return Err(SourceError::Misconfigured {
-                    message: format!(
-                        "connection `{}`: `api_base_url` must be an http(s) URL such as \
-                         {DEFAULT_API_BASE_URL} or https://HOST/api/v3, not `{base}`",
-                        ctx.connection_name
-                    ),
-                })
-            }
-        }
+    }
+    Ok((org, base))
+}
+
+impl GithubSource {
+    pub fn build(ctx: ConnectorContext) -> Result<Box<dyn Source>, SourceError> {
+        let (org, base) = connection_settings(&ctx)?;
         let tokens = ctx.token_source()?;
         Ok(Box::new(GithubSource {
             connection: ctx.connection_name,
@@ -420,7 +426,10 @@ fn parse_team_scope(scope: &str) -> Result<(&str, &str), SourceError> {
 }
 
 /// Decodes a 2xx body, naming the endpoint when it is not the expected shape.
-fn decode<T: DeserializeOwned>(resp: &RawResponse, path: &str) -> Result<T, SourceError> {
+pub(crate) fn decode<T: DeserializeOwned>(
+    resp: &RawResponse,
+    path: &str,
+) -> Result<T, SourceError> {
     resp.json::<T>().map_err(|e| match e {
         SourceError::BadData { message, excerpt } => SourceError::BadData {
             message: format!("GET {path}: {message}"),
@@ -431,7 +440,7 @@ fn decode<T: DeserializeOwned>(resp: &RawResponse, path: &str) -> Result<T, Sour
 }
 
 /// Percent-encodes a path segment or query value.
-fn encode(s: &str) -> String {
+pub(crate) fn encode(s: &str) -> String {
     url::form_urlencoded::byte_serialize(s.as_bytes()).collect()
 }
 
@@ -458,9 +467,9 @@ struct UserRef {
 
 /// GitHub's `simple-user`, as the member lists return it.
 #[derive(Deserialize)]
-struct SimpleUser {
-    id: u64,
-    login: String,
+pub(crate) struct SimpleUser {
+    pub(crate) id: u64,
+    pub(crate) login: String,
     #[serde(default)]
     node_id: Option<String>,
     #[serde(default, rename = "type")]
@@ -472,7 +481,7 @@ struct SimpleUser {
 }
 
 impl SimpleUser {
-    fn account(&self) -> Account {
+    pub(crate) fn account(&self) -> Account {
         let mut attributes = Map::new();
         attributes.insert("login".into(), json!(self.login));
         if let Some(v) = &self.node_id {
@@ -505,12 +514,12 @@ impl SimpleUser {
 }
 
 #[derive(Deserialize)]
-struct Invitation {
-    id: u64,
+pub(crate) struct Invitation {
+    pub(crate) id: u64,
     #[serde(default)]
-    login: Option<String>,
+    pub(crate) login: Option<String>,
     #[serde(default)]
-    email: Option<String>,
+    pub(crate) email: Option<String>,
     #[serde(default)]
     role: Option<String>,
     #[serde(default)]
@@ -518,7 +527,7 @@ struct Invitation {
 }
 
 impl Invitation {
-    fn account(&self) -> Account {
+    pub(crate) fn account(&self) -> Account {
         let mut attributes = Map::new();
         attributes.insert("invitation_id".into(), json!(self.id));
         if let Some(v) = &self.role {
@@ -549,10 +558,10 @@ struct TeamRef {
 }
 
 #[derive(Deserialize)]
-struct Team {
-    id: u64,
+pub(crate) struct Team {
+    pub(crate) id: u64,
     name: String,
-    slug: String,
+    pub(crate) slug: String,
     #[serde(default)]
     description: Option<String>,
     #[serde(default)]
@@ -564,7 +573,7 @@ struct Team {
 }
 
 impl Team {
-    fn group(&self) -> Group {
+    pub(crate) fn group(&self) -> Group {
         let mut attributes = Map::new();
         attributes.insert("slug".into(), json!(self.slug));
         if let Some(v) = &self.privacy {

@@ -32,6 +32,7 @@ use tether_core::{AuthMethod, ClientAuth, ConnectorDescriptor, OAuth2Spec, Setti
 
 pub mod errors;
 pub mod oauth;
+pub mod provision;
 mod revoke;
 mod source;
 
@@ -128,6 +129,11 @@ tether_core::inventory::submit! {
         ],
         build: SlackSource::build,
         revoke_token: Some(revoke::revoke),
-        provisioning: None,
+        provisioning: Some(tether_core::ProvisioningSpec {
+            actions: provision::ACTIONS,
+            scopes: provision::SCOPES,
+            build: provision::build,
+            limits: provision::LIMITS,
+        }),
     }
 }

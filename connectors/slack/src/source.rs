@@ -69,43 +69,52 @@ pub struct SlackSource {
     http: HttpClient,
 }
 
+/// The connection's Web API base URL and workspace id (Enterprise Grid),
+/// checked.
+pub(crate) fn connection_settings(
+    ctx: &ConnectorContext,
+) -> Result<(String, Option<String>), SourceError> {
+    let base = ctx
+        .setting("api_base_url")
+        .map(str::trim)
+        .filter(|s| !s.is_empty())
+        .unwrap_or(DEFAULT_API_BASE_URL)
+        .trim_end_matches('/')
+        .to_string();
+    match url::Url::parse(&base) {
+        Ok(u) if matches!(u.scheme(), "http" | "https") && u.query().is_none() => {}
+        _ => {
+            return Err(SourceError::Misconfigured {
+                message: format!(
+                    "connection `{}`: `api_base_url` must be an http(s) URL such as \
+                     {DEFAULT_API_BASE_URL}, not `{base}`",
+                    ctx.connection_name
+                ),
+            })
+        }
+    }
+    let team_id = ctx
+        .setting("team_id")
+        .map(str::trim)
+        .filter(|s| !s.is_empty())
+        .map(str::to_owned);
+    if let Some(t) = &team_id {
+        if !t.chars().all(|c| c.is_ascii_alphanumeric()) {
+            return Err(SourceError::Misconfigured {
+                message: format!(
+                    "connection `{}`: `team_id` must be a Slack workspace id such as \
+                     T0123ABCD, not `{t}`",
+                    ctx.connection_name
+                ),
+            });
+        }
+    }
+    Ok((base, team_id))
+}
+
 impl SlackSource {
     pub fn build(ctx: ConnectorContext) -> Result<Box<dyn Source>, SourceError> {
-        let base = ctx
-            .setting("api_base_url")
-            .map(str::trim)
-            .filter(|s| !s.is_empty())
-            .unwrap_or(DEFAULT_API_BASE_URL)
-            .trim_end_matches('/')
-            .to_string();
-        match url::Url::parse(&base) {
-            Ok(u) if matches!(u.scheme(), "http" | "https") && u.query().is_none() => {}
-            _ => {
-                return Err(SourceError::Misconfigured {
-                    message: format!(
-                        "connection `{}`: `api_base_url` must be an http(s) URL such as \
-                         {DEFAULT_API_BASE_URL}, not `{base}`",
-                        ctx.connection_name
-                    ),
-                })
-            }
-        }
-        let team_id = ctx
-            .setting("team_id")
-            .map(str::trim)
-            .filter(|s| !s.is_empty())
-            .map(str::to_owned);
-        if let Some(t) = &team_id {
-            if !t.chars().all(|c| c.is_ascii_alphanumeric()) {
-                return Err(SourceError::Misconfigured {
-                    message: format!(
-                        "connection `{}`: `team_id` must be a Slack workspace id such as \
-                         T0123ABCD, not `{t}`",
-                        ctx.connection_name
-                    ),
-                });
-            }
-        }
+        let (base, team_id) = connection_settings(&ctx)?;
         let tokens = ctx.token_source()?;
         Ok(Box::new(SlackSource {
             connection: ctx.connection_name,

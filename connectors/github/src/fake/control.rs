@@ -64,9 +64,9 @@ fn counts(o: &Org) -> serde_json::Value {
         "id": o.id(),
         "members": o.members().len(),
         "teams": o.teams().len(),
-        "admins": o.admins(),
+        "admins": o.admin_count(),
         "outside_collaborators": o.outside,
-        "invitations": o.invitations,
+        "invitations": o.pending_invitation_count(),
         "copilot_seats": o.copilot_seat_count(),
         "team_memberships": o.team_memberships(),
         "direct_team_memberships": o.direct_team_memberships(),
@@ -273,9 +273,9 @@ pub(crate) fn summary_html(sh: &Shared) -> String {
             o.id(),
             o.members().len(),
             o.teams().len(),
-            o.admins(),
+            o.admin_count(),
             o.outside,
-            o.invitations,
+            o.pending_invitation_count(),
             o.copilot_seat_count()
         ));
     }

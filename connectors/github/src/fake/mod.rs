@@ -162,8 +162,16 @@ impl Fake for GithubFake {
         })
     }
 
+    /// The kit's counters plus `writes`: requests to the routes that
+    /// change the organisation (invitations, memberships, team memberships).
     fn stats(&self) -> serde_json::Value {
-        self.0.stats.to_json()
+        let mut v = self.0.stats.to_json();
+        let writes: u64 = rest::ROUTES[rest::WRITE_ROUTES]
+            .iter()
+            .filter_map(|r| v["by_route"][*r].as_u64())
+            .sum();
+        v["writes"] = writes.into();
+        v
     }
 
     fn reset_stats(&self) {

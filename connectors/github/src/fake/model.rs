@@ -103,8 +103,48 @@ pub(crate) struct Org {
     pub copilot_enabled: bool,
     /// Effective member lists by team, computed on first use and dropped on
     /// every change: the team's maintainers first, then every other member
-    /// of the team or of a team nested in it, ascending.
-    pub effective: Vec<std::sync::OnceLock<Vec<u32>>>,
+    /// of the team or of a team nested in it, ascending; and how many of
+    /// them are maintainers.
+    pub effective: Vec<std::sync::OnceLock<(Vec<u32>, usize)>>,
+    /// What the API's writes changed on top of the generated directory.
+    pub overlay: Overlay,
+}
+
+/// The API's writes (invitations, role changes, team memberships), kept on
+/// top of the generated directory so later lists show them. Removing a
+/// member edits the directory itself.
+#[derive(Debug, Default)]
+pub(crate) struct Overlay {
+    /// Organisation role by user, where a write changed it (true: owner).
+    pub admin: std::collections::BTreeMap<u32, bool>,
+    /// Direct team memberships by (team, user): `Some(true)` maintainer,
+    /// `Some(false)` member, `None` removed.
+    pub team: std::collections::BTreeMap<(u32, u32), Option<bool>>,
+    /// Generated invitations cancelled through the API.
+    pub cancelled: std::collections::BTreeSet<u64>,
+    /// Invitations created through the API, oldest first.
+    pub invitations: Vec<ApiInvitation>,
+    pub next_invitation: u64,
+}
+
+/// An invitation created with `POST /orgs/{org}/invitations`.
+#[derive(Debug, Clone)]
+pub(crate) struct ApiInvitation {
+    pub id: u64,
+    /// The invited GitHub user (login number), when invited by id.
+    pub user: Option<u32>,
+    pub email: Option<String>,
+    /// `admin`, `direct_member` or `billing_manager`.
+    pub role: String,
+    pub created_at: i64,
+    pub team_ids: Vec<u64>,
+}
+
+/// One pending invitation, generated or made through the API.
+#[derive(Debug, Clone, Copy)]
+pub(crate) enum InvitationRef {
+    Generated(u64),
+    Api(usize),
 }
 
 pub(crate) fn valid_login(s: &str) -> bool {
@@ -151,6 +191,7 @@ impl Org {
             outside,
             invitations,
             effective: (0..dir.groups.len()).map(|_| Default::default()).collect(),
+            overlay: Overlay::default(),
             copilot_seats: seats,
             copilot_enabled: seats > 0,
             dir,
@@ -221,26 +262,84 @@ impl Org {
             .map(|t| self.effective_members(t).len() as u64)
             .sum()
     }
+    /// A team's direct members after the API's writes: its maintainers and
+    /// its other members, each ascending.
+    pub fn direct_team(&self, num: u32) -> (Vec<u32>, Vec<u32>) {
+        let Some(g) = self.dir.groups.get(num as usize) else {
+            return (Vec::new(), Vec::new());
+        };
+        let mut maintainers = g.members[..g.managers].to_vec();
+        let mut members = g.members[g.managers..].to_vec();
+        let lo = (num, 0);
+        let hi = (num, u32::MAX);
+        for (&(_, u), &role) in self.overlay.team.range(lo..=hi) {
+            maintainers.retain(|&x| x != u);
+            members.retain(|&x| x != u);
+            match role {
+                Some(true) => maintainers.push(u),
+                Some(false) => members.push(u),
+                None => {}
+            }
+        }
+        maintainers.sort_unstable();
+        members.sort_unstable();
+        (maintainers, members)
+    }
+    /// A team's direct role for a user: `Some(true)` maintainer.
+    pub fn direct_team_role(&self, num: u32, user: u32) -> Option<bool> {
+        let (m, o) = self.direct_team(num);
+        if m.binary_search(&user).is_ok() {
+            Some(true)
+        } else if o.binary_search(&user).is_ok() {
+            Some(false)
+        } else {
+            None
+        }
+    }
     /// A team's effective members: its maintainers, then every other member
     /// of it or of a team nested in it, ascending.
     pub fn effective_members(&self, num: u32) -> &[u32] {
+        self.effective_team(num).0.as_slice()
+    }
+    /// How many of [`Org::effective_members`] are maintainers (listed first).
+    pub fn maintainer_count(&self, num: u32) -> usize {
+        self.effective_team(num).1
+    }
+    fn effective_team(&self, num: u32) -> &(Vec<u32>, usize) {
+        static EMPTY: (Vec<u32>, usize) = (Vec::new(), 0);
         let Some(cell) = self.effective.get(num as usize) else {
-            return &[];
+            return &EMPTY;
         };
         cell.get_or_init(|| {
-            let g = &self.dir.groups[num as usize];
-            let maintainers = &g.members[..g.managers];
-            let mut v = maintainers.to_vec();
-            v.extend(
-                self.dir
-                    .effective_members(num)
-                    .into_iter()
-                    .filter(|u| !maintainers.contains(u)),
-            );
-            v
+            if self.overlay.team.is_empty() {
+                let g = &self.dir.groups[num as usize];
+                let maintainers = &g.members[..g.managers];
+                let mut v = maintainers.to_vec();
+                v.extend(
+                    self.dir
+                        .effective_members(num)
+                        .into_iter()
+                        .filter(|u| !maintainers.contains(u)),
+                );
+                return (v, g.managers);
+            }
+            let (maintainers, members) = self.direct_team(num);
+            let mut rest = members;
+            for d in self.dir.descendants(num) {
+                let (m, o) = self.direct_team(d);
+                rest.extend(m);
+                rest.extend(o);
+            }
+            rest.sort_unstable();
+            rest.dedup();
+            rest.retain(|u| maintainers.binary_search(u).is_err());
+            let n = maintainers.len();
+            let mut v = maintainers;
+            v.extend(rest);
+            (v, n)
         })
     }
-    fn changed(&mut self) {
+    pub fn changed(&mut self) {
         self.effective = (0..self.dir.groups.len())
             .map(|_| Default::default())
             .collect();
@@ -259,17 +358,159 @@ impl Org {
         let n: u32 = rest.parse().ok()?;
         (self.user_login(n) == login).then_some(n)
     }
-    /// Position of a member in `members` (for role lookups).
-    pub fn member_pos(&self, login: &str) -> Option<usize> {
-        let u = self.parse_user(login)?;
-        self.dir.users.binary_search(&u).ok()
-    }
     pub fn team_by_slug(&self, slug: &str) -> Option<&DirGroup> {
         let n: u32 = slug.strip_prefix("team-")?.parse().ok()?;
         if Self::team_slug(n) != slug {
             return None;
         }
         self.dir.groups.get(n as usize).filter(|t| t.num == n)
+    }
+
+    /// Whether the member at position `pos` of `members()` is an owner.
+    pub fn is_admin_pos(&self, pos: usize) -> bool {
+        let u = self.dir.users[pos];
+        self.overlay
+            .admin
+            .get(&u)
+            .copied()
+            .unwrap_or(pos < self.dir.admins)
+    }
+    /// Positions in `members()` of the owners (`admin`) or the other members.
+    pub fn member_positions(&self, admin: bool) -> Vec<usize> {
+        (0..self.dir.users.len())
+            .filter(|&p| self.is_admin_pos(p) == admin)
+            .collect()
+    }
+    /// Number of owners.
+    pub fn admin_count(&self) -> usize {
+        if self.overlay.admin.is_empty() {
+            return self.dir.admins;
+        }
+        self.member_positions(true).len()
+    }
+    /// A GitHub user the fake knows, by login: this org's `user-NNNNNN`
+    /// logins stand for GitHub users whether or not they are members.
+    pub fn known_user(&self, login: &str) -> Option<u32> {
+        self.parse_user(login).filter(|&u| (u as u64) < MAX_USERS)
+    }
+    /// A GitHub user by id (`GET /user/{account_id}`).
+    pub fn user_by_id(&self, id: u64) -> Option<u32> {
+        let rel = id.checked_sub(self.base() + 1)?;
+        (rel < MAX_USERS).then_some(rel as u32)
+    }
+    /// Changes a member's organisation role.
+    pub fn set_admin(&mut self, user: u32, admin: bool) {
+        let Ok(pos) = self.dir.users.binary_search(&user) else {
+            return;
+        };
+        if (pos < self.dir.admins) == admin {
+            self.overlay.admin.remove(&user);
+        } else {
+            self.overlay.admin.insert(user, admin);
+        }
+    }
+    /// Removes a member from the organisation and its teams.
+    pub fn remove_member(&mut self, user: u32) -> bool {
+        let Ok(pos) = self.dir.users.binary_search(&user) else {
+            return false;
+        };
+        self.dir.users.remove(pos);
+        if pos < self.dir.admins {
+            self.dir.admins -= 1;
+        }
+        for g in &mut self.dir.groups {
+            if let Some(i) = g.members.iter().position(|&x| x == user) {
+                g.members.remove(i);
+                if i < g.managers {
+                    g.managers -= 1;
+                }
+            }
+        }
+        self.overlay.admin.remove(&user);
+        self.overlay.team.retain(|&(_, u), _| u != user);
+        self.copilot_seats = self.copilot_seats.min(self.dir.users.len());
+        self.changed();
+        true
+    }
+    /// Sets (`Some(maintainer?)`) or removes (`None`) a direct team membership.
+    pub fn set_team_membership(&mut self, team: u32, user: u32, role: Option<bool>) {
+        self.overlay.team.insert((team, user), role);
+        self.changed();
+    }
+    /// Pending invitations: generated ones not cancelled, then the API's.
+    pub fn pending_invitations(&self) -> Vec<InvitationRef> {
+        let mut v: Vec<InvitationRef> = (0..self.invitations)
+            .filter(|k| !self.overlay.cancelled.contains(k))
+            .map(InvitationRef::Generated)
+            .collect();
+        v.extend((0..self.overlay.invitations.len()).map(InvitationRef::Api));
+        v
+    }
+    pub fn pending_invitation_count(&self) -> u64 {
+        self.invitations - self.overlay.cancelled.len() as u64
+            + self.overlay.invitations.len() as u64
+    }
+    /// The invitation with GitHub id `id`, if pending.
+    pub fn invitation_by_id(&self, id: u64) -> Option<InvitationRef> {
+        if let Some(k) = id.checked_sub(self.invitation_id(0)) {
+            if k < self.invitations && !self.overlay.cancelled.contains(&k) {
+                return Some(InvitationRef::Generated(k));
+            }
+        }
+        self.overlay
+            .invitations
+            .iter()
+            .position(|i| i.id == id)
+            .map(InvitationRef::Api)
+    }
+    /// A pending invitation of GitHub user `user`.
+    pub fn invitation_of_user(&self, user: u32) -> Option<usize> {
+        self.overlay
+            .invitations
+            .iter()
+            .position(|i| i.user == Some(user))
+    }
+    /// Creates an invitation; its id follows the generated ones.
+    pub fn invite(
+        &mut self,
+        user: Option<u32>,
+        email: Option<String>,
+        role: &str,
+        team_ids: Vec<u64>,
+        now: i64,
+    ) -> usize {
+        let k = self.invitations + self.overlay.next_invitation;
+        self.overlay.next_invitation += 1;
+        self.overlay.invitations.push(ApiInvitation {
+            id: self.invitation_id(k),
+            user,
+            email,
+            role: role.into(),
+            created_at: now,
+            team_ids,
+        });
+        self.overlay.invitations.len() - 1
+    }
+    /// Cancels a pending invitation.
+    pub fn cancel_invitation(&mut self, inv: InvitationRef) {
+        match inv {
+            InvitationRef::Generated(k) => {
+                self.overlay.cancelled.insert(k);
+            }
+            InvitationRef::Api(i) => {
+                self.overlay.invitations.remove(i);
+            }
+        }
+    }
+    /// The team with GitHub id `id`.
+    pub fn team_num_by_id(&self, id: u64) -> Option<u32> {
+        let n = id.checked_sub(self.team_id(0))?;
+        let n = u32::try_from(n).ok()?;
+        self.dir
+            .groups
+            .get(n as usize)
+            .filter(|t| t.num == n)
+            .map(|t| t.num)
     }
 
     /// Removes the last `n` members (also from teams; seats shrink automatically).

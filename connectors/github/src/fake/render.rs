@@ -7,7 +7,7 @@ use std::fmt::Write;
 
 use base64::Engine;
 
-use super::model::Org;
+use super::model::{InvitationRef, Org};
 use super::rfc3339;
 
 /// Timestamps of generated objects start here (2020-01-01T00:00:00Z).
@@ -100,7 +100,7 @@ pub(crate) fn org_full(base: &str, org: &Org) -> String {
     org_simple_fields(&mut s, base, org);
     s.push_str(",\"name\":");
     str_json(&mut s, &org.name);
-    let filled = org.members().len() as u64 + org.outside + org.invitations;
+    let filled = org.members().len() as u64 + org.outside + org.pending_invitation_count();
     let _ = write!(
         s,
         ",\"company\":null,\"blog\":\"https://{l}.example.com\",\"location\":null,\"email\":null,\"twitter_username\":null,\
@@ -163,34 +163,64 @@ pub(crate) fn team(out: &mut String, base: &str, org: &Org, num: u32) {
 
 /// Organization invitation
 /// (https://docs.github.com/en/rest/orgs/members#list-pending-organization-invitations).
-/// Odd-numbered invitations are email-only (`login: null`).
-pub(crate) fn invitation(out: &mut String, base: &str, org: &Org, k: u64) {
-    let id = org.invitation_id(k);
-    let _ = write!(out, "{{\"id\":{id},");
-    if k % 2 == 1 {
-        let _ = write!(
-            out,
-            "\"login\":null,\"email\":\"invitee-{k:06}@{}.example.com\",",
-            org.login
-        );
-    } else {
-        let _ = write!(out, "\"login\":\"invitee-{k:06}\",\"email\":null,");
-    }
-    let role = if k % 10 == 9 {
-        "admin"
-    } else {
-        "direct_member"
+/// Odd-numbered generated invitations are email-only (`login: null`).
+pub(crate) fn invitation(out: &mut String, base: &str, org: &Org, inv: InvitationRef) {
+    let (id, login, email, role, created, teams) = match inv {
+        InvitationRef::Generated(k) => {
+            let (login, email) = if k % 2 == 1 {
+                (
+                    None,
+                    Some(format!("invitee-{k:06}@{}.example.com", org.login)),
+                )
+            } else {
+                (Some(format!("invitee-{k:06}")), None)
+            };
+            let role = if k % 10 == 9 {
+                "admin"
+            } else {
+                "direct_member"
+            };
+            (
+                org.invitation_id(k),
+                login,
+                email,
+                role.to_string(),
+                EPOCH_2020 + 86_400 * 400 + k as i64 * 60,
+                0,
+            )
+        }
+        InvitationRef::Api(i) => {
+            let a = &org.overlay.invitations[i];
+            (
+                a.id,
+                a.user.map(|u| org.user_login(u)),
+                a.email.clone(),
+                a.role.clone(),
+                a.created_at,
+                a.team_ids.len(),
+            )
+        }
     };
+    let _ = write!(out, "{{\"id\":{id},\"login\":");
+    match &login {
+        Some(l) => str_json(out, l),
+        None => out.push_str("null"),
+    }
+    out.push_str(",\"email\":");
+    match &email {
+        Some(e) => str_json(out, e),
+        None => out.push_str("null"),
+    }
     let _ = write!(
         out,
-        "\"role\":\"{role}\",\"created_at\":\"{}\",\"failed_at\":null,\"failed_reason\":null,\"inviter\":",
-        rfc3339(EPOCH_2020 + 86_400 * 400 + k as i64 * 60)
+        ",\"role\":\"{role}\",\"created_at\":\"{}\",\"failed_at\":null,\"failed_reason\":null,\"inviter\":",
+        rfc3339(created)
     );
     match org.members().first() {
         Some(&u) => member(out, base, org, u),
         None => out.push_str("null"),
     }
-    let _ = write!(out, ",\"team_count\":0,\"node_id\":\"",);
+    let _ = write!(out, ",\"team_count\":{teams},\"node_id\":\"",);
     node_id(out, "OrganizationInvitation", id);
     let _ = write!(
         out,

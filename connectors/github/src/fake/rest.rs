@@ -5,16 +5,17 @@ use std::ops::Range;
 use std::sync::atomic::Ordering;
 use std::sync::{Arc, RwLock};
 
+use axum::body::Bytes;
 use axum::extract::{Path, State};
 use axum::http::{header, HeaderMap, HeaderName, HeaderValue, StatusCode, Uri};
 use axum::response::Response;
-use axum::routing::get;
+use axum::routing::{delete, get};
 use axum::Router;
 
 use tether_sandbox::oauth::AccessToken;
 use tether_sandbox::{Fault, FaultKind};
 
-use super::model::Org;
+use super::model::{InvitationRef, Org};
 use super::{gh_error, json_response, render, Shared};
 
 type St = State<Arc<Shared>>;
@@ -30,18 +31,52 @@ pub(crate) const ROUTES: &[&str] = &[
     "/orgs/{org}/teams/{team_slug}/members",
     "/orgs/{org}/copilot/billing",
     "/orgs/{org}/copilot/billing/seats",
+    "/users/{username}",
+    "/user/{account_id}",
+    "/orgs/{org}/teams/{team_slug}/memberships/{username}",
+    "POST /orgs/{org}/invitations",
+    "DELETE /orgs/{org}/invitations/{invitation_id}",
+    "PUT /orgs/{org}/memberships/{username}",
+    "DELETE /orgs/{org}/memberships/{username}",
+    "DELETE /orgs/{org}/members/{username}",
+    "PUT /orgs/{org}/teams/{team_slug}/memberships/{username}",
+    "DELETE /orgs/{org}/teams/{team_slug}/memberships/{username}",
     "(unmatched)",
 ];
-const R_UNMATCHED: usize = 10;
+const R_UNMATCHED: usize = 20;
+/// The routes that write: `ROUTES[R_WRITES..R_UNMATCHED]`.
+pub(crate) const R_WRITES: usize = 13;
+pub(crate) const WRITE_ROUTES: std::ops::Range<usize> = R_WRITES..R_UNMATCHED;
 
 pub(crate) fn routes() -> Router<Arc<Shared>> {
     Router::new()
         .route("/user", get(user))
         .route("/orgs/{org}", get(org))
         .route("/orgs/{org}/members", get(members))
-        .route("/orgs/{org}/memberships/{username}", get(membership))
+        .route(
+            "/orgs/{org}/memberships/{username}",
+            get(membership)
+                .put(set_membership)
+                .delete(remove_membership),
+        )
+        .route("/orgs/{org}/members/{username}", delete(remove_member))
         .route("/orgs/{org}/outside_collaborators", get(outside))
-        .route("/orgs/{org}/invitations", get(invitations))
+        .route(
+            "/orgs/{org}/invitations",
+            get(invitations).post(create_invitation),
+        )
+        .route(
+            "/orgs/{org}/invitations/{invitation_id}",
+            delete(cancel_invitation),
+        )
+        .route("/users/{username}", get(user_by_login))
+        .route("/user/{account_id}", get(user_by_id))
+        .route(
+            "/orgs/{org}/teams/{team_slug}/memberships/{username}",
+            get(team_membership)
+                .put(set_team_membership)
+                .delete(remove_team_membership),
+        )
         .route("/orgs/{org}/teams", get(teams))
         .route("/orgs/{org}/teams/{team_slug}/members", get(team_members))
         .route("/orgs/{org}/copilot/billing", get(copilot_billing))
@@ -359,11 +394,22 @@ async fn members(
     rest(&sh, &headers, &uri, 2, |ctx| {
         let org = try_r!(ctx.org(&sh, &login));
         let o = org.read().unwrap();
-        let range = match ctx.param("role").unwrap_or("all") {
-            "all" => 0..o.members().len(),
-            "admin" => 0..o.admins(),
-            "member" => o.admins()..o.members().len(),
+        // Owners are the directory's first users unless a write changed
+        // someone's role; then the positions are listed.
+        let role = ctx.param("role").unwrap_or("all");
+        let picked: Option<Vec<usize>> = match role {
+            "all" => None,
+            "admin" | "member" if !o.overlay.admin.is_empty() => {
+                Some(o.member_positions(role == "admin"))
+            }
+            "admin" | "member" => None,
             _ => return validation_failed("role"),
+        };
+        let range = match (role, &picked) {
+            (_, Some(p)) => 0..p.len(),
+            ("admin", None) => 0..o.admins(),
+            ("member", None) => o.admins()..o.members().len(),
+            _ => 0..o.members().len(),
         };
         let range = match ctx.param("filter").unwrap_or("all") {
             "all" => range,
@@ -372,7 +418,8 @@ async fn members(
             _ => return validation_failed("filter"),
         };
         paged(&sh, ctx, &uri, range, "", "", |out, i| {
-            render::member(out, &sh.base, &o, o.members()[i])
+            let pos = picked.as_ref().map_or(i, |p| p[i]);
+            render::member(out, &sh.base, &o, o.members()[pos])
         })
     })
     .await
@@ -388,25 +435,54 @@ async fn membership(
     rest(&sh, &headers, &uri, 3, |ctx| {
         let org = try_r!(ctx.org(&sh, &login));
         let o = org.read().unwrap();
-        let Some(pos) = o.member_pos(&username) else {
-            return not_found();
-        };
-        let role = if pos < o.admins() { "admin" } else { "member" };
-        let mut s = String::with_capacity(3000);
-        let _ = write!(
-            s,
-            "{{\"url\":\"{b}/orgs/{l}/memberships/{username}\",\"state\":\"active\",\"role\":\"{role}\",\
-\"organization_url\":\"{b}/orgs/{l}\",\"organization\":",
-            b = sh.base,
-            l = o.login
-        );
-        render::org_simple(&mut s, &sh.base, &o);
-        s.push_str(",\"user\":");
-        render::member(&mut s, &sh.base, &o, o.members()[pos]);
-        s.push('}');
-        json_response(StatusCode::OK, s)
+        match org_membership(&o, &username) {
+            Some((user, state, role)) => json_response(
+                StatusCode::OK,
+                render_membership(&sh.base, &o, user, state, role),
+            ),
+            None => not_found(),
+        }
     })
     .await
+}
+
+/// A GitHub user's membership of the org: (user, state, role), from the
+/// members or the pending invitations.
+fn org_membership(o: &Org, username: &str) -> Option<(u32, &'static str, &'static str)> {
+    let user = o.known_user(username)?;
+    if let Ok(pos) = o.members().binary_search(&user) {
+        let role = if o.is_admin_pos(pos) {
+            "admin"
+        } else {
+            "member"
+        };
+        return Some((user, "active", role));
+    }
+    let inv = &o.overlay.invitations[o.invitation_of_user(user)?];
+    let role = match inv.role.as_str() {
+        "admin" => "admin",
+        "billing_manager" => "billing_manager",
+        _ => "member",
+    };
+    Some((user, "pending", role))
+}
+
+/// The `org-membership` object
+/// (https://docs.github.com/en/rest/orgs/members#get-organization-membership-for-a-user).
+fn render_membership(base: &str, o: &Org, user: u32, state: &str, role: &str) -> String {
+    let login = o.user_login(user);
+    let mut s = String::with_capacity(3000);
+    let _ = write!(
+        s,
+        "{{\"url\":\"{base}/orgs/{l}/memberships/{login}\",\"state\":\"{state}\",\"role\":\"{role}\",\
+\"organization_url\":\"{base}/orgs/{l}\",\"organization\":",
+        l = o.login
+    );
+    render::org_simple(&mut s, base, o);
+    s.push_str(",\"user\":");
+    render::member(&mut s, base, o, user);
+    s.push('}');
+    s
 }
 
 /// https://docs.github.com/en/rest/orgs/outside-collaborators#list-outside-collaborators-for-an-organization
@@ -441,15 +517,10 @@ async fn invitations(
     rest(&sh, &headers, &uri, 5, |ctx| {
         let org = try_r!(ctx.org(&sh, &login));
         let o = org.read().unwrap();
-        paged(
-            &sh,
-            ctx,
-            &uri,
-            0..o.invitations as usize,
-            "",
-            "",
-            |out, k| render::invitation(out, &sh.base, &o, k as u64),
-        )
+        let pending = o.pending_invitations();
+        paged(&sh, ctx, &uri, 0..pending.len(), "", "", |out, i| {
+            render::invitation(out, &sh.base, &o, pending[i])
+        })
     })
     .await
 }
@@ -483,15 +554,483 @@ async fn team_members(
             return not_found();
         };
         let members = o.effective_members(team.num);
+        let maintainers = o.maintainer_count(team.num);
         let range = match ctx.param("role").unwrap_or("all") {
             "all" => 0..members.len(),
-            "maintainer" => 0..team.managers,
-            "member" => team.managers..members.len(),
+            "maintainer" => 0..maintainers,
+            "member" => maintainers..members.len(),
             _ => return validation_failed("role"),
         };
         paged(&sh, ctx, &uri, range, "", "", |out, i| {
             render::member(out, &sh.base, &o, members[i])
         })
+    })
+    .await
+}
+
+// ---- Writes (provisioning). Each needs the `admin:org` scope on a classic
+// or OAuth token; GitHub App user tokens (`ghu_`) carry the app's
+// permissions instead of scopes
+// (https://docs.github.com/en/apps/oauth-apps/building-oauth-apps/scopes-for-oauth-apps).
+
+/// The scope the fake's writes need.
+pub(crate) const WRITE_SCOPE: &str = "admin:org";
+
+/// 403 unless the token may write: GitHub names the scopes the endpoint
+/// accepts in `X-Accepted-OAuth-Scopes` and the token's in `X-OAuth-Scopes`
+/// (https://docs.github.com/en/apps/oauth-apps/building-oauth-apps/scopes-for-oauth-apps#checking-headers-for-oauth-scopes).
+fn require_write(ctx: &Ctx, headers: &HeaderMap) -> Result<(), Response> {
+    let app_token = bearer(headers).is_some_and(|t| t.starts_with("ghu_"));
+    let has = ctx
+        .token
+        .scope
+        .split([' ', ','])
+        .any(|s| s.trim() == WRITE_SCOPE);
+    if app_token || has {
+        return Ok(());
+    }
+    // Message approximated: GitHub's wording varies by endpoint.
+    let mut r = gh_error(
+        StatusCode::FORBIDDEN,
+        "Resource not accessible by personal access token",
+        DOC_REST,
+    );
+    if let Ok(v) = HeaderValue::from_str(&ctx.token.scope) {
+        r.headers_mut()
+            .insert(HeaderName::from_static("x-oauth-scopes"), v);
+    }
+    r.headers_mut().insert(
+        HeaderName::from_static("x-accepted-oauth-scopes"),
+        HeaderValue::from_static(WRITE_SCOPE),
+    );
+    Err(r)
+}
+
+/// GitHub's 422 `validation-error` body
+/// (https://docs.github.com/en/rest/using-the-rest-api/troubleshooting-the-rest-api).
+fn unprocessable(resource: &str, field: &str, code: &str, message: Option<&str>) -> Response {
+    let mut e = serde_json::json!({"resource": resource, "field": field, "code": code});
+    if let Some(m) = message {
+        e["message"] = m.into();
+    }
+    super::json_value(
+        StatusCode::UNPROCESSABLE_ENTITY,
+        &serde_json::json!({
+            "message": "Validation Failed",
+            "errors": [e],
+            "documentation_url": DOC_REST,
+            "status": "422",
+        }),
+    )
+}
+
+fn no_content() -> Response {
+    let mut r = Response::new(axum::body::Body::empty());
+    *r.status_mut() = StatusCode::NO_CONTENT;
+    r
+}
+
+fn problems_parsing() -> Response {
+    gh_error(StatusCode::BAD_REQUEST, "Problems parsing JSON", DOC_REST)
+}
+
+/// A JSON object body; an empty body is `{}`.
+fn body_object(body: &[u8]) -> Result<serde_json::Map<String, serde_json::Value>, Response> {
+    if body.iter().all(u8::is_ascii_whitespace) {
+        return Ok(Default::default());
+    }
+    match serde_json::from_slice::<serde_json::Value>(body) {
+        Ok(serde_json::Value::Object(m)) => Ok(m),
+        _ => Err(problems_parsing()),
+    }
+}
+
+/// https://docs.github.com/en/rest/users/users#get-a-user
+async fn user_by_login(
+    State(sh): St,
+    Path(username): Path<String>,
+    headers: HeaderMap,
+    uri: Uri,
+) -> Response {
+    rest(&sh, &headers, &uri, 10, |ctx| {
+        let org = try_r!(ctx.org(&sh, &ctx.token.subject.org));
+        let o = org.read().unwrap();
+        match o.known_user(&username) {
+            Some(u) => json_response(
+                StatusCode::OK,
+                render::full_user(&sh.base, &o.user_login(u), o.user_id(u)),
+            ),
+            None => not_found(),
+        }
+    })
+    .await
+}
+
+/// https://docs.github.com/en/rest/users/users#get-a-user-using-their-id
+async fn user_by_id(
+    State(sh): St,
+    Path(account_id): Path<String>,
+    headers: HeaderMap,
+    uri: Uri,
+) -> Response {
+    rest(&sh, &headers, &uri, 11, |ctx| {
+        let org = try_r!(ctx.org(&sh, &ctx.token.subject.org));
+        let o = org.read().unwrap();
+        match account_id
+            .parse::<u64>()
+            .ok()
+            .and_then(|id| o.user_by_id(id))
+        {
+            Some(u) => json_response(
+                StatusCode::OK,
+                render::full_user(&sh.base, &o.user_login(u), o.user_id(u)),
+            ),
+            None => not_found(),
+        }
+    })
+    .await
+}
+
+/// https://docs.github.com/en/rest/orgs/members#create-an-organization-invitation
+/// (201 with the invitation; `invitee_id` or `email`; `role` `admin`,
+/// `direct_member` (default), `billing_manager` or `reinstate`; `team_ids`).
+async fn create_invitation(
+    State(sh): St,
+    Path(login): Path<String>,
+    headers: HeaderMap,
+    uri: Uri,
+    body: Bytes,
+) -> Response {
+    rest(&sh, &headers, &uri, 13, |ctx| {
+        let org = try_r!(ctx.org(&sh, &login));
+        try_r!(require_write(ctx, &headers));
+        let b = try_r!(body_object(&body));
+        let mut o = org.write().unwrap();
+        let role = match b.get("role") {
+            None => "direct_member",
+            Some(serde_json::Value::String(r))
+                if matches!(
+                    r.as_str(),
+                    "admin" | "direct_member" | "billing_manager" | "reinstate"
+                ) =>
+            {
+                // `reinstate` restores the previous role; the fake restores
+                // them as members.
+                if r == "reinstate" {
+                    "direct_member"
+                } else {
+                    r.as_str()
+                }
+            }
+            Some(_) => return unprocessable("OrganizationInvitation", "role", "invalid", None),
+        }
+        .to_string();
+        let mut team_ids = Vec::new();
+        match b.get("team_ids") {
+            None => {}
+            Some(serde_json::Value::Array(ids)) => {
+                for id in ids {
+                    match id.as_u64().and_then(|id| o.team_num_by_id(id)) {
+                        Some(_) => team_ids.push(id.as_u64().unwrap_or(0)),
+                        None => {
+                            return unprocessable(
+                                "OrganizationInvitation",
+                                "team_ids",
+                                "invalid",
+                                None,
+                            )
+                        }
+                    }
+                }
+            }
+            Some(_) => return unprocessable("OrganizationInvitation", "team_ids", "invalid", None),
+        }
+        let user = match b.get("invitee_id") {
+            None => None,
+            Some(v) => match v.as_u64().and_then(|id| o.user_by_id(id)) {
+                Some(u) => Some(u),
+                None => return not_found(),
+            },
+        };
+        let email = match b.get("email") {
+            None => None,
+            Some(serde_json::Value::String(e)) if e.contains('@') => Some(e.clone()),
+            Some(_) => return unprocessable("OrganizationInvitation", "email", "invalid", None),
+        };
+        if user.is_none() && email.is_none() {
+            return unprocessable(
+                "OrganizationInvitation",
+                "invitee_id",
+                "missing_field",
+                None,
+            );
+        }
+        if let Some(u) = user {
+            if o.members().binary_search(&u).is_ok() {
+                // Message approximated.
+                return unprocessable(
+                    "OrganizationInvitation",
+                    "invitee_id",
+                    "unprocessable",
+                    Some("Invitee is already a part of this organization"),
+                );
+            }
+            if o.invitation_of_user(u).is_some() {
+                return unprocessable(
+                    "OrganizationInvitation",
+                    "invitee_id",
+                    "already_exists",
+                    Some("Invitee has already been invited"),
+                );
+            }
+        }
+        if let Some(e) = &email {
+            let taken = o.overlay.invitations.iter().any(|i| {
+                i.email
+                    .as_deref()
+                    .is_some_and(|x| x.eq_ignore_ascii_case(e))
+            });
+            if taken {
+                return unprocessable(
+                    "OrganizationInvitation",
+                    "email",
+                    "already_exists",
+                    Some("Invitee has already been invited"),
+                );
+            }
+        }
+        let now = sh.now();
+        let i = o.invite(user, email, &role, team_ids, now);
+        let mut s = String::with_capacity(2000);
+        render::invitation(&mut s, &sh.base, &o, InvitationRef::Api(i));
+        json_response(StatusCode::CREATED, s)
+    })
+    .await
+}
+
+/// https://docs.github.com/en/rest/orgs/members#cancel-an-organization-invitation
+async fn cancel_invitation(
+    State(sh): St,
+    Path((login, id)): Path<(String, String)>,
+    headers: HeaderMap,
+    uri: Uri,
+) -> Response {
+    rest(&sh, &headers, &uri, 14, |ctx| {
+        let org = try_r!(ctx.org(&sh, &login));
+        try_r!(require_write(ctx, &headers));
+        let mut o = org.write().unwrap();
+        match id.parse::<u64>().ok().and_then(|id| o.invitation_by_id(id)) {
+            Some(inv) => {
+                o.cancel_invitation(inv);
+                no_content()
+            }
+            None => not_found(),
+        }
+    })
+    .await
+}
+
+/// https://docs.github.com/en/rest/orgs/members#set-organization-membership-for-a-user
+/// (`role` `admin` or `member`; a user who is not a member is invited and
+/// their membership is `pending`).
+async fn set_membership(
+    State(sh): St,
+    Path((login, username)): Path<(String, String)>,
+    headers: HeaderMap,
+    uri: Uri,
+    body: Bytes,
+) -> Response {
+    rest(&sh, &headers, &uri, 15, |ctx| {
+        let org = try_r!(ctx.org(&sh, &login));
+        try_r!(require_write(ctx, &headers));
+        let b = try_r!(body_object(&body));
+        let admin = match b.get("role").map(|v| v.as_str()) {
+            None | Some(Some("member")) => false,
+            Some(Some("admin")) => true,
+            _ => return unprocessable("Membership", "role", "invalid", None),
+        };
+        let mut o = org.write().unwrap();
+        let Some(user) = o.known_user(&username) else {
+            return not_found();
+        };
+        if o.members().binary_search(&user).is_ok() {
+            o.set_admin(user, admin);
+        } else if o.invitation_of_user(user).is_none() {
+            let role = if admin { "admin" } else { "direct_member" };
+            let now = sh.now();
+            o.invite(Some(user), None, role, Vec::new(), now);
+        }
+        let (user, state, role) = org_membership(&o, &username).expect("just set");
+        json_response(
+            StatusCode::OK,
+            render_membership(&sh.base, &o, user, state, role),
+        )
+    })
+    .await
+}
+
+/// https://docs.github.com/en/rest/orgs/members#remove-organization-membership-for-a-user
+/// (removes a member, or cancels the user's pending invitation; 404 when
+/// neither).
+async fn remove_membership(
+    State(sh): St,
+    Path((login, username)): Path<(String, String)>,
+    headers: HeaderMap,
+    uri: Uri,
+) -> Response {
+    rest(&sh, &headers, &uri, 16, |ctx| {
+        let org = try_r!(ctx.org(&sh, &login));
+        try_r!(require_write(ctx, &headers));
+        let mut o = org.write().unwrap();
+        let Some(user) = o.known_user(&username) else {
+            return not_found();
+        };
+        if o.remove_member(user) {
+            return no_content();
+        }
+        match o.invitation_of_user(user) {
+            Some(i) => {
+                o.cancel_invitation(InvitationRef::Api(i));
+                no_content()
+            }
+            None => not_found(),
+        }
+    })
+    .await
+}
+
+/// https://docs.github.com/en/rest/orgs/members#remove-an-organization-member
+/// (204; the fake also answers 204 for a known user who is not a member).
+async fn remove_member(
+    State(sh): St,
+    Path((login, username)): Path<(String, String)>,
+    headers: HeaderMap,
+    uri: Uri,
+) -> Response {
+    rest(&sh, &headers, &uri, 17, |ctx| {
+        let org = try_r!(ctx.org(&sh, &login));
+        try_r!(require_write(ctx, &headers));
+        let mut o = org.write().unwrap();
+        let Some(user) = o.known_user(&username) else {
+            return not_found();
+        };
+        o.remove_member(user);
+        no_content()
+    })
+    .await
+}
+
+/// The `team-membership` object
+/// (https://docs.github.com/en/rest/teams/members#get-team-membership-for-a-user).
+fn render_team_membership(
+    base: &str,
+    o: &Org,
+    team: u32,
+    user: u32,
+    maintainer: bool,
+    state: &str,
+) -> Response {
+    let role = if maintainer { "maintainer" } else { "member" };
+    super::json_value(
+        StatusCode::OK,
+        &serde_json::json!({
+            "url": format!("{base}/organizations/{}/team/{}/memberships/{}", o.id(), o.team_id(team), o.user_login(user)),
+            "role": role,
+            "state": state,
+        }),
+    )
+}
+
+/// https://docs.github.com/en/rest/teams/members#get-team-membership-for-a-user
+/// ("Team members will include the members of child teams": a member of a
+/// child team is a `member` of the parent).
+async fn team_membership(
+    State(sh): St,
+    Path((login, slug, username)): Path<(String, String, String)>,
+    headers: HeaderMap,
+    uri: Uri,
+) -> Response {
+    rest(&sh, &headers, &uri, 12, |ctx| {
+        let org = try_r!(ctx.org(&sh, &login));
+        let o = org.read().unwrap();
+        let (Some(team), Some(user)) = (
+            o.team_by_slug(&slug).map(|t| t.num),
+            o.known_user(&username),
+        ) else {
+            return not_found();
+        };
+        let n = o.maintainer_count(team);
+        match o.effective_members(team).iter().position(|&u| u == user) {
+            Some(i) => render_team_membership(&sh.base, &o, team, user, i < n, "active"),
+            None => not_found(),
+        }
+    })
+    .await
+}
+
+/// https://docs.github.com/en/rest/teams/members#add-or-update-team-membership-for-a-user
+/// (`role` `member` (default) or `maintainer`; a user outside the
+/// organisation is invited and the membership is `pending`).
+async fn set_team_membership(
+    State(sh): St,
+    Path((login, slug, username)): Path<(String, String, String)>,
+    headers: HeaderMap,
+    uri: Uri,
+    body: Bytes,
+) -> Response {
+    rest(&sh, &headers, &uri, 18, |ctx| {
+        let org = try_r!(ctx.org(&sh, &login));
+        try_r!(require_write(ctx, &headers));
+        let b = try_r!(body_object(&body));
+        let maintainer = match b.get("role").map(|v| v.as_str()) {
+            None | Some(Some("member")) => false,
+            Some(Some("maintainer")) => true,
+            _ => return unprocessable("TeamMember", "role", "invalid", None),
+        };
+        let mut o = org.write().unwrap();
+        let (Some(team), Some(user)) = (
+            o.team_by_slug(&slug).map(|t| t.num),
+            o.known_user(&username),
+        ) else {
+            return not_found();
+        };
+        if o.members().binary_search(&user).is_ok() {
+            o.set_team_membership(team, user, Some(maintainer));
+            return render_team_membership(&sh.base, &o, team, user, maintainer, "active");
+        }
+        if o.invitation_of_user(user).is_none() {
+            let now = sh.now();
+            let team_id = o.team_id(team);
+            o.invite(Some(user), None, "direct_member", vec![team_id], now);
+        }
+        render_team_membership(&sh.base, &o, team, user, maintainer, "pending")
+    })
+    .await
+}
+
+/// https://docs.github.com/en/rest/teams/members#remove-team-membership-for-a-user
+/// (204; removes the direct membership only: one held through a child team
+/// stays).
+async fn remove_team_membership(
+    State(sh): St,
+    Path((login, slug, username)): Path<(String, String, String)>,
+    headers: HeaderMap,
+    uri: Uri,
+) -> Response {
+    rest(&sh, &headers, &uri, 19, |ctx| {
+        let org = try_r!(ctx.org(&sh, &login));
+        try_r!(require_write(ctx, &headers));
+        let mut o = org.write().unwrap();
+        let (Some(team), Some(user)) = (
+            o.team_by_slug(&slug).map(|t| t.num),
+            o.known_user(&username),
+        ) else {
+            return not_found();
+        };
+        if o.direct_team_role(team, user).is_some() {
+            o.set_team_membership(team, user, None);
+        }
+        no_content()
     })
     .await
 }

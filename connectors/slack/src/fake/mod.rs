@@ -65,7 +65,11 @@ pub const BURST_TOLERANCE: usize = 2;
 /// names its tier).
 pub fn tier_per_minute(method: &str) -> Option<usize> {
     Some(match method {
-        "users.list" | "usergroups.list" | "usergroups.users.list" | "team.billableInfo" => 20,
+        "users.list"
+        | "usergroups.list"
+        | "usergroups.users.list"
+        | "usergroups.users.update"
+        | "team.billableInfo" => 20,
         "team.info" | "auth.revoke" => 50,
         "auth.test" | "oauth.v2.access" => 100,
         _ => return None,
@@ -170,9 +174,26 @@ struct Workspace {
     /// pass over the users the first time a group's members are asked for
     /// (4 bytes a membership: 8 MB for a million users).
     members: Arc<std::sync::OnceLock<Vec<Vec<u32>>>>,
+    /// What the API's writes changed (shared by every clone).
+    overlay: Arc<Mutex<Overlay>>,
+}
+
+/// Writes kept on top of the generated workspace, so later lists show them.
+#[derive(Debug, Default)]
+struct Overlay {
+    /// User groups whose member list `usergroups.users.update` replaced.
+    groups: BTreeMap<u32, Vec<u32>>,
 }
 
 impl Workspace {
+    /// A user group's members after the API's writes.
+    fn current_members(&self, g: u32) -> Vec<u32> {
+        if let Some(m) = self.overlay.lock().expect("overlay lock").groups.get(&g) {
+            return m.clone();
+        }
+        self.members_of(g).to_vec()
+    }
+
     fn members_of(&self, g: u32) -> &[u32] {
         let all = self.members.get_or_init(|| {
             let mut all = vec![Vec::new(); self.spec.groups as usize];
@@ -332,6 +353,7 @@ impl FakeSlack {
                 id: id.clone(),
                 spec,
                 members: Default::default(),
+                overlay: Default::default(),
             },
         );
         id
@@ -710,6 +732,7 @@ impl FakeSlack {
         let needed = match method {
             "users.list" => Some("users:read"),
             "usergroups.list" | "usergroups.users.list" => Some("usergroups:read"),
+            "usergroups.users.update" => Some("usergroups:write"),
             "team.info" => Some("team:read"),
             "team.billableInfo" => Some("admin"),
             _ => None,
@@ -761,6 +784,7 @@ impl FakeSlack {
             "users.list" => users_list(&ws, p, with_email),
             "usergroups.list" => usergroups_list(&ws, p),
             "usergroups.users.list" => usergroup_users(&ws, p),
+            "usergroups.users.update" => usergroup_update(&ws, p),
             "team.billableInfo" => billable_info(&ws, p),
             _ => Answer::error("unknown_method"),
         }
@@ -958,7 +982,64 @@ fn truthy(p: &HashMap<String, String>, key: &str) -> bool {
 }
 
 fn group_members(ws: &Workspace, g: u32) -> Vec<String> {
-    ws.members_of(g).iter().copied().map(gen::user_id).collect()
+    ws.current_members(g)
+        .into_iter()
+        .map(gen::user_id)
+        .collect()
+}
+
+/// `usergroups.users.update`: replaces a user group's members with `users`,
+/// a comma-separated list of user ids ("the entire list of users for the
+/// User Group"), and answers the user group with its `users`
+/// (<https://docs.slack.dev/reference/methods/usergroups.users.update>).
+/// Errors as documented there: `no_such_subteam`, `invalid_users` (a user
+/// that is not in the workspace or deactivated), `no_users_provided`.
+fn usergroup_update(ws: &Workspace, p: &HashMap<String, String>) -> Answer {
+    let Some(id) = p.get("usergroup").filter(|v| !v.is_empty()) else {
+        return Answer::error("missing_argument");
+    };
+    let Some(g) = gen::group_index(id).filter(|g| *g < ws.spec.groups) else {
+        return Answer::error("no_such_subteam");
+    };
+    let users: Vec<&str> = p
+        .get("users")
+        .map(|u| {
+            u.split(',')
+                .map(str::trim)
+                .filter(|u| !u.is_empty())
+                .collect()
+        })
+        .unwrap_or_default();
+    if users.is_empty() {
+        return Answer::error("no_users_provided");
+    }
+    let mut members = Vec::with_capacity(users.len());
+    for u in users {
+        match gen::user_index(u).filter(|i| *i < ws.spec.users) {
+            Some(i) if gen::user_kind(ws.spec.seed, i) != UserKind::Deleted => members.push(i),
+            _ => return Answer::error("invalid_users"),
+        }
+    }
+    members.sort_unstable();
+    members.dedup();
+    ws.overlay
+        .lock()
+        .expect("overlay lock")
+        .groups
+        .insert(g, members);
+    let users = group_members(ws, g);
+    Answer::ok(json!({
+        "usergroup": {
+            "id": gen::group_id(g),
+            "team_id": ws.id,
+            "is_usergroup": true,
+            "name": tether_sandbox::directory::group_name(ws.spec.names, g),
+            "handle": format!("group-{g}"),
+            "date_update": 1_700_000_000,
+            "user_count": users.len(),
+            "users": users,
+        }
+    }))
 }
 
 fn usergroups_list(ws: &Workspace, p: &HashMap<String, String>) -> Answer {
