@@ -230,8 +230,22 @@ fn sync_once(
         .collect();
     let dir = tempfile::tempdir()?;
     let db = format!("sqlite://{}", dir.path().join("bench.db").display());
+    // `TETHER_BENCH_WRAPPER=heaptrack` (or `perf record -g --`) runs the
+    // hub's syncs under a profiler.
+    let wrapper = std::env::var("TETHER_BENCH_WRAPPER").ok();
     let tether = |args: &[&str]| {
-        let mut c = Command::new(bin);
+        let words: Vec<&str> = match wrapper.as_deref() {
+            Some(w) if args.first() == Some(&"sync") => w.split_whitespace().collect(),
+            _ => Vec::new(),
+        };
+        let mut c = match words.split_first() {
+            Some((first, rest)) => {
+                let mut c = Command::new(first);
+                c.args(rest).arg(bin);
+                c
+            }
+            None => Command::new(bin),
+        };
         c.args(args)
             .env("TETHER_DATABASE_URL", &db)
             .env("TETHER_KEY_FILE", dir.path().join("tether.key"))

@@ -18,6 +18,15 @@ const ROWS_PER_STATEMENT: usize = 400;
 /// share more of SQLite's per-statement work.
 const EDGE_ROWS_PER_STATEMENT: usize = 2000;
 
+/// Whether a multi-row statement of `rows` rows is worth keeping prepared.
+/// Only full chunks are: each distinct row count is a distinct statement, and
+/// a prepared 2,000-row upsert holds a few hundred kilobytes of SQLite's
+/// memory, so caching every remainder's statement (up to sqlx's 100 per
+/// connection) cost a large sync tens of megabytes.
+fn chunk_is_full(rows: usize) -> bool {
+    rows == ROWS_PER_STATEMENT || rows == EDGE_ROWS_PER_STATEMENT
+}
+
 /// FNV-1a, 64 bit: a stable content hash (std's hasher may change between
 /// Rust releases, which would mark every record changed after an upgrade).
 fn stable_hash(bytes: &[u8]) -> i64 {
@@ -82,7 +91,10 @@ pub(crate) async fn upsert_accounts(
                                   THEN excluded.last_seen_run ELSE accounts.changed_run END,
                hash = excluded.hash, last_seen_run = excluded.last_seen_run, removed_at = NULL",
         );
-        q.build().execute(&mut *conn).await?;
+        q.build()
+            .persistent(chunk_is_full(chunk.len()))
+            .execute(&mut *conn)
+            .await?;
     }
     Ok(())
 }
@@ -186,7 +198,10 @@ pub(crate) async fn upsert_resources(
                                   THEN excluded.last_seen_run ELSE resources.changed_run END,
                hash = excluded.hash, last_seen_run = excluded.last_seen_run, removed_at = NULL",
         );
-        q.build().execute(&mut *conn).await?;
+        q.build()
+            .persistent(chunk_is_full(chunk.len()))
+            .execute(&mut *conn)
+            .await?;
     }
     Ok(())
 }
@@ -281,7 +296,10 @@ pub(crate) async fn upsert_edges(
                                   THEN excluded.last_seen_run ELSE resources.changed_run END,
                last_seen_run = excluded.last_seen_run, removed_at = NULL",
         );
-        q.build().execute(&mut *conn).await?;
+        q.build()
+            .persistent(chunk_is_full(chunk.len()))
+            .execute(&mut *conn)
+            .await?;
     }
 
     // The connection and run ids, the same on every row, are written into
@@ -334,7 +352,10 @@ pub(crate) async fn upsert_edges(
                role = excluded.role, inherited = excluded.inherited, attributes = excluded.attributes,
                last_seen_run = excluded.last_seen_run, removed_at = NULL"
         });
-        q.build().execute(&mut *conn).await?;
+        q.build()
+            .persistent(chunk_is_full(chunk.len()))
+            .execute(&mut *conn)
+            .await?;
     }
     Ok(())
 }
