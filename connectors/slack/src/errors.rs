@@ -165,6 +165,91 @@ fn error_for(code: &str, envelope: &Envelope, resp: &RawResponse, call: &Call<'_
     }
 }
 
+/// The error body of Slack's SCIM 1.1 API, `{"Errors": {"description": …,
+/// "code": …}}` (<https://api.slack.com/scim#errors>; the shape the
+/// Slack SDK reads, `Errors.code` and `Errors.description`). SCIM answers
+/// with real HTTP statuses, unlike the Web API.
+#[derive(Debug, Deserialize)]
+pub struct ScimErrors {
+    #[serde(rename = "Errors")]
+    pub errors: ScimError,
+}
+
+#[derive(Debug, Deserialize)]
+pub struct ScimError {
+    #[serde(default)]
+    pub description: Option<String>,
+    #[serde(default)]
+    pub code: Option<u16>,
+}
+
+/// Slack's words in a SCIM error body, or an excerpt of the body.
+pub fn scim_description(resp: &RawResponse) -> String {
+    serde_json::from_slice::<ScimErrors>(&resp.body)
+        .ok()
+        .and_then(|e| e.errors.description)
+        .filter(|d| !d.is_empty())
+        .unwrap_or_else(|| resp.excerpt())
+}
+
+/// Whether a SCIM answer is a refusal of this request (HTTP 400, 404, 409),
+/// which the provisioner turns into a task failure with its own code.
+pub fn is_scim_refusal(resp: &RawResponse) -> bool {
+    matches!(resp.status.as_u16(), 400 | 404 | 409)
+}
+
+/// The verdict on one SCIM response: 2xx and refusals ([`is_scim_refusal`])
+/// pass; 429 (with `Retry-After`, <https://docs.slack.dev/reference/scim-api/rate-limits>)
+/// is a rate limit, 408/5xx transient, 401 a refused credential, 403 a
+/// token that may not use SCIM (no `admin` scope, not an Owner's or Admin's,
+/// or a plan without SCIM), anything else a misconfiguration naming the
+/// `scim_base_url` setting.
+pub fn classify_scim(resp: &RawResponse, call: &Call<'_>) -> Result<(), SourceError> {
+    let status = resp.status.as_u16();
+    let what = call.method;
+    let connection = call.connection;
+    if resp.status.is_success() || is_scim_refusal(resp) {
+        return Ok(());
+    }
+    Err(match status {
+        429 => SourceError::RateLimited {
+            retry_after: Some(retry_after(&resp.headers).unwrap_or(DEFAULT_RETRY_AFTER)),
+            message: format!(
+                "Slack's SCIM API rate-limited {what} (HTTP 429) for connection `{connection}`"
+            ),
+        },
+        408 | 500..=599 => SourceError::Transient {
+            message: format!(
+                "Slack's SCIM API answered HTTP {status} to {what}: {}",
+                scim_description(resp)
+            ),
+        },
+        401 => SourceError::CredentialsRejected {
+            reason: format!(
+                "Slack's SCIM API refused the token (HTTP 401) to {what}: {}",
+                scim_description(resp)
+            ),
+        },
+        403 => SourceError::ScopeMissing {
+            needed: Some("admin".into()),
+            message: format!(
+                "Slack's SCIM API refused {what} for connection `{connection}` (HTTP 403: {}): \
+                 SCIM needs a Business+ or Enterprise Grid plan and the user token of an Owner \
+                 or Admin with the `admin` scope (an Admin's token cannot change Owners); \
+                 reconnect with such a token",
+                scim_description(resp)
+            ),
+        },
+        _ => SourceError::Misconfigured {
+            message: format!(
+                "Slack's SCIM API answered HTTP {status} to {what} for connection \
+                 `{connection}`: {}; check the connection's `scim_base_url`",
+                scim_description(resp)
+            ),
+        },
+    })
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -252,6 +337,40 @@ mod tests {
                 &CALL
             ),
             Err(SourceError::Unavailable { .. })
+        ));
+    }
+
+    #[test]
+    fn scim_statuses_map_to_errors() {
+        let call = Call {
+            connection: "Slack - Acme",
+            method: "PATCH /Users/U1",
+        };
+        let body =
+            |code: u16, d: &str| format!(r#"{{"Errors":{{"description":"{d}","code":{code}}}}}"#);
+        assert!(classify_scim(&resp(200, &[], "{}"), &call).is_ok());
+        let nf = resp(404, &[], &body(404, "no_such_user"));
+        assert!(classify_scim(&nf, &call).is_ok() && is_scim_refusal(&nf));
+        assert_eq!(scim_description(&nf), "no_such_user");
+        match classify_scim(&resp(403, &[], &body(403, "permission_denied")), &call) {
+            Err(SourceError::ScopeMissing { needed, message }) => {
+                assert_eq!(needed.as_deref(), Some("admin"));
+                assert!(message.contains("permission_denied"), "{message}");
+            }
+            other => panic!("{other:?}"),
+        }
+        assert!(matches!(
+            classify_scim(&resp(429, &[("retry-after", "9")], &body(429, "x")), &call),
+            Err(SourceError::RateLimited { retry_after, .. })
+                if retry_after == Some(Duration::from_secs(9))
+        ));
+        assert!(matches!(
+            classify_scim(&resp(502, &[], "<html>bad gateway</html>"), &call),
+            Err(SourceError::Transient { message }) if message.contains("bad gateway")
+        ));
+        assert!(matches!(
+            classify_scim(&resp(401, &[], &body(401, "invalid_authentication")), &call),
+            Err(SourceError::CredentialsRejected { .. })
         ));
     }
 }

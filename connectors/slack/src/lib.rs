@@ -22,6 +22,12 @@
 //! calls ([`tether_core::Source::rate_bucket`]); the host paces the pages so a
 //! large workspace syncs without drawing HTTP 429s.
 //!
+//! # Provisioning
+//!
+//! [`provision`]: deactivate and reactivate users through Slack's SCIM API
+//! (the `scim_base_url` setting, an Owner's or Admin's token with the
+//! `admin` scope), add users to and remove them from user groups.
+//!
 //! # Errors
 //!
 //! Slack answers HTTP 200 with `{"ok":false,"error":"…"}`; see
@@ -41,8 +47,9 @@ pub mod fake;
 
 pub use source::{
     SlackSource, BUCKET_BILLABLE, BUCKET_USERGROUPS, BUCKET_USERGROUP_USERS, BUCKET_USERS,
-    DEFAULT_API_BASE_URL, PAID_SEAT_LICENSE, RATE_LIMITS, ROLE_ADMIN, ROLE_MULTI_CHANNEL_GUEST,
-    ROLE_OWNER, ROLE_PRIMARY_OWNER, ROLE_SINGLE_CHANNEL_GUEST, USERS_PAGE_LIMIT,
+    DEFAULT_API_BASE_URL, DEFAULT_SCIM_BASE_URL, PAID_SEAT_LICENSE, RATE_LIMITS, ROLE_ADMIN,
+    ROLE_MULTI_CHANNEL_GUEST, ROLE_OWNER, ROLE_PRIMARY_OWNER, ROLE_SINGLE_CHANNEL_GUEST,
+    USERS_PAGE_LIMIT,
 };
 
 /// Does nothing. The host calls it so that the linker keeps this crate, and
@@ -117,6 +124,14 @@ tether_core::inventory::submit! {
                 help: "https://slack.com/api",
                 required: false,
                 default: Some(DEFAULT_API_BASE_URL),
+            },
+            SettingSpec {
+                key: "scim_base_url",
+                label: "SCIM API base URL",
+                help: "https://api.slack.com/scim/v1 (used only to deactivate and reactivate \
+                       users, with an Owner's or Admin's token that has the admin scope)",
+                required: false,
+                default: Some(DEFAULT_SCIM_BASE_URL),
             },
             SettingSpec {
                 key: "team_id",

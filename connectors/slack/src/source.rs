@@ -18,6 +18,10 @@ use crate::errors::{classify, Call};
 
 /// Slack's Web API.
 pub const DEFAULT_API_BASE_URL: &str = "https://slack.com/api";
+/// Slack's SCIM 1.1 API: "The base URL for all calls to the SCIM API is
+/// https://api.slack.com/scim/v1/" (<https://api.slack.com/scim>,
+/// <https://docs.slack.dev/reference/scim-api/scim-api-1.1>).
+pub const DEFAULT_SCIM_BASE_URL: &str = "https://api.slack.com/scim/v1";
 
 /// Users per `users.list` page. Slack recommends "no more than 200 results
 /// at a time" and caps `limit` at 1000
@@ -74,25 +78,7 @@ pub struct SlackSource {
 pub(crate) fn connection_settings(
     ctx: &ConnectorContext,
 ) -> Result<(String, Option<String>), SourceError> {
-    let base = ctx
-        .setting("api_base_url")
-        .map(str::trim)
-        .filter(|s| !s.is_empty())
-        .unwrap_or(DEFAULT_API_BASE_URL)
-        .trim_end_matches('/')
-        .to_string();
-    match url::Url::parse(&base) {
-        Ok(u) if matches!(u.scheme(), "http" | "https") && u.query().is_none() => {}
-        _ => {
-            return Err(SourceError::Misconfigured {
-                message: format!(
-                    "connection `{}`: `api_base_url` must be an http(s) URL such as \
-                     {DEFAULT_API_BASE_URL}, not `{base}`",
-                    ctx.connection_name
-                ),
-            })
-        }
-    }
+    let base = url_setting(ctx, "api_base_url", DEFAULT_API_BASE_URL)?;
     let team_id = ctx
         .setting("team_id")
         .map(str::trim)
@@ -110,6 +96,41 @@ pub(crate) fn connection_settings(
         }
     }
     Ok((base, team_id))
+}
+
+/// A base URL setting (`api_base_url`, `scim_base_url`), or its default,
+/// without a trailing slash, checked.
+pub(crate) fn url_setting(
+    ctx: &ConnectorContext,
+    key: &str,
+    default: &str,
+) -> Result<String, SourceError> {
+    let base = ctx
+        .setting(key)
+        .map(str::trim)
+        .filter(|s| !s.is_empty())
+        .unwrap_or(default)
+        .trim_end_matches('/')
+        .to_string();
+    match url::Url::parse(&base) {
+        Ok(u) if matches!(u.scheme(), "http" | "https") && u.query().is_none() => Ok(base),
+        _ => Err(SourceError::Misconfigured {
+            message: format!(
+                "connection `{}`: `{key}` must be an http(s) URL such as {default}, not `{base}`",
+                ctx.connection_name
+            ),
+        }),
+    }
+}
+
+/// The account in a `users.info` answer, mapped as `users.list` entries are
+/// (<https://docs.slack.dev/reference/methods/users.info>).
+pub(crate) fn user_info_account(resp: &RawResponse) -> Result<Account, SourceError> {
+    #[derive(Deserialize)]
+    struct UserInfo {
+        user: User,
+    }
+    Ok(decode::<UserInfo>(resp, "users.info")?.user.account())
 }
 
 impl SlackSource {

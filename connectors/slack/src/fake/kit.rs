@@ -82,6 +82,7 @@ impl Fake for SlackKitFake {
     fn connection(&self, _org: &str) -> ConnectionHint {
         let mut settings = serde_json::Map::new();
         settings.insert("api_base_url".into(), self.fake.api_url().into());
+        settings.insert("scim_base_url".into(), self.fake.scim_url().into());
         ConnectionHint {
             app: "slack",
             settings,
@@ -102,6 +103,7 @@ impl Fake for SlackKitFake {
         let base = self.fake.base_url();
         let mut setting_defaults = serde_json::Map::new();
         setting_defaults.insert("api_base_url".into(), self.fake.api_url().into());
+        setting_defaults.insert("scim_base_url".into(), self.fake.scim_url().into());
         Ok(DemoSetup {
             app: "slack",
             client_id: client_id.into(),

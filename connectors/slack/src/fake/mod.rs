@@ -6,9 +6,11 @@
 //! GET  /                                   a page (auth.test's `url` points here)
 //! GET  /oauth/v2/authorize                 consent page: pick the workspace
 //! GET  /oauth/v2/authorize/approve         issues a code, redirects to redirect_uri
-//! GET|POST /api/<method>                   auth.test, team.info, users.list,
+//! GET|POST /api/<method>                   auth.test, team.info, users.list, users.info,
 //!                                          usergroups.list, usergroups.users.list,
-//!                                          team.billableInfo, auth.revoke, oauth.v2.access
+//!                                          usergroups.users.update, team.billableInfo,
+//!                                          auth.revoke, oauth.v2.access
+//! GET|PATCH|DELETE /scim/v1/Users/<id>     SCIM 1.1: read, (de)activate, deactivate
 //! POST /_slack/workspaces                  create a workspace (JSON WorkspaceSpec)
 //! POST /_slack/tokens                      issue a token (JSON TokenSpec)
 //! POST /_slack/faults                      inject a fault (JSON FaultSpec)
@@ -27,6 +29,7 @@
 
 pub mod gen;
 mod kit;
+mod scim;
 
 use std::collections::{BTreeMap, HashMap, VecDeque};
 use std::sync::{Arc, Mutex};
@@ -71,10 +74,19 @@ pub fn tier_per_minute(method: &str) -> Option<usize> {
         | "usergroups.users.update"
         | "team.billableInfo" => 20,
         "team.info" | "auth.revoke" => 50,
-        "auth.test" | "oauth.v2.access" => 100,
+        "auth.test" | "oauth.v2.access" | "users.info" => 100,
+        // SCIM's per-endpoint limits
+        // (<https://docs.slack.dev/reference/scim-api/rate-limits>).
+        SCIM_READ => 300,
+        SCIM_UPDATE | SCIM_DELETE => 180,
         _ => return None,
     })
 }
+
+/// The names SCIM requests go by in faults, stats and rate windows.
+pub const SCIM_READ: &str = "scim.users.read";
+pub const SCIM_UPDATE: &str = "scim.users.update";
+pub const SCIM_DELETE: &str = "scim.users.delete";
 
 /// A fault the fake renders in Slack's wire format.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -183,9 +195,47 @@ struct Workspace {
 struct Overlay {
     /// User groups whose member list `usergroups.users.update` replaced.
     groups: BTreeMap<u32, Vec<u32>>,
+    /// Users SCIM deactivated (`true`) or reactivated (`false`).
+    deleted: BTreeMap<u32, bool>,
 }
 
 impl Workspace {
+    /// Whether user `i` is deactivated, after SCIM's writes.
+    fn is_deleted(&self, i: u32) -> bool {
+        let overlay = self.overlay.lock().expect("overlay lock");
+        match overlay.deleted.get(&i) {
+            Some(d) => *d,
+            None => gen::user_kind(self.spec.seed, i) == UserKind::Deleted,
+        }
+    }
+
+    /// Whether user `i` holds a paid seat: a deactivated user does not.
+    fn billing_active(&self, i: u32) -> bool {
+        let kind = gen::user_kind(self.spec.seed, i);
+        !self.is_deleted(i) && !matches!(kind, UserKind::Bot | UserKind::SingleChannelGuest)
+    }
+
+    /// A user object as `users.list` and `users.info` answer it.
+    fn user(&self, i: u32, with_email: bool) -> Value {
+        serde_json::to_value(self.user_object(i, with_email)).expect("a user object serialises")
+    }
+
+    /// User `i` as the API shows it now (after SCIM writes).
+    fn user_object(&self, i: u32, with_email: bool) -> gen::UserObject<'_> {
+        let mut u = gen::user_object(&self.id, self.spec.seed, i, with_email);
+        // A directory made from the kit's spec names its people as the kit
+        // does (unicode, very long names).
+        if self.spec.names != tether_sandbox::directory::NameStyle::Plain {
+            u.rename(tether_sandbox::directory::user_name(
+                self.spec.names,
+                self.spec.seed,
+                i,
+            ));
+        }
+        u.deleted = self.is_deleted(i);
+        u
+    }
+
     /// A user group's members after the API's writes.
     fn current_members(&self, g: u32) -> Vec<u32> {
         if let Some(m) = self.overlay.lock().expect("overlay lock").groups.get(&g) {
@@ -304,11 +354,15 @@ impl FakeSlack {
     /// A fault armed in the kit for this call, in Slack's terms (waiting
     /// first for a `slow` one, which then answers normally).
     async fn kit_fault(&self, method: &str) -> Option<Fault> {
+        self.kit_fault_at(&format!("/api/{method}"), method == "oauth.v2.access")
+            .await
+    }
+
+    /// A fault armed in the kit for a request to `path`.
+    async fn kit_fault_at(&self, path: &str, require_explicit: bool) -> Option<Fault> {
         use tether_sandbox::FaultKind;
         let kit = self.kit.as_ref()?;
-        let f = kit
-            .faults
-            .take(&format!("/api/{method}"), method == "oauth.v2.access")?;
+        let f = kit.faults.take(path, require_explicit)?;
         Some(match f.kind {
             FaultKind::Slow { ms } => {
                 tokio::time::sleep(Duration::from_millis(ms)).await;
@@ -340,6 +394,11 @@ impl FakeSlack {
     /// The Web API base the connector's `api_base_url` takes.
     pub fn api_url(&self) -> String {
         format!("{}/api", self.base_url)
+    }
+
+    /// The SCIM 1.1 base the connector's `scim_base_url` takes.
+    pub fn scim_url(&self) -> String {
+        format!("{}/scim/v1", self.base_url)
     }
 
     /// Creates a workspace; returns its id (`T…`).
@@ -459,6 +518,10 @@ pub fn router(state: FakeSlack) -> Router {
         .route("/oauth/v2/authorize", get(authorize))
         .route("/oauth/v2/authorize/approve", get(approve))
         .route("/api/{method}", get(api).post(api))
+        .route(
+            "/scim/v1/Users/{id}",
+            get(scim::user).patch(scim::user).delete(scim::user),
+        )
         .route("/_slack/workspaces", post(control_workspace))
         .route("/_slack/tokens", post(control_token))
         .route("/_slack/faults", post(control_fault))
@@ -730,7 +793,7 @@ impl FakeSlack {
             return Answer::error("unknown_method");
         }
         let needed = match method {
-            "users.list" => Some("users:read"),
+            "users.list" | "users.info" => Some("users:read"),
             "usergroups.list" | "usergroups.users.list" => Some("usergroups:read"),
             "usergroups.users.update" => Some("usergroups:write"),
             "team.info" => Some("team:read"),
@@ -782,6 +845,7 @@ impl FakeSlack {
         match method {
             "team.info" => team_info(&ws),
             "users.list" => users_list(&ws, p, with_email),
+            "users.info" => users_info(&ws, p, with_email),
             "usergroups.list" => usergroups_list(&ws, p),
             "usergroups.users.list" => usergroup_users(&ws, p),
             "usergroups.users.update" => usergroup_update(&ws, p),
@@ -947,19 +1011,7 @@ fn users_list(ws: &Workspace, p: &HashMap<String, String>, with_email: bool) -> 
         Err(a) => return a,
     };
     let members: Vec<gen::UserObject<'_>> = (start..end)
-        .map(|i| {
-            let mut u = gen::user_object(&ws.id, ws.spec.seed, i, with_email);
-            // A directory made from the kit's spec names its people as the
-            // kit does (unicode, very long names).
-            if ws.spec.names != tether_sandbox::directory::NameStyle::Plain {
-                u.rename(tether_sandbox::directory::user_name(
-                    ws.spec.names,
-                    ws.spec.seed,
-                    i,
-                ));
-            }
-            u
-        })
+        .map(|i| ws.user_object(i, with_email))
         .collect();
     #[derive(serde::Serialize)]
     struct UsersList<'a> {
@@ -975,6 +1027,18 @@ fn users_list(ws: &Workspace, p: &HashMap<String, String>, with_email: bool) -> 
         response_metadata: metadata("user", end, ws.spec.users),
     };
     Answer::json_text(serde_json::to_string(&body).expect("a users page serialises"))
+}
+
+/// `users.info`: one user object, `user_not_found` for an id the workspace
+/// does not have (<https://docs.slack.dev/reference/methods/users.info>).
+fn users_info(ws: &Workspace, p: &HashMap<String, String>, with_email: bool) -> Answer {
+    let Some(id) = p.get("user").filter(|v| !v.is_empty()) else {
+        return Answer::error("user_not_found");
+    };
+    match gen::user_index(id).filter(|i| *i < ws.spec.users) {
+        Some(i) => Answer::ok(json!({ "user": ws.user(i, with_email) })),
+        None => Answer::error("user_not_found"),
+    }
 }
 
 fn truthy(p: &HashMap<String, String>, key: &str) -> bool {
@@ -1016,7 +1080,7 @@ fn usergroup_update(ws: &Workspace, p: &HashMap<String, String>) -> Answer {
     let mut members = Vec::with_capacity(users.len());
     for u in users {
         match gen::user_index(u).filter(|i| *i < ws.spec.users) {
-            Some(i) if gen::user_kind(ws.spec.seed, i) != UserKind::Deleted => members.push(i),
+            Some(i) if !ws.is_deleted(i) => members.push(i),
             _ => return Answer::error("invalid_users"),
         }
     }
@@ -1104,7 +1168,7 @@ fn billable_info(ws: &Workspace, p: &HashMap<String, String>) -> Answer {
     for i in start..end {
         info.insert(
             gen::user_id(i),
-            json!({ "billing_active": gen::billing_active(ws.spec.seed, i) }),
+            json!({ "billing_active": ws.billing_active(i) }),
         );
     }
     Answer::ok(json!({
