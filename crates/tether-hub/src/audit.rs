@@ -329,7 +329,12 @@ pub fn parse_time(s: &str, name: &str, now_ms: i64) -> Result<i64> {
     if let Ok(t) = chrono::DateTime::parse_from_rfc3339(s) {
         return Ok(t.timestamp_millis());
     }
-    for format in ["%Y-%m-%dT%H:%M:%S", "%Y-%m-%dT%H:%M", "%Y-%m-%d %H:%M:%S", "%Y-%m-%d %H:%M"] {
+    for format in [
+        "%Y-%m-%dT%H:%M:%S",
+        "%Y-%m-%dT%H:%M",
+        "%Y-%m-%d %H:%M:%S",
+        "%Y-%m-%d %H:%M",
+    ] {
         if let Ok(t) = chrono::NaiveDateTime::parse_from_str(s, format) {
             return Ok(t.and_utc().timestamp_millis());
         }
@@ -482,14 +487,20 @@ mod tests {
             parse_time("2023-11-14T23:13:20+01:00", "since", now).unwrap(),
             now
         );
-        assert_eq!(parse_time("2023-11-14T22:13", "since", now).unwrap(), now - 20_000);
+        assert_eq!(
+            parse_time("2023-11-14T22:13", "since", now).unwrap(),
+            now - 20_000
+        );
         assert_eq!(
             parse_time("2023-11-14", "since", now).unwrap(),
             now - (22 * 3600 + 13 * 60 + 20) * 1000
         );
         assert_eq!(parse_time("12345", "since", now).unwrap(), 12345);
         assert_eq!(parse_time("2h", "since", now).unwrap(), now - 7_200_000);
-        assert_eq!(parse_time("7d", "since", now).unwrap(), now - 7 * 86_400_000);
+        assert_eq!(
+            parse_time("7d", "since", now).unwrap(),
+            now - 7 * 86_400_000
+        );
         for bad in ["", "yesterday", "-3d", "2023-13-01", "3w"] {
             let e = parse_time(bad, "until", now).unwrap_err().to_string();
             assert!(e.contains("`until`"), "{bad}: {e}");
@@ -504,7 +515,14 @@ mod tests {
         assert_eq!(names.len(), Action::ALL.len());
         assert_eq!(
             Action::families(),
-            ["connection", "sync", "api_key", "settings", "webhook", "task"]
+            [
+                "connection",
+                "sync",
+                "api_key",
+                "settings",
+                "webhook",
+                "task"
+            ]
         );
     }
 }

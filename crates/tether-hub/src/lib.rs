@@ -543,8 +543,11 @@ impl Hub {
         let from = self.connection(id).await?.display_name;
         self.inner.store.rename_connection(id, name).await?;
         let c = self.connection(id).await?;
-        let rec = AuditRecord::connection(&c).detail("from", from).detail("to", name);
-        self.audit_quietly(actor, Action::ConnectionRenamed, rec).await;
+        let rec = AuditRecord::connection(&c)
+            .detail("from", from)
+            .detail("to", name);
+        self.audit_quietly(actor, Action::ConnectionRenamed, rec)
+            .await;
         Ok(c)
     }
 
@@ -610,7 +613,8 @@ impl Hub {
             .detail("app", connection.app.as_str())
             .detail("purge", purge)
             .detail("revocation_confirmed", warning.is_none());
-        self.audit_quietly(actor, Action::ConnectionRemoved, rec).await;
+        self.audit_quietly(actor, Action::ConnectionRemoved, rec)
+            .await;
         self.inner
             .events
             .publish(Event::ConnectionDeleted {
@@ -814,7 +818,8 @@ impl Hub {
         let rec = AuditRecord::connection(&connection)
             .detail("app", connection.app.as_str())
             .detail("auth", connection.auth_kind.as_str());
-        self.audit_quietly(actor, Action::ConnectionCreated, rec).await;
+        self.audit_quietly(actor, Action::ConnectionCreated, rec)
+            .await;
         self.inner
             .events
             .publish(Event::ConnectionCreated {
@@ -890,7 +895,8 @@ impl Hub {
             .detail("app", connection.app.as_str())
             .detail("auth", connection.auth_kind.as_str())
             .detail("verified", verify);
-        self.audit_quietly(actor, Action::ConnectionCreated, rec).await;
+        self.audit_quietly(actor, Action::ConnectionCreated, rec)
+            .await;
         self.inner
             .events
             .publish(Event::ConnectionCreated {

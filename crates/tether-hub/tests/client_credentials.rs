@@ -142,7 +142,9 @@ async fn client_credentials_connections_fetch_a_new_token_when_it_expires() {
             settings.clone(),
             "cid",
             "bad".to_owned().into(),
-            &tether_hub::Actor::Cli { user: Some("test".into()) },
+            &tether_hub::Actor::Cli {
+                user: Some("test".into()),
+            },
         )
         .await
         .unwrap_err();
@@ -156,7 +158,9 @@ async fn client_credentials_connections_fetch_a_new_token_when_it_expires() {
             settings,
             "cid",
             "good".to_owned().into(),
-            &tether_hub::Actor::Cli { user: Some("test".into()) },
+            &tether_hub::Actor::Cli {
+                user: Some("test".into()),
+            },
         )
         .await
         .unwrap();
@@ -180,7 +184,9 @@ async fn client_credentials_connections_fetch_a_new_token_when_it_expires() {
             Map::new(),
             "cid",
             "good".to_owned().into(),
-            &tether_hub::Actor::Cli { user: Some("test".into()) },
+            &tether_hub::Actor::Cli {
+                user: Some("test".into()),
+            },
         )
         .await
         .unwrap_err();
