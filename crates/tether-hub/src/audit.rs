@@ -365,6 +365,14 @@ pub fn parse_time(s: &str, name: &str, now_ms: i64) -> Result<i64> {
         .ok_or_else(bad)
 }
 
+/// Unix ms as RFC 3339 in UTC (`2025-01-02T15:04:05.123Z`), as the API
+/// shows an entry's time.
+pub fn format_time(ms: i64) -> String {
+    chrono::DateTime::from_timestamp_millis(ms)
+        .map(|t| t.to_rfc3339_opts(chrono::SecondsFormat::Millis, true))
+        .unwrap_or_default()
+}
+
 impl Hub {
     /// Appends an entry to the audit log: for operations outside the hub's
     /// own (provisioning tasks, Bridge sessions). Build `rec` from
