@@ -10,7 +10,7 @@ use base64::Engine;
 use secrecy::SecretString;
 use serde::Deserialize;
 use tether_core::{Kind, TypeKey};
-use tether_hub::{Hub, HubError};
+use tether_hub::{Actor, Hub, HubError};
 use tether_store::{AccountQuery, Connection, ConnectionStatus, EdgeQuery};
 use utoipa::IntoParams;
 
@@ -213,7 +213,7 @@ pub async fn create_connection(
                     req.settings,
                     &client_id,
                     secret,
-                    &creator(&hub, key).await?,
+                    &actor(&hub, key).await?,
                 )
                 .await?;
             Ok((
@@ -236,7 +236,7 @@ pub async fn create_connection(
                     name,
                     req.settings,
                     &session,
-                    &creator(&hub, key).await?,
+                    &actor(&hub, key).await?,
                 )
                 .await?;
             Ok((
@@ -269,7 +269,7 @@ pub async fn create_connection(
                     req.settings,
                     token,
                     req.verify.unwrap_or(true),
-                    &creator(&hub, key).await?,
+                    &actor(&hub, key).await?,
                 )
                 .await?;
             Ok((
@@ -282,19 +282,17 @@ pub async fn create_connection(
     }
 }
 
-/// Who a connection made through the API was created by: the key's name.
-async fn creator(hub: &Hub, key: ApiKeyId) -> ApiResult<String> {
+/// Who a request through the API comes from: its key, by id and name.
+pub(crate) async fn actor(hub: &Hub, key: ApiKeyId) -> ApiResult<Actor> {
     let name = hub
         .store()
         .list_api_keys()
         .await?
         .into_iter()
         .find(|k| k.id == key.0)
-        .map(|k| k.name);
-    Ok(match name {
-        Some(name) => format!("API key `{name}` (#{})", key.0),
-        None => format!("API key #{}", key.0),
-    })
+        .map(|k| k.name)
+        .unwrap_or_default();
+    Ok(Actor::ApiKey { id: key.0, name })
 }
 
 /// Starts reconnecting an OAuth connection: the same consent flow, keeping
@@ -319,7 +317,9 @@ pub async fn reconnect(
             .unwrap_or_default()
     };
     let session = session_for(req.session, key)?;
-    let start = hub.begin_reconnect(id, &session).await?;
+    let start = hub
+        .begin_reconnect(id, &session, &actor(&hub, key).await?)
+        .await?;
     Ok(Json(ConnectStartDto {
         connection_id: start.connection_id,
         authorize_url: start.authorize_url,
@@ -336,10 +336,13 @@ pub async fn reconnect(
     security(("api_key" = [])))]
 pub async fn rename(
     State(hub): State<Hub>,
+    key: ApiKeyId,
     ApiPath(id): ApiPath<i64>,
     ApiJson(req): ApiJson<RenameRequest>,
 ) -> ApiResult<Json<ConnectionDto>> {
-    let c = hub.rename(id, &req.display_name).await?;
+    let c = hub
+        .rename(id, &req.display_name, &actor(&hub, key).await?)
+        .await?;
     Ok(Json(connection_dto(&hub, c).await?))
 }
 
@@ -359,11 +362,12 @@ pub struct DeleteParams {
     security(("api_key" = [])))]
 pub async fn delete_connection(
     State(hub): State<Hub>,
+    key: ApiKeyId,
     ApiPath(id): ApiPath<i64>,
     ApiQuery(params): ApiQuery<DeleteParams>,
 ) -> ApiResult<Json<DeletedDto>> {
     let purge = params.purge.unwrap_or(false);
-    let warning = hub.delete(id, purge).await?;
+    let warning = hub.delete(id, purge, &actor(&hub, key).await?).await?;
     Ok(Json(DeletedDto {
         deleted: true,
         purged: purge,
@@ -382,6 +386,7 @@ pub async fn delete_connection(
     security(("api_key" = [])))]
 pub async fn start_sync(
     State(hub): State<Hub>,
+    key: ApiKeyId,
     ApiPath(id): ApiPath<i64>,
 ) -> ApiResult<(StatusCode, Json<SyncStartedDto>)> {
     let c = hub.connection(id).await?;
@@ -401,7 +406,7 @@ pub async fn start_sync(
         .into());
     }
     let before = hub.store().latest_run_id(id).await?;
-    hub.sync_now(id)?;
+    hub.sync_now(id, &actor(&hub, key).await?)?;
     // Wait a moment for the run id, so the caller can poll the run.
     let mut run_id = None;
     for _ in 0..50 {

@@ -16,6 +16,7 @@
 //! the flow was started for. `POST /connections` and `/reconnect` take that
 //! session in `session`; without it the session is `api-key:{id}`.
 
+mod audit;
 mod dto;
 mod error;
 mod extract;
@@ -26,11 +27,12 @@ use axum::{Json, Router};
 use rand::distributions::{Alphanumeric, Distribution};
 use rand::Rng;
 use secrecy::SecretString;
-use tether_hub::{Hub, HubError};
+use tether_hub::{Action, Actor, AuditRecord, Hub, HubError};
 use tether_store::{ApiKeyInfo, Store};
 use utoipa::openapi::security::{ApiKey, ApiKeyValue, SecurityScheme};
 use utoipa::OpenApi;
 
+pub use audit::{AuditEntryDto, AuditPageDto};
 pub use dto::*;
 pub use error::{ApiError, ErrorBody, ErrorDetail};
 pub use handlers::{DEFAULT_LIMIT, MAX_LIMIT};
@@ -59,6 +61,7 @@ pub fn router(hub: Hub) -> Router {
         .route("/connections/{id}/resources/{kind}", get(list_resources))
         .route("/connections/{id}/edges/{kind}", get(list_edges))
         .route("/runs/{run_id}", get(get_run))
+        .route("/audit", get(audit::list_audit))
         .route_layer(axum::middleware::from_fn_with_state(
             hub.clone(),
             extract::require_api_key,
@@ -103,6 +106,7 @@ pub fn openapi() -> utoipa::openapi::OpenApi {
         handlers::list_accounts,
         handlers::list_resources,
         handlers::list_edges,
+        audit::list_audit,
     ),
     components(schemas(ErrorBody, ErrorDetail)),
     modifiers(&SecurityAddon),
@@ -111,6 +115,7 @@ pub fn openapi() -> utoipa::openapi::OpenApi {
         (name = "connections", description = "Connections and their lifecycle"),
         (name = "syncs", description = "Syncs and their runs"),
         (name = "identities", description = "Synced accounts, groups, roles, licenses and who holds what"),
+        (name = "audit", description = "Who did what and when"),
     )
 )]
 struct ApiDoc;
@@ -137,9 +142,14 @@ const KEY_SECRET_LEN: usize = 43;
 /// The short id-like part shown in listings (`tth_ab12cd34`).
 const KEY_ID_LEN: usize = 8;
 
-/// Creates an API key named `name`. The key is returned once, here: only its
-/// hash and its first characters (`tth_ab12cd34`) are stored.
-pub async fn create_api_key(store: &Store, name: &str) -> Result<(i64, SecretString), HubError> {
+/// Creates an API key named `name` for `actor`. The key is returned once,
+/// here: only its hash and its first characters (`tth_ab12cd34`) are stored
+/// (and the prefix is all the audit log records).
+pub async fn create_api_key(
+    store: &Store,
+    name: &str,
+    actor: &Actor,
+) -> Result<(i64, SecretString), HubError> {
     let name = name.trim();
     if name.is_empty() || name.chars().count() > 100 {
         return Err(HubError::BadRequest(
@@ -158,6 +168,11 @@ pub async fn create_api_key(store: &Store, name: &str) -> Result<(i64, SecretStr
     let key = format!("{prefix}_{secret}");
     let key_id = store.insert_api_key(name, &prefix, &key).await?;
     tracing::info!(api_key = key_id, %prefix, name, "API key created");
+    let rec = AuditRecord::new()
+        .target(&prefix)
+        .detail("id", key_id)
+        .detail("name", name);
+    tether_hub::audit::record_quietly(store, actor, Action::ApiKeyCreated, rec).await;
     Ok((key_id, SecretString::from(key)))
 }
 
@@ -166,10 +181,20 @@ pub async fn list_api_keys(store: &Store) -> Result<Vec<ApiKeyInfo>, HubError> {
     Ok(store.list_api_keys().await?)
 }
 
-/// Revokes an API key: requests with it are refused from now on.
-pub async fn revoke_api_key(store: &Store, id: i64) -> Result<(), HubError> {
+/// Revokes an API key for `actor`: requests with it are refused from now on.
+pub async fn revoke_api_key(store: &Store, id: i64, actor: &Actor) -> Result<(), HubError> {
     store.revoke_api_key(id).await?;
     tracing::info!(api_key = id, "API key revoked");
+    let key = store
+        .list_api_keys()
+        .await?
+        .into_iter()
+        .find(|k| k.id == id);
+    let mut rec = AuditRecord::new().detail("id", id);
+    if let Some(k) = key {
+        rec = rec.target(&k.prefix).detail("name", k.name);
+    }
+    tether_hub::audit::record_quietly(store, actor, Action::ApiKeyRevoked, rec).await;
     Ok(())
 }
 

@@ -99,7 +99,9 @@ impl Env {
         tokio::spawn(async move {
             axum::serve(listener, router).await.unwrap();
         });
-        let (_, key) = tether_api::create_api_key(&store, "tests").await.unwrap();
+        let (_, key) = tether_api::create_api_key(&store, "tests", &tether_hub::Actor::System)
+            .await
+            .unwrap();
         Env {
             _dir: dir,
             store,
@@ -294,7 +296,7 @@ async fn requests_need_a_valid_unrevoked_api_key() {
     assert!(keys[0].prefix.starts_with("tth_") && keys[0].prefix.len() == 12);
     assert!(keys[0].last_used_at.is_some());
     assert!(env.key.len() >= 4 + 8 + 1 + 43);
-    tether_api::revoke_api_key(&env.store, keys[0].id)
+    tether_api::revoke_api_key(&env.store, keys[0].id, &tether_hub::Actor::System)
         .await
         .unwrap();
     let revoked = env.get("/apps").await;
@@ -302,7 +304,7 @@ async fn requests_need_a_valid_unrevoked_api_key() {
     assert_eq!(revoked.error_code(), "unauthorized");
 
     // Another key still works; the description needs none.
-    let (_, other) = tether_api::create_api_key(&env.store, "other")
+    let (_, other) = tether_api::create_api_key(&env.store, "other", &tether_hub::Actor::System)
         .await
         .unwrap();
     assert_ne!(other.expose_secret(), env.key);
@@ -313,7 +315,11 @@ async fn requests_need_a_valid_unrevoked_api_key() {
         ))
         .await;
     assert_eq!(a.status, StatusCode::OK);
-    assert!(tether_api::create_api_key(&env.store, "  ").await.is_err());
+    assert!(
+        tether_api::create_api_key(&env.store, "  ", &tether_hub::Actor::System)
+            .await
+            .is_err()
+    );
 
     let doc = env
         .send(env.http.get(format!("{}/openapi.json", env.base)))
@@ -788,7 +794,10 @@ async fn oauth_connections_start_here_and_complete_in_the_named_session() {
     assert_eq!(pending["auth"], "oauth2");
 
     let params = consent(authorize_url).await;
-    let wrong = env.hub.complete_oauth(&params, "browser-2").await;
+    let wrong = env
+        .hub
+        .complete_oauth(&params, "browser-2", &tether_hub::Actor::web_admin())
+        .await;
     assert_eq!(wrong.err().map(|e| e.code()), Some("wrong_session"));
     // A state is single use; start again and finish in the right session.
     let a = env
@@ -799,7 +808,11 @@ async fn oauth_connections_start_here_and_complete_in_the_named_session() {
         .await;
     assert_eq!(a.status, StatusCode::OK, "{}", a.text);
     let params = consent(a.json()["authorize_url"].as_str().unwrap()).await;
-    let c = env.hub.complete_oauth(&params, "browser-1").await.unwrap();
+    let c = env
+        .hub
+        .complete_oauth(&params, "browser-1", &tether_hub::Actor::web_admin())
+        .await
+        .unwrap();
     assert_eq!(c.id, id);
     // The first sync starts at once.
     let active = env.wait_idle(id).await;
@@ -818,7 +831,11 @@ async fn oauth_connections_start_here_and_complete_in_the_named_session() {
     assert_eq!(a.status, StatusCode::OK, "{}", a.text);
     let params = consent(a.json()["authorize_url"].as_str().unwrap()).await;
     env.hub
-        .complete_oauth(&params, &format!("api-key:{}", keys[0].id))
+        .complete_oauth(
+            &params,
+            &format!("api-key:{}", keys[0].id),
+            &tether_hub::Actor::web_admin(),
+        )
         .await
         .unwrap();
     // An empty body works too.

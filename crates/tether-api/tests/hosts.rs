@@ -98,7 +98,9 @@ impl Env {
         let addr = listener.local_addr().unwrap();
         let router = tether_api::router(hub);
         tokio::spawn(async move { axum::serve(listener, router).await.unwrap() });
-        let (_, key) = tether_api::create_api_key(&store, "ci").await.unwrap();
+        let (_, key) = tether_api::create_api_key(&store, "ci", &tether_hub::Actor::System)
+            .await
+            .unwrap();
         Env {
             _dir: dir,
             base: format!("http://{addr}/api/v1"),
@@ -275,7 +277,7 @@ async fn connections_show_their_settings_and_who_created_them() {
     assert_eq!(shown["settings"]["api_base_url"], base.as_str());
     assert_eq!(shown["settings"]["org"], "acme");
     let by = shown["created_by"].as_str().unwrap();
-    assert!(by.contains("API key `ci`"), "{by}");
+    assert!(by.contains("api-key:") && by.ends_with(" (ci)"), "{by}");
     assert!(!shown.to_string().contains("tta_usertoken"), "{shown}");
 
     let (status, body) = env
@@ -295,10 +297,7 @@ async fn connections_show_their_settings_and_who_created_them() {
         pending["settings"]["api_base_url"],
         "https://testapp.example"
     );
-    assert!(pending["created_by"]
-        .as_str()
-        .unwrap()
-        .contains("API key `ci`"));
+    assert!(pending["created_by"].as_str().unwrap().ends_with(" (ci)"));
 }
 
 #[tokio::test]

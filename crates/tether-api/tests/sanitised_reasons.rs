@@ -161,7 +161,9 @@ async fn start() -> Env {
     let addr = listener.local_addr().unwrap();
     let router = tether_api::router(hub.clone());
     tokio::spawn(async move { axum::serve(listener, router).await.unwrap() });
-    let (_, key) = tether_api::create_api_key(&store, "tests").await.unwrap();
+    let (_, key) = tether_api::create_api_key(&store, "tests", &tether_hub::Actor::System)
+        .await
+        .unwrap();
     Env {
         _dir: dir,
         store,
@@ -200,7 +202,7 @@ impl Env {
                 settings,
                 "test-token".to_owned().into(),
                 false,
-                "test",
+                &tether_hub::Actor::System,
             )
             .await
             .unwrap();

@@ -11,7 +11,7 @@ use serde::Serialize;
 use tether_oauth::OAuthError;
 use tether_store::{Connection, ConnectionStatus, NewConnection, OAuthPurpose, Secret, StateCheck};
 
-use crate::{Event, Hub, HubError, Result};
+use crate::{Action, Actor, AuditRecord, Event, Hub, HubError, Result};
 
 /// Where to send the person who connects.
 #[derive(Debug, Clone, Serialize)]
@@ -126,16 +126,16 @@ fn well_formed(s: &str) -> bool {
 
 impl Hub {
     /// Starts connecting a new account of `app_key` named `display_name`.
-    /// `session` identifies the browser (its session cookie); `created_by`
-    /// says who asked (`web admin`, `API key ...`), shown with the
-    /// connection.
+    /// `session` identifies the browser (its session cookie); `actor` says
+    /// who asked (`web:admin`, `api-key:3 (ci)`), shown with the connection
+    /// and in the audit log.
     pub async fn begin_connect(
         &self,
         app_key: &str,
         display_name: &str,
         settings: serde_json::Map<String, serde_json::Value>,
         session: &str,
-        created_by: &str,
+        actor: &Actor,
     ) -> Result<ConnectStart> {
         let app = self.app(app_key)?;
         if app.oauth.is_none() {
@@ -162,15 +162,25 @@ impl Hub {
             })
             .await?;
         self.store()
-            .set_connection_created_by(connection.id, created_by)
+            .set_connection_created_by(connection.id, &actor.to_string())
             .await?;
-        self.authorize_for(&connection, OAuthPurpose::Connect, session)
-            .await
+        let start = self
+            .authorize_for(&connection, OAuthPurpose::Connect, session)
+            .await?;
+        let rec = AuditRecord::connection(&connection).detail("app", connection.app.as_str());
+        self.audit_quietly(actor, Action::ConnectionConnectStarted, rec)
+            .await;
+        Ok(start)
     }
 
     /// Starts reconnecting an existing connection: the same consent flow,
     /// keeping the connection's identities and history.
-    pub async fn begin_reconnect(&self, connection_id: i64, session: &str) -> Result<ConnectStart> {
+    pub async fn begin_reconnect(
+        &self,
+        connection_id: i64,
+        session: &str,
+        actor: &Actor,
+    ) -> Result<ConnectStart> {
         let connection = self.connection(connection_id).await?;
         if !connection.auth_kind.is_oauth() {
             return Err(HubError::BadRequest(format!(
@@ -178,8 +188,13 @@ impl Hub {
                 connection.display_name
             )));
         }
-        self.authorize_for(&connection, OAuthPurpose::Reconnect, session)
-            .await
+        let start = self
+            .authorize_for(&connection, OAuthPurpose::Reconnect, session)
+            .await?;
+        let rec = AuditRecord::connection(&connection).detail("app", connection.app.as_str());
+        self.audit_quietly(actor, Action::ConnectionReconnectStarted, rec)
+            .await;
+        Ok(start)
     }
 
     async fn authorize_for(
@@ -212,11 +227,13 @@ impl Hub {
         })
     }
 
-    /// Finishes a connect or reconnect at the callback.
+    /// Finishes a connect or reconnect at the callback; `actor` is who
+    /// came back from the consent page.
     pub async fn complete_oauth(
         &self,
         params: &CallbackParams,
         session: &str,
+        actor: &Actor,
     ) -> Result<Connection, CallbackError> {
         let state = params
             .state
@@ -388,9 +405,18 @@ impl Hub {
             }
         };
         self.inner.events.publish(event).await;
+        let rec = AuditRecord::connection(&connection)
+            .detail("app", connection.app.as_str())
+            .detail("auth", connection.auth_kind.as_str())
+            .detail("granted_scopes", granted_scopes.clone());
+        let action = match fresh {
+            true => Action::ConnectionCreated,
+            false => Action::ConnectionReconnected,
+        };
+        self.audit_quietly(actor, action, rec).await;
         if app.descriptor.is_some() {
             // The initial sync (or the first after reconnecting).
-            let _ = self.sync_now(connection.id);
+            let _ = self.sync_now(connection.id, actor);
         }
         Ok(connection)
     }

@@ -6,6 +6,7 @@
 //! over OAuth, token connections, rename, delete), the token manager, and the
 //! syncs: on demand, right after connecting, and on a schedule.
 
+pub mod audit;
 mod connect;
 pub mod events;
 mod hosts;
@@ -24,6 +25,7 @@ use tether_oauth::{OAuthApp, OAuthError, TokenManager};
 use tether_store::{Connection, Store, StoreError};
 use url::Url;
 
+pub use audit::{Action, Actor, AuditFilter, AuditPage, AuditRecord, Outcome};
 pub use connect::{CallbackError, CallbackParams, ConnectStart};
 pub use events::{ConnectionRef, Event, EventSink, LogSink};
 pub use hosts::{app_policy, check_settings, oauth_http_client};
@@ -531,22 +533,29 @@ impl Hub {
         Ok(self.inner.store.connection(id).await?)
     }
 
-    pub async fn rename(&self, id: i64, display_name: &str) -> Result<Connection> {
+    pub async fn rename(&self, id: i64, display_name: &str, actor: &Actor) -> Result<Connection> {
         let name = display_name.trim();
         if name.is_empty() || name.len() > 200 {
             return Err(HubError::BadRequest(
                 "a display name must be 1 to 200 characters".into(),
             ));
         }
+        let from = self.connection(id).await?.display_name;
         self.inner.store.rename_connection(id, name).await?;
-        self.connection(id).await
+        let c = self.connection(id).await?;
+        let rec = AuditRecord::connection(&c)
+            .detail("from", from)
+            .detail("to", name);
+        self.audit_quietly(actor, Action::ConnectionRenamed, rec)
+            .await;
+        Ok(c)
     }
 
     /// Deletes a connection: revokes its tokens at the provider where it has
     /// a revocation endpoint, deletes the credentials, and keeps (or, with
     /// `purge`, deletes) its synced data. A failed revocation is reported in
     /// the result's warning but does not stop the deletion.
-    pub async fn delete(&self, id: i64, purge: bool) -> Result<Option<String>> {
+    pub async fn delete(&self, id: i64, purge: bool, actor: &Actor) -> Result<Option<String>> {
         let connection = self.connection(id).await?;
         let mut warning = None;
         if let (
@@ -600,6 +609,12 @@ impl Hub {
             }
         }
         self.inner.store.delete_connection(id, purge).await?;
+        let rec = AuditRecord::connection(&connection)
+            .detail("app", connection.app.as_str())
+            .detail("purge", purge)
+            .detail("revocation_confirmed", warning.is_none());
+        self.audit_quietly(actor, Action::ConnectionRemoved, rec)
+            .await;
         self.inner
             .events
             .publish(Event::ConnectionDeleted {
@@ -708,7 +723,7 @@ impl Hub {
         settings: serde_json::Map<String, serde_json::Value>,
         client_id: &str,
         client_secret: SecretString,
-        created_by: &str,
+        actor: &Actor,
     ) -> Result<Connection> {
         let app = self.app(app_key)?;
         if !self.offers_client_credentials(app) {
@@ -789,7 +804,7 @@ impl Hub {
         };
         self.inner
             .store
-            .set_connection_created_by(connection.id, created_by)
+            .set_connection_created_by(connection.id, &actor.to_string())
             .await?;
         if let (Some(identity), Some(descriptor)) = (identity, descriptor) {
             self.inner
@@ -800,6 +815,11 @@ impl Hub {
                 .await?;
         }
         let connection = self.connection(connection.id).await?;
+        let rec = AuditRecord::connection(&connection)
+            .detail("app", connection.app.as_str())
+            .detail("auth", connection.auth_kind.as_str());
+        self.audit_quietly(actor, Action::ConnectionCreated, rec)
+            .await;
         self.inner
             .events
             .publish(Event::ConnectionCreated {
@@ -810,8 +830,8 @@ impl Hub {
     }
 
     /// Adds a connection authenticated by a token (API key, personal access
-    /// token), after checking it against the app. `created_by` says who
-    /// asked.
+    /// token), after checking it against the app. `actor` says who asked
+    /// (kept as the connection's "created by" and in the audit log).
     pub async fn add_token_connection(
         &self,
         app_key: &str,
@@ -819,7 +839,7 @@ impl Hub {
         settings: serde_json::Map<String, serde_json::Value>,
         token: SecretString,
         verify: bool,
-        created_by: &str,
+        actor: &Actor,
     ) -> Result<Connection> {
         let app = self.app(app_key)?;
         let descriptor = app.descriptor.ok_or_else(|| {
@@ -860,7 +880,7 @@ impl Hub {
             .await?;
         self.inner
             .store
-            .set_connection_created_by(connection.id, created_by)
+            .set_connection_created_by(connection.id, &actor.to_string())
             .await?;
         if let Some(id) = identity {
             self.inner
@@ -871,6 +891,12 @@ impl Hub {
                 .await?;
         }
         let connection = self.connection(connection.id).await?;
+        let rec = AuditRecord::connection(&connection)
+            .detail("app", connection.app.as_str())
+            .detail("auth", connection.auth_kind.as_str())
+            .detail("verified", verify);
+        self.audit_quietly(actor, Action::ConnectionCreated, rec)
+            .await;
         self.inner
             .events
             .publish(Event::ConnectionCreated {

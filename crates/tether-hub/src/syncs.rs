@@ -8,7 +8,7 @@ use serde::Serialize;
 use tether_store::ConnectionStatus;
 use tether_sync::{SyncError, SyncOptions, SyncOutcome};
 
-use crate::{Event, Hub, HubError, Result};
+use crate::{Action, Actor, AuditRecord, Event, Hub, HubError, Outcome, Result};
 
 /// A sync running in this process.
 #[derive(Debug, Clone, Serialize)]
@@ -33,9 +33,10 @@ impl Hub {
             .cloned()
     }
 
-    /// Starts a sync of the connection in the background. Fails when one is
-    /// already running in this process.
-    pub fn sync_now(&self, connection_id: i64) -> Result<()> {
+    /// Starts a sync of the connection in the background, for `actor` (the
+    /// scheduler's is [`Actor::System`]). Fails when one is already running
+    /// in this process.
+    pub fn sync_now(&self, connection_id: i64, actor: &Actor) -> Result<()> {
         {
             let mut syncs = self.inner.syncs.lock().expect("sync map lock");
             if syncs.contains_key(&connection_id) {
@@ -56,8 +57,13 @@ impl Hub {
             );
         }
         let hub = self.clone();
+        let actor = actor.clone();
         tokio::spawn(async move {
-            let result = hub.run_sync(connection_id).await;
+            if let Ok(c) = hub.connection(connection_id).await {
+                let rec = AuditRecord::connection(&c).detail("app", c.app.as_str());
+                hub.audit_quietly(&actor, Action::SyncStarted, rec).await;
+            }
+            let result = hub.run_sync(connection_id, &actor).await;
             hub.inner
                 .syncs
                 .lock()
@@ -70,8 +76,9 @@ impl Hub {
         Ok(())
     }
 
-    /// Runs a sync of the connection to its end, publishing its events.
-    pub async fn run_sync(&self, connection_id: i64) -> Result<SyncOutcome> {
+    /// Runs a sync of the connection to its end, publishing its events;
+    /// `actor` started it (a hold is recorded in the audit log as theirs).
+    pub async fn run_sync(&self, connection_id: i64, actor: &Actor) -> Result<SyncOutcome> {
         let connection = self.connection(connection_id).await?;
         let before = connection.status;
         let source = self.source_for(&connection).await?;
@@ -130,6 +137,12 @@ impl Hub {
                 let SyncOutcome::Held { run_id, reason } = &held else {
                     unreachable!()
                 };
+                let rec = AuditRecord::connection(&connection)
+                    .target(format!("run {run_id}"))
+                    .detail("run_id", *run_id)
+                    .detail("reason", crate::public_reason(reason))
+                    .outcome(Outcome::Held);
+                self.audit_quietly(actor, Action::SyncHeld, rec).await;
                 self.inner
                     .events
                     .publish(Event::SyncFailed {
@@ -218,7 +231,7 @@ impl Hub {
             let syncable = self
                 .app(&connection.app)
                 .is_ok_and(|a| a.descriptor.is_some());
-            if due_at <= now && syncable && self.sync_now(id).is_ok() {
+            if due_at <= now && syncable && self.sync_now(id, &Actor::System).is_ok() {
                 started += 1;
             }
         }

@@ -142,7 +142,9 @@ async fn client_credentials_connections_fetch_a_new_token_when_it_expires() {
             settings.clone(),
             "cid",
             "bad".to_owned().into(),
-            "test",
+            &tether_hub::Actor::Cli {
+                user: Some("test".into()),
+            },
         )
         .await
         .unwrap_err();
@@ -156,13 +158,15 @@ async fn client_credentials_connections_fetch_a_new_token_when_it_expires() {
             settings,
             "cid",
             "good".to_owned().into(),
-            "test",
+            &tether_hub::Actor::Cli {
+                user: Some("test".into()),
+            },
         )
         .await
         .unwrap();
     assert_eq!(c.auth_kind, AuthKind::ClientCredentials);
     assert_eq!(c.connected_name.as_deref(), Some("Tenant One"));
-    assert_eq!(c.created_by.as_deref(), Some("test"));
+    assert_eq!(c.created_by.as_deref(), Some("cli (test)"));
     assert_eq!(VERIFIED_WITH.lock().unwrap().as_slice(), ["cc-1"]);
 
     // The token expired at once: each use fetches a new one.
@@ -180,7 +184,9 @@ async fn client_credentials_connections_fetch_a_new_token_when_it_expires() {
             Map::new(),
             "cid",
             "good".to_owned().into(),
-            "test",
+            &tether_hub::Actor::Cli {
+                user: Some("test".into()),
+            },
         )
         .await
         .unwrap_err();

@@ -89,7 +89,10 @@ async fn a_refused_refresh_is_announced_once() {
         .unwrap();
 
     // A sync needs a token; the refresh is refused.
-    assert!(hub.run_sync(c.id).await.is_err());
+    assert!(hub
+        .run_sync(c.id, &tether_hub::Actor::System)
+        .await
+        .is_err());
     tokio::time::sleep(std::time::Duration::from_millis(200)).await;
     let c = store.connection(c.id).await.unwrap();
     assert_eq!(c.status, ConnectionStatus::Expired);

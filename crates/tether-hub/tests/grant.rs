@@ -132,14 +132,26 @@ async fn the_grant_s_fields_scopes_and_discovered_settings_are_kept_and_handed_o
     let mut settings = Map::new();
     settings.insert("tenant".into(), "evil.test/x".into());
     assert!(hub
-        .begin_connect("probe", "Probe - Evil", settings, "s1", "test")
+        .begin_connect(
+            "probe",
+            "Probe - Evil",
+            settings,
+            "s1",
+            &tether_hub::Actor::System
+        )
         .await
         .is_err());
 
     let mut settings = Map::new();
     settings.insert("tenant".into(), "acme".into());
     let start = hub
-        .begin_connect("probe", "Probe - Acme", settings, "s1", "test")
+        .begin_connect(
+            "probe",
+            "Probe - Acme",
+            settings,
+            "s1",
+            &tether_hub::Actor::System,
+        )
         .await
         .unwrap();
     let authorize = url::Url::parse(&start.authorize_url).unwrap();
@@ -160,6 +172,7 @@ async fn the_grant_s_fields_scopes_and_discovered_settings_are_kept_and_handed_o
                 ..Default::default()
             },
             "s1",
+            &tether_hub::Actor::System,
         )
         .await
         .unwrap();

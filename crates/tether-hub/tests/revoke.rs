@@ -92,7 +92,10 @@ async fn revocation_goes_to_the_configured_host_only() {
         .await
         .unwrap();
 
-    let warning = hub.delete(c.id, true).await.unwrap();
+    let warning = hub
+        .delete(c.id, true, &tether_hub::Actor::System)
+        .await
+        .unwrap();
     assert_eq!(warning, None);
     assert!(chosen_seen.lock().unwrap().is_empty(), "{chosen_seen:?}");
     let seen = configured_seen.lock().unwrap().clone();

@@ -7,6 +7,7 @@
 //! methods. SQLite is embedded by default (`sqlite://tether.db`, WAL).
 
 mod api_keys;
+mod audit;
 mod crypto;
 mod identities;
 mod oauth_states;
@@ -25,6 +26,7 @@ use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, S
 use sqlx::{ConnectOptions, Row, SqlitePool};
 
 pub use api_keys::ApiKeyInfo;
+pub use audit::{AuditConnection, AuditEntry, AuditQuery, NewAuditEntry};
 pub use crypto::{KeySource, MasterKey, MASTER_KEY_ENV};
 pub use identities::{AccountRow, EdgeRow, IdentityCounts, ResourceRow};
 pub use oauth_states::{OAuthPurpose, StateCheck, TakenState};

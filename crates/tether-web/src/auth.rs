@@ -13,6 +13,7 @@ use maud::html;
 use rand::RngCore;
 use secrecy::{ExposeSecret, SecretString};
 use serde::Deserialize;
+use tether_hub::audit::{self, Action, Actor, AuditRecord};
 use tether_store::{Store, StoreError, WebSession};
 
 use crate::views::{self, layout};
@@ -79,16 +80,27 @@ async fn verify_blocking(password: SecretString, phc: String) -> bool {
         .unwrap_or(false)
 }
 
-/// Sets the admin password (the CLI's `tether web set-password`), replacing
-/// any, and signs every session out.
+/// Sets the admin password (the CLI's `tether admin set-password`) for
+/// `actor`, replacing any, and signs every session out.
 pub async fn set_admin_password(
     store: &Store,
     password: &SecretString,
+    actor: &Actor,
 ) -> Result<(), PasswordError> {
     check_password_rules(password.expose_secret())?;
     let phc = hash_blocking(password.clone()).await?;
     store.set_admin_password_hash(&phc, true).await?;
+    audit_password(store, actor, "set").await;
     Ok(())
+}
+
+/// Records that the admin password changed: its key and how, never the
+/// password or its hash.
+async fn audit_password(store: &Store, actor: &Actor, how: &str) {
+    let rec = AuditRecord::new()
+        .target("admin_password")
+        .detail("change", how);
+    audit::record_quietly(store, actor, Action::SettingsChanged, rec).await;
 }
 
 /// Stores the configured admin password once per process, if it is not the
@@ -113,6 +125,7 @@ pub(crate) async fn sync_configured_password(app: &App) -> WebResult<()> {
                 .set_admin_password_hash(&phc, stored.is_some())
                 .await?;
             tracing::info!("stored the admin password from the configuration");
+            audit_password(app.store(), &Actor::System, "from the configuration").await;
             Ok::<(), WebError>(())
         })
         .await?;
@@ -481,6 +494,12 @@ pub(crate) async fn setup(
         return Ok(Redirect::to("/login").into_response());
     }
     tracing::info!("the admin password was set on the setup page");
+    audit_password(
+        app.store(),
+        &crate::pages::web_actor(),
+        "first set on the setup page",
+    )
+    .await;
     sign_in(&app, "/").await
 }
 
@@ -512,6 +531,12 @@ pub(crate) async fn change_password(
         .await
         .map_err(|e| WebError::Internal(e.to_string()))?;
     app.store().set_admin_password_hash(&phc, true).await?;
+    audit_password(
+        app.store(),
+        &crate::pages::web_actor(),
+        "changed in settings",
+    )
+    .await;
     Ok(Ok(sign_in(app, "/settings?saved=password").await?))
 }
 

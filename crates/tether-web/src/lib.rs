@@ -10,8 +10,10 @@
 //! * Every POST form carries the session's CSRF token; the sign-in and setup
 //!   forms, which come before any session, use a double-submit cookie.
 //! * Pages: Connected Apps (`/`), the app catalog (`/apps`), the OAuth
-//!   callback, a page per connection and the settings.
+//!   callback, a page per connection, the settings and the audit log
+//!   (`/audit`).
 
+mod audit;
 mod auth;
 mod pages;
 mod settings;
@@ -109,6 +111,7 @@ pub fn router(state: WebState) -> Router {
         )
         .route("/settings/force-reauth", post(settings::force_reauth))
         .route("/settings/password", post(settings::change_password))
+        .route("/audit", get(audit::page))
         .route("/static/tether.css", get(stylesheet))
         .fallback(not_found)
         .layer(axum::middleware::map_response(security_headers))

@@ -10,7 +10,7 @@ use maud::{html, Markup};
 use secrecy::SecretString;
 use serde::Deserialize;
 use tether_core::{Kind, TypeKey};
-use tether_hub::{CallbackParams, CatalogEntry, HubError};
+use tether_hub::{Actor, CallbackParams, CatalogEntry, HubError};
 use tether_store::{AccountQuery, EdgeQuery};
 use tether_store::{Connection, ConnectionStatus};
 
@@ -418,7 +418,7 @@ pub(crate) async fn connect(
             &form.display_name,
             form.settings,
             &auth.session_id,
-            WEB_CREATOR,
+            &web_actor(),
         )
         .await
     {
@@ -435,9 +435,10 @@ pub(crate) async fn connect(
     }
 }
 
-/// Who a connection made in the web UI was created by: the UI has one
-/// admin.
-const WEB_CREATOR: &str = "web admin";
+/// Who acts in the web UI: the UI has one admin.
+pub(crate) fn web_actor() -> Actor {
+    Actor::web_admin()
+}
 
 pub(crate) async fn connect_token(
     State(app): State<App>,
@@ -473,13 +474,13 @@ pub(crate) async fn connect_token(
     }
     match app
         .hub
-        .add_token_connection(&app_key, name, form.settings, token, true, WEB_CREATOR)
+        .add_token_connection(&app_key, name, form.settings, token, true, &web_actor())
         .await
     {
         Ok(c) => {
             if app.hub.app(&c.app).is_ok_and(|a| a.descriptor.is_some()) {
                 // The initial sync, as after an OAuth connect.
-                let _ = app.hub.sync_now(c.id);
+                let _ = app.hub.sync_now(c.id, &web_actor());
             }
             Ok(Redirect::to(&format!("/connections/{}", c.id)).into_response())
         }
@@ -539,14 +540,14 @@ pub(crate) async fn connect_client_credentials(
             form.settings.clone(),
             &form.client_id,
             secret,
-            WEB_CREATOR,
+            &web_actor(),
         )
         .await
     {
         Ok(c) => {
             if app.hub.app(&c.app).is_ok_and(|a| a.descriptor.is_some()) {
                 // The initial sync, as after an OAuth connect.
-                let _ = app.hub.sync_now(c.id);
+                let _ = app.hub.sync_now(c.id, &web_actor());
             }
             Ok(Redirect::to(&format!("/connections/{}", c.id)).into_response())
         }
@@ -577,7 +578,11 @@ pub(crate) async fn oauth_callback(
         let e = tether_hub::CallbackError::Malformed("query");
         return Ok(callback_error(&e));
     };
-    match app.hub.complete_oauth(&params, &auth.session_id).await {
+    match app
+        .hub
+        .complete_oauth(&params, &auth.session_id, &web_actor())
+        .await
+    {
         Ok(c) => Ok(Redirect::to(&format!("/connections/{}", c.id)).into_response()),
         Err(e) => {
             if e.status() >= 500 {
@@ -1004,7 +1009,7 @@ pub(crate) async fn sync_now(
 ) -> WebResult {
     auth.check_csrf(form.csrf.as_deref())?;
     let c = app.hub.connection(id).await?;
-    match app.hub.sync_now(c.id) {
+    match app.hub.sync_now(c.id, &web_actor()) {
         // Already running: the page shows its progress.
         Ok(()) | Err(HubError::Conflict(_)) => {
             Ok(Redirect::to(&format!("/connections/{id}")).into_response())
@@ -1020,7 +1025,10 @@ pub(crate) async fn reconnect(
     Form(form): Form<CsrfForm>,
 ) -> WebResult {
     auth.check_csrf(form.csrf.as_deref())?;
-    let start = app.hub.begin_reconnect(id, &auth.session_id).await?;
+    let start = app
+        .hub
+        .begin_reconnect(id, &auth.session_id, &web_actor())
+        .await?;
     Ok(Redirect::to(&start.authorize_url).into_response())
 }
 
@@ -1038,7 +1046,7 @@ pub(crate) async fn rename(
     Form(form): Form<RenameForm>,
 ) -> WebResult {
     auth.check_csrf(form.csrf.as_deref())?;
-    app.hub.rename(id, &form.display_name).await?;
+    app.hub.rename(id, &form.display_name, &web_actor()).await?;
     Ok(Redirect::to(&format!("/connections/{id}")).into_response())
 }
 
@@ -1065,7 +1073,7 @@ pub(crate) async fn delete(
         }
     };
     let c = app.hub.connection(id).await?;
-    let warning = app.hub.delete(id, purge).await?;
+    let warning = app.hub.delete(id, purge, &web_actor()).await?;
     let body = html! {
         section.deleted #deleted {
             h1 { "Deleted " (c.display_name) }

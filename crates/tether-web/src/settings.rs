@@ -7,7 +7,10 @@ use axum::response::{IntoResponse, Redirect, Response};
 use maud::html;
 use serde::Deserialize;
 
+use tether_hub::audit::{self, Action, AuditRecord};
+
 use crate::auth::{self, Auth, MIN_PASSWORD_LEN};
+use crate::pages::web_actor;
 use crate::views::{datetime, duration_words, layout};
 use crate::{App, WebError, WebResult};
 
@@ -121,8 +124,14 @@ pub(crate) async fn session_duration(
         .ok_or_else(|| {
             WebError::BadRequest("choose one of the offered session durations".into())
         })?;
+    let from = app.store().web_auth_settings().await?.session_duration_secs;
     app.store().set_session_duration(secs).await?;
     tracing::info!(secs, "the web session duration was changed");
+    let rec = AuditRecord::new()
+        .target("session_duration_secs")
+        .detail("from", from)
+        .detail("to", secs);
+    audit::record_quietly(app.store(), &web_actor(), Action::SettingsChanged, rec).await;
     Ok(Redirect::to("/settings?saved=duration").into_response())
 }
 
@@ -150,6 +159,10 @@ pub(crate) async fn force_reauth(
     }
     app.store().force_web_reauthentication().await?;
     tracing::warn!("force re-authentication: every web session was signed out");
+    let rec = AuditRecord::new()
+        .target("sessions")
+        .detail("signed_out", "every session");
+    audit::record_quietly(app.store(), &web_actor(), Action::SettingsChanged, rec).await;
     Ok(Redirect::to("/login").into_response())
 }
 

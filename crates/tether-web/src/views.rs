@@ -28,6 +28,7 @@ pub(crate) fn layout(title: &str, auth: Option<&Auth>, refresh: bool, body: Mark
                             a href="/" { "Connected Apps" }
                             a href="/apps" { "Add an app" }
                             a href="/settings" { "Settings" }
+                            a href="/audit" { "Audit log" }
                             form.inline method="post" action="/logout" #logout-form {
                                 input type="hidden" name="csrf" value=(auth.csrf());
                                 button.link type="submit" { "Sign out" }

@@ -518,12 +518,19 @@ async fn first_start_sets_the_password() -> Result<()> {
     );
 
     // The CLI's set_admin_password replaces it and signs everyone out.
-    tether_web::set_admin_password(&env.store, &"from the cli".to_owned().into()).await?;
-    assert!(
-        tether_web::set_admin_password(&env.store, &"short".to_owned().into())
-            .await
-            .is_err()
-    );
+    tether_web::set_admin_password(
+        &env.store,
+        &"from the cli".to_owned().into(),
+        &tether_hub::Actor::Cli { user: None },
+    )
+    .await?;
+    assert!(tether_web::set_admin_password(
+        &env.store,
+        &"short".to_owned().into(),
+        &tether_hub::Actor::Cli { user: None },
+    )
+    .await
+    .is_err());
     assert_eq!(
         browser.get(env.url("/")).send().await?.url().path(),
         "/login"

@@ -2,6 +2,7 @@
 //! through the registry), the store, the sync engine and the HTTP server.
 
 mod apps;
+mod audit_cmd;
 mod config;
 mod connectors;
 mod demo;
@@ -13,6 +14,7 @@ use std::path::PathBuf;
 use anyhow::{bail, Context, Result};
 use clap::{Args, Parser, Subcommand};
 use secrecy::SecretString;
+use tether_hub::Actor;
 use tether_store::{MasterKey, Store};
 
 #[derive(Parser)]
@@ -65,6 +67,8 @@ enum Command {
     /// Manages keys for the REST API (`Authorization: Api-Key <key>`).
     #[command(subcommand, name = "api-keys")]
     ApiKeys(ApiKeysCmd),
+    /// Shows the audit log: who did what and when, newest first.
+    Audit(audit_cmd::AuditArgs),
 }
 
 #[derive(Subcommand)]
@@ -259,7 +263,7 @@ async fn run(cli: Cli) -> Result<std::process::ExitCode> {
                 }
                 ConnectionsCmd::Remove { connection, purge } => {
                     let c = store.find_connection(&connection).await?;
-                    let warning = hub.delete(c.id, purge).await?;
+                    let warning = hub.delete(c.id, purge, &Actor::cli_user()).await?;
                     println!(
                         "removed connection {} `{}`{}",
                         c.id,
@@ -282,7 +286,7 @@ async fn run(cli: Cli) -> Result<std::process::ExitCode> {
             let mut line = String::new();
             std::io::stdin().read_line(&mut line)?;
             let password = SecretString::from(line.trim_end_matches(['\n', '\r']).to_owned());
-            tether_web::set_admin_password(&store, &password)
+            tether_web::set_admin_password(&store, &password, &Actor::cli_user())
                 .await
                 .map_err(|e| anyhow::anyhow!("{e}"))?;
             println!("the admin password is set; every session was signed out");
@@ -292,7 +296,8 @@ async fn run(cli: Cli) -> Result<std::process::ExitCode> {
             let store = open_store(&database_url, cli.key_file.as_deref()).await?;
             match cmd {
                 ApiKeysCmd::Create { name } => {
-                    let (id, key) = tether_api::create_api_key(&store, &name).await?;
+                    let (id, key) =
+                        tether_api::create_api_key(&store, &name, &Actor::cli_user()).await?;
                     println!("API key {id} `{name}` (shown once, store it now):");
                     println!("{}", secrecy::ExposeSecret::expose_secret(&key));
                 }
@@ -302,7 +307,7 @@ async fn run(cli: Cli) -> Result<std::process::ExitCode> {
                     }
                 }
                 ApiKeysCmd::Revoke { id } => {
-                    tether_api::revoke_api_key(&store, id).await?;
+                    tether_api::revoke_api_key(&store, id, &Actor::cli_user()).await?;
                     println!("revoked API key {id}");
                 }
             }
@@ -310,7 +315,12 @@ async fn run(cli: Cli) -> Result<std::process::ExitCode> {
         }
         Command::Webhooks(cmd) => {
             let store = open_store(&database_url, cli.key_file.as_deref()).await?;
-            webhooks(tether_events::Webhooks::new(store), cmd).await
+            webhooks(tether_events::Webhooks::new(store.clone()), &store, cmd).await
+        }
+        Command::Audit(args) => {
+            let store = open_store(&database_url, cli.key_file.as_deref()).await?;
+            let hub = cli_hub(&store, &config)?;
+            audit_cmd::run(&hub, args).await
         }
         Command::Sync(args) => {
             let store = open_store(&database_url, cli.key_file.as_deref()).await?;
@@ -336,6 +346,7 @@ fn cli_hub(store: &Store, config: &config::Config) -> Result<tether_hub::Hub> {
 
 async fn webhooks(
     hooks: tether_events::Webhooks,
+    store: &Store,
     cmd: WebhooksCmd,
 ) -> Result<std::process::ExitCode> {
     match cmd {
@@ -346,6 +357,7 @@ async fn webhooks(
                 .filter(|e| !e.is_empty())
                 .collect();
             let (sub, secret) = hooks.create_subscription(&url, events, None).await?;
+            audit_cmd::webhook_created(store, &sub).await;
             println!(
                 "subscription {} to {} for {}",
                 sub.id,
@@ -370,6 +382,7 @@ async fn webhooks(
         }
         WebhooksCmd::Remove { id } => {
             hooks.delete_subscription(id).await?;
+            audit_cmd::webhook_removed(store, id).await;
             println!("deleted subscription {id}");
         }
         WebhooksCmd::Deliveries { id, limit } => {
@@ -443,10 +456,7 @@ async fn add_connection(hub: &tether_hub::Hub, args: AddArgs) -> Result<std::pro
             .with_context(|| format!("`--setting {kv}` must look like KEY=VALUE"))?;
         settings.insert(k.trim().to_owned(), v.trim().into());
     }
-    let created_by = format!(
-        "CLI ({})",
-        std::env::var("USER").unwrap_or_else(|_| "unknown user".into())
-    );
+    let created_by = Actor::cli_user();
     let connection = if let Some(client_id) = &args.client_id {
         let secret = read_secret(
             args.client_secret_env.as_deref(),

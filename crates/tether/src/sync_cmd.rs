@@ -7,7 +7,7 @@ use std::time::Instant;
 use anyhow::Result;
 use clap::Args;
 use indicatif::{ProgressBar, ProgressStyle};
-use tether_hub::Hub;
+use tether_hub::{Action, Actor, AuditRecord, Hub, Outcome};
 use tether_store::RunSummary;
 use tether_sync::{SyncError, SyncOptions, SyncOutcome};
 
@@ -85,8 +85,13 @@ pub async fn run(hub: &Hub, args: SyncArgs) -> Result<ExitCode> {
     let cancel = async {
         let _ = tokio::signal::ctrl_c().await;
     };
+    let actor = Actor::cli_user();
+    let rec =
+        AuditRecord::connection(&connection).detail("confirm_removals", args.confirm_removals);
+    hub.audit(&actor, Action::SyncStarted, rec).await?;
     let result = tether_sync::sync(store, &connection, &*source, &options, &progress, cancel).await;
     bar.finish_and_clear();
+    audit_outcome(hub, &actor, &connection, args.confirm_removals, &result).await;
     let elapsed = started.elapsed();
 
     match result {
@@ -157,5 +162,34 @@ fn report(summary: &RunSummary, elapsed: std::time::Duration, json: bool, name: 
             s.stream,
             s.reason.as_deref().unwrap_or("")
         );
+    }
+}
+
+/// Records a hold, or the confirmation `--confirm-removals` gave.
+async fn audit_outcome(
+    hub: &Hub,
+    actor: &Actor,
+    connection: &tether_store::Connection,
+    confirmed: bool,
+    result: &Result<SyncOutcome, SyncError>,
+) {
+    let rec = AuditRecord::connection(connection);
+    let (action, rec) = match result {
+        Ok(SyncOutcome::Held { run_id, reason }) => (
+            Action::SyncHeld,
+            rec.target(format!("run {run_id}"))
+                .detail("run_id", *run_id)
+                .detail("reason", tether_hub::public_reason(reason))
+                .outcome(Outcome::Held),
+        ),
+        Ok(SyncOutcome::Completed(summary)) if confirmed => (
+            Action::SyncConfirmed,
+            rec.target(format!("run {}", summary.run_id))
+                .detail("run_id", summary.run_id),
+        ),
+        _ => return,
+    };
+    if let Err(e) = hub.audit(actor, action, rec).await {
+        tracing::error!(error = %e, "the audit log refused an entry");
     }
 }
