@@ -415,7 +415,8 @@ impl Store {
 
     /// A task's transitions, oldest first.
     pub async fn task_history(&self, id: &str) -> Result<Vec<TaskEvent>> {
-        let rows: Vec<(i64, String, i64, Option<String>, Option<String>)> = sqlx::query_as(
+        type EventRow = (i64, String, i64, Option<String>, Option<String>);
+        let rows: Vec<EventRow> = sqlx::query_as(
             "SELECT at, status, attempt, code, message FROM task_events WHERE task_id = ? ORDER BY id",
         )
         .bind(id)
