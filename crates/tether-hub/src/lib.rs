@@ -34,6 +34,14 @@ pub use tasks::{
     generate_password, CreatedTask, NewTaskRequest, ProvisioningChange, RunnerOptions, BRIDGE_APP,
 };
 
+/// Links the fictional Test App connector and its fake into the binary when
+/// built with the `test-connector` feature (the end-to-end tests' binary);
+/// does nothing otherwise.
+pub fn link_test_connector() {
+    #[cfg(feature = "test-connector")]
+    tether_testkit::ensure_linked();
+}
+
 /// How the hub behaves.
 #[derive(Debug, Clone)]
 pub struct HubConfig {

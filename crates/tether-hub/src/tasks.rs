@@ -65,10 +65,11 @@ pub enum ProvisioningChange {
     Enabled,
     Disabled,
     /// Enabled, but the app has not granted the scopes provisioning needs:
-    /// the operator must consent again at `authorize_url` (a reconnect that
-    /// asks for the reading and the provisioning scopes).
+    /// the operator must consent again, at `authorize_url` when a browser
+    /// session asked (a reconnect that asks for the reading and the
+    /// provisioning scopes), else by reconnecting from the web UI.
     NeedsConsent {
-        authorize_url: String,
+        authorize_url: Option<String>,
         missing_scopes: Vec<String>,
     },
 }
@@ -197,13 +198,13 @@ impl Hub {
 
     /// Turns provisioning on or off for a connection. Turning it on for an
     /// OAuth connection whose app has not granted the provisioning scopes
-    /// starts a reconnect asking for them (`session` is the browser's, as
-    /// for [`Hub::begin_reconnect`]).
+    /// starts a reconnect asking for them when `session` (the browser's, as
+    /// for [`Hub::begin_reconnect`]) is given.
     pub async fn set_provisioning(
         &self,
         connection_id: i64,
         enabled: bool,
-        session: &str,
+        session: Option<&str>,
     ) -> Result<ProvisioningChange> {
         let connection = self.connection(connection_id).await?;
         if !enabled {
@@ -225,9 +226,16 @@ impl Hub {
         if missing.is_empty() {
             return Ok(ProvisioningChange::Enabled);
         }
-        let start = self.begin_reconnect(connection_id, session).await?;
+        let authorize_url = match session {
+            Some(session) => Some(
+                self.begin_reconnect(connection_id, session)
+                    .await?
+                    .authorize_url,
+            ),
+            None => None,
+        };
         Ok(ProvisioningChange::NeedsConsent {
-            authorize_url: start.authorize_url,
+            authorize_url,
             missing_scopes: missing,
         })
     }

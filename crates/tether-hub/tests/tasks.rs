@@ -151,7 +151,7 @@ impl Env {
     async fn enable(&self) {
         let change = self
             .hub
-            .set_provisioning(self.connection, true, "session")
+            .set_provisioning(self.connection, true, None)
             .await
             .unwrap();
         assert!(

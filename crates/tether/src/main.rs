@@ -7,6 +7,7 @@ mod connectors;
 mod demo;
 mod serve;
 mod sync_cmd;
+mod tasks_cmd;
 
 use std::path::PathBuf;
 
@@ -65,6 +66,10 @@ enum Command {
     /// Manages keys for the REST API (`Authorization: Api-Key <key>`).
     #[command(subcommand, name = "api-keys")]
     ApiKeys(ApiKeysCmd),
+    /// Provisioning tasks: create, list, show, cancel, run; enable
+    /// provisioning on a connection.
+    #[command(subcommand)]
+    Tasks(tasks_cmd::TasksCmd),
 }
 
 #[derive(Subcommand)]
@@ -207,6 +212,8 @@ fn main() -> std::process::ExitCode {
         .with_writer(std::io::stderr)
         .init();
     connectors::ensure_linked();
+    // The Test App, only in the end-to-end tests' build.
+    tether_hub::link_test_connector();
     let cli = Cli::parse();
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
@@ -316,6 +323,11 @@ async fn run(cli: Cli) -> Result<std::process::ExitCode> {
             let store = open_store(&database_url, cli.key_file.as_deref()).await?;
             let hub = cli_hub(&store, &config)?;
             sync_cmd::run(&hub, args).await
+        }
+        Command::Tasks(cmd) => {
+            let store = open_store(&database_url, cli.key_file.as_deref()).await?;
+            let hub = cli_hub(&store, &config)?;
+            tasks_cmd::run(&hub, cmd).await
         }
     }
 }
