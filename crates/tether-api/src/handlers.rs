@@ -60,7 +60,7 @@ fn paginate<T, U: From<T>>(
     (rows.into_iter().map(U::from).collect(), next)
 }
 
-fn session_for(session: Option<String>, key: ApiKeyId) -> ApiResult<String> {
+pub(crate) fn session_for(session: Option<String>, key: ApiKeyId) -> ApiResult<String> {
     match session {
         Some(s) if s.is_empty() || s.len() > 512 => Err(ApiError::validation(
             "`session` must be 1 to 512 characters",
@@ -283,7 +283,7 @@ pub async fn create_connection(
 }
 
 /// Who a connection made through the API was created by: the key's name.
-async fn creator(hub: &Hub, key: ApiKeyId) -> ApiResult<String> {
+pub(crate) async fn creator(hub: &Hub, key: ApiKeyId) -> ApiResult<String> {
     let name = hub
         .store()
         .list_api_keys()

@@ -20,6 +20,7 @@ mod dto;
 mod error;
 mod extract;
 mod handlers;
+mod tasks;
 
 use axum::routing::{get, post};
 use axum::{Json, Router};
@@ -34,6 +35,10 @@ use utoipa::OpenApi;
 pub use dto::*;
 pub use error::{ApiError, ErrorBody, ErrorDetail};
 pub use handlers::{DEFAULT_LIMIT, MAX_LIMIT};
+pub use tasks::{
+    CreateTaskRequest, CreatedTaskDto, ProvisioningDto, ProvisioningRequest, TargetDto,
+    TaskDetailDto, TaskDto, TaskEventDto, TaskListDto,
+};
 
 /// Every API key starts with this.
 pub const KEY_PREFIX: &str = "tth_";
@@ -59,6 +64,16 @@ pub fn router(hub: Hub) -> Router {
         .route("/connections/{id}/resources/{kind}", get(list_resources))
         .route("/connections/{id}/edges/{kind}", get(list_edges))
         .route("/runs/{run_id}", get(get_run))
+        .route(
+            "/connections/{id}/tasks",
+            get(tasks::list_tasks).post(tasks::create_task),
+        )
+        .route(
+            "/connections/{id}/provisioning",
+            axum::routing::put(tasks::set_provisioning),
+        )
+        .route("/tasks/{id}", get(tasks::get_task))
+        .route("/tasks/{id}/cancel", post(tasks::cancel_task))
         .route_layer(axum::middleware::from_fn_with_state(
             hub.clone(),
             extract::require_api_key,
@@ -103,6 +118,11 @@ pub fn openapi() -> utoipa::openapi::OpenApi {
         handlers::list_accounts,
         handlers::list_resources,
         handlers::list_edges,
+        tasks::create_task,
+        tasks::list_tasks,
+        tasks::get_task,
+        tasks::cancel_task,
+        tasks::set_provisioning,
     ),
     components(schemas(ErrorBody, ErrorDetail)),
     modifiers(&SecurityAddon),
@@ -111,6 +131,7 @@ pub fn openapi() -> utoipa::openapi::OpenApi {
         (name = "connections", description = "Connections and their lifecycle"),
         (name = "syncs", description = "Syncs and their runs"),
         (name = "identities", description = "Synced accounts, groups, roles, licenses and who holds what"),
+        (name = "tasks", description = "Provisioning tasks: writes in a connection's app"),
     )
 )]
 struct ApiDoc;

@@ -16,7 +16,7 @@ use tether_store::{TaskEvent, TaskInfo, TaskStatus};
 #[derive(Subcommand)]
 pub enum TasksCmd {
     /// Creates a task; a generated password is printed once.
-    Create(CreateArgs),
+    Create(Box<CreateArgs>),
     /// Lists a connection's tasks, newest first.
     List {
         /// Connection id or display name.
@@ -124,7 +124,7 @@ fn created_by() -> String {
 pub async fn run(hub: &Hub, cmd: TasksCmd) -> Result<ExitCode> {
     let store = hub.store();
     match cmd {
-        TasksCmd::Create(args) => create(hub, args).await,
+        TasksCmd::Create(args) => create(hub, *args).await,
         TasksCmd::List {
             connection,
             status,
