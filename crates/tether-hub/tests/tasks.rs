@@ -585,3 +585,118 @@ fn chrono_ms() -> i64 {
         .unwrap()
         .as_millis() as i64
 }
+
+/// An OAuth connection whose app has not granted the provisioning scopes:
+/// enabling provisioning starts a re-consent asking for the reading and the
+/// provisioning scopes, and tasks are refused until the grant has them.
+#[tokio::test]
+async fn enabling_provisioning_on_an_oauth_connection_asks_for_its_scopes() {
+    tether_testkit::ensure_linked();
+    let dir = tempfile::tempdir().unwrap();
+    let url = format!("sqlite://{}", dir.path().join("t.db").display());
+    let store = Store::open(&url, MasterKey::generate(), &KeySource::Env)
+        .await
+        .unwrap();
+    let descriptor = tether_core::registry::find("testapp").unwrap();
+    let oauth = tether_oauth::OAuthApp::from_spec(
+        "testapp",
+        "Test App",
+        descriptor.oauth2().unwrap(),
+        "client-1",
+        Some("secret-1".to_owned().into()),
+    );
+    let hub = Hub::new(
+        store.clone(),
+        HubConfig::default(),
+        vec![AppEntry {
+            key: "testapp".into(),
+            display_name: "Test App".into(),
+            description: String::new(),
+            descriptor: Some(descriptor),
+            oauth: Some(oauth),
+        }],
+        tether_oauth::TokenManager::new(store.clone(), reqwest::Client::new(), Default::default()),
+        Arc::new(tether_hub::LogSink),
+    );
+    let mut settings = serde_json::Map::new();
+    settings.insert("org".into(), "acme".into());
+    let c = store
+        .create_connection(NewConnection {
+            app: "testapp",
+            display_name: "Test App - OAuth",
+            settings,
+            auth_kind: tether_core::AuthKind::OAuth2,
+            status: ConnectionStatus::Active,
+            secret: None,
+        })
+        .await
+        .unwrap();
+    let reading = vec!["read".to_owned(), "licenses:read".to_owned()];
+    store
+        .set_connection_grant(c.id, &Default::default(), &reading)
+        .await
+        .unwrap();
+    let scopes_of = |url: &str| -> Vec<String> {
+        let u = url::Url::parse(url).unwrap();
+        let scope = u
+            .query_pairs()
+            .find(|(k, _)| k == "scope")
+            .map(|(_, v)| v.into_owned())
+            .unwrap_or_default();
+        scope.split(' ').map(str::to_owned).collect()
+    };
+    // A plain reconnect asks for the reading scopes only.
+    let plain = hub.begin_reconnect(c.id, "sess").await.unwrap();
+    assert_eq!(scopes_of(&plain.authorize_url), reading);
+
+    match hub
+        .set_provisioning(c.id, true, Some("sess"))
+        .await
+        .unwrap()
+    {
+        tether_hub::ProvisioningChange::NeedsConsent {
+            authorize_url: Some(url),
+            missing_scopes,
+        } => {
+            assert_eq!(missing_scopes, ["write"]);
+            assert_eq!(scopes_of(&url), ["read", "licenses:read", "write"]);
+        }
+        other => panic!("{other:?}"),
+    }
+    let err = hub
+        .create_task(
+            c.id,
+            NewTaskRequest {
+                action: Some(TaskAction::CreateAccount),
+                payload: json!({"email": "a@acme.example"}),
+                ..Default::default()
+            },
+            "test",
+        )
+        .await
+        .err()
+        .unwrap();
+    assert!(err.to_string().contains("write"), "{err}");
+    // After the consent granted it, tasks are accepted.
+    store
+        .set_connection_grant(
+            c.id,
+            &Default::default(),
+            &["read".into(), "licenses:read".into(), "write".into()],
+        )
+        .await
+        .unwrap();
+    let created = hub
+        .create_task(
+            c.id,
+            NewTaskRequest {
+                action: Some(TaskAction::CreateAccount),
+                payload: json!({"email": "a@acme.example"}),
+                ..Default::default()
+            },
+            "test",
+        )
+        .await
+        .unwrap();
+    assert!(created.created);
+}
