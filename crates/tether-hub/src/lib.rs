@@ -42,6 +42,26 @@ pub fn link_test_connector() {
     tether_testkit::ensure_linked();
 }
 
+/// The environment variable that shows the linked Test App (see
+/// [`hidden_connector`]).
+pub const TEST_CONNECTOR_ENV: &str = "TETHER_TEST_CONNECTOR";
+
+/// Whether a registered connector (or fake) is to be left out of the app
+/// catalog and the sandbox: the Test App is, unless `TETHER_TEST_CONNECTOR=1`
+/// (only the end-to-end tests that drive it set it), so a test build of the
+/// binary shows the same apps as a release build.
+pub fn hidden_connector(slug: &str) -> bool {
+    #[cfg(feature = "test-connector")]
+    {
+        slug == tether_testkit::SLUG && std::env::var(TEST_CONNECTOR_ENV).as_deref() != Ok("1")
+    }
+    #[cfg(not(feature = "test-connector"))]
+    {
+        let _ = slug;
+        false
+    }
+}
+
 /// How the hub behaves.
 #[derive(Debug, Clone)]
 pub struct HubConfig {

@@ -456,7 +456,7 @@ impl Store {
         .await?;
         let rows = sqlx::query(&format!(
             "SELECT {TASK_COLUMNS} FROM tasks t WHERE t.connection_id = ?1 AND (?2 IS NULL OR t.status = ?2)
-             ORDER BY t.created_at DESC, t.id LIMIT ?3 OFFSET ?4"
+             ORDER BY t.created_at DESC, t.rowid DESC LIMIT ?3 OFFSET ?4"
         ))
         .bind(connection_id)
         .bind(status)
@@ -539,7 +539,7 @@ impl Store {
             .push_bind(now)
             .push(") OR (t.status = 'running' AND COALESCE(t.lease_expires_at, 0) <= ")
             .push_bind(now)
-            .push(")) ORDER BY t.created_at, t.id LIMIT 1");
+            .push(")) ORDER BY t.created_at, t.rowid LIMIT 1");
         let found: Option<(String, String, Option<String>)> =
             q.build_query_as().fetch_optional(&mut *tx).await?;
         let Some((id, status, previous_owner)) = found else {

@@ -543,6 +543,7 @@ async fn sandbox(args: SandboxArgs) -> Result<std::process::ExitCode> {
     let sandbox = tether_sandbox::Sandbox::start(tether_sandbox::SandboxConfig {
         listen: args.listen,
         public_base_url: args.public_url,
+        only: Some(demo::shown_fakes()),
         ..Default::default()
     })
     .await?;
