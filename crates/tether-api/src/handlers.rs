@@ -60,7 +60,7 @@ fn paginate<T, U: From<T>>(
     (rows.into_iter().map(U::from).collect(), next)
 }
 
-fn session_for(session: Option<String>, key: ApiKeyId) -> ApiResult<String> {
+pub(crate) fn session_for(session: Option<String>, key: ApiKeyId) -> ApiResult<String> {
     match session {
         Some(s) if s.is_empty() || s.len() > 512 => Err(ApiError::validation(
             "`session` must be 1 to 512 characters",

@@ -21,6 +21,7 @@ mod dto;
 mod error;
 mod extract;
 mod handlers;
+mod tasks;
 
 use axum::routing::{get, post};
 use axum::{Json, Router};
@@ -36,6 +37,10 @@ pub use audit::{AuditEntryDto, AuditPageDto};
 pub use dto::*;
 pub use error::{ApiError, ErrorBody, ErrorDetail};
 pub use handlers::{DEFAULT_LIMIT, MAX_LIMIT};
+pub use tasks::{
+    CreateTaskRequest, CreatedTaskDto, ProvisioningDto, ProvisioningRequest, TargetDto,
+    TaskDetailDto, TaskDto, TaskEventDto, TaskListDto,
+};
 
 /// Every API key starts with this.
 pub const KEY_PREFIX: &str = "tth_";
@@ -62,6 +67,16 @@ pub fn router(hub: Hub) -> Router {
         .route("/connections/{id}/edges/{kind}", get(list_edges))
         .route("/runs/{run_id}", get(get_run))
         .route("/audit", get(audit::list_audit))
+        .route(
+            "/connections/{id}/tasks",
+            get(tasks::list_tasks).post(tasks::create_task),
+        )
+        .route(
+            "/connections/{id}/provisioning",
+            axum::routing::put(tasks::set_provisioning),
+        )
+        .route("/tasks/{id}", get(tasks::get_task))
+        .route("/tasks/{id}/cancel", post(tasks::cancel_task))
         .route_layer(axum::middleware::from_fn_with_state(
             hub.clone(),
             extract::require_api_key,
@@ -107,6 +122,11 @@ pub fn openapi() -> utoipa::openapi::OpenApi {
         handlers::list_resources,
         handlers::list_edges,
         audit::list_audit,
+        tasks::create_task,
+        tasks::list_tasks,
+        tasks::get_task,
+        tasks::cancel_task,
+        tasks::set_provisioning,
     ),
     components(schemas(ErrorBody, ErrorDetail)),
     modifiers(&SecurityAddon),
@@ -116,6 +136,7 @@ pub fn openapi() -> utoipa::openapi::OpenApi {
         (name = "syncs", description = "Syncs and their runs"),
         (name = "identities", description = "Synced accounts, groups, roles, licenses and who holds what"),
         (name = "audit", description = "Who did what and when"),
+        (name = "tasks", description = "Provisioning tasks: writes in a connection's app"),
     )
 )]
 struct ApiDoc;

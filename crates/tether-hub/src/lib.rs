@@ -12,6 +12,7 @@ pub mod events;
 mod hosts;
 mod reasons;
 mod syncs;
+mod tasks;
 
 use std::collections::{BTreeMap, HashMap};
 use std::sync::{Arc, Mutex};
@@ -31,6 +32,37 @@ pub use events::{ConnectionRef, Event, EventSink, LogSink};
 pub use hosts::{app_policy, check_settings, oauth_http_client};
 pub use reasons::{public_reason, PUBLIC_REASON_LEN};
 pub use syncs::SyncState;
+pub use tasks::{
+    generate_password, CreatedTask, NewTaskRequest, ProvisioningChange, RunnerOptions, BRIDGE_APP,
+};
+
+/// Links the fictional Test App connector and its fake into the binary when
+/// built with the `test-connector` feature (the end-to-end tests' binary);
+/// does nothing otherwise.
+pub fn link_test_connector() {
+    #[cfg(feature = "test-connector")]
+    tether_testkit::ensure_linked();
+}
+
+/// The environment variable that shows the linked Test App (see
+/// [`hidden_connector`]).
+pub const TEST_CONNECTOR_ENV: &str = "TETHER_TEST_CONNECTOR";
+
+/// Whether a registered connector (or fake) is to be left out of the app
+/// catalog and the sandbox: the Test App is, unless `TETHER_TEST_CONNECTOR=1`
+/// (only the end-to-end tests that drive it set it), so a test build of the
+/// binary shows the same apps as a release build.
+pub fn hidden_connector(slug: &str) -> bool {
+    #[cfg(feature = "test-connector")]
+    {
+        slug == tether_testkit::SLUG && std::env::var(TEST_CONNECTOR_ENV).as_deref() != Ok("1")
+    }
+    #[cfg(not(feature = "test-connector"))]
+    {
+        let _ = slug;
+        false
+    }
+}
 
 /// How the hub behaves.
 #[derive(Debug, Clone)]
@@ -638,7 +670,23 @@ impl Hub {
                 app.display_name
             ))
         })?;
-        let credentials = if connection.auth_kind.managed_tokens() {
+        let credentials = self.credentials_for(connection).await?;
+        self.build_source(
+            descriptor,
+            &connection.display_name,
+            connection.settings.clone(),
+            credentials,
+            (&connection.token_fields, &connection.granted_scopes),
+        )
+    }
+
+    /// A connection's credentials as a connector gets them: tokens that
+    /// refresh themselves for OAuth connections, the stored token otherwise.
+    pub(crate) async fn credentials_for(
+        &self,
+        connection: &Connection,
+    ) -> Result<tether_core::Credentials> {
+        Ok(if connection.auth_kind.managed_tokens() {
             tether_core::Credentials::Token(
                 self.inner
                     .tokens
@@ -668,14 +716,7 @@ impl Hub {
                     )))
                 }
             }
-        };
-        self.build_source(
-            descriptor,
-            &connection.display_name,
-            connection.settings.clone(),
-            credentials,
-            (&connection.token_fields, &connection.granted_scopes),
-        )
+        })
     }
 
     /// Stores the settings a connector's `verify` discovered: those its

@@ -17,6 +17,7 @@ mod audit;
 mod auth;
 mod pages;
 mod settings;
+mod tasks;
 mod views;
 
 use std::sync::Arc;
@@ -104,6 +105,15 @@ pub fn router(state: WebState) -> Router {
         .route("/connections/{id}/reconnect", post(pages::reconnect))
         .route("/connections/{id}/rename", post(pages::rename))
         .route("/connections/{id}/delete", post(pages::delete))
+        .route(
+            "/connections/{id}/tasks",
+            get(tasks::page).post(tasks::create),
+        )
+        .route(
+            "/connections/{id}/provisioning",
+            post(tasks::set_provisioning),
+        )
+        .route("/tasks/{task_id}/cancel", post(tasks::cancel))
         .route("/settings", get(settings::page))
         .route(
             "/settings/session-duration",

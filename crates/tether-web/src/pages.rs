@@ -829,6 +829,7 @@ pub(crate) async fn connection(
             @for (t, _) in &resources { a href=(format!("#{}", section_id(t))) { (type_title(t)) } }
             a href="#memberships" { "Memberships" }
             a href="#runs" { "Sync history" } a href="#history" { "Status history" }
+            a #provisioning-link href=(format!("/connections/{id}/tasks")) { "Provisioning" }
             " · "
             @if show_removed {
                 a #toggle-removed href=(q.link(id, &[("removed", None), ("after", None)], "")) { "Hide removed" }

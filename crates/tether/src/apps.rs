@@ -16,6 +16,9 @@ use crate::config::Config;
 pub fn catalog(config: &Config) -> Result<Vec<AppEntry>> {
     let mut apps = Vec::new();
     for descriptor in tether_core::registry::all() {
+        if tether_hub::hidden_connector(descriptor.slug) {
+            continue;
+        }
         let app_config = config
             .apps
             .get(descriptor.slug)

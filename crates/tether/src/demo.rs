@@ -25,6 +25,7 @@ pub async fn start(
 ) -> Result<Demo> {
     let sandbox = Sandbox::start(SandboxConfig {
         listen,
+        only: Some(shown_fakes()),
         ..Default::default()
     })
     .await
@@ -64,4 +65,14 @@ pub async fn start(
         }
     }
     Ok(Demo { sandbox })
+}
+
+/// The fakes the sandbox mounts: every registered one but a hidden test
+/// connector's (see `tether_hub::hidden_connector`).
+pub fn shown_fakes() -> Vec<String> {
+    tether_sandbox::registered()
+        .into_iter()
+        .filter(|d| !tether_hub::hidden_connector(d.connector))
+        .map(|d| d.slug.to_owned())
+        .collect()
 }

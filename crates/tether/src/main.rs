@@ -8,6 +8,7 @@ mod connectors;
 mod demo;
 mod serve;
 mod sync_cmd;
+mod tasks_cmd;
 
 use std::path::PathBuf;
 
@@ -69,6 +70,10 @@ enum Command {
     ApiKeys(ApiKeysCmd),
     /// Shows the audit log: who did what and when, newest first.
     Audit(audit_cmd::AuditArgs),
+    /// Provisioning tasks: create, list, show, cancel, run; enable
+    /// provisioning on a connection.
+    #[command(subcommand)]
+    Tasks(tasks_cmd::TasksCmd),
 }
 
 #[derive(Subcommand)]
@@ -211,6 +216,8 @@ fn main() -> std::process::ExitCode {
         .with_writer(std::io::stderr)
         .init();
     connectors::ensure_linked();
+    // The Test App, only in the end-to-end tests' build.
+    tether_hub::link_test_connector();
     let cli = Cli::parse();
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
@@ -326,6 +333,11 @@ async fn run(cli: Cli) -> Result<std::process::ExitCode> {
             let store = open_store(&database_url, cli.key_file.as_deref()).await?;
             let hub = cli_hub(&store, &config)?;
             sync_cmd::run(&hub, args).await
+        }
+        Command::Tasks(cmd) => {
+            let store = open_store(&database_url, cli.key_file.as_deref()).await?;
+            let hub = cli_hub(&store, &config)?;
+            tasks_cmd::run(&hub, cmd).await
         }
     }
 }
@@ -541,6 +553,7 @@ async fn sandbox(args: SandboxArgs) -> Result<std::process::ExitCode> {
     let sandbox = tether_sandbox::Sandbox::start(tether_sandbox::SandboxConfig {
         listen: args.listen,
         public_base_url: args.public_url,
+        only: Some(demo::shown_fakes()),
         ..Default::default()
     })
     .await?;

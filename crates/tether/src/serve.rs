@@ -100,6 +100,8 @@ pub async fn serve(store: Store, config: Config, args: ServeArgs) -> Result<Exit
     let hub = apps::hub(&store, hub_config, catalog, Arc::new(webhooks))?;
     let _background =
         hub.spawn_scheduler(Duration::from_secs(config.sync.scheduler_tick_secs.max(1)));
+    // Provisioning tasks of native connections.
+    let _tasks = hub.spawn_task_runner(tether_hub::RunnerOptions::default());
 
     let web = tether_web::WebState {
         hub: hub.clone(),
