@@ -103,10 +103,7 @@ impl TaskAction {
     /// Whether the task carries a password (generated or given), sealed by
     /// the host and shown once.
     pub fn carries_password(self) -> bool {
-        matches!(
-            self,
-            TaskAction::CreateAccount | TaskAction::ResetPassword
-        )
+        matches!(self, TaskAction::CreateAccount | TaskAction::ResetPassword)
     }
 }
 

@@ -107,11 +107,11 @@ impl Store {
 
     /// Every key, revoked ones included, oldest first.
     pub async fn list_api_keys(&self) -> Result<Vec<ApiKeyInfo>> {
-        Ok(sqlx::query_as(&format!(
-            "SELECT {KEY_COLUMNS} FROM api_keys ORDER BY id"
-        ))
-        .fetch_all(self.pool())
-        .await?)
+        Ok(
+            sqlx::query_as(&format!("SELECT {KEY_COLUMNS} FROM api_keys ORDER BY id"))
+                .fetch_all(self.pool())
+                .await?,
+        )
     }
 
     /// Revokes a key; revoking a revoked key is a no-op.

@@ -117,6 +117,9 @@ pub struct BridgePage {
     pub records: Vec<Record>,
     /// Edges held by the page's records.
     pub edges: Vec<Edge>,
+    /// Names given in membership refs, (kind, type, id, name): a group (or
+    /// license) not pushed yet gets its name from them.
+    pub stub_names: Vec<(Kind, String, String, String)>,
 }
 
 const APP_COLUMNS: &str = "a.id, a.connection_id, a.name, a.definition, a.cloned_from, a.created_at,
@@ -202,12 +205,12 @@ impl Store {
     }
 
     pub async fn bridge_app(&self, id: &str) -> Result<Option<BridgeApp>> {
-        Ok(
-            sqlx::query_as(&format!("SELECT {APP_COLUMNS} FROM bridge_apps a WHERE a.id = ?"))
-                .bind(id)
-                .fetch_optional(self.pool())
-                .await?,
-        )
+        Ok(sqlx::query_as(&format!(
+            "SELECT {APP_COLUMNS} FROM bridge_apps a WHERE a.id = ?"
+        ))
+        .bind(id)
+        .fetch_optional(self.pool())
+        .await?)
     }
 
     /// The Bridge app a connection is, if it is one.
@@ -349,7 +352,7 @@ impl Store {
     }
 
     /// Starts a session: a new run of the app's connection. A session in
-    /// progress (or completing) is superseded: it becomes `abandoned`, keeps
+    /// progress (or held for confirmation) is superseded: it becomes `abandoned`, keeps
     /// what it wrote, and removes nothing. Returns the session and the run
     /// it superseded.
     pub async fn start_bridge_session(
@@ -358,12 +361,20 @@ impl Store {
     ) -> Result<(BridgeSession, Option<i64>)> {
         let mut tx = self.write_tx().await?;
         let now = now_ms();
-        let active: Option<i64> = sqlx::query_scalar(
-            "SELECT id FROM sync_runs WHERE connection_id = ? AND status IN ('in_progress', 'completing')",
+        let running: Option<(i64, String, Option<String>)> = sqlx::query_as(
+            "SELECT id, status, hold_reason FROM sync_runs WHERE connection_id = ? AND status IN ('in_progress', 'completing')",
         )
         .bind(app.connection_id)
         .fetch_optional(&mut *tx)
         .await?;
+        if let Some((_, status, None)) = &running {
+            if status == "completing" {
+                return Err(StoreError::Conflict(
+                    "the previous sync session of this app is completing; poll it until it is done, then start a new one".into(),
+                ));
+            }
+        }
+        let active = running.map(|(id, _, _)| id);
         if let Some(old) = active {
             sqlx::query(
                 "UPDATE sync_runs SET status = 'abandoned', finished_at = ?, error_code = 'superseded',
@@ -496,10 +507,11 @@ impl Store {
             .map(|r| r.external_id().to_owned())
             .collect();
         let mut tx = self.write_tx().await?;
-        let status: Option<String> = sqlx::query_scalar("SELECT status FROM sync_runs WHERE id = ?")
-            .bind(run_id)
-            .fetch_optional(&mut *tx)
-            .await?;
+        let status: Option<String> =
+            sqlx::query_scalar("SELECT status FROM sync_runs WHERE id = ?")
+                .bind(run_id)
+                .fetch_optional(&mut *tx)
+                .await?;
         if status.as_deref() != Some("in_progress") {
             return Err(StoreError::Conflict(format!(
                 "this sync session is {}; start a new session to push records",
@@ -548,6 +560,7 @@ impl Store {
             }
         }
         let total = page.records.len() as i64;
+        let page_stubs = page.stub_names;
         let write = PageWrite {
             work_id: 0,
             stream: page.slug,
@@ -566,6 +579,20 @@ impl Store {
             0,
         )
         .await?;
+        for (kind, rtype, id, name) in &page_stubs {
+            sqlx::query(
+                "UPDATE resources SET name = ? WHERE connection_id = ? AND kind = ? AND rtype = ?
+                   AND external_id = ? AND hash = 0 AND last_seen_run = ?",
+            )
+            .bind(name)
+            .bind(connection_id)
+            .bind(kind.as_str())
+            .bind(rtype)
+            .bind(id)
+            .bind(run_id)
+            .execute(&mut *tx)
+            .await?;
+        }
         let after = record_states(&mut tx, connection_id, page.kind, &rtype, &ids).await?;
         tx.commit().await?;
         let mut counts = PushCounts {
@@ -642,6 +669,18 @@ impl Store {
             );
         }
         Ok(out)
+    }
+
+    /// Replaces a held run's reason (with the ways to confirm it).
+    pub async fn set_hold_reason(&self, run_id: i64, reason: &str) -> Result<()> {
+        sqlx::query(
+            "UPDATE sync_runs SET hold_reason = ? WHERE id = ? AND hold_reason IS NOT NULL",
+        )
+        .bind(reason)
+        .bind(run_id)
+        .execute(self.pool())
+        .await?;
+        Ok(())
     }
 
     /// Sets API key options (expiry, Bridge app, read-only) on a new key.
@@ -721,8 +760,7 @@ async fn record_states(
             sep.push_bind(*id);
         }
         q.push(")");
-        let rows: Vec<(String, i64, bool, i64)> =
-            q.build_query_as().fetch_all(&mut *conn).await?;
+        let rows: Vec<(String, i64, bool, i64)> = q.build_query_as().fetch_all(&mut *conn).await?;
         for (id, hash, removed, last_seen_run) in rows {
             out.insert(
                 id,

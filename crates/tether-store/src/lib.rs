@@ -27,7 +27,8 @@ use sqlx::{ConnectOptions, Row, SqlitePool};
 
 pub use api_keys::{ApiKeyInfo, KeyCheck};
 pub use bridge::{
-    new_uuid, BridgeApp, BridgePage, BridgeSession, BridgeType, PushCounts, BRIDGE_APP, BRIDGE_OWNER,
+    new_uuid, BridgeApp, BridgePage, BridgeSession, BridgeType, PushCounts, BRIDGE_APP,
+    BRIDGE_OWNER,
 };
 pub use crypto::{KeySource, MasterKey, MASTER_KEY_ENV};
 pub use identities::{AccountRow, EdgeRow, IdentityCounts, ResourceRow};

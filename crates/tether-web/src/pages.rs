@@ -1004,6 +1004,10 @@ pub(crate) async fn sync_now(
 ) -> WebResult {
     auth.check_csrf(form.csrf.as_deref())?;
     let c = app.hub.connection(id).await?;
+    if tether_hub::Hub::is_bridge(&c) {
+        // Its connector pushes; the page says how.
+        return Ok(Redirect::to(&format!("/connections/{id}")).into_response());
+    }
     match app.hub.sync_now(c.id) {
         // Already running: the page shows its progress.
         Ok(()) | Err(HubError::Conflict(_)) => {
