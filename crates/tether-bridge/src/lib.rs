@@ -30,6 +30,9 @@ pub use records::MAX_RECORDS;
 
 /// Page size of lists when `limit` is not given.
 pub const DEFAULT_LIMIT: i64 = 50;
+/// How long `complete/` waits for the completion before answering 202.
+pub const COMPLETION_WAIT: std::time::Duration = std::time::Duration::from_secs(2);
+
 /// The largest `limit`.
 pub const MAX_LIMIT: i64 = 1000;
 
@@ -677,12 +680,16 @@ async fn complete(
             session.status.as_str()
         )));
     }
-    hub.complete_bridge_session(&session)
+    let done = hub
+        .complete_bridge_session(&session)
         .await
         .map_err(|e| match e {
             HubError::Conflict(m) => Detail::bad_request(m),
             other => other.into(),
         })?;
+    // The answer is 202 whatever happens; a small app's completion is
+    // usually over within this wait, so the first poll sees it done.
+    let _ = tokio::time::timeout(COMPLETION_WAIT, done).await;
     Ok(StatusCode::ACCEPTED)
 }
 

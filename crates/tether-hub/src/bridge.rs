@@ -58,8 +58,12 @@ impl Hub {
     }
 
     /// Asks for a session's completion: pushes end now, and the removal of
-    /// what the session did not push runs in the background.
-    pub async fn complete_bridge_session(&self, session: &BridgeSession) -> Result<()> {
+    /// what the session did not push runs in the background. The handle
+    /// ends when it is done (a caller may wait a moment for a small app).
+    pub async fn complete_bridge_session(
+        &self,
+        session: &BridgeSession,
+    ) -> Result<tokio::task::JoinHandle<()>> {
         self.store().mark_bridge_completing(session.run_id).await?;
         let app = self
             .store()
@@ -68,15 +72,14 @@ impl Hub {
             .ok_or_else(|| HubError::NotFound("the session's app is gone".into()))?;
         let hub = self.clone();
         let run_id = session.run_id;
-        tokio::spawn(async move {
+        Ok(tokio::spawn(async move {
             if let Err(e) = hub
                 .finish_bridge_run(app.connection_id, run_id, false)
                 .await
             {
                 tracing::warn!(run_id, error = %e, "completing a Bridge session failed");
             }
-        });
-        Ok(())
+        }))
     }
 
     /// Abandons a session: nothing is removed, what it pushed stays.

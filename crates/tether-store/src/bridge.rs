@@ -602,7 +602,7 @@ impl Store {
         for (id, now) in &after {
             match before.get(id) {
                 None => counts.created += 1,
-                Some(b) if b.hash == 0 && b.last_seen_run != run_id => counts.created += 1,
+                Some(b) if b.hash == 0 => counts.created += 1,
                 Some(b) if b.removed || b.hash != now.hash => counts.updated += 1,
                 Some(_) => {}
             }
