@@ -27,10 +27,13 @@ const ACCOUNT_FIELDS: &[&str] = &[
 const GROUP_FIELDS: &[&str] = &["id", "name", "description", "memberships", "attributes"];
 const LICENSE_FIELDS: &[&str] = &["id", "name", "total_seats", "used_seats", "attributes"];
 
+/// A name a membership ref gives its target: (kind, type, id, name).
+type StubName = (Kind, String, String, String);
+
 struct Parsed {
     record: Record,
     edges: Vec<Edge>,
-    stubs: Vec<(Kind, String, String, String)>,
+    stubs: Vec<StubName>,
 }
 
 /// Maps a page body (`{"records": [...]}`) for the resource type `of`,
@@ -165,7 +168,7 @@ fn memberships(
     obj: &Map<String, Value>,
     holder: &Holder,
     by_slug: &HashMap<&str, &BridgeType>,
-) -> Result<(Vec<Edge>, Vec<(Kind, String, String, String)>), Detail> {
+) -> Result<(Vec<Edge>, Vec<StubName>), Detail> {
     let map = match obj.get("memberships") {
         None | Some(Value::Null) => return Ok((Vec::new(), Vec::new())),
         Some(Value::Object(m)) => m,

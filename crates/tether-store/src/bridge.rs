@@ -571,7 +571,7 @@ impl Store {
             derive_inherited: false,
         };
         write_pages(
-            &mut *tx,
+            &mut tx,
             connection_id,
             run_id,
             BRIDGE_OWNER,
