@@ -101,7 +101,7 @@ pub use tether_store::{
 };
 
 /// The event types a subscription may name, besides [`ALL_EVENTS`].
-pub const EVENT_KINDS: [&str; 7] = Event::KINDS;
+pub const EVENT_KINDS: [&str; Event::KINDS.len()] = Event::KINDS;
 
 /// The subscription filter for every event type.
 pub const ALL_EVENTS: &str = "*";

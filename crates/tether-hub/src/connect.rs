@@ -195,7 +195,9 @@ impl Hub {
             .ok_or_else(|| HubError::AppNotConfigured {
                 app: app.key.clone(),
             })?;
-        let request = tether_oauth::authorize(oauth, &connection.settings, &self.redirect_uri())?;
+        // With provisioning enabled, consent covers its scopes too.
+        let oauth = self.oauth_with_provisioning(connection, oauth);
+        let request = tether_oauth::authorize(&oauth, &connection.settings, &self.redirect_uri())?;
         self.store()
             .create_oauth_state(
                 &request.csrf_state,

@@ -52,6 +52,24 @@ pub enum Event {
         run_id: Option<i64>,
         error: String,
     },
+    /// A provisioning task completed (by the hub's runner or reported by a
+    /// Bridge connector). `result` is what the app said (never a secret).
+    #[serde(rename = "task.completed")]
+    TaskCompleted {
+        connection: ConnectionRef,
+        task_id: String,
+        action: String,
+        result: Option<serde_json::Value>,
+    },
+    /// A provisioning task failed for good.
+    #[serde(rename = "task.failed")]
+    TaskFailed {
+        connection: ConnectionRef,
+        task_id: String,
+        action: String,
+        code: String,
+        error: String,
+    },
 }
 
 impl Event {
@@ -65,10 +83,12 @@ impl Event {
             Event::ConnectionDeleted { .. } => "connection.deleted",
             Event::SyncCompleted { .. } => "sync.completed",
             Event::SyncFailed { .. } => "sync.failed",
+            Event::TaskCompleted { .. } => "task.completed",
+            Event::TaskFailed { .. } => "task.failed",
         }
     }
 
-    pub const KINDS: [&'static str; 7] = [
+    pub const KINDS: [&'static str; 9] = [
         "connection.created",
         "connection.reconnected",
         "connection.expired",
@@ -76,6 +96,8 @@ impl Event {
         "connection.deleted",
         "sync.completed",
         "sync.failed",
+        "task.completed",
+        "task.failed",
     ];
 }
 

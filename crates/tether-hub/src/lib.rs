@@ -12,6 +12,7 @@ pub mod events;
 mod hosts;
 mod reasons;
 mod syncs;
+mod tasks;
 
 use std::collections::{BTreeMap, HashMap};
 use std::sync::{Arc, Mutex};
@@ -30,6 +31,9 @@ pub use events::{ConnectionRef, Event, EventSink, LogSink};
 pub use hosts::{app_policy, check_settings, oauth_http_client};
 pub use reasons::{public_reason, PUBLIC_REASON_LEN};
 pub use syncs::SyncState;
+pub use tasks::{
+    generate_password, CreatedTask, NewTaskRequest, ProvisioningChange, RunnerOptions, BRIDGE_APP,
+};
 
 /// How the hub behaves.
 #[derive(Debug, Clone)]
@@ -628,7 +632,23 @@ impl Hub {
                 app.display_name
             ))
         })?;
-        let credentials = if connection.auth_kind.managed_tokens() {
+        let credentials = self.credentials_for(connection).await?;
+        self.build_source(
+            descriptor,
+            &connection.display_name,
+            connection.settings.clone(),
+            credentials,
+            (&connection.token_fields, &connection.granted_scopes),
+        )
+    }
+
+    /// A connection's credentials as a connector gets them: tokens that
+    /// refresh themselves for OAuth connections, the stored token otherwise.
+    pub(crate) async fn credentials_for(
+        &self,
+        connection: &Connection,
+    ) -> Result<tether_core::Credentials> {
+        Ok(if connection.auth_kind.managed_tokens() {
             tether_core::Credentials::Token(
                 self.inner
                     .tokens
@@ -658,14 +678,7 @@ impl Hub {
                     )))
                 }
             }
-        };
-        self.build_source(
-            descriptor,
-            &connection.display_name,
-            connection.settings.clone(),
-            credentials,
-            (&connection.token_fields, &connection.granted_scopes),
-        )
+        })
     }
 
     /// Stores the settings a connector's `verify` discovered: those its

@@ -37,17 +37,67 @@ fn ms(t: Option<chrono::DateTime<chrono::Utc>>) -> Option<i64> {
     t.map(|t| t.timestamp_millis())
 }
 
+/// Who writes identities: a sync run, or a provisioning task.
+///
+/// A task writes what the app said right after it acted, so it is newer
+/// than anything a run that started before it fetched: a row a task wrote
+/// (`provisioned_at`) is not overwritten, revived or removed by a run that
+/// started before then (see [`Writer::run_guard`] and `complete_run`).
+#[derive(Debug, Clone, Copy)]
+pub(crate) enum Writer {
+    Run {
+        run_id: i64,
+        started_at: i64,
+    },
+    /// A task's outcome, applied at `at` (Unix ms).
+    Task {
+        at: i64,
+    },
+}
+
+impl Writer {
+    /// The run marks a new row gets (a task's rows are run 0: seen by no
+    /// run yet).
+    fn run_id(self) -> i64 {
+        match self {
+            Writer::Run { run_id, .. } => run_id,
+            Writer::Task { .. } => 0,
+        }
+    }
+
+    /// The `provisioned_at` a written row gets, as SQL.
+    fn provisioned_sql(self) -> String {
+        match self {
+            Writer::Run { .. } => "NULL".into(),
+            Writer::Task { at } => at.to_string(),
+        }
+    }
+
+    /// The condition (a `WHERE` of the upsert's `DO UPDATE`) that keeps a
+    /// run from changing a row a task wrote after the run started.
+    pub(crate) fn run_guard(self, table: &str) -> String {
+        match self {
+            Writer::Run { started_at, .. } => format!(
+                " WHERE {table}.provisioned_at IS NULL OR {table}.provisioned_at < {started_at}"
+            ),
+            Writer::Task { .. } => String::new(),
+        }
+    }
+}
+
 pub(crate) async fn upsert_accounts(
     conn: &mut SqliteConnection,
     connection_id: i64,
-    run_id: i64,
+    writer: Writer,
     accounts: &[&Account],
 ) -> Result<()> {
+    let run_id = writer.run_id();
+    let provisioned = writer.provisioned_sql();
     for chunk in accounts.chunks(ROWS_PER_STATEMENT) {
         let mut q = QueryBuilder::<Sqlite>::new(
             "INSERT INTO accounts (connection_id, external_id, email, username, display_name, given_name, family_name,
                status, is_admin, last_login_at, created_at, attributes, hash, first_seen_run, last_seen_run, changed_run,
-               rtype, account_type, emails, dn) ",
+               rtype, account_type, emails, dn, provisioned_at) ",
         );
         q.push_values(chunk, |mut b, a| {
             b.push_bind(connection_id)
@@ -69,7 +119,8 @@ pub(crate) async fn upsert_accounts(
                 .push_bind(a.resource_type.as_deref().unwrap_or(""))
                 .push_bind(a.account_type.as_str())
                 .push_bind(emails_json(&a.emails))
-                .push_bind(&a.dn);
+                .push_bind(&a.dn)
+                .push(&provisioned);
         });
         q.push(
             " ON CONFLICT (connection_id, external_id) DO UPDATE SET
@@ -77,11 +128,17 @@ pub(crate) async fn upsert_accounts(
                email = excluded.email, username = excluded.username, display_name = excluded.display_name,
                given_name = excluded.given_name, family_name = excluded.family_name, status = excluded.status,
                is_admin = excluded.is_admin, last_login_at = excluded.last_login_at, created_at = excluded.created_at,
-               attributes = excluded.attributes,
-               changed_run = CASE WHEN accounts.hash <> excluded.hash OR accounts.removed_at IS NOT NULL
-                                  THEN excluded.last_seen_run ELSE accounts.changed_run END,
-               hash = excluded.hash, last_seen_run = excluded.last_seen_run, removed_at = NULL",
+               attributes = excluded.attributes, removed_at = NULL, ",
         );
+        q.push(match writer {
+            Writer::Run { .. } => {
+                "changed_run = CASE WHEN accounts.hash <> excluded.hash OR accounts.removed_at IS NOT NULL
+                                  THEN excluded.last_seen_run ELSE accounts.changed_run END,
+                 hash = excluded.hash, last_seen_run = excluded.last_seen_run"
+            }
+            Writer::Task { .. } => "hash = excluded.hash, provisioned_at = excluded.provisioned_at",
+        });
+        q.push(writer.run_guard("accounts"));
         q.build().execute(&mut *conn).await?;
     }
     Ok(())
@@ -153,13 +210,15 @@ impl<'a> ResourceIn<'a> {
 pub(crate) async fn upsert_resources(
     conn: &mut SqliteConnection,
     connection_id: i64,
-    run_id: i64,
+    writer: Writer,
     resources: &[ResourceIn<'_>],
 ) -> Result<()> {
+    let run_id = writer.run_id();
+    let provisioned = writer.provisioned_sql();
     for chunk in resources.chunks(ROWS_PER_STATEMENT) {
         let mut q = QueryBuilder::<Sqlite>::new(
             "INSERT INTO resources (connection_id, kind, rtype, external_id, name, description, parent_external_id,
-               total_seats, used_seats, attributes, hash, first_seen_run, last_seen_run, changed_run) ",
+               total_seats, used_seats, attributes, hash, first_seen_run, last_seen_run, changed_run, provisioned_at) ",
         );
         q.push_values(chunk, |mut b, r| {
             b.push_bind(connection_id)
@@ -175,17 +234,24 @@ pub(crate) async fn upsert_resources(
                 .push_bind(r.hash)
                 .push_bind(run_id)
                 .push_bind(run_id)
-                .push_bind(run_id);
+                .push_bind(run_id)
+                .push(&provisioned);
         });
         q.push(
             " ON CONFLICT (connection_id, kind, rtype, external_id) DO UPDATE SET
                name = excluded.name, description = excluded.description,
                parent_external_id = excluded.parent_external_id, total_seats = excluded.total_seats,
-               used_seats = excluded.used_seats, attributes = excluded.attributes,
-               changed_run = CASE WHEN resources.hash <> excluded.hash OR resources.removed_at IS NOT NULL
-                                  THEN excluded.last_seen_run ELSE resources.changed_run END,
-               hash = excluded.hash, last_seen_run = excluded.last_seen_run, removed_at = NULL",
+               used_seats = excluded.used_seats, attributes = excluded.attributes, removed_at = NULL, ",
         );
+        q.push(match writer {
+            Writer::Run { .. } => {
+                "changed_run = CASE WHEN resources.hash <> excluded.hash OR resources.removed_at IS NOT NULL
+                                  THEN excluded.last_seen_run ELSE resources.changed_run END,
+                 hash = excluded.hash, last_seen_run = excluded.last_seen_run"
+            }
+            Writer::Task { .. } => "hash = excluded.hash, provisioned_at = excluded.provisioned_at",
+        });
+        q.push(writer.run_guard("resources"));
         q.build().execute(&mut *conn).await?;
     }
     Ok(())
@@ -229,13 +295,15 @@ pub(crate) const HOLDER_GROUP: i64 = 4;
 pub(crate) async fn upsert_edges(
     conn: &mut SqliteConnection,
     connection_id: i64,
-    run_id: i64,
+    writer: Writer,
     edges: &[&Edge],
     keep_inherited: bool,
 ) -> Result<()> {
     if edges.is_empty() {
         return Ok(());
     }
+    let run_id = writer.run_id();
+    let provisioned = writer.provisioned_sql();
     let mut ends: Vec<(Kind, &str, &str)> = Vec::with_capacity(edges.len());
     for e in edges {
         ends.push((
@@ -260,7 +328,7 @@ pub(crate) async fn upsert_edges(
     for chunk in ends.chunks(ROWS_PER_STATEMENT) {
         let mut q = QueryBuilder::<Sqlite>::new(
             "INSERT INTO resources (connection_id, kind, rtype, external_id, name, attributes, hash,
-               first_seen_run, last_seen_run, changed_run) ",
+               first_seen_run, last_seen_run, changed_run, provisioned_at) ",
         );
         q.push_values(chunk, |mut b, (kind, rtype, id)| {
             b.push_bind(connection_id)
@@ -272,15 +340,25 @@ pub(crate) async fn upsert_edges(
                 .push_bind(0i64)
                 .push_bind(run_id)
                 .push_bind(run_id)
-                .push_bind(run_id);
+                .push_bind(run_id)
+                .push(&provisioned);
         });
-        // An edge seen in this run proves its ends exist in the app.
-        q.push(
-            " ON CONFLICT (connection_id, kind, rtype, external_id) DO UPDATE SET
+        // An edge seen in this run (or reported by a task) proves its ends
+        // exist in the app.
+        q.push(match writer {
+            Writer::Run { .. } => {
+                " ON CONFLICT (connection_id, kind, rtype, external_id) DO UPDATE SET
                changed_run = CASE WHEN resources.removed_at IS NOT NULL
                                   THEN excluded.last_seen_run ELSE resources.changed_run END,
-               last_seen_run = excluded.last_seen_run, removed_at = NULL",
-        );
+               last_seen_run = excluded.last_seen_run, removed_at = NULL"
+            }
+            Writer::Task { .. } => {
+                " ON CONFLICT (connection_id, kind, rtype, external_id) DO UPDATE SET
+               removed_at = NULL, provisioned_at = CASE WHEN resources.removed_at IS NOT NULL
+                                  THEN excluded.provisioned_at ELSE resources.provisioned_at END"
+            }
+        });
+        q.push(writer.run_guard("resources"));
         q.build().execute(&mut *conn).await?;
     }
 
@@ -295,7 +373,8 @@ pub(crate) async fn upsert_edges(
         let mut q = QueryBuilder::<Sqlite>::new(
             // OR FAIL: see migration 0007 (no statement journal).
             "INSERT OR FAIL INTO edges (connection_id, kind, target_type, target_external_id, holder, holder_type,
-               holder_external_id, scope, role, inherited, attributes, first_seen_run, last_seen_run, changed_run) ",
+               holder_external_id, scope, role, inherited, attributes, first_seen_run, last_seen_run, changed_run,
+               provisioned_at) ",
         );
         q.push_values(chunk, |mut b, e| {
             let (holder, holder_type, holder_id) = holder_columns(&e.holder);
@@ -315,9 +394,15 @@ pub(crate) async fn upsert_edges(
                 )
                 .push(&run)
                 .push(&run)
-                .push(&run);
+                .push(&run)
+                .push(&provisioned);
         });
-        q.push(if keep_inherited {
+        q.push(if let Writer::Task { .. } = writer {
+            " ON CONFLICT (connection_id, kind, target_type, target_external_id, holder, holder_type,
+                 holder_external_id, scope) DO UPDATE SET
+               role = excluded.role, inherited = excluded.inherited, attributes = excluded.attributes,
+               removed_at = NULL, provisioned_at = excluded.provisioned_at"
+        } else if keep_inherited {
             " ON CONFLICT (connection_id, kind, target_type, target_external_id, holder, holder_type,
                  holder_external_id, scope) DO UPDATE SET
                changed_run = CASE WHEN edges.role IS NOT excluded.role
@@ -334,6 +419,7 @@ pub(crate) async fn upsert_edges(
                role = excluded.role, inherited = excluded.inherited, attributes = excluded.attributes,
                last_seen_run = excluded.last_seen_run, removed_at = NULL"
         });
+        q.push(writer.run_guard("edges"));
         q.build().execute(&mut *conn).await?;
     }
     Ok(())
@@ -351,6 +437,7 @@ pub(crate) async fn resolve_account_keys(
     conn: &mut SqliteConnection,
     connection_id: i64,
     run_id: i64,
+    started_at: i64,
 ) -> Result<u64> {
     let keyed: i64 = sqlx::query_scalar(
         "SELECT COUNT(*) FROM edges WHERE connection_id = ? AND holder IN (1, 2, 3) AND last_seen_run = ?",
@@ -405,7 +492,8 @@ pub(crate) async fn resolve_account_keys(
                               THEN excluded.last_seen_run ELSE edges.changed_run END,
            first_seen_run = MIN(edges.first_seen_run, excluded.first_seen_run),
            role = excluded.role, inherited = excluded.inherited, attributes = excluded.attributes,
-           last_seen_run = excluded.last_seen_run, removed_at = NULL"
+           last_seen_run = excluded.last_seen_run, removed_at = NULL
+         WHERE edges.provisioned_at IS NULL OR edges.provisioned_at < {started_at}"
     ))
     .bind(connection_id)
     .execute(&mut *conn)

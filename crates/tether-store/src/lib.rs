@@ -13,6 +13,7 @@ mod identities;
 mod oauth_states;
 mod queries;
 mod runs;
+mod tasks;
 mod tokens;
 mod web;
 mod webhooks;
@@ -37,6 +38,10 @@ pub use queries::{AccountQuery, EdgeAfter, EdgeQuery};
 pub use runs::{
     Completion, KindCounts, PageWrite, RunStart, RunStatus, RunSummary, RunWriter, StreamOutcome,
     WorkItem,
+};
+pub use tasks::{
+    new_task_id, BridgeOutcome, ClaimedTask, NewTask, TaskEvent, TaskInfo, TaskOutcome, TaskPage,
+    TaskStatus, TASK_LEASE_MS,
 };
 pub use tokens::{LockGuard, TokenDue};
 pub use web::{WebAuthSettings, WebSession};
@@ -138,6 +143,9 @@ pub struct Connection {
     pub token_fields: serde_json::Map<String, serde_json::Value>,
     /// The scopes the app granted, as it named them.
     pub granted_scopes: Vec<String>,
+    /// Whether an operator enabled provisioning tasks on it (off by
+    /// default; migration 0011).
+    pub provisioning_enabled: bool,
     pub created_at: i64,
     pub updated_at: i64,
 }
@@ -716,6 +724,7 @@ fn connection_from_row(row: &sqlx::sqlite::SqliteRow) -> Result<Connection> {
             .unwrap_or_default(),
         granted_scopes: serde_json::from_str(&row.try_get::<String, _>("granted_scopes")?)
             .unwrap_or_default(),
+        provisioning_enabled: row.try_get("provisioning_enabled")?,
         created_at: row.try_get("created_at")?,
         updated_at: row.try_get("updated_at")?,
     })

@@ -9,7 +9,7 @@ use tether_core::{Edge, EdgeKind, Holder, Kind, Record, TypeKey};
 
 use crate::identities::{
     build_account_index, connection_types, derive_inherited_memberships, resolve_account_keys,
-    type_scope, upsert_accounts, upsert_edges, upsert_resources, ResourceIn,
+    type_scope, upsert_accounts, upsert_edges, upsert_resources, ResourceIn, Writer,
 };
 use crate::{now_ms, Result, Store, StoreError};
 
@@ -367,9 +367,18 @@ impl Store {
         .bind(run_id)
         .execute(&mut *tx)
         .await?;
+        let started_at: i64 = sqlx::query_scalar("SELECT started_at FROM sync_runs WHERE id = ?")
+            .bind(run_id)
+            .fetch_optional(&mut *tx)
+            .await?
+            .ok_or_else(|| StoreError::NotFound(format!("no sync run {run_id}")))?;
+        // What a task wrote after this run started is newer than what the
+        // run fetched: the run does not mark it removed.
+        let not_provisioned =
+            format!(" AND (provisioned_at IS NULL OR provisioned_at < {started_at})");
         // Accounts named by email, username or DN become edges of the
         // account's id now that every account of the run is written.
-        resolve_account_keys(&mut tx, connection_id, run_id).await?;
+        resolve_account_keys(&mut tx, connection_id, run_id, started_at).await?;
         if derive_inherited {
             derive_inherited_memberships(&mut tx, connection_id, run_id).await?;
         }
@@ -389,7 +398,7 @@ impl Store {
             // Present before this run: not removed, first seen earlier.
             // Vanishing: of those, not seen by this run.
             let sql = format!(
-                "SELECT COUNT(*) FILTER (WHERE removed_at IS NULL AND first_seen_run < ?1 AND last_seen_run < ?1),
+                "SELECT COUNT(*) FILTER (WHERE removed_at IS NULL AND first_seen_run < ?1 AND last_seen_run < ?1{not_provisioned}),
                         COUNT(*) FILTER (WHERE removed_at IS NULL AND first_seen_run < ?1),
                         COUNT(*) FILTER (WHERE last_seen_run = ?1 AND first_seen_run = ?1),
                         COUNT(*) FILTER (WHERE last_seen_run = ?1 AND first_seen_run < ?1 AND changed_run = ?1)
@@ -451,7 +460,7 @@ impl Store {
                 let (table, scope) = type_scope(t.of.kind, 4);
                 let sql = format!(
                     "UPDATE {table} SET removed_at = ?1 WHERE connection_id = ?2 AND last_seen_run < ?3
-                       AND removed_at IS NULL{scope}"
+                       AND removed_at IS NULL{scope}{not_provisioned}"
                 );
                 sqlx::query(&sql)
                     .bind(now)
@@ -694,20 +703,22 @@ pub(crate) async fn write_pages(
     requests: u64,
 ) -> Result<()> {
     // Fencing: a process that lost its lease must not write.
-    let renewed = sqlx::query(
-        "UPDATE sync_runs SET requests = ?, lease_expires_at = ? WHERE id = ? AND lease_owner = ? AND status = 'in_progress'",
+    let started_at: Option<i64> = sqlx::query_scalar(
+        "UPDATE sync_runs SET requests = ?, lease_expires_at = ? WHERE id = ? AND lease_owner = ? AND status = 'in_progress'
+         RETURNING started_at",
     )
     .bind(requests as i64)
     .bind(now_ms() + LEASE_MS)
     .bind(run_id)
     .bind(owner)
-    .execute(&mut *conn)
+    .fetch_optional(&mut *conn)
     .await?;
-    if renewed.rows_affected() == 0 {
+    let Some(started_at) = started_at else {
         return Err(StoreError::Conflict(format!(
             "run {run_id} is no longer owned by this process (it was taken over or ended)"
         )));
-    }
+    };
+    let writer = Writer::Run { run_id, started_at };
 
     let mut accounts = Vec::new();
     let mut resources = Vec::new();
@@ -749,10 +760,10 @@ pub(crate) async fn write_pages(
         }
         *stream_pages.entry(&page.stream).or_default() += 1;
     }
-    upsert_resources(conn, connection_id, run_id, &resources).await?;
-    upsert_accounts(conn, connection_id, run_id, &accounts).await?;
-    upsert_edges(conn, connection_id, run_id, &edges, false).await?;
-    upsert_edges(conn, connection_id, run_id, &derived_edges, true).await?;
+    upsert_resources(conn, connection_id, writer, &resources).await?;
+    upsert_accounts(conn, connection_id, writer, &accounts).await?;
+    upsert_edges(conn, connection_id, writer, &edges, false).await?;
+    upsert_edges(conn, connection_id, writer, &derived_edges, true).await?;
 
     for page in pages {
         sqlx::query("UPDATE sync_work SET cursor = ?, done = ? WHERE run_id = ? AND id = ?")

@@ -46,6 +46,8 @@ use tether_sandbox::{
 
 use crate::{LICENSE_SCOPE, READ_SCOPE, SLUG};
 
+mod writes;
+
 tether_sandbox::inventory::submit! {
     FakeDescriptor {
         slug: SLUG,
@@ -98,6 +100,8 @@ pub fn policy(kind: &str) -> TokenPolicy {
 struct Org {
     id: String,
     dir: Directory,
+    /// What provisioning writes changed (see `writes`).
+    writes: std::sync::Mutex<writes::Overlay>,
 }
 
 struct Shared {
@@ -106,10 +110,12 @@ struct Shared {
     orgs: RwLock<BTreeMap<String, Arc<Org>>>,
     next_org: AtomicU64,
     stats: Stats,
+    /// How long a write waits after taking effect before it answers.
+    write_delay_ms: AtomicU64,
 }
 
 const ROUTES: &[&str] = &[
-    "org", "users", "groups", "members", "roles", "licenses", "other",
+    "org", "users", "groups", "members", "roles", "licenses", "writes", "other",
 ];
 
 /// The fake as the kit mounts it.
@@ -127,6 +133,7 @@ impl TestFake {
             orgs: RwLock::new(BTreeMap::new()),
             next_org: AtomicU64::new(1),
             stats: Stats::new(ROUTES),
+            write_delay_ms: AtomicU64::new(0),
         })))
     }
 }
@@ -155,9 +162,27 @@ impl Fake for TestFake {
             .route("/oauth/token", post(token))
             .route("/oauth/revoke", post(revoke))
             .route("/v1/orgs/{org}", get(org))
-            .route("/v1/orgs/{org}/users", get(users))
+            .route("/v1/orgs/{org}/users", get(users).post(writes::create_user))
+            .route(
+                "/v1/orgs/{org}/users/{user}",
+                get(writes::get_user)
+                    .patch(writes::patch_user)
+                    .delete(writes::delete_user),
+            )
+            .route(
+                "/v1/orgs/{org}/users/{user}/password",
+                post(writes::set_password),
+            )
             .route("/v1/orgs/{org}/groups", get(groups))
             .route("/v1/orgs/{org}/groups/{group}/members", get(members))
+            .route(
+                "/v1/orgs/{org}/groups/{group}/members/{user}",
+                get(writes::get_member)
+                    .put(writes::put_member)
+                    .delete(writes::delete_member),
+            )
+            .route("/_sandbox/writes", get(writes::list_writes))
+            .route("/_sandbox/write-delay", post(writes::set_write_delay))
             .route("/v1/orgs/{org}/roles", get(roles))
             .route("/v1/orgs/{org}/licenses", get(licenses))
             .route("/_sandbox/clients", post(add_client).get(list_clients))
@@ -182,6 +207,7 @@ impl Fake for TestFake {
             Arc::new(Org {
                 id: format!("o{n}"),
                 dir,
+                writes: Default::default(),
             }),
         );
         Ok(counts)
@@ -196,7 +222,7 @@ impl Fake for TestFake {
             subject,
             "static",
             None,
-            format!("{READ_SCOPE} {LICENSE_SCOPE}"),
+            format!("{READ_SCOPE} {LICENSE_SCOPE} {}", crate::WRITE_SCOPE),
             policy("static"),
         );
         Ok(json!({"access_token": t.access_token, "token_type": "Bearer", "scope": t.scope}))
@@ -418,6 +444,14 @@ async fn users(
     headers: HeaderMap,
 ) -> ApiResult {
     let o = api(&sh, 1, &uri, &headers, &name, READ_SCOPE).await?;
+    {
+        let ov = o.writes.lock().unwrap();
+        if !ov.is_empty() {
+            let all = writes::all_users(&name, &o, &ov);
+            let (range, next) = p.window(all.len());
+            return Ok(listing(all[range].to_vec(), next));
+        }
+    }
     let d = &o.dir;
     let (range, next) = p.window(d.users.len());
     let items = range
@@ -484,6 +518,18 @@ async fn members(
         .and_then(|n| n.parse::<u32>().ok())
         .and_then(|n| d.groups.iter().find(|g| g.num == n))
         .ok_or_else(|| error(StatusCode::NOT_FOUND, "not_found"))?;
+    {
+        let ov = o.writes.lock().unwrap();
+        if !ov.is_empty() {
+            let all = writes::group_members(&ov, g);
+            let (range, next) = p.window(all.len());
+            let items = all[range]
+                .iter()
+                .map(|(u, role)| json!({"user_id": format!("u{u}"), "role": role}))
+                .collect();
+            return Ok(listing(items, next));
+        }
+    }
     let (range, next) = p.window(g.members.len());
     let items = range
         .map(|i| {

@@ -23,6 +23,12 @@
 //! | roles | `GET {base}/v1/orgs/{org}/roles` |
 //! | license seats (scope `licenses:read`) | `GET {base}/v1/orgs/{org}/licenses?page=N&per_page=M` |
 //!
+//! Provisioning (scope `write`, asked for only when provisioning is enabled
+//! on a connection): `GET`/`PATCH`/`DELETE {base}/v1/orgs/{org}/users/{id}`,
+//! `POST .../users`, `POST .../users/{id}/password`, and
+//! `GET`/`PUT`/`DELETE .../groups/{g}/members/{u}`, each write honouring an
+//! `Idempotency-Key` header (see `fake/writes.rs` and [`TestProvisioner`]).
+//!
 //! `{base}` is the `api_base_url` setting. A list answers
 //! `{"items": [...], "next": N}` with `next` the following page number, or
 //! `null` on the last page. Errors are JSON `{"error": "...", ...}`:
@@ -44,11 +50,19 @@
 //! the older access tokens; presenting a retired refresh token revokes the
 //! grant) or `static` (access tokens that never expire, no refresh token).
 
-use tether_core::{AuthMethod, ClientAuth, ConnectorDescriptor, OAuth2Spec, SettingSpec};
+use tether_core::{
+    AuthMethod, ClientAuth, ConnectorDescriptor, OAuth2Spec, ProvisioningSpec, SettingSpec,
+};
 
 pub mod fake;
+mod provision;
 mod revoke;
 mod source;
+
+pub use provision::{TestProvisioner, ACTIONS as PROVISIONING_ACTIONS};
+
+/// The scope provisioning writes need.
+pub const WRITE_SCOPE: &str = "write";
 
 pub use source::{
     TestSource, DEFAULT_API_BASE_URL, LICENSE_SCOPE, PER_PAGE, READ_SCOPE, ROLE_ADMIN, ROLE_MEMBER,
@@ -112,6 +126,12 @@ tether_core::inventory::submit! {
         ],
         build: TestSource::build,
         revoke_token: Some(revoke::revoke),
-        provisioning: None,
+        provisioning: Some(ProvisioningSpec {
+            actions: PROVISIONING_ACTIONS,
+            scopes: &[WRITE_SCOPE],
+            build: TestProvisioner::build,
+            limits: "Test App provisions group memberships only, not roles or licenses, and \
+                     cannot update an account's fields.",
+        }),
     }
 }

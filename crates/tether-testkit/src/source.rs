@@ -36,22 +36,27 @@ pub const ROLE_ADMIN: &str = "admin";
 pub const ROLE_MEMBER: &str = "member";
 
 pub struct TestSource {
-    connection: String,
-    org: String,
-    base: String,
-    tokens: Arc<dyn TokenSource>,
-    http: HttpClient,
+    pub(crate) connection: String,
+    pub(crate) org: String,
+    pub(crate) base: String,
+    pub(crate) tokens: Arc<dyn TokenSource>,
+    pub(crate) http: HttpClient,
 }
 
 /// What a request is, for error messages and the 404 meaning.
 #[derive(Clone, Copy, PartialEq, Eq)]
-enum Endpoint {
+pub(crate) enum Endpoint {
     Org,
     Licenses,
 }
 
 impl TestSource {
     pub fn build(ctx: ConnectorContext) -> Result<Box<dyn Source>, SourceError> {
+        Ok(Box::new(Self::from_context(ctx)?))
+    }
+
+    /// The source of a connection (the provisioner shares it).
+    pub(crate) fn from_context(ctx: ConnectorContext) -> Result<TestSource, SourceError> {
         let org = ctx.required_setting("org")?.trim().to_owned();
         if org.is_empty()
             || !org
@@ -86,13 +91,13 @@ impl TestSource {
             }
         }
         let tokens = ctx.token_source()?;
-        Ok(Box::new(TestSource {
+        Ok(TestSource {
             connection: ctx.connection_name,
             org,
             base,
             tokens,
             http: ctx.http,
-        }))
+        })
     }
 
     /// `GET {base}/v1/orgs/{org}{path}`, classified and decoded.
@@ -328,7 +333,7 @@ fn next_cursor<T>(
 }
 
 /// Maps the app's error answers into [`SourceError`].
-fn classify(
+pub(crate) fn classify(
     resp: &RawResponse,
     what: &str,
     endpoint: Endpoint,
@@ -382,7 +387,7 @@ fn classify(
     }
 }
 
-fn encode(s: &str) -> String {
+pub(crate) fn encode(s: &str) -> String {
     url::form_urlencoded::byte_serialize(s.as_bytes()).collect()
 }
 
@@ -415,12 +420,12 @@ struct RoleBody {
 }
 
 #[derive(Deserialize)]
-struct UserBody {
-    id: String,
+pub(crate) struct UserBody {
+    pub(crate) id: String,
     name: String,
     email: Option<String>,
     /// `active`, `suspended` or `deleted`.
-    status: String,
+    pub(crate) status: String,
     /// `human`, `guest` or `bot`.
     #[serde(rename = "type")]
     kind: String,
@@ -430,7 +435,7 @@ struct UserBody {
 }
 
 impl UserBody {
-    fn account(self) -> Result<Account, SourceError> {
+    pub(crate) fn account(self) -> Result<Account, SourceError> {
         let status = match self.status.as_str() {
             "active" => AccountStatus::Active,
             "suspended" => AccountStatus::Suspended,
