@@ -4,9 +4,7 @@
 //! [`Store::complete_run`](tether_store::Store::complete_run), with the
 //! mass-removal guard of native syncs.
 
-use tether_store::{
-    BridgeApp, BridgeSession, Completion, ConnectionStatus, RunStatus, RunSummary, BRIDGE_APP,
-};
+use tether_store::{BridgeApp, BridgeSession, Completion, ConnectionStatus, RunStatus, RunSummary};
 
 use crate::{Event, Hub, HubError, Result};
 
@@ -27,12 +25,6 @@ impl Hub {
             self.config().public_base_url.as_str().trim_end_matches('/'),
             self.config().tenant_slug
         )
-    }
-
-    /// Whether a connection is a Bridge app (pushed to, never synced by the
-    /// hub).
-    pub fn is_bridge(connection: &tether_store::Connection) -> bool {
-        connection.app == BRIDGE_APP
     }
 
     /// Creates a Bridge app (and its connection), announcing the connection.
