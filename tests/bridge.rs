@@ -1011,3 +1011,107 @@ async fn seed_002_python_example_runs_unchanged() {
     let conn = b.connection_of(&app).await["id"].as_i64().unwrap();
     assert_eq!(b.accounts(conn, "").await.len(), 230);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn connectors_poll_tasks_and_report_outcomes() {
+    let b = tokio::task::block_in_place(Bridge::start);
+    let app = b.app("HR").await;
+    let conn = b.connection_of(&app).await["id"].as_i64().unwrap();
+    let store = tether_store::Store::open(
+        &b.hub.database_url(),
+        tether_store::MasterKey::parse(&b.hub.master_key).unwrap(),
+        &tether_store::KeySource::Env,
+    )
+    .await
+    .unwrap();
+    let payload = json!({"changes": {}});
+    let new = |action, account, after| tether_store::NewTask {
+        connection_id: conn,
+        action,
+        resource_type: Some("account"),
+        account_external_id: Some(account),
+        target: None,
+        payload: &payload,
+        execute_after: after,
+        idempotency_key: None,
+        created_by: "test",
+        password: None,
+    };
+    let (due, _) = store
+        .create_task(&new(tether_core::TaskAction::SuspendAccount, "u1", None))
+        .await
+        .unwrap();
+    let later = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_millis() as i64
+        + 3_600_000;
+    store
+        .create_task(&new(
+            tether_core::TaskAction::DeleteAccount,
+            "u2",
+            Some(later),
+        ))
+        .await
+        .unwrap();
+
+    let pending = b
+        .ok("GET", &format!("apps/{app}/tasks/?status=pending"), None)
+        .await;
+    assert_eq!(pending["count"], 1, "{pending}");
+    let t = &pending["results"][0];
+    assert_eq!(t["id"], due.id.as_str());
+    assert_eq!(t["action"], "suspend_account");
+    assert_eq!(t["payload"]["account"]["id"], "u1");
+    let scheduled = b
+        .ok("GET", &format!("apps/{app}/tasks/?status=scheduled"), None)
+        .await;
+    assert_eq!(scheduled["count"], 1);
+    assert!(scheduled["results"][0]["execute_after"].is_string());
+    let (status, _) = b
+        .call("GET", &format!("apps/{app}/tasks/?status=nope"), None)
+        .await;
+    assert_eq!(status, 400);
+    let detail = b
+        .ok("GET", &format!("apps/{app}/tasks/{}/", due.id), None)
+        .await;
+    assert_eq!(detail["status"], "pending");
+
+    let path = format!("apps/{app}/tasks/{}/status/", due.id);
+    let (status, _) = b
+        .call("PATCH", &path, Some(json!({"status": "done"})))
+        .await;
+    assert_eq!(status, 400);
+    let done = b
+        .ok(
+            "PATCH",
+            &path,
+            Some(json!({"status": "completed", "result": {"suspended": true}})),
+        )
+        .await;
+    assert_eq!(done["status"], "completed");
+    assert_eq!(done["result"]["suspended"], true);
+    let (status, e) = b
+        .call(
+            "PATCH",
+            &path,
+            Some(json!({"status": "failed", "error": "late"})),
+        )
+        .await;
+    assert_eq!(status, 409, "{e}");
+    let completed = b
+        .ok("GET", &format!("apps/{app}/tasks/?status=completed"), None)
+        .await;
+    assert_eq!(completed["count"], 1);
+    let nil = "00000000-0000-4000-8000-000000000000";
+    let (status, _) = b
+        .call("GET", &format!("apps/{app}/tasks/{nil}/"), None)
+        .await;
+    assert_eq!(status, 404);
+    // Another app does not see it.
+    let other = b.app("Other").await;
+    let (status, _) = b
+        .call("GET", &format!("apps/{other}/tasks/{}/", due.id), None)
+        .await;
+    assert_eq!(status, 404);
+}

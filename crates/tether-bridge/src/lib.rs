@@ -157,7 +157,13 @@ pub fn router(hub: Hub) -> Router {
         .route("/apps/{app_id}/sync/{sync_id}/", get(sync_status))
         .route("/apps/{app_id}/sync/{sync_id}/complete/", post(complete))
         .route("/apps/{app_id}/sync/{sync_id}/abandon/", post(abandon))
-        .route("/apps/{app_id}/sync/{sync_id}/{slug}/", put(push));
+        .route("/apps/{app_id}/sync/{sync_id}/{slug}/", put(push))
+        .route("/apps/{app_id}/tasks/", get(list_tasks))
+        .route("/apps/{app_id}/tasks/{task_id}/", get(get_task))
+        .route(
+            "/apps/{app_id}/tasks/{task_id}/status/",
+            axum::routing::patch(report_task),
+        );
     let org = Router::new()
         .nest("/api/v1/bridge", bridge)
         .fallback(not_found)
@@ -702,4 +708,170 @@ async fn abandon(
     let session = session_for(&hub, &app, params.get("sync_id")).await?;
     hub.abandon_bridge_session(&session).await?;
     Ok(StatusCode::NO_CONTENT)
+}
+
+// ---- tasks -----------------------------------------------------------------------
+
+/// A task as the Bridge shows it: Iden's fields, with `payload` holding
+/// `account` (the account's id and what the task gives for it),
+/// `memberships` (the group or license a membership task names) and
+/// `changes` (an update's fields).
+fn task_json(t: &tether_store::TaskInfo, password: Option<&str>) -> Value {
+    let stored = t.payload.as_object().cloned().unwrap_or_default();
+    let mut account = stored
+        .get("account")
+        .and_then(Value::as_object)
+        .cloned()
+        .unwrap_or_default();
+    if let Some(id) = &t.account_external_id {
+        account.entry("id").or_insert_with(|| json!(id));
+    }
+    if let Some(p) = password {
+        account.insert("password".into(), json!(p));
+    }
+    let memberships = stored.get("memberships").cloned().unwrap_or_else(|| {
+        Value::Array(
+            t.target
+                .iter()
+                .map(|r| {
+                    json!({
+                        "type": r.resource_type.clone().unwrap_or_else(|| r.kind.as_str().to_owned()),
+                        "id": r.external_id,
+                        "role": r.role,
+                    })
+                })
+                .collect(),
+        )
+    });
+    let changes = stored.get("changes").cloned().unwrap_or_else(|| json!({}));
+    json!({
+        "id": t.id,
+        "action": t.action.as_str(),
+        "resource_type": t.resource_type,
+        "status": t.status.as_str(),
+        "execute_after": t.execute_after.map(ts),
+        "created_at": ts(t.created_at),
+        "updated_at": ts(t.updated_at),
+        "payload": { "account": account, "memberships": memberships, "changes": changes },
+        "result": t.result,
+        "error": match (&t.error_code, &t.error_message) {
+            (None, None) => Value::Null,
+            (code, message) => json!({ "code": code, "message": message }),
+        },
+    })
+}
+
+async fn task_of(hub: &Hub, app: &BridgeApp, id: &str) -> BResult<tether_store::TaskInfo> {
+    match hub.store().task(id).await {
+        Ok(t) if t.connection_id == app.connection_id => Ok(t),
+        Ok(_) | Err(StoreError::NotFound(_)) => {
+            Err(Detail::not_found(format!("no task `{id}` on this app")))
+        }
+        Err(e) => Err(e.into()),
+    }
+}
+
+async fn list_tasks(
+    State(hub): State<Hub>,
+    Extension(caller): Extension<Caller>,
+    params: Params,
+    RawQuery(q): RawQuery,
+) -> BResult<Json<Value>> {
+    let p = paging(&q)?;
+    let app = app_for(&hub, &caller, params.get("app_id")).await?;
+    let mut status = None;
+    for (k, v) in url::form_urlencoded::parse(q.as_deref().unwrap_or("").as_bytes()) {
+        if k == "status" {
+            status = Some(
+                tether_store::TaskStatus::parse(&v)
+                    .filter(|_| matches!(&*v, "pending" | "scheduled" | "completed" | "failed" | "cancelled"))
+                    .ok_or_else(|| {
+                        Detail::bad_request(format!(
+                            "`status` must be pending, scheduled, completed, failed or cancelled, not `{v}`"
+                        ))
+                    })?,
+            );
+        }
+    }
+    let page = hub
+        .store()
+        .list_tasks(app.connection_id, status, p.limit, p.offset)
+        .await?;
+    let results: Vec<Value> = page.tasks.iter().map(|t| task_json(t, None)).collect();
+    let mut out = paged(
+        &hub,
+        &format!("apps/{}/tasks/", app.id),
+        &p,
+        page.total,
+        results,
+    );
+    if let Some(s) = status {
+        for key in ["next", "previous"] {
+            if let Some(u) = out[key].as_str() {
+                out[key] = json!(format!("{u}&status={}", s.as_str()));
+            }
+        }
+    }
+    Ok(Json(out))
+}
+
+async fn get_task(
+    State(hub): State<Hub>,
+    Extension(caller): Extension<Caller>,
+    params: Params,
+) -> BResult<Json<Value>> {
+    let app = app_for(&hub, &caller, params.get("app_id")).await?;
+    let task = task_of(&hub, &app, params.get("task_id")).await?;
+    // A task that carries a password (create, reset) gives it to the
+    // connector that executes it, until the task is done.
+    let password = if task.has_password && !task.status.is_terminal() {
+        hub.store()
+            .task_password(app.connection_id, &task.id)
+            .await
+            .ok()
+            .flatten()
+    } else {
+        None
+    };
+    use secrecy::ExposeSecret;
+    Ok(Json(task_json(
+        &task,
+        password.as_ref().map(|p| p.expose_secret()),
+    )))
+}
+
+async fn report_task(
+    State(hub): State<Hub>,
+    Extension(caller): Extension<Caller>,
+    params: Params,
+    body: Bytes,
+) -> BResult<Json<Value>> {
+    let app = app_for(&hub, &caller, params.get("app_id")).await?;
+    let task = task_of(&hub, &app, params.get("task_id")).await?;
+    let body = object_body(&body)?;
+    let outcome = match body.get("status").and_then(Value::as_str) {
+        Some("completed") => tether_store::BridgeOutcome::Completed {
+            result: body.get("result").cloned().filter(|v| !v.is_null()),
+        },
+        Some("failed") => tether_store::BridgeOutcome::Failed {
+            error: body.get("error").cloned().filter(|v| !v.is_null()),
+        },
+        _ => {
+            return Err(Detail::bad_request(
+                "`status` is required: completed or failed",
+            ))
+        }
+    };
+    match hub
+        .store()
+        .report_task_outcome(app.connection_id, &task.id, &outcome)
+        .await
+    {
+        Ok(t) => {
+            hub.publish_task_outcome(&t).await;
+            Ok(Json(task_json(&t, None)))
+        }
+        Err(StoreError::Conflict(m)) => Err(Detail::new(StatusCode::CONFLICT, m)),
+        Err(e) => Err(e.into()),
+    }
 }
