@@ -1,5 +1,8 @@
 //! `cargo xtask`: repository chores.
 //!
+//! * `cargo xtask bench bridge [--accounts 100k] [--clients 4]`: accounts
+//!   with memberships in 10 group types pushed to a Bridge app over HTTP by
+//!   concurrent clients, then completed (see `bench_bridge.rs`).
 //! * `cargo xtask bench sync [--app a,b] [--sizes 10k,100k,1m] [--latency-ms 50] [--latency-size 100k] [--concurrency 8]`
 //!   syncs sandbox organisations of each size with the release `tether`
 //!   binary, for every fake the sandbox registers (or those given), each run
@@ -16,6 +19,7 @@ use std::time::{Duration, Instant};
 
 use anyhow::{bail, Context, Result};
 
+mod bench_bridge;
 mod new_connector;
 use serde_json::{json, Value};
 
@@ -28,12 +32,30 @@ fn main() -> Result<()> {
         .as_slice()
     {
         ["bench", "sync", rest @ ..] => bench_sync(rest),
+        ["bench", "bridge", rest @ ..] => bench_bridge::run(&release_tether()?, rest),
         ["new-connector", rest @ ..] => new_connector::run(&workspace_root(), rest),
         _ => {
             eprintln!("usage: cargo xtask bench sync [--sizes 10k,100k,1m] [--latency-ms 50] [--latency-size 100k] [--no-latency]");
             std::process::exit(2)
         }
     }
+}
+
+/// Builds the release `tether` and returns its path.
+fn release_tether() -> Result<PathBuf> {
+    let root = workspace_root();
+    eprintln!("building tether (release)...");
+    let status = Command::new(env!("CARGO"))
+        .args(["build", "--release", "--quiet", "-p", "tether"])
+        .current_dir(&root)
+        .status()?;
+    if !status.success() {
+        bail!("cargo build failed");
+    }
+    let target = std::env::var_os("CARGO_TARGET_DIR")
+        .map(PathBuf::from)
+        .unwrap_or(root.join("target"));
+    Ok(target.join("release/tether"))
 }
 
 fn workspace_root() -> PathBuf {

@@ -101,6 +101,26 @@ pub async fn require_api_key(State(hub): State<Hub>, mut req: Request, next: Nex
         return ApiError::unauthorized().into_response();
     };
     match hub.store().authenticate_api_key(key).await {
+        Ok(Some(info)) if info.bridge_app.is_some() => ApiError::new(
+            StatusCode::FORBIDDEN,
+            "forbidden",
+            "this API key is limited to one Bridge app and can only be used with the Bridge API",
+        )
+        .into_response(),
+        Ok(Some(info))
+            if info.read_only
+                && !matches!(
+                    *req.method(),
+                    axum::http::Method::GET | axum::http::Method::HEAD
+                ) =>
+        {
+            ApiError::new(
+                StatusCode::FORBIDDEN,
+                "forbidden",
+                "this API key is read-only; writing needs another key",
+            )
+            .into_response()
+        }
         Ok(Some(info)) => {
             req.extensions_mut().insert(ApiKeyId(info.id));
             next.run(req).await

@@ -397,6 +397,14 @@ pub async fn start_sync(
         ))
         .into());
     }
+    if Hub::is_bridge(&c) {
+        return Err(HubError::BadRequest(format!(
+            "`{}` is a Bridge app: its connector pushes its records through the Bridge API ({}/api/v1/bridge/); Tether does not sync it",
+            c.display_name,
+            hub.bridge_base_url()
+        ))
+        .into());
+    }
     let app = hub.app(&c.app)?;
     if app.descriptor.is_none() {
         return Err(HubError::BadRequest(format!(
@@ -471,6 +479,25 @@ pub async fn get_run(
     ApiPath(run_id): ApiPath<i64>,
 ) -> ApiResult<Json<RunDto>> {
     let r = hub.store().run_summary(run_id).await?;
+    Ok(Json(run_dto(&hub, r)))
+}
+
+/// Confirms the removals of a Bridge sync session held by the mass-removal
+/// guard, and completes it. (A held native sync is confirmed with
+/// `tether sync <connection> --confirm-removals`.)
+#[utoipa::path(post, path = "/api/v1/runs/{run_id}/confirm", tag = "syncs",
+    params(("run_id" = i64, Path, description = "Run id")),
+    responses((status = 200, body = RunDto), (status = 400, body = ErrorBody),
+        (status = 404, body = ErrorBody), (status = 409, body = ErrorBody), (status = 401, body = ErrorBody)),
+    security(("api_key" = [])))]
+pub async fn confirm_run(
+    State(hub): State<Hub>,
+    key: ApiKeyId,
+    ApiPath(run_id): ApiPath<i64>,
+) -> ApiResult<Json<RunDto>> {
+    hub.store().run_summary(run_id).await?;
+    let actor = actor(&hub, key).await?;
+    let r = hub.confirm_bridge_run(run_id, &actor).await?;
     Ok(Json(run_dto(&hub, r)))
 }
 

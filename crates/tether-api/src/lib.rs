@@ -77,6 +77,7 @@ pub fn router(hub: Hub) -> Router {
         )
         .route("/tasks/{id}", get(tasks::get_task))
         .route("/tasks/{id}/cancel", post(tasks::cancel_task))
+        .route("/runs/{run_id}/confirm", post(confirm_run))
         .route_layer(axum::middleware::from_fn_with_state(
             hub.clone(),
             extract::require_api_key,
@@ -117,6 +118,7 @@ pub fn openapi() -> utoipa::openapi::OpenApi {
         handlers::start_sync,
         handlers::list_runs,
         handlers::get_run,
+        handlers::confirm_run,
         handlers::list_types,
         handlers::list_accounts,
         handlers::list_resources,
@@ -195,6 +197,62 @@ pub async fn create_api_key(
         .detail("name", name);
     tether_hub::audit::record_quietly(store, actor, Action::ApiKeyCreated, rec).await;
     Ok((key_id, SecretString::from(key)))
+}
+
+/// What an API key may do besides authenticating: expire, be limited to
+/// one Bridge app, or only read.
+#[derive(Debug, Clone, Default)]
+pub struct KeyLimits {
+    /// Days until the key stops working (7, 30 or 90); `None`: never.
+    pub expires_in_days: Option<u32>,
+    /// The one Bridge app (its id) the key may use; such a key is refused
+    /// (403) everywhere else, the REST API included.
+    pub bridge_app: Option<String>,
+    /// Refuse (403) every request that is not a GET.
+    pub read_only: bool,
+}
+
+/// Creates an API key with limits (see [`create_api_key`]).
+pub async fn create_limited_api_key(
+    store: &Store,
+    name: &str,
+    limits: &KeyLimits,
+    actor: &Actor,
+) -> Result<(i64, SecretString), HubError> {
+    if let Some(days) = limits.expires_in_days {
+        if ![7, 30, 90].contains(&days) {
+            return Err(HubError::BadRequest(
+                "an API key expires after 7, 30 or 90 days, or never".into(),
+            ));
+        }
+    }
+    if let Some(app) = &limits.bridge_app {
+        if store.bridge_app(app).await?.is_none() {
+            return Err(HubError::NotFound(format!(
+                "no Bridge app `{app}`; its id is on its connection page"
+            )));
+        }
+    }
+    let (id, key) = create_api_key(store, name, actor).await?;
+    let expires_at = limits
+        .expires_in_days
+        .map(|d| chrono_now_ms() + i64::from(d) * 86_400_000);
+    store
+        .set_api_key_limits(
+            id,
+            expires_at,
+            limits.bridge_app.as_deref(),
+            limits.read_only,
+        )
+        .await?;
+    Ok((id, key))
+}
+
+fn chrono_now_ms() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_millis() as i64)
+        .unwrap_or(0)
 }
 
 /// Every API key, revoked ones included (never their secret part).

@@ -7,6 +7,7 @@
 //! syncs: on demand, right after connecting, and on a schedule.
 
 pub mod audit;
+pub mod bridge;
 mod connect;
 pub mod events;
 mod hosts;
@@ -92,6 +93,9 @@ pub struct HubConfig {
     /// [`OAuthApp::for_client_credentials`]); the hosts of its URLs count as
     /// configured by the operator.
     pub custom_client_credentials: BTreeMap<String, OAuthApp>,
+    /// The organisation's slug in Bridge URLs
+    /// (`{public_base_url}/org/{tenant_slug}/api/v1/bridge/`).
+    pub tenant_slug: String,
 }
 
 impl Default for HubConfig {
@@ -105,6 +109,7 @@ impl Default for HubConfig {
             setting_defaults: BTreeMap::new(),
             allowed_hosts: BTreeMap::new(),
             custom_client_credentials: BTreeMap::new(),
+            tenant_slug: "default".into(),
         }
     }
 }

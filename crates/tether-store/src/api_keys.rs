@@ -26,7 +26,24 @@ pub struct ApiKeyInfo {
     pub created_at: i64,
     pub last_used_at: Option<i64>,
     pub revoked_at: Option<i64>,
+    /// When the key stops working; `None`: never.
+    pub expires_at: Option<i64>,
+    /// The one Bridge app the key is limited to, if any.
+    pub bridge_app: Option<String>,
+    /// Whether the key may only read.
+    pub read_only: bool,
 }
+
+/// What a presented key is.
+#[derive(Debug, Clone)]
+pub enum KeyCheck {
+    Valid(ApiKeyInfo),
+    Expired,
+    Unknown,
+}
+
+const KEY_COLUMNS: &str =
+    "id, name, prefix, created_at, last_used_at, revoked_at, expires_at, bridge_app, read_only";
 
 impl Store {
     /// Stores a new key (hashed) and returns its id.
@@ -45,11 +62,12 @@ impl Store {
     /// The key presented by a client, if it exists and is not revoked;
     /// records its use (at most once a minute).
     pub async fn authenticate_api_key(&self, key: &str) -> Result<Option<ApiKeyInfo>> {
-        let found: Option<ApiKeyInfo> = sqlx::query_as(
-            "SELECT id, name, prefix, created_at, last_used_at, revoked_at FROM api_keys
-             WHERE hash = ? AND revoked_at IS NULL",
-        )
+        let found: Option<ApiKeyInfo> = sqlx::query_as(&format!(
+            "SELECT {KEY_COLUMNS} FROM api_keys
+             WHERE hash = ? AND revoked_at IS NULL AND (expires_at IS NULL OR expires_at > ?)"
+        ))
         .bind(hash(key))
+        .bind(now_ms())
         .fetch_optional(self.pool())
         .await?;
         if let Some(k) = &found {
@@ -67,13 +85,33 @@ impl Store {
         Ok(found)
     }
 
+    /// Like [`Store::authenticate_api_key`], telling an expired key from
+    /// an unknown or revoked one.
+    pub async fn check_api_key(&self, key: &str) -> Result<KeyCheck> {
+        if let Some(info) = self.authenticate_api_key(key).await? {
+            return Ok(KeyCheck::Valid(info));
+        }
+        let expired: Option<i64> = sqlx::query_scalar(
+            "SELECT id FROM api_keys WHERE hash = ? AND revoked_at IS NULL AND expires_at <= ?",
+        )
+        .bind(hash(key))
+        .bind(now_ms())
+        .fetch_optional(self.pool())
+        .await?;
+        Ok(if expired.is_some() {
+            KeyCheck::Expired
+        } else {
+            KeyCheck::Unknown
+        })
+    }
+
     /// Every key, revoked ones included, oldest first.
     pub async fn list_api_keys(&self) -> Result<Vec<ApiKeyInfo>> {
-        Ok(sqlx::query_as(
-            "SELECT id, name, prefix, created_at, last_used_at, revoked_at FROM api_keys ORDER BY id",
+        Ok(
+            sqlx::query_as(&format!("SELECT {KEY_COLUMNS} FROM api_keys ORDER BY id"))
+                .fetch_all(self.pool())
+                .await?,
         )
-        .fetch_all(self.pool())
-        .await?)
     }
 
     /// Revokes a key; revoking a revoked key is a no-op.

@@ -8,6 +8,7 @@
 
 mod api_keys;
 mod audit;
+mod bridge;
 mod crypto;
 mod identities;
 mod oauth_states;
@@ -26,8 +27,12 @@ use serde::{Deserialize, Serialize};
 use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteSynchronous};
 use sqlx::{ConnectOptions, Row, SqlitePool};
 
-pub use api_keys::ApiKeyInfo;
+pub use api_keys::{ApiKeyInfo, KeyCheck};
 pub use audit::{AuditConnection, AuditEntry, AuditQuery, NewAuditEntry};
+pub use bridge::{
+    new_uuid, BridgeApp, BridgePage, BridgeSession, BridgeType, PushCounts, BRIDGE_APP,
+    BRIDGE_OWNER,
+};
 pub use crypto::{KeySource, MasterKey, MASTER_KEY_ENV};
 pub use identities::{AccountRow, EdgeRow, IdentityCounts, ResourceRow};
 pub use oauth_states::{OAuthPurpose, StateCheck, TakenState};

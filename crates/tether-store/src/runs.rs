@@ -694,7 +694,7 @@ impl RunWriter {
 }
 
 /// One `RunWriter::write`, inside the writer's open transaction.
-async fn write_pages(
+pub(crate) async fn write_pages(
     conn: &mut sqlx::SqliteConnection,
     connection_id: i64,
     run_id: i64,

@@ -102,6 +102,10 @@ pub fn router(state: WebState) -> Router {
         .route("/oauth/callback", get(pages::oauth_callback))
         .route("/connections/{id}", get(pages::connection))
         .route("/connections/{id}/sync", post(pages::sync_now))
+        .route(
+            "/connections/{id}/confirm-removals",
+            post(pages::confirm_removals),
+        )
         .route("/connections/{id}/reconnect", post(pages::reconnect))
         .route("/connections/{id}/rename", post(pages::rename))
         .route("/connections/{id}/delete", post(pages::delete))

@@ -37,6 +37,9 @@ fn shown_status(app: &App, c: &Connection) -> &'static str {
 }
 
 fn app_name(app: &App, key: &str) -> String {
+    if key == tether_store::BRIDGE_APP {
+        return "Bridge".to_owned();
+    }
     app.hub
         .app(key)
         .map(|a| a.display_name.clone())
@@ -113,8 +116,19 @@ fn connection_settings(c: &Connection) -> Markup {
     }
 }
 
+/// Present records of a label; a bare kind (`account`) counts every type
+/// of the kind (a Bridge app's `account:account`, `group:team`...).
 fn count(counts: &tether_store::IdentityCounts, label: &str) -> i64 {
-    counts.present.get(label).copied().unwrap_or(0)
+    if label.contains(':') {
+        return counts.present.get(label).copied().unwrap_or(0);
+    }
+    let typed = format!("{label}:");
+    counts
+        .present
+        .iter()
+        .filter(|(l, _)| *l == label || l.starts_with(&typed))
+        .map(|(_, n)| n)
+        .sum()
 }
 
 /// The HTML id of a type's section: `groups`, `groups-team`.
@@ -180,7 +194,10 @@ pub(crate) async fn connected_apps(State(app): State<App>, auth: Auth) -> WebRes
                                 a href=(format!("/connections/{}", c.id)) { (c.display_name) }
                                 @if let Some(org) = &c.connected_name { div.sub { (org) } }
                             }
-                            td.app { (app_name(&app, &c.app)) }
+                            td.app {
+                                (app_name(&app, &c.app))
+                                @if tether_hub::Hub::is_bridge(c) { " " span.badge.bridge-badge title="Pushed to through the Bridge API" { "Bridge" } }
+                            }
                             td.status { (badge(status)) (status_detail(&app, &auth, c, status)) }
                             td.last-sync {
                                 @match last_run {
@@ -680,10 +697,37 @@ pub(crate) async fn connection(
     let status = shown_status(&app, &c);
     let show_removed = q.show_removed();
     let counts = store.identity_counts(id).await?;
+    // An app whose accounts are all of a named type (a Bridge app's
+    // registered account type) shows those.
+    let named_account_type: Option<String> =
+        if counts.present.contains_key("account") || counts.removed.contains_key("account") {
+            None
+        } else {
+            counts
+                .present
+                .keys()
+                .chain(counts.removed.keys())
+                .find_map(|l| l.strip_prefix("account:").map(str::to_owned))
+        };
+    let bridge = store.bridge_app_of_connection(id).await?;
+    let bridge_types = match &bridge {
+        Some(b) => store.bridge_types(&b.definition).await?,
+        None => Vec::new(),
+    };
+    let held_run = match &bridge {
+        Some(_) => store
+            .runs(id, 1)
+            .await?
+            .into_iter()
+            .next()
+            .filter(|r| r.hold_reason.is_some()),
+        None => None,
+    };
     let mut accounts = store
         .query_accounts(
             id,
             &AccountQuery {
+                resource_type: named_account_type.as_deref(),
                 include_removed: show_removed,
                 after: q.after.as_deref(),
                 limit: ACCOUNTS_PER_PAGE + 1,
@@ -802,13 +846,16 @@ pub(crate) async fn connection(
             }
         }
         (connection_settings(&c))
+        @if let Some(b) = &bridge {
+            (bridge_section(&app, &auth, b, &bridge_types, held_run.as_ref()))
+        }
         @if let Some(state) = &sync_state {
             section.syncing #sync-progress { h2 { "Syncing" } (progress(state)) }
         }
         section.actions #actions {
             form.inline method="post" action=(format!("/connections/{id}/sync")) #sync-form {
                 (csrf_field(&auth))
-                button.primary type="submit" disabled[sync_state.is_some() || c.status == ConnectionStatus::Disabled] { "Sync now" }
+                button.primary type="submit" disabled[sync_state.is_some() || c.status == ConnectionStatus::Disabled || bridge.is_some()] { "Sync now" }
             }
             (reconnect_button(&auth, &c))
             form.inline method="post" action=(format!("/connections/{id}/rename")) #rename-form {
@@ -1000,6 +1047,83 @@ pub(crate) async fn connection(
     Ok(layout(&c.display_name, Some(&auth), sync_state.is_some(), body).into_response())
 }
 
+/// A Bridge app's resource types and how its connector pushes to it.
+fn bridge_section(
+    app: &App,
+    auth: &Auth,
+    b: &tether_store::BridgeApp,
+    types: &[tether_store::BridgeType],
+    held: Option<&tether_store::RunSummary>,
+) -> Markup {
+    let base = app.hub.bridge_base_url();
+    let curl = format!(
+        "curl -X POST \"{base}/api/v1/bridge/apps/{id}/sync/\" \\\n  -H \"Authorization: Api-Key <your-api-key>\"\n\
+         curl -X PUT \"{base}/api/v1/bridge/apps/{id}/sync/${{SYNC_ID}}/{slug}/\" \\\n  -H \"Authorization: Api-Key <your-api-key>\" \\\n  -H \"Content-Type: application/json\" \\\n  -d '{{\"records\": [{{\"id\": \"u1\", \"email\": \"alice@example.com\"}}]}}'\n\
+         curl -X POST \"{base}/api/v1/bridge/apps/{id}/sync/${{SYNC_ID}}/complete/\" \\\n  -H \"Authorization: Api-Key <your-api-key>\"",
+        id = b.id,
+        slug = types
+            .iter()
+            .find(|t| t.base == "account")
+            .map(|t| t.slug.as_str())
+            .unwrap_or("account"),
+    );
+    html! {
+        section.bridge #bridge {
+            h2 { "Bridge app" }
+            p { "Its connector pushes its records through the Bridge API; Tether does not sync it. "
+                "Base URL " code #bridge-base-url { (base) } ", app id " code #bridge-app-id { (b.id) } "."
+                @if let Some(parent) = &b.cloned_from { " Cloned from " code { (parent) } " (shares its resource types)." } }
+            @if let Some(run) = held {
+                div.reason #bridge-held {
+                    (tether_hub::public_reason(run.hold_reason.as_deref().unwrap_or_default()))
+                    form.inline method="post" action=(format!("/connections/{}/confirm-removals", b.connection_id)) {
+                        (csrf_field(auth))
+                        input type="hidden" name="run_id" value=(run.run_id);
+                        button.danger type="submit" #confirm-removals { "Confirm removals" }
+                    }
+                }
+            }
+            h3 { "Resource types" }
+            @if types.is_empty() {
+                p.empty { "None registered yet." }
+            } @else {
+                table.bridge-types #bridge-types {
+                    thead { tr { th { "Slug" } th { "Name" } th { "Type" } } }
+                    tbody { @for t in types { tr { td { code { (t.slug) } } td { (t.name) } td { (t.base) } } } }
+                }
+            }
+            h3 { "Pushing a sync" }
+            pre.curl #bridge-curl { code { (curl) } }
+        }
+    }
+}
+
+#[derive(serde::Deserialize)]
+pub(crate) struct ConfirmForm {
+    csrf: Option<String>,
+    run_id: i64,
+}
+
+/// Confirms a Bridge session held by the mass-removal guard.
+pub(crate) async fn confirm_removals(
+    State(app): State<App>,
+    auth: Auth,
+    Path(id): Path<i64>,
+    Form(form): Form<ConfirmForm>,
+) -> WebResult {
+    auth.check_csrf(form.csrf.as_deref())?;
+    let run = app.store().run_summary(form.run_id).await?;
+    if run.connection_id != id {
+        return Err(
+            HubError::NotFound(format!("no run {} on this connection", form.run_id)).into(),
+        );
+    }
+    app.hub
+        .confirm_bridge_run(form.run_id, &web_actor())
+        .await?;
+    Ok(Redirect::to(&format!("/connections/{id}")).into_response())
+}
+
 // ---- connection actions ----------------------------------------------------------
 
 pub(crate) async fn sync_now(
@@ -1010,6 +1134,10 @@ pub(crate) async fn sync_now(
 ) -> WebResult {
     auth.check_csrf(form.csrf.as_deref())?;
     let c = app.hub.connection(id).await?;
+    if tether_hub::Hub::is_bridge(&c) {
+        // Its connector pushes; the page says how.
+        return Ok(Redirect::to(&format!("/connections/{id}")).into_response());
+    }
     match app.hub.sync_now(c.id, &web_actor()) {
         // Already running: the page shows its progress.
         Ok(()) | Err(HubError::Conflict(_)) => {

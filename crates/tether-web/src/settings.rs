@@ -32,10 +32,39 @@ async fn render(
     let settings = app.store().web_auth_settings().await?;
     let sessions = app.store().count_web_sessions().await?;
     let configured = app.settings.admin_password.is_some();
+    let keys = app.store().list_api_keys().await?;
     let body = html! {
         div.page-head { h1 { "Settings" } }
         @if let Some(n) = notice { p.flash.ok #settings-notice role="status" { (n) } }
         @if let Some(e) = error { p.flash.error #settings-error role="alert" { (e) } }
+
+        section.card #api-keys {
+            h2 { "API keys" }
+            p { "Bridge base URL: " code #bridge-base-url { (app.hub.bridge_base_url()) }
+                ". Create keys with " code { "tether api-keys create NAME [--expires 7d|30d|90d|never] [--bridge-app ID] [--read-only]" } "." }
+            @if keys.is_empty() {
+                p.empty { "No API keys yet." }
+            } @else {
+                table #api-key-list {
+                    thead { tr { th { "Name" } th { "Key" } th { "Expires" } th { "Limited to" } th { "Status" } } }
+                    tbody {
+                        @for k in &keys {
+                            tr {
+                                td { (k.name) }
+                                td { code { (k.prefix) "…" } }
+                                td { @match k.expires_at { Some(t) => (datetime(t)), None => "never" } }
+                                td {
+                                    @if let Some(a) = &k.bridge_app { "Bridge app " code { (a) } }
+                                    @if k.read_only { @if k.bridge_app.is_some() { ", " } "read-only" }
+                                    @if k.bridge_app.is_none() && !k.read_only { "—" }
+                                }
+                                td { @if k.revoked_at.is_some() { "revoked" } @else { "active" } }
+                            }
+                        }
+                    }
+                }
+            }
+        }
 
         section.card #session-duration {
             h2 { "Session duration" }

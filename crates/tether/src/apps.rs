@@ -128,6 +128,10 @@ pub fn catalog(config: &Config) -> Result<Vec<AppEntry>> {
 pub fn hub_config(config: &Config, public_base_url: url::Url) -> HubConfig {
     HubConfig {
         public_base_url,
+        tenant_slug: config
+            .tenant_slug
+            .clone()
+            .unwrap_or_else(|| "default".to_owned()),
         sync_interval: Duration::from_secs(config.sync.interval_secs.max(60)),
         sync_jitter: config.sync.jitter,
         max_removal_share: config.sync.max_removal_share,

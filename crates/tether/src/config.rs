@@ -58,6 +58,9 @@ pub struct Config {
     pub database_url: Option<String>,
     pub admin_password: Option<String>,
     pub admin_password_file: Option<PathBuf>,
+    /// The organisation's slug in Bridge URLs (`/org/{tenant_slug}/...`);
+    /// `default` when not set.
+    pub tenant_slug: Option<String>,
     #[serde(default)]
     pub sync: SyncConfig,
     #[serde(default)]
@@ -208,6 +211,19 @@ impl Config {
         if let Some(v) = env("TETHER_PUBLIC_BASE_URL") {
             config.public_base_url =
                 Some(v.parse().context("TETHER_PUBLIC_BASE_URL must be a URL")?);
+        }
+        if let Some(v) = env("TETHER_TENANT_SLUG") {
+            config.tenant_slug = Some(v);
+        }
+        if let Some(slug) = &config.tenant_slug {
+            let ok = !slug.is_empty()
+                && slug.len() <= 64
+                && slug
+                    .chars()
+                    .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_');
+            if !ok {
+                anyhow::bail!("tenant_slug (TETHER_TENANT_SLUG) must be 1 to 64 letters, digits, `-` or `_`, not `{slug}`");
+            }
         }
         if let Some(v) = env("TETHER_DATABASE_URL") {
             config.database_url = Some(v);

@@ -78,12 +78,37 @@ enum Command {
 
 #[derive(Subcommand)]
 enum ApiKeysCmd {
-    /// Creates a key and prints it once.
-    Create { name: String },
+    /// Creates a key and prints it once, with the Bridge base URL.
+    Create {
+        name: String,
+        /// When the key stops working: 7d, 30d, 90d or never.
+        #[arg(long, default_value = "never", value_parser = parse_expiry)]
+        expires: Expiry,
+        /// Limit the key to one Bridge app (its id): refused everywhere else.
+        #[arg(long)]
+        bridge_app: Option<String>,
+        /// Allow only reading (GET).
+        #[arg(long)]
+        read_only: bool,
+    },
     /// Lists keys (never the keys themselves).
     List,
     /// Revokes a key.
     Revoke { id: i64 },
+}
+
+/// `--expires`: days, or never.
+#[derive(Debug, Clone, Copy)]
+struct Expiry(Option<u32>);
+
+fn parse_expiry(s: &str) -> Result<Expiry, String> {
+    match s {
+        "never" => Ok(Expiry(None)),
+        "7d" => Ok(Expiry(Some(7))),
+        "30d" => Ok(Expiry(Some(30))),
+        "90d" => Ok(Expiry(Some(90))),
+        _ => Err(format!("`{s}` is not one of 7d, 30d, 90d, never")),
+    }
 }
 
 #[derive(Subcommand)]
@@ -302,11 +327,32 @@ async fn run(cli: Cli) -> Result<std::process::ExitCode> {
         Command::ApiKeys(cmd) => {
             let store = open_store(&database_url, cli.key_file.as_deref()).await?;
             match cmd {
-                ApiKeysCmd::Create { name } => {
-                    let (id, key) =
-                        tether_api::create_api_key(&store, &name, &Actor::cli_user()).await?;
+                ApiKeysCmd::Create {
+                    name,
+                    expires,
+                    bridge_app,
+                    read_only,
+                } => {
+                    let limits = tether_api::KeyLimits {
+                        expires_in_days: expires.0,
+                        bridge_app,
+                        read_only,
+                    };
+                    let (id, key) = tether_api::create_limited_api_key(
+                        &store,
+                        &name,
+                        &limits,
+                        &Actor::cli_user(),
+                    )
+                    .await?;
                     println!("API key {id} `{name}` (shown once, store it now):");
                     println!("{}", secrecy::ExposeSecret::expose_secret(&key));
+                    let hub = cli_hub(&store, &config)?;
+                    println!("Bridge base URL: {}", hub.bridge_base_url());
+                    match expires.0 {
+                        Some(d) => println!("expires in {d} days"),
+                        None => println!("never expires"),
+                    }
                 }
                 ApiKeysCmd::List => {
                     for k in tether_api::list_api_keys(&store).await? {

@@ -98,6 +98,7 @@ pub async fn serve(store: Store, config: Config, args: ServeArgs) -> Result<Exit
     let webhooks = tether_events::Webhooks::new(store.clone());
     let _deliveries = webhooks.spawn_worker();
     let hub = apps::hub(&store, hub_config, catalog, Arc::new(webhooks))?;
+    hub.resume_bridge_completions().await?;
     let _background =
         hub.spawn_scheduler(Duration::from_secs(config.sync.scheduler_tick_secs.max(1)));
     // Provisioning tasks of native connections.
@@ -113,9 +114,11 @@ pub async fn serve(store: Store, config: Config, args: ServeArgs) -> Result<Exit
     let app = Router::new()
         .merge(health_router(store))
         .merge(tether_api::router(hub.clone()))
+        .merge(tether_bridge::router(hub.clone()))
         .merge(tether_web::router(web));
     tracing::info!(%addr, "tether is listening");
     println!("tether listening on http://{addr} (public URL {public_base_url})");
+    println!("Bridge base URL: {}", hub.bridge_base_url());
     axum::serve(listener, app)
         .with_graceful_shutdown(async {
             let _ = tokio::signal::ctrl_c().await;

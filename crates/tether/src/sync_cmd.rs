@@ -50,6 +50,9 @@ fn parse_rate_scale(s: &str) -> Result<RateScale, String> {
 pub async fn run(hub: &Hub, args: SyncArgs) -> Result<ExitCode> {
     let store = hub.store();
     let connection = store.find_connection(&args.connection).await?;
+    if Hub::is_bridge(&connection) {
+        return bridge_confirm(hub, &connection, &args).await;
+    }
     let source = hub.source_for(&connection).await?;
     let options = SyncOptions {
         max_removal_share: args.max_removal_share,
@@ -191,5 +194,55 @@ async fn audit_outcome(
     };
     if let Err(e) = hub.audit(actor, action, rec).await {
         tracing::error!(error = %e, "the audit log refused an entry");
+    }
+}
+
+/// A Bridge app is not synced by Tether; `--confirm-removals` completes its
+/// session held by the mass-removal guard.
+async fn bridge_confirm(
+    hub: &Hub,
+    connection: &tether_store::Connection,
+    args: &SyncArgs,
+) -> Result<ExitCode> {
+    let held = hub
+        .store()
+        .runs(connection.id, 1)
+        .await?
+        .into_iter()
+        .next()
+        .filter(|r| r.hold_reason.is_some());
+    match (held, args.confirm_removals) {
+        (Some(run), true) => {
+            let summary = hub
+                .confirm_bridge_run(run.run_id, &Actor::cli_user())
+                .await?;
+            if args.json {
+                println!("{}", serde_json::to_string_pretty(&summary)?);
+            } else {
+                println!(
+                    "confirmed: Bridge session (run {}) of `{}` completed",
+                    summary.run_id, connection.display_name
+                );
+            }
+            Ok(ExitCode::SUCCESS)
+        }
+        (Some(run), false) => {
+            eprintln!(
+                "`{}` is a Bridge app, pushed to by its connector; its session (run {}) is held: {}\nconfirm with `tether sync {} --confirm-removals`",
+                connection.display_name,
+                run.run_id,
+                run.hold_reason.unwrap_or_default(),
+                connection.id
+            );
+            Ok(ExitCode::from(3))
+        }
+        (None, _) => {
+            eprintln!(
+                "`{}` is a Bridge app: its connector pushes its records through the Bridge API ({}/api/v1/bridge/); Tether does not sync it, and no session is held",
+                connection.display_name,
+                hub.bridge_base_url()
+            );
+            Ok(ExitCode::from(1))
+        }
     }
 }
