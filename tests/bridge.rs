@@ -427,7 +427,10 @@ async fn auth_tenant_and_fallbacks_answer_with_detail() {
     // Seven days from its creation (the two instants may differ by the
     // time it takes to store the key).
     let week = k.expires_at.unwrap() - k.created_at;
-    assert!((7 * 86_400_000..7 * 86_400_000 + 5_000).contains(&week), "{week}");
+    assert!(
+        (7 * 86_400_000..7 * 86_400_000 + 5_000).contains(&week),
+        "{week}"
+    );
     let (status, _) = b.raw("GET", "apps/", None, Some(&expiring)).await;
     assert_eq!(status, 200);
     store

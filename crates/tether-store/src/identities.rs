@@ -18,13 +18,27 @@ const ROWS_PER_STATEMENT: usize = 400;
 /// share more of SQLite's per-statement work.
 const EDGE_ROWS_PER_STATEMENT: usize = 2000;
 
-/// Whether a multi-row statement of `rows` rows is worth keeping prepared.
-/// Only full chunks are: each distinct row count is a distinct statement, and
-/// a prepared 2,000-row upsert holds a few hundred kilobytes of SQLite's
-/// memory, so caching every remainder's statement (up to sqlx's 100 per
-/// connection) cost a large sync tens of megabytes.
-fn chunk_is_full(rows: usize) -> bool {
-    rows == ROWS_PER_STATEMENT || rows == EDGE_ROWS_PER_STATEMENT
+/// Splits `items` into the chunks of multi-row statements: full chunks of
+/// `max` rows, then the remainder in powers of two. Each distinct row count
+/// is a distinct statement that sqlx keeps prepared, and a prepared
+/// 2,000-row upsert holds a few hundred kilobytes of SQLite's memory: with
+/// any remainder size possible, a large sync cached up to 100 of them (tens
+/// of megabytes); this way a kind has at most a dozen, each reused.
+fn statement_chunks<T>(items: &[T], max: usize) -> impl Iterator<Item = &[T]> {
+    let mut rest = items;
+    std::iter::from_fn(move || {
+        if rest.is_empty() {
+            return None;
+        }
+        let n = if rest.len() >= max {
+            max
+        } else {
+            1 << (usize::BITS - 1 - rest.len().leading_zeros())
+        };
+        let (chunk, tail) = rest.split_at(n);
+        rest = tail;
+        Some(chunk)
+    })
 }
 
 /// FNV-1a, 64 bit: a stable content hash (std's hasher may change between
@@ -102,7 +116,7 @@ pub(crate) async fn upsert_accounts(
 ) -> Result<()> {
     let run_id = writer.run_id();
     let provisioned = writer.provisioned_sql();
-    for chunk in accounts.chunks(ROWS_PER_STATEMENT) {
+    for chunk in statement_chunks(accounts, ROWS_PER_STATEMENT) {
         let mut q = QueryBuilder::<Sqlite>::new(
             "INSERT INTO accounts (connection_id, external_id, email, username, display_name, given_name, family_name,
                status, is_admin, last_login_at, created_at, attributes, hash, first_seen_run, last_seen_run, changed_run,
@@ -148,10 +162,7 @@ pub(crate) async fn upsert_accounts(
             Writer::Task { .. } => "hash = excluded.hash, provisioned_at = excluded.provisioned_at",
         });
         q.push(writer.run_guard("accounts"));
-        q.build()
-            .persistent(chunk_is_full(chunk.len()))
-            .execute(&mut *conn)
-            .await?;
+        q.build().execute(&mut *conn).await?;
     }
     Ok(())
 }
@@ -227,7 +238,7 @@ pub(crate) async fn upsert_resources(
 ) -> Result<()> {
     let run_id = writer.run_id();
     let provisioned = writer.provisioned_sql();
-    for chunk in resources.chunks(ROWS_PER_STATEMENT) {
+    for chunk in statement_chunks(resources, ROWS_PER_STATEMENT) {
         let mut q = QueryBuilder::<Sqlite>::new(
             "INSERT INTO resources (connection_id, kind, rtype, external_id, name, description, parent_external_id,
                total_seats, used_seats, attributes, hash, first_seen_run, last_seen_run, changed_run, provisioned_at) ",
@@ -264,10 +275,7 @@ pub(crate) async fn upsert_resources(
             Writer::Task { .. } => "hash = excluded.hash, provisioned_at = excluded.provisioned_at",
         });
         q.push(writer.run_guard("resources"));
-        q.build()
-            .persistent(chunk_is_full(chunk.len()))
-            .execute(&mut *conn)
-            .await?;
+        q.build().execute(&mut *conn).await?;
     }
     Ok(())
 }
@@ -340,7 +348,7 @@ pub(crate) async fn upsert_edges(
     }
     ends.sort_unstable();
     ends.dedup();
-    for chunk in ends.chunks(ROWS_PER_STATEMENT) {
+    for chunk in statement_chunks(&ends, ROWS_PER_STATEMENT) {
         let mut q = QueryBuilder::<Sqlite>::new(
             "INSERT INTO resources (connection_id, kind, rtype, external_id, name, attributes, hash,
                first_seen_run, last_seen_run, changed_run, provisioned_at) ",
@@ -373,11 +381,21 @@ pub(crate) async fn upsert_edges(
                                   THEN excluded.provisioned_at ELSE resources.provisioned_at END"
             }
         });
-        q.push(writer.run_guard("resources"));
-        q.build()
-            .persistent(chunk_is_full(chunk.len()))
-            .execute(&mut *conn)
-            .await?;
+        match writer {
+            // An end this run already saw is left as it is: rewriting its
+            // row would dirty its page again for nothing (a Bridge page
+            // names the same thousand groups as the page before it).
+            Writer::Run { .. } => {
+                let guard = writer.run_guard("resources");
+                q.push(" WHERE resources.last_seen_run <> excluded.last_seen_run AND (");
+                q.push(guard.trim_start().trim_start_matches("WHERE"));
+                q.push(")");
+            }
+            Writer::Task { .. } => {
+                q.push(writer.run_guard("resources"));
+            }
+        }
+        q.build().execute(&mut *conn).await?;
     }
 
     // The connection and run ids, the same on every row, are written into
@@ -387,7 +405,7 @@ pub(crate) async fn upsert_edges(
     // 2000-row statement is a large program (texts varying with the edges'
     // values filled that cache with ~60 MB at 1M members).
     let (connection, run) = (connection_id.to_string(), run_id.to_string());
-    for chunk in edges.chunks(EDGE_ROWS_PER_STATEMENT) {
+    for chunk in statement_chunks(edges, EDGE_ROWS_PER_STATEMENT) {
         let mut q = QueryBuilder::<Sqlite>::new(
             // OR FAIL: see migration 0007 (no statement journal).
             "INSERT OR FAIL INTO edges (connection_id, kind, target_type, target_external_id, holder, holder_type,
@@ -438,10 +456,7 @@ pub(crate) async fn upsert_edges(
                last_seen_run = excluded.last_seen_run, removed_at = NULL"
         });
         q.push(writer.run_guard("edges"));
-        q.build()
-            .persistent(chunk_is_full(chunk.len()))
-            .execute(&mut *conn)
-            .await?;
+        q.build().execute(&mut *conn).await?;
     }
     Ok(())
 }
@@ -887,5 +902,22 @@ impl Store {
     pub async fn types(&self, connection_id: i64) -> Result<Vec<TypeKey>> {
         let mut conn = self.pool().acquire().await?;
         connection_types(&mut conn, connection_id).await
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn remainders_split_into_powers_of_two() {
+        let items: Vec<u32> = (0..2_000 + 1_000 + 7).collect();
+        let sizes: Vec<usize> = super::statement_chunks(&items, 2_000)
+            .map(<[u32]>::len)
+            .collect();
+        assert_eq!(sizes, [2_000, 512, 256, 128, 64, 32, 8, 4, 2, 1]);
+        let all: Vec<u32> = super::statement_chunks(&items, 2_000)
+            .flatten()
+            .copied()
+            .collect();
+        assert_eq!(all, items);
     }
 }

@@ -67,6 +67,10 @@ pub enum StoreError {
     Conflict(String),
     #[error("stored credentials of connection {connection} cannot be decrypted (the data is damaged or was written under another key); reconnect it")]
     Undecryptable { connection: i64 },
+    /// A part of the store cannot take writes now (its writer stopped);
+    /// retrying later may work.
+    #[error("{0}")]
+    Unavailable(String),
     #[error("database error: {0}")]
     Database(#[from] sqlx::Error),
     #[error("database migration failed: {0}")]
@@ -313,6 +317,9 @@ pub struct Store {
     /// (a sync run's writer).
     options: SqliteConnectOptions,
     key: std::sync::Arc<MasterKey>,
+    /// The group-committing writer of Bridge pages (see `bridge.rs`),
+    /// started by the first push.
+    bridge_writer: std::sync::Arc<std::sync::OnceLock<bridge::PushSender>>,
 }
 
 impl Store {
@@ -363,6 +370,7 @@ impl Store {
             pool,
             options,
             key: std::sync::Arc::new(key),
+            bridge_writer: std::sync::Arc::default(),
         };
         // Connections that completed a sync have their account index (a
         // database from before migration 0007 gets them here, once).
