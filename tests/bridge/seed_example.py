@@ -1,14 +1,12 @@
 # Seed 002's "Complete Example" (Iden's Bridge Getting Started guide), token
-# for token, with its indentation restored (the stored page lost it). The
-# only change: BASE_URL and the API key come from the environment
-# (BRIDGE_BASE_URL, BRIDGE_API_KEY), which needs `import os`.
-import os
+# for token, with its indentation restored (the stored page lost it).
+# tests/bridge.rs runs it with only BASE_URL and the key replaced.
 import time
 import requests
 
-BASE_URL = os.environ["BRIDGE_BASE_URL"]
+BASE_URL = "https://developer.idenhq.com/org/acme"
 HEADERS = {
-    "Authorization": f"Api-Key {os.environ['BRIDGE_API_KEY']}",
+    "Authorization": "Api-Key <your-api-key>",
     "Content-Type": "application/json",
 }
 
