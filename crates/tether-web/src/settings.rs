@@ -58,7 +58,11 @@ async fn render(
                                     @if k.read_only { @if k.bridge_app.is_some() { ", " } "read-only" }
                                     @if k.bridge_app.is_none() && !k.read_only { "—" }
                                 }
-                                td { @if k.revoked_at.is_some() { "revoked" } @else { "active" } }
+                                td {
+                                    @if k.revoked_at.is_some() { "revoked" }
+                                    @else if k.expires_at.is_some_and(|t| t <= chrono::Utc::now().timestamp_millis()) { "expired" }
+                                    @else { "active" }
+                                }
                             }
                         }
                     }

@@ -427,3 +427,42 @@ async fn the_audit_page_shows_web_actions_filtered_and_no_secret() -> Result<()>
     assert_eq!(res.status(), StatusCode::SEE_OTHER);
     Ok(())
 }
+
+#[tokio::test]
+async fn the_api_keys_list_tells_expired_keys_from_active_ones() -> Result<()> {
+    let env = Env::start().await?;
+    let cli = Actor::Cli { user: None };
+    let (live, _) = tether_api::create_api_key(&env.store, "live-key", &cli).await?;
+    let (old, _) = tether_api::create_api_key(&env.store, "old-key", &cli).await?;
+    let now = chrono::Utc::now().timestamp_millis();
+    env.store
+        .set_api_key_limits(live, Some(now + 86_400_000), None, false)
+        .await?;
+    env.store
+        .set_api_key_limits(old, Some(now - 1), None, true)
+        .await?;
+    let browser = env.signed_in().await?;
+    let page = browser
+        .get(env.url("/settings"))
+        .send()
+        .await?
+        .text()
+        .await?;
+    let row = |name: &str| -> Result<String> {
+        let start = page
+            .find(name)
+            .with_context(|| format!("{name} is listed"))?;
+        let end = page[start..].find("</tr>").context("its row ends")? + start;
+        Ok(page[start..end].to_owned())
+    };
+    let (live_row, old_row) = (row("live-key")?, row("old-key")?);
+    assert!(
+        live_row.contains("active") && !live_row.contains("expired"),
+        "{live_row}"
+    );
+    assert!(
+        old_row.contains("expired") && old_row.contains("read-only"),
+        "{old_row}"
+    );
+    Ok(())
+}
