@@ -108,6 +108,56 @@ pub trait EventSink: Send + Sync {
     async fn publish(&self, event: Event);
 }
 
+/// Hands events on with the text that came from an app (an expiry's
+/// reason, a failed sync's or task's error) in its public form
+/// ([`public_reason`](crate::public_reason): the kind of failure in the
+/// hub's words, control characters stripped, bounded), so a webhook never
+/// carries what an app wrote into an error body. Every sink the hub is given
+/// is wrapped in it.
+pub(crate) struct Sanitised(pub(crate) std::sync::Arc<dyn EventSink>);
+
+#[async_trait::async_trait]
+impl EventSink for Sanitised {
+    async fn publish(&self, event: Event) {
+        self.0.publish(event.sanitised()).await
+    }
+}
+
+impl Event {
+    fn sanitised(self) -> Event {
+        use crate::public_reason;
+        match self {
+            Event::ConnectionExpired { connection, reason } => Event::ConnectionExpired {
+                connection,
+                reason: public_reason(&reason),
+            },
+            Event::SyncFailed {
+                connection,
+                run_id,
+                error,
+            } => Event::SyncFailed {
+                connection,
+                run_id,
+                error: public_reason(&error),
+            },
+            Event::TaskFailed {
+                connection,
+                task_id,
+                action,
+                code,
+                error,
+            } => Event::TaskFailed {
+                connection,
+                task_id,
+                action,
+                code,
+                error: public_reason(&error),
+            },
+            other => other,
+        }
+    }
+}
+
 /// Logs events; the default sink.
 pub struct LogSink;
 

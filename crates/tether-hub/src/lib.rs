@@ -344,6 +344,8 @@ impl Hub {
                 tokens.register_client_credentials_app(cc);
             }
         }
+        // What an app wrote never reaches a webhook as it wrote it.
+        let events: Arc<dyn EventSink> = Arc::new(events::Sanitised(events));
         // A refused refresh, in a sync or in the background, is an expiry.
         {
             let store = store.clone();

@@ -115,6 +115,10 @@ async fn a_refused_refresh_is_announced_once() {
         Some(Event::ConnectionExpired { connection, reason }) => {
             assert_eq!(connection.display_name, "Test App - Eng");
             assert!(reason.contains("Reconnect"), "{reason}");
+            // Webhooks carry the public form of the reason: the token
+            // endpoint's own description stays in the store and the log.
+            assert!(!reason.contains("unknown, expired, revoked"), "{reason}");
+            assert_eq!(reason, &tether_hub::public_reason(reason));
         }
         other => panic!("{other:?}"),
     }
