@@ -434,7 +434,7 @@ async fn auth_tenant_and_fallbacks_answer_with_detail() {
     let (status, _) = b.raw("GET", "apps/", None, Some(&expiring)).await;
     assert_eq!(status, 200);
     store
-        .set_api_key_limits(k.id, Some(k.created_at - 1), None, false)
+        .set_api_key_limits(k.id, Some(-1), None, false)
         .await
         .unwrap();
     let (status, body) = b.raw("GET", "apps/", None, Some(&expiring)).await;

@@ -234,25 +234,16 @@ pub async fn create_limited_api_key(
         }
     }
     let (id, key) = create_api_key(store, name, actor).await?;
-    let expires_at = limits
-        .expires_in_days
-        .map(|d| chrono_now_ms() + i64::from(d) * 86_400_000);
+    let expires_after = limits.expires_in_days.map(|d| i64::from(d) * 86_400_000);
     store
         .set_api_key_limits(
             id,
-            expires_at,
+            expires_after,
             limits.bridge_app.as_deref(),
             limits.read_only,
         )
         .await?;
     Ok((id, key))
-}
-
-fn chrono_now_ms() -> i64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| d.as_millis() as i64)
-        .unwrap_or(0)
 }
 
 /// Every API key, revoked ones included (never their secret part).

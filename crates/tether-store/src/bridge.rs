@@ -517,7 +517,7 @@ impl Store {
         let request = PushRequest {
             connection_id,
             run_id,
-            page: Some(page),
+            page,
             reply,
         };
         if writer.send(request).await.is_err() {
@@ -605,18 +605,20 @@ impl Store {
         Ok(())
     }
 
-    /// Sets API key options (expiry, Bridge app, read-only) on a new key.
+    /// Sets API key options on a new key: it expires `expires_after_ms`
+    /// after its creation (never with `None`), may be limited to one Bridge
+    /// app, and may be read-only.
     pub async fn set_api_key_limits(
         &self,
         id: i64,
-        expires_at: Option<i64>,
+        expires_after_ms: Option<i64>,
         bridge_app: Option<&str>,
         read_only: bool,
     ) -> Result<()> {
         sqlx::query(
-            "UPDATE api_keys SET expires_at = ?, bridge_app = ?, read_only = ? WHERE id = ?",
+            "UPDATE api_keys SET expires_at = created_at + ?, bridge_app = ?, read_only = ? WHERE id = ?",
         )
-        .bind(expires_at)
+        .bind(expires_after_ms)
         .bind(bridge_app)
         .bind(read_only)
         .bind(id)
@@ -701,7 +703,7 @@ async fn record_states(
 pub(crate) struct PushRequest {
     connection_id: i64,
     run_id: i64,
-    page: Option<BridgePage>,
+    page: BridgePage,
     reply: tokio::sync::oneshot::Sender<Result<PushCounts>>,
 }
 
@@ -741,43 +743,35 @@ async fn group_writer(
             }
         }
         let c = conn.as_mut().expect("connected above");
-
-        let mut results = Vec::with_capacity(batch.len());
+        // Each page's answer waits for the commit; a failed commit fails
+        // them all (nothing of the batch was written).
+        let mut answers = Vec::with_capacity(batch.len());
         let outcome: Result<()> = async {
             let mut tx = c.begin_with("BEGIN IMMEDIATE").await?;
-            for r in &mut batch {
-                let Some(page) = r.page.take() else { continue };
+            for r in batch {
                 let mut sp = tx.begin().await?;
-                match push_page_in(&mut sp, r.connection_id, r.run_id, page).await {
-                    Ok(counts) => {
-                        sp.commit().await?;
-                        results.push(Ok(counts));
-                    }
-                    Err(e) => {
-                        sp.rollback().await?;
-                        results.push(Err(e));
-                    }
+                let result = push_page_in(&mut sp, r.connection_id, r.run_id, r.page).await;
+                if result.is_ok() {
+                    sp.commit().await?;
+                } else {
+                    sp.rollback().await?;
                 }
+                answers.push((r.reply, result));
             }
             tx.commit().await?;
             Ok(())
         }
         .await;
-        match outcome {
-            Ok(()) => {
-                for (r, result) in batch.into_iter().zip(results) {
-                    let _ = r.reply.send(result);
-                }
+        if let Err(e) = outcome {
+            // A broken connection is opened again for the next batch.
+            conn = None;
+            let message = format!("writing the page failed, nothing of it was stored: {e}");
+            for (reply, _) in answers.drain(..) {
+                let _ = reply.send(Err(StoreError::Unavailable(message.clone())));
             }
-            Err(e) => {
-                // Nothing of the batch was written; a broken connection is
-                // opened again for the next one.
-                conn = None;
-                let message = format!("writing the page failed, nothing of it was stored: {e}");
-                for r in batch {
-                    let _ = r.reply.send(Err(StoreError::Unavailable(message.clone())));
-                }
-            }
+        }
+        for (reply, result) in answers {
+            let _ = reply.send(result);
         }
     }
 }

@@ -99,11 +99,18 @@ impl Writer {
     /// The condition (a `WHERE` of the upsert's `DO UPDATE`) that keeps a
     /// run from changing a row a task wrote after the run started.
     pub(crate) fn run_guard(self, table: &str) -> String {
+        self.run_condition(table)
+            .map(|c| format!(" WHERE {c}"))
+            .unwrap_or_default()
+    }
+
+    /// The condition of [`Writer::run_guard`] alone; `None` for a task.
+    fn run_condition(self, table: &str) -> Option<String> {
         match self {
-            Writer::Run { started_at, .. } => format!(
-                " WHERE {table}.provisioned_at IS NULL OR {table}.provisioned_at < {started_at}"
-            ),
-            Writer::Task { .. } => String::new(),
+            Writer::Run { started_at, .. } => Some(format!(
+                "({table}.provisioned_at IS NULL OR {table}.provisioned_at < {started_at})"
+            )),
+            Writer::Task { .. } => None,
         }
     }
 }
@@ -381,19 +388,12 @@ pub(crate) async fn upsert_edges(
                                   THEN excluded.provisioned_at ELSE resources.provisioned_at END"
             }
         });
-        match writer {
-            // An end this run already saw is left as it is: rewriting its
-            // row would dirty its page again for nothing (a Bridge page
-            // names the same thousand groups as the page before it).
-            Writer::Run { .. } => {
-                let guard = writer.run_guard("resources");
-                q.push(" WHERE resources.last_seen_run <> excluded.last_seen_run AND (");
-                q.push(guard.trim_start().trim_start_matches("WHERE"));
-                q.push(")");
-            }
-            Writer::Task { .. } => {
-                q.push(writer.run_guard("resources"));
-            }
+        // An end this run already saw is left as it is: rewriting its row
+        // would dirty its page again for nothing (a Bridge page names the
+        // same thousand groups as the page before it).
+        if let Some(guard) = writer.run_condition("resources") {
+            q.push(" WHERE resources.last_seen_run <> excluded.last_seen_run AND ");
+            q.push(guard);
         }
         q.build().execute(&mut *conn).await?;
     }

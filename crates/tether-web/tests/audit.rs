@@ -434,12 +434,11 @@ async fn the_api_keys_list_tells_expired_keys_from_active_ones() -> Result<()> {
     let cli = Actor::Cli { user: None };
     let (live, _) = tether_api::create_api_key(&env.store, "live-key", &cli).await?;
     let (old, _) = tether_api::create_api_key(&env.store, "old-key", &cli).await?;
-    let now = chrono::Utc::now().timestamp_millis();
     env.store
-        .set_api_key_limits(live, Some(now + 86_400_000), None, false)
+        .set_api_key_limits(live, Some(86_400_000), None, false)
         .await?;
     env.store
-        .set_api_key_limits(old, Some(now - 1), None, true)
+        .set_api_key_limits(old, Some(-1), None, true)
         .await?;
     let browser = env.signed_in().await?;
     let page = browser

@@ -114,10 +114,6 @@ pub struct RunArgs {
     backoff_secs: u64,
 }
 
-fn created_by() -> Actor {
-    Actor::cli_user()
-}
-
 pub async fn run(hub: &Hub, cmd: TasksCmd) -> Result<ExitCode> {
     let store = hub.store();
     match cmd {
@@ -169,7 +165,7 @@ pub async fn run(hub: &Hub, cmd: TasksCmd) -> Result<ExitCode> {
             Ok(ExitCode::SUCCESS)
         }
         TasksCmd::Cancel { id } => {
-            let t = hub.cancel_task(&id, &created_by()).await?;
+            let t = hub.cancel_task(&id, &Actor::cli_user()).await?;
             println!("cancelled task {}", t.id);
             Ok(ExitCode::SUCCESS)
         }
@@ -201,7 +197,7 @@ pub async fn run(hub: &Hub, cmd: TasksCmd) -> Result<ExitCode> {
 pub async fn provisioning(hub: &Hub, connection: &str, enabled: bool) -> Result<ExitCode> {
     let c = hub.store().find_connection(connection).await?;
     match hub
-        .set_provisioning(c.id, enabled, None, &created_by())
+        .set_provisioning(c.id, enabled, None, &Actor::cli_user())
         .await?
     {
         ProvisioningChange::Enabled => println!("provisioning is enabled on `{}`", c.display_name),
@@ -277,7 +273,7 @@ async fn create(hub: &Hub, args: CreateArgs) -> Result<ExitCode> {
                 idempotency_key: args.idempotency_key,
                 password,
             },
-            &created_by(),
+            &Actor::cli_user(),
         )
         .await?;
     if args.json {

@@ -9,7 +9,6 @@
 //! deleted users are in none.
 
 use serde::{Deserialize, Serialize};
-use serde_json::Value;
 
 /// What a workspace to create looks like.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -138,14 +137,6 @@ pub fn billing_active(seed: u64, i: u32) -> bool {
     )
 }
 
-/// The Slack user object of user `i`
-/// (<https://docs.slack.dev/reference/objects/user-object>). `email` is
-/// left out without the `users:read.email` scope.
-pub fn user_json(team_id: &str, seed: u64, i: u32, with_email: bool) -> Value {
-    serde_json::to_value(user_object(team_id, seed, i, with_email))
-        .expect("a user object serialises")
-}
-
 /// The profile part of a [`UserObject`].
 #[derive(Debug, Serialize)]
 pub struct Profile<'a> {
@@ -195,7 +186,9 @@ impl UserObject<'_> {
     }
 }
 
-/// The Slack user object of user `i`; see [`user_json`].
+/// The Slack user object of user `i`
+/// (<https://docs.slack.dev/reference/objects/user-object>). `email` is
+/// left out without the `users:read.email` scope.
 pub fn user_object(team_id: &str, seed: u64, i: u32, with_email: bool) -> UserObject<'_> {
     let kind = user_kind(seed, i);
     let first = FIRST[(mix(seed, u64::from(i), 2) % FIRST.len() as u64) as usize];
