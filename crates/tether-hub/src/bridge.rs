@@ -91,6 +91,8 @@ impl Hub {
                 session.status.as_str()
             )));
         }
+        // What it pushed is kept: its staged memberships are merged first.
+        let _ended = self.store().end_bridge_pushes().await?;
         self.store()
             .end_run(
                 session.run_id,

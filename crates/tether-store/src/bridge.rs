@@ -9,20 +9,32 @@
 //! **Group commit.** Concurrent pushes (several clients, several apps) go
 //! to one writer task that writes the pages waiting at that moment in one
 //! transaction, each page in its own savepoint: a page that fails is rolled
-//! back alone, and every page is answered only after the commit. One commit
-//! for several pages writes the index pages they share once, which is most
-//! of a page's cost (a page of 100 accounts with 10 memberships each dirties
-//! about a thousand edge-index pages, the same ones the next page dirties).
+//! back alone, and every page is answered only after the commit.
+//!
+//! **Staged memberships.** A page's records are written when it is pushed
+//! (its answer counts them), but its memberships are staged
+//! (`bridge_staged_edges`, in the same transaction) and merged into `edges`
+//! by the same writer when 64 pages are waiting, when pushes pause for
+//! 10 ms, or when asked ([`Store::flush_bridge`]). A page of 100 accounts
+//! with 10 memberships each touches about a thousand edge-index pages, the
+//! same thousand as the page before it: written page by page, each commit
+//! rewrote all of them; merged 64 pages at a time, in key order, each is
+//! written once per merge. Staged rows survive a crash (`Store::open` merges
+//! them). Every transition that ends a session's pushes (complete, abandon,
+//! a newer session superseding it) first waits for pushes in flight and
+//! merges what is staged ([`Store::end_bridge_pushes`]), so completion
+//! decides removals on every membership pushed. Readers see a pushed page's
+//! memberships moments after its answer (its records at once).
 
 use std::collections::{BTreeMap, BTreeSet};
 
 use rand::RngCore;
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 use sqlx::{QueryBuilder, Sqlite, SqliteConnection};
-use tether_core::{Edge, Kind, Record, TypeKey};
+use tether_core::{AccountKey, Edge, EdgeKind, Holder, Kind, Record, TypeKey};
 
-use crate::identities::{type_scope, HOLDER_ACCOUNT, HOLDER_GROUP};
-use crate::runs::{write_pages, PageWrite, RunStatus, LEASE_MS};
+use crate::identities::{edge_kind_code, holder_columns, type_scope, HOLDER_ACCOUNT, HOLDER_GROUP};
+use crate::runs::{write_pages, write_run_edges, PageWrite, RunStatus, LEASE_MS};
 use crate::{now_ms, Result, Store, StoreError};
 
 /// The app key of every Bridge app's connection.
@@ -367,6 +379,8 @@ impl Store {
         &self,
         app: &BridgeApp,
     ) -> Result<(BridgeSession, Option<i64>)> {
+        // A session this one supersedes keeps everything it pushed.
+        let _ended = self.end_bridge_pushes().await?;
         let mut tx = self.write_tx().await?;
         let now = now_ms();
         let running: Option<(i64, String, Option<String>)> = sqlx::query_as(
@@ -508,11 +522,8 @@ impl Store {
         run_id: i64,
         page: BridgePage,
     ) -> Result<PushCounts> {
-        let writer = self.bridge_writer.get_or_init(|| {
-            let (tx, rx) = tokio::sync::mpsc::channel(64);
-            tokio::spawn(group_writer(self.options.clone(), rx));
-            tx
-        });
+        // Held until answered: a transition waits for pushes in flight.
+        let _pushing = self.bridge_gate.read().await;
         let (reply, answer) = tokio::sync::oneshot::channel();
         let request = PushRequest {
             connection_id,
@@ -520,7 +531,12 @@ impl Store {
             page,
             reply,
         };
-        if writer.send(request).await.is_err() {
+        if self
+            .bridge_writer()
+            .send(WriterRequest::Push(request))
+            .await
+            .is_err()
+        {
             return Err(StoreError::Unavailable(
                 "the Bridge page writer stopped; restart Tether".into(),
             ));
@@ -532,9 +548,48 @@ impl Store {
         })
     }
 
+    fn bridge_writer(&self) -> &PushSender {
+        self.bridge_writer.get_or_init(|| {
+            let (tx, rx) = tokio::sync::mpsc::channel(64);
+            tokio::spawn(group_writer(self.options.clone(), rx));
+            tx
+        })
+    }
+
+    /// Merges every staged Bridge membership (see "Staged memberships" in
+    /// the module docs), answering once they are committed.
+    pub async fn flush_bridge(&self) -> Result<()> {
+        let (reply, answer) = tokio::sync::oneshot::channel();
+        if self
+            .bridge_writer()
+            .send(WriterRequest::Flush(reply))
+            .await
+            .is_err()
+        {
+            return Err(StoreError::Unavailable(
+                "the Bridge page writer stopped; restart Tether".into(),
+            ));
+        }
+        answer.await.unwrap_or_else(|_| {
+            Err(StoreError::Unavailable(
+                "the Bridge page writer stopped before merging; try again".into(),
+            ))
+        })
+    }
+
+    /// Ends a session's pushes: waits for pushes in flight, merges what is
+    /// staged, and holds new pushes back until the guard is dropped (the
+    /// caller then changes the session's status).
+    pub async fn end_bridge_pushes(&self) -> Result<tokio::sync::RwLockWriteGuard<'_, ()>> {
+        let guard = self.bridge_gate.write().await;
+        self.flush_bridge().await?;
+        Ok(guard)
+    }
+
     /// Marks a session `completing` (its pushes end here). A session not in
     /// progress is a conflict.
     pub async fn mark_bridge_completing(&self, run_id: i64) -> Result<()> {
+        let _ended = self.end_bridge_pushes().await?;
         let done = sqlx::query(
             "UPDATE sync_runs SET status = 'completing' WHERE id = ? AND status = 'in_progress'",
         )
@@ -707,75 +762,404 @@ pub(crate) struct PushRequest {
     reply: tokio::sync::oneshot::Sender<Result<PushCounts>>,
 }
 
-pub(crate) type PushSender = tokio::sync::mpsc::Sender<PushRequest>;
+/// What the group writer is asked to do.
+pub(crate) enum WriterRequest {
+    /// Write a page (its memberships staged) and answer its counts.
+    Push(PushRequest),
+    /// Merge every staged membership, answering when it is committed.
+    Flush(tokio::sync::oneshot::Sender<Result<()>>),
+}
+
+pub(crate) type PushSender = tokio::sync::mpsc::Sender<WriterRequest>;
 
 /// Pages written in one transaction at most.
 const GROUP_PAGES: usize = 32;
+/// Staged pages that make the writer merge them.
+const MERGE_AT: usize = 64;
+/// A pause in pushes this long makes the writer merge what is staged, so
+/// memberships show moments after their page was answered.
+const MERGE_IDLE: std::time::Duration = std::time::Duration::from_millis(10);
+/// Staged pages read at a time while merging.
+const MERGE_CHUNK: i64 = 16;
 
-/// The group writer: takes every page waiting, writes them in one
-/// transaction (a savepoint each), commits, then answers each. It ends when
-/// the store is dropped.
+/// The group writer. Takes every page waiting, writes their records in one
+/// transaction (a savepoint each), stages their memberships, commits, then
+/// answers each; merges the staged memberships when enough are waiting,
+/// when pushes pause, or when asked. It ends when the store is dropped.
 async fn group_writer(
     options: sqlx::sqlite::SqliteConnectOptions,
-    mut rx: tokio::sync::mpsc::Receiver<PushRequest>,
+    mut rx: tokio::sync::mpsc::Receiver<WriterRequest>,
 ) {
-    use sqlx::{ConnectOptions as _, Connection as _};
+    use sqlx::ConnectOptions as _;
     let mut conn: Option<SqliteConnection> = None;
-    while let Some(first) = rx.recv().await {
-        let mut batch = vec![first];
-        while batch.len() < GROUP_PAGES {
-            match rx.try_recv() {
-                Ok(r) => batch.push(r),
-                Err(_) => break,
+    // Rows a crashed process left are merged at the first pause.
+    let mut staged = 1usize;
+    loop {
+        let first = if staged > 0 {
+            match tokio::time::timeout(MERGE_IDLE, rx.recv()).await {
+                Ok(Some(r)) => Some(r),
+                Ok(None) => break,
+                Err(_) => None,
+            }
+        } else {
+            match rx.recv().await {
+                Some(r) => Some(r),
+                None => break,
+            }
+        };
+        let mut pushes = Vec::new();
+        let mut flushes = Vec::new();
+        let idle = first.is_none();
+        let mut next = first;
+        while let Some(r) = next.take() {
+            match r {
+                WriterRequest::Push(p) => pushes.push(p),
+                WriterRequest::Flush(f) => flushes.push(f),
+            }
+            if pushes.len() < GROUP_PAGES {
+                next = rx.try_recv().ok();
             }
         }
         if conn.is_none() {
             match options.connect().await {
                 Ok(c) => conn = Some(c),
                 Err(e) => {
-                    for r in batch {
-                        let _ = r.reply.send(Err(StoreError::Unavailable(format!(
-                            "the Bridge page writer cannot open the database: {e}"
-                        ))));
+                    let message = format!("the Bridge page writer cannot open the database: {e}");
+                    for r in pushes {
+                        let _ = r.reply.send(Err(StoreError::Unavailable(message.clone())));
                     }
+                    for f in flushes {
+                        let _ = f.send(Err(StoreError::Unavailable(message.clone())));
+                    }
+                    tokio::time::sleep(std::time::Duration::from_secs(1)).await;
                     continue;
                 }
             }
         }
         let c = conn.as_mut().expect("connected above");
-        // Each page's answer waits for the commit; a failed commit fails
-        // them all (nothing of the batch was written).
-        let mut answers = Vec::with_capacity(batch.len());
-        let outcome: Result<()> = async {
-            let mut tx = c.begin_with("BEGIN IMMEDIATE").await?;
-            for r in batch {
-                let mut sp = tx.begin().await?;
-                let result = push_page_in(&mut sp, r.connection_id, r.run_id, r.page).await;
-                if result.is_ok() {
-                    sp.commit().await?;
-                } else {
-                    sp.rollback().await?;
-                }
-                answers.push((r.reply, result));
+        if !pushes.is_empty() {
+            let n = pushes.len();
+            if !stage_batch(c, pushes).await {
+                // A broken connection is opened again for the next batch.
+                conn = None;
+                continue;
             }
-            tx.commit().await?;
-            Ok(())
+            staged += n;
         }
-        .await;
-        if let Err(e) = outcome {
-            // A broken connection is opened again for the next batch.
-            conn = None;
-            let message = format!("writing the page failed, nothing of it was stored: {e}");
-            for (reply, _) in answers.drain(..) {
-                let _ = reply.send(Err(StoreError::Unavailable(message.clone())));
+        let c = conn.as_mut().expect("connected above");
+        if idle || !flushes.is_empty() || staged >= MERGE_AT {
+            let merged = merge_staged(c).await;
+            if let Err(e) = &merged {
+                tracing::error!(error = %e, "merging staged Bridge memberships failed; they stay staged and are merged again shortly");
+                conn = None;
+                tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+            } else {
+                staged = 0;
             }
-        }
-        for (reply, result) in answers {
-            let _ = reply.send(result);
+            for f in flushes {
+                let _ = f.send(match &merged {
+                    Ok(()) => Ok(()),
+                    Err(e) => Err(StoreError::Unavailable(format!(
+                        "merging the pushed memberships failed: {e}"
+                    ))),
+                });
+            }
         }
     }
 }
 
+/// Writes a batch of pages in one transaction, each in its own savepoint (a
+/// page that fails is rolled back alone), and answers each after the
+/// commit. Returns false when the transaction itself failed (every page is
+/// then answered with the error; nothing of the batch was written).
+async fn stage_batch(c: &mut SqliteConnection, batch: Vec<PushRequest>) -> bool {
+    use sqlx::Connection as _;
+    let mut answers = Vec::with_capacity(batch.len());
+    let outcome: Result<()> = async {
+        let mut tx = c.begin_with("BEGIN IMMEDIATE").await?;
+        for r in batch {
+            let mut sp = tx.begin().await?;
+            let result = push_page_in(&mut sp, r.connection_id, r.run_id, r.page).await;
+            if result.is_ok() {
+                sp.commit().await?;
+            } else {
+                sp.rollback().await?;
+            }
+            answers.push((r.reply, result));
+        }
+        tx.commit().await?;
+        Ok(())
+    }
+    .await;
+    if let Err(e) = outcome {
+        let message = format!("writing the page failed, nothing of it was stored: {e}");
+        for (reply, _) in answers {
+            let _ = reply.send(Err(StoreError::Unavailable(message.clone())));
+        }
+        return false;
+    }
+    for (reply, result) in answers {
+        let _ = reply.send(result);
+    }
+    true
+}
+
+/// A staged membership: a page holds a thousand, so positional and short.
+#[derive(Serialize, Deserialize)]
+struct StagedEdge(
+    EdgeKind,
+    Option<String>,
+    String,
+    i64,
+    String,
+    String,
+    Option<String>,
+    Option<String>,
+    bool,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    Option<serde_json::Map<String, serde_json::Value>>,
+);
+
+impl StagedEdge {
+    fn of(e: Edge) -> Self {
+        let (code, holder_type, holder_id) = holder_columns(&e.holder);
+        let (holder_type, holder_id) = (holder_type.to_owned(), holder_id.to_owned());
+        StagedEdge(
+            e.kind,
+            e.target_type,
+            e.target_external_id,
+            code,
+            holder_type,
+            holder_id,
+            e.scope,
+            e.role,
+            e.inherited,
+            (!e.attributes.is_empty()).then_some(e.attributes),
+        )
+    }
+
+    fn into_edge(self) -> Edge {
+        let StagedEdge(
+            kind,
+            target_type,
+            target,
+            code,
+            holder_type,
+            holder_id,
+            scope,
+            role,
+            inherited,
+            attributes,
+        ) = self;
+        let holder = match code {
+            HOLDER_GROUP => Holder::Group {
+                external_id: holder_id,
+                resource_type: (!holder_type.is_empty()).then_some(holder_type),
+            },
+            1 => Holder::Account {
+                key: AccountKey::Email(holder_id),
+            },
+            2 => Holder::Account {
+                key: AccountKey::Username(holder_id),
+            },
+            3 => Holder::Account {
+                key: AccountKey::Dn(holder_id),
+            },
+            _ => Holder::account(holder_id),
+        };
+        let mut e = Edge::new(kind, holder, target);
+        e.target_type = target_type;
+        e.scope = scope;
+        e.role = role;
+        e.inherited = inherited;
+        e.attributes = attributes.unwrap_or_default();
+        e
+    }
+}
+
+/// What a page leaves to the merge.
+#[derive(Serialize, Deserialize, Default)]
+struct StagedBody {
+    /// Holders (code, type, ids) this session had pushed before this page:
+    /// the memberships they got from this session go first.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    repushed: Option<(i64, String, Vec<String>)>,
+    edges: Vec<StagedEdge>,
+    /// Names from membership refs, for groups not pushed yet.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    stubs: Vec<(Kind, String, String, String)>,
+}
+
+/// Merges every staged membership into `edges`, oldest page first, in one
+/// transaction. Consecutive pages of one session that push no record again
+/// are merged as one write, their edges in key order (each edge-index page
+/// is then visited once). A page whose session has ended (which the
+/// transitions prevent by merging first) is dropped with an error in the
+/// log.
+async fn merge_staged(c: &mut SqliteConnection) -> Result<()> {
+    use sqlx::Connection as _;
+    let mut tx = c.begin_with("BEGIN IMMEDIATE").await?;
+    let mut last = 0i64;
+    // Runs of consecutive pages of one session, split where a page pushes
+    // a record again (its earlier memberships must go first) and after
+    // MERGE_AT pages (a bound on what is held in memory).
+    let mut group: Option<(i64, i64)> = None;
+    let mut pages = 0usize;
+    let mut edges: Vec<Edge> = Vec::new();
+    let mut stubs = Vec::new();
+    loop {
+        let rows: Vec<(i64, i64, i64, String)> = sqlx::query_as(
+            "SELECT seq, connection_id, run_id, body FROM bridge_staged_edges WHERE seq > ? ORDER BY seq LIMIT ?",
+        )
+        .bind(last)
+        .bind(MERGE_CHUNK)
+        .fetch_all(&mut *tx)
+        .await?;
+        let Some(&(end, ..)) = rows.last() else {
+            break;
+        };
+        last = end;
+        for (seq, connection_id, run_id, body) in rows {
+            let body: StagedBody = match serde_json::from_str(&body) {
+                Ok(b) => b,
+                Err(e) => {
+                    tracing::error!(seq, run_id, error = %e, "a staged Bridge page cannot be read; its memberships are dropped");
+                    continue;
+                }
+            };
+            if group != Some((connection_id, run_id))
+                || body.repushed.is_some()
+                || pages >= MERGE_AT
+            {
+                if let Some((conn_id, run)) = group.take() {
+                    merge_group(
+                        &mut tx,
+                        conn_id,
+                        run,
+                        std::mem::take(&mut edges),
+                        std::mem::take(&mut stubs),
+                    )
+                    .await?;
+                    pages = 0;
+                }
+                if let Some(repushed) = &body.repushed {
+                    drop_repushed(&mut tx, connection_id, run_id, repushed).await?;
+                }
+            }
+            group = Some((connection_id, run_id));
+            pages += 1;
+            edges.extend(body.edges.into_iter().map(StagedEdge::into_edge));
+            stubs.extend(body.stubs);
+        }
+    }
+    if let Some((conn_id, run)) = group {
+        merge_group(&mut tx, conn_id, run, edges, stubs).await?;
+    }
+    if last > 0 {
+        sqlx::query("DELETE FROM bridge_staged_edges WHERE seq <= ?")
+            .bind(last)
+            .execute(&mut *tx)
+            .await?;
+    }
+    tx.commit().await?;
+    Ok(())
+}
+
+/// Writes the staged edges of consecutive pages of one session.
+async fn merge_group(
+    tx: &mut SqliteConnection,
+    connection_id: i64,
+    run_id: i64,
+    mut edges: Vec<Edge>,
+    stubs: Vec<(Kind, String, String, String)>,
+) -> Result<()> {
+    use sqlx::Connection as _;
+    // Key order: the edge index is visited front to back.
+    edges.sort_by(|a, b| edge_key(a).cmp(&edge_key(b)));
+    let mut sp = tx.begin().await?;
+    let written = async {
+        write_run_edges(&mut sp, connection_id, run_id, BRIDGE_OWNER, &edges).await?;
+        for (kind, rtype, id, name) in &stubs {
+            sqlx::query(
+                "UPDATE resources SET name = ? WHERE connection_id = ? AND kind = ? AND rtype = ?
+                   AND external_id = ? AND hash = 0 AND last_seen_run = ?",
+            )
+            .bind(name)
+            .bind(connection_id)
+            .bind(kind.as_str())
+            .bind(rtype)
+            .bind(id)
+            .bind(run_id)
+            .execute(&mut *sp)
+            .await?;
+        }
+        Ok::<_, StoreError>(())
+    }
+    .await;
+    match written {
+        Ok(()) => sp.commit().await?,
+        Err(e) => {
+            sp.rollback().await?;
+            tracing::error!(run_id, connection_id, memberships = edges.len(), error = %e,
+                "staged Bridge memberships could not be merged and were dropped; push the session again");
+        }
+    }
+    Ok(())
+}
+
+/// An edge's primary-key order (connection aside).
+fn edge_key(e: &Edge) -> (Option<i64>, &str, &str, (i64, &str, &str), &str) {
+    (
+        edge_kind_code(e.kind.kind()),
+        e.target_type.as_deref().unwrap_or(""),
+        &e.target_external_id,
+        holder_columns(&e.holder),
+        e.scope.as_deref().unwrap_or(""),
+    )
+}
+
+/// Drops what holders pushed again got from this session before: the
+/// memberships the session created are deleted, those older than it are
+/// marked unseen again (so completion removes them unless re-pushed).
+async fn drop_repushed(
+    tx: &mut SqliteConnection,
+    connection_id: i64,
+    run_id: i64,
+    (holder, holder_type, ids): &(i64, String, Vec<String>),
+) -> Result<()> {
+    for chunk in ids.chunks(400) {
+        for sql in [
+            "DELETE FROM edges WHERE connection_id = ",
+            "UPDATE edges SET last_seen_run = last_seen_run - 1 WHERE connection_id = ",
+        ] {
+            let mut q = QueryBuilder::<Sqlite>::new(sql);
+            q.push_bind(connection_id)
+                .push(" AND holder = ")
+                .push_bind(holder)
+                .push(" AND holder_type = ")
+                .push_bind(holder_type)
+                .push(" AND last_seen_run = ")
+                .push_bind(run_id)
+                .push(if sql.starts_with("DELETE") {
+                    " AND first_seen_run = "
+                } else {
+                    " AND first_seen_run < "
+                })
+                .push_bind(run_id)
+                .push(" AND holder_external_id IN (");
+            let mut sep = q.separated(", ");
+            for id in chunk {
+                sep.push_bind(id);
+            }
+            q.push(")");
+            q.build().execute(&mut *tx).await?;
+        }
+    }
+    Ok(())
+}
+
+/// Writes one page's records and stages its memberships (see
+/// [`Store::push_bridge_page`]).
 async fn push_page_in(
     tx: &mut SqliteConnection,
     connection_id: i64,
@@ -799,53 +1183,27 @@ async fn push_page_in(
         )));
     }
     let before = record_states(&mut *tx, connection_id, page.kind, &rtype, &ids).await?;
-    let repushed: Vec<&str> = before
+    let repushed: Vec<String> = before
         .iter()
         .filter(|(_, s)| s.last_seen_run == run_id)
-        .map(|(id, _)| id.as_str())
+        .map(|(id, _)| id.clone())
         .collect();
-    if !repushed.is_empty() {
-        let (holder, holder_type) = if page.kind == Kind::Account {
-            (HOLDER_ACCOUNT, "")
-        } else {
-            (HOLDER_GROUP, rtype.as_str())
-        };
-        for chunk in repushed.chunks(400) {
-            for sql in [
-                "DELETE FROM edges WHERE connection_id = ",
-                "UPDATE edges SET last_seen_run = last_seen_run - 1 WHERE connection_id = ",
-            ] {
-                let mut q = QueryBuilder::<Sqlite>::new(sql);
-                q.push_bind(connection_id)
-                    .push(" AND holder = ")
-                    .push_bind(holder)
-                    .push(" AND holder_type = ")
-                    .push_bind(holder_type)
-                    .push(" AND last_seen_run = ")
-                    .push_bind(run_id)
-                    .push(if sql.starts_with("DELETE") {
-                        " AND first_seen_run = "
-                    } else {
-                        " AND first_seen_run < "
-                    })
-                    .push_bind(run_id)
-                    .push(" AND holder_external_id IN (");
-                let mut sep = q.separated(", ");
-                for id in chunk {
-                    sep.push_bind(*id);
-                }
-                q.push(")");
-                q.build().execute(&mut *tx).await?;
-            }
-        }
-    }
+    let (holder, holder_type) = if page.kind == Kind::Account {
+        (HOLDER_ACCOUNT, String::new())
+    } else {
+        (HOLDER_GROUP, rtype.clone())
+    };
+    let body = StagedBody {
+        repushed: (!repushed.is_empty()).then_some((holder, holder_type, repushed)),
+        edges: page.edges.into_iter().map(StagedEdge::of).collect(),
+        stubs: page.stub_names,
+    };
     let total = page.records.len() as i64;
-    let page_stubs = page.stub_names;
     let write = PageWrite {
         work_id: 0,
         stream: page.slug,
         records: page.records,
-        edges: page.edges,
+        edges: Vec::new(),
         next_cursor: None,
         new_work: Vec::new(),
         derive_inherited: false,
@@ -859,17 +1217,13 @@ async fn push_page_in(
         0,
     )
     .await?;
-    for (kind, rtype, id, name) in &page_stubs {
+    if body.repushed.is_some() || !body.edges.is_empty() || !body.stubs.is_empty() {
         sqlx::query(
-            "UPDATE resources SET name = ? WHERE connection_id = ? AND kind = ? AND rtype = ?
-               AND external_id = ? AND hash = 0 AND last_seen_run = ?",
+            "INSERT INTO bridge_staged_edges (connection_id, run_id, body) VALUES (?, ?, ?)",
         )
-        .bind(name)
         .bind(connection_id)
-        .bind(kind.as_str())
-        .bind(rtype)
-        .bind(id)
         .bind(run_id)
+        .bind(serde_json::to_string(&body).expect("staged pages serialize"))
         .execute(&mut *tx)
         .await?;
     }
@@ -887,4 +1241,160 @@ async fn push_page_in(
         }
     }
     Ok(counts)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::{EdgeQuery, KeySource, MasterKey};
+    use tether_core::Account;
+
+    const KEY: [u8; 32] = [7; 32];
+
+    async fn open(url: &str) -> Store {
+        Store::open(url, MasterKey::from_bytes(KEY), &KeySource::Env)
+            .await
+            .unwrap()
+    }
+
+    /// A store with a Bridge app (`team` groups, `account` accounts) and a
+    /// session in progress: (dir, url, store, app, session).
+    async fn session() -> (tempfile::TempDir, String, Store, BridgeApp, BridgeSession) {
+        let dir = tempfile::tempdir().unwrap();
+        let url = format!("sqlite://{}", dir.path().join("t.db").display());
+        let store = open(&url).await;
+        let app = store.create_bridge_app("HR", None, "test").await.unwrap();
+        for (slug, base) in [("team", "group"), ("account", "account")] {
+            store
+                .add_bridge_type(&app.definition, slug, slug, base)
+                .await
+                .unwrap();
+        }
+        let (session, _) = store.start_bridge_session(&app).await.unwrap();
+        (dir, url, store, app, session)
+    }
+
+    /// Accounts `ids`, each a member of `teams`.
+    fn page(ids: &[&str], teams: &[&str]) -> BridgePage {
+        let mut records = Vec::new();
+        let mut edges = Vec::new();
+        for id in ids {
+            records.push(Record::Account(Account {
+                external_id: id.to_string(),
+                resource_type: Some("account".into()),
+                email: Some(format!("{id}@x.test")),
+                ..Default::default()
+            }));
+            for t in teams {
+                let mut e = Edge::new(EdgeKind::Membership, Holder::account(*id), *t);
+                e.target_type = Some("team".into());
+                edges.push(e);
+            }
+        }
+        BridgePage {
+            slug: "account".into(),
+            kind: Kind::Account,
+            records,
+            edges,
+            stub_names: vec![(Kind::Group, "team".into(), "t1".into(), "Design".into())],
+        }
+    }
+
+    async fn members(store: &Store, app: &BridgeApp, account: &str) -> Vec<String> {
+        let of = TypeKey::new(Kind::Membership, Some("team"));
+        let q = EdgeQuery {
+            account: Some(account),
+            holder_group: None,
+            target: None,
+            unresolved_only: false,
+            include_removed: false,
+            after: None,
+            limit: 100,
+        };
+        let mut t: Vec<String> = store
+            .query_edges(app.connection_id, &of, &q)
+            .await
+            .unwrap()
+            .into_iter()
+            .map(|e| e.target_external_id)
+            .collect();
+        t.sort();
+        t
+    }
+
+    #[tokio::test]
+    async fn staged_memberships_merge_in_order_and_a_repush_replaces_them() {
+        let (_d, _url, store, app, s) = session().await;
+        let c = store
+            .push_bridge_page(
+                app.connection_id,
+                s.run_id,
+                page(&["u1", "u2"], &["t1", "t2"]),
+            )
+            .await
+            .unwrap();
+        assert_eq!((c.total, c.created, c.updated), (2, 2, 0));
+        // u1 pushed again in the same session, now only in t3: what it got
+        // from the first page goes (the two pages may be merged together).
+        store
+            .push_bridge_page(app.connection_id, s.run_id, page(&["u1"], &["t3"]))
+            .await
+            .unwrap();
+        store.flush_bridge().await.unwrap();
+        assert_eq!(members(&store, &app, "u1").await, ["t3"]);
+        assert_eq!(members(&store, &app, "u2").await, ["t1", "t2"]);
+        // The membership ref's name went to the group it created.
+        let staged: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM bridge_staged_edges")
+            .fetch_one(store.pool())
+            .await
+            .unwrap();
+        assert_eq!(staged, 0);
+        let name: String = sqlx::query_scalar(
+            "SELECT name FROM resources WHERE connection_id = ? AND rtype = 'team' AND external_id = 't1'",
+        )
+        .bind(app.connection_id)
+        .fetch_one(store.pool())
+        .await
+        .unwrap();
+        assert_eq!(name, "Design");
+    }
+
+    #[tokio::test]
+    async fn completion_sees_every_membership_pushed_before_it() {
+        let (_d, _url, store, app, s) = session().await;
+        store
+            .push_bridge_page(app.connection_id, s.run_id, page(&["u1"], &["t1"]))
+            .await
+            .unwrap();
+        // No pause, no flush: marking the session completing merges first.
+        store.mark_bridge_completing(s.run_id).await.unwrap();
+        assert_eq!(members(&store, &app, "u1").await, ["t1"]);
+        let pushed = store
+            .push_bridge_page(app.connection_id, s.run_id, page(&["u2"], &["t1"]))
+            .await;
+        assert!(matches!(pushed, Err(StoreError::Conflict(_))), "{pushed:?}");
+    }
+
+    #[tokio::test]
+    async fn memberships_staged_before_a_crash_are_merged_at_the_next_start() {
+        use sqlx::Connection as _;
+        let (_d, url, store, app, s) = session().await;
+        // A page answered by a process that died before merging it: its
+        // records and staged memberships are committed, nothing more.
+        let mut c = store.dedicated_connection().await.unwrap();
+        let mut tx = c.begin().await.unwrap();
+        push_page_in(
+            &mut tx,
+            app.connection_id,
+            s.run_id,
+            page(&["u1"], &["t1", "t2"]),
+        )
+        .await
+        .unwrap();
+        tx.commit().await.unwrap();
+        drop(c);
+        drop(store);
+        let store = open(&url).await;
+        assert_eq!(members(&store, &app, "u1").await, ["t1", "t2"]);
+    }
 }

@@ -320,6 +320,9 @@ pub struct Store {
     /// The group-committing writer of Bridge pages (see `bridge.rs`),
     /// started by the first push.
     bridge_writer: std::sync::Arc<std::sync::OnceLock<bridge::PushSender>>,
+    /// Pushes hold it shared; a transition that ends a session's pushes
+    /// holds it alone while it merges what is staged and changes the status.
+    bridge_gate: std::sync::Arc<tokio::sync::RwLock<()>>,
 }
 
 impl Store {
@@ -371,6 +374,7 @@ impl Store {
             options,
             key: std::sync::Arc::new(key),
             bridge_writer: std::sync::Arc::default(),
+            bridge_gate: std::sync::Arc::default(),
         };
         // Connections that completed a sync have their account index (a
         // database from before migration 0007 gets them here, once).
@@ -381,6 +385,13 @@ impl Store {
         .await?;
         for id in synced {
             store.ensure_account_index(id).await?;
+        }
+        // Bridge memberships a stopped process had staged are merged now.
+        let staged: bool = sqlx::query_scalar("SELECT EXISTS (SELECT 1 FROM bridge_staged_edges)")
+            .fetch_one(&store.pool)
+            .await?;
+        if staged {
+            store.flush_bridge().await?;
         }
         Ok(store)
     }

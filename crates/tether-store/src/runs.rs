@@ -693,16 +693,14 @@ impl RunWriter {
     }
 }
 
-/// One `RunWriter::write`, inside the writer's open transaction.
-pub(crate) async fn write_pages(
+/// Fencing: a process that lost its run's lease must not write. Renews the
+/// lease and answers the writer for the run.
+async fn fence(
     conn: &mut sqlx::SqliteConnection,
-    connection_id: i64,
     run_id: i64,
     owner: &str,
-    pages: &[PageWrite],
     requests: u64,
-) -> Result<()> {
-    // Fencing: a process that lost its lease must not write.
+) -> Result<Writer> {
     let started_at: Option<i64> = sqlx::query_scalar(
         "UPDATE sync_runs SET requests = ?, lease_expires_at = ? WHERE id = ? AND lease_owner = ? AND status = 'in_progress'
          RETURNING started_at",
@@ -718,7 +716,77 @@ pub(crate) async fn write_pages(
             "run {run_id} is no longer owned by this process (it was taken over or ended)"
         )));
     };
-    let writer = Writer::Run { run_id, started_at };
+    Ok(Writer::Run { run_id, started_at })
+}
+
+/// Counts edges as seen by type, and gives the records an edge creates at
+/// its ends (see `upsert_edges`) a row too (seen 0): they are decided for
+/// removal even when no page lists them, and that row is how
+/// `connection_types` finds them.
+fn count_edges(seen: &mut BTreeMap<TypeKey, i64>, edges: &[Edge]) {
+    let mut last_end: Option<(EdgeKind, Option<&str>)> = None;
+    for e in edges {
+        *seen.entry(e.type_key()).or_default() += 1;
+        let end = (e.kind, e.target_type.as_deref());
+        if last_end != Some(end) {
+            seen.entry(TypeKey::new(e.kind.target_kind(), end.1))
+                .or_default();
+            last_end = Some(end);
+        }
+        if let Holder::Group { resource_type, .. } = &e.holder {
+            seen.entry(TypeKey::new(Kind::Group, resource_type.as_deref()))
+                .or_default();
+        }
+    }
+}
+
+async fn add_seen(
+    conn: &mut sqlx::SqliteConnection,
+    run_id: i64,
+    seen: BTreeMap<TypeKey, i64>,
+) -> Result<()> {
+    for (kind, n) in seen {
+        sqlx::query(
+            "INSERT INTO sync_run_kinds (run_id, kind, seen) VALUES (?, ?, ?)
+             ON CONFLICT (run_id, kind) DO UPDATE SET seen = seen + excluded.seen",
+        )
+        .bind(run_id)
+        .bind(kind.label())
+        .bind(n)
+        .execute(&mut *conn)
+        .await?;
+    }
+    Ok(())
+}
+
+/// Writes edges of a run whose records were written before (a Bridge page's
+/// memberships, merged after the page was answered): fenced like
+/// [`write_pages`], counted as seen.
+pub(crate) async fn write_run_edges(
+    conn: &mut sqlx::SqliteConnection,
+    connection_id: i64,
+    run_id: i64,
+    owner: &str,
+    edges: &[Edge],
+) -> Result<()> {
+    let writer = fence(conn, run_id, owner, 0).await?;
+    let refs: Vec<&Edge> = edges.iter().collect();
+    upsert_edges(conn, connection_id, writer, &refs, false).await?;
+    let mut seen = BTreeMap::new();
+    count_edges(&mut seen, edges);
+    add_seen(conn, run_id, seen).await
+}
+
+/// One `RunWriter::write`, inside the writer's open transaction.
+pub(crate) async fn write_pages(
+    conn: &mut sqlx::SqliteConnection,
+    connection_id: i64,
+    run_id: i64,
+    owner: &str,
+    pages: &[PageWrite],
+    requests: u64,
+) -> Result<()> {
+    let writer = fence(conn, run_id, owner, requests).await?;
 
     let mut accounts = Vec::new();
     let mut resources = Vec::new();
@@ -734,25 +802,7 @@ pub(crate) async fn write_pages(
                 other => resources.extend(ResourceIn::from_record(other)),
             }
         }
-        for e in &page.edges {
-            *seen.entry(e.type_key()).or_default() += 1;
-        }
-        // The records an edge creates at its ends (see `upsert_edges`) are
-        // decided for removal too even when no page lists them: their types
-        // get a row (seen 0), which is how `connection_types` finds them.
-        let mut last_end: Option<(EdgeKind, Option<&str>)> = None;
-        for e in &page.edges {
-            let end = (e.kind, e.target_type.as_deref());
-            if last_end != Some(end) {
-                seen.entry(TypeKey::new(e.kind.target_kind(), end.1))
-                    .or_default();
-                last_end = Some(end);
-            }
-            if let Holder::Group { resource_type, .. } = &e.holder {
-                seen.entry(TypeKey::new(Kind::Group, resource_type.as_deref()))
-                    .or_default();
-            }
-        }
+        count_edges(&mut seen, &page.edges);
         if page.derive_inherited {
             derived_edges.extend(page.edges.iter());
         } else {
@@ -786,17 +836,7 @@ pub(crate) async fn write_pages(
             .await?;
         }
     }
-    for (kind, n) in seen {
-        sqlx::query(
-            "INSERT INTO sync_run_kinds (run_id, kind, seen) VALUES (?, ?, ?)
-             ON CONFLICT (run_id, kind) DO UPDATE SET seen = seen + excluded.seen",
-        )
-        .bind(run_id)
-        .bind(kind.label())
-        .bind(n)
-        .execute(&mut *conn)
-        .await?;
-    }
+    add_seen(conn, run_id, seen).await?;
     for (stream, n) in stream_pages {
         sqlx::query(
             "INSERT INTO sync_run_streams (run_id, stream, status, pages) VALUES (?, ?, 'running', ?)
