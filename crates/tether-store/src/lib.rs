@@ -38,8 +38,8 @@ pub use crypto::{KeySource, MasterKey, MASTER_KEY_ENV};
 pub use identities::{AccountRow, EdgeRow, IdentityCounts, ResourceRow};
 pub use oauth_states::{OAuthPurpose, StateCheck, TakenState};
 pub use people::{
-    CorrelationOutcome, CorrelationRule, FindingQuery, FindingRow, HoldingRow, NewRule, OverrideRow,
-    PeopleQuery, PeopleSettings, PersonAccountRow, PersonRow, FINDING_KINDS,
+    CorrelationOutcome, CorrelationRule, FindingQuery, FindingRow, HoldingRow, NewRule,
+    OverrideRow, PeopleQuery, PeopleSettings, PersonAccountRow, PersonRow, FINDING_KINDS,
 };
 pub use queries::{AccountQuery, EdgeAfter, EdgeQuery};
 pub use runs::{

@@ -284,9 +284,11 @@ impl Store {
     }
 
     pub async fn correlation_rules(&self) -> Result<Vec<CorrelationRule>> {
-        Ok(sqlx::query_as("SELECT * FROM correlation_rules ORDER BY id")
-            .fetch_all(self.pool())
-            .await?)
+        Ok(
+            sqlx::query_as("SELECT * FROM correlation_rules ORDER BY id")
+                .fetch_all(self.pool())
+                .await?,
+        )
     }
 
     pub async fn correlation_rule(&self, id: i64) -> Result<CorrelationRule> {
@@ -633,8 +635,16 @@ async fn correlate_in(
     // No directory: -1 names no connection.
     let dir = settings.directory_connection.unwrap_or(-1);
     for t in [
-        "t_acc", "t_email", "t_dir_email", "t_dir_user", "t_assign", "t_final", "t_lead",
-        "t_priv", "t_approved", "t_find",
+        "t_acc",
+        "t_email",
+        "t_dir_email",
+        "t_dir_user",
+        "t_assign",
+        "t_final",
+        "t_lead",
+        "t_priv",
+        "t_approved",
+        "t_find",
     ] {
         sqlx::query(&format!("DROP TABLE IF EXISTS temp.{t}"))
             .execute(&mut *conn)
@@ -842,7 +852,7 @@ async fn correlate_in(
         .await?;
     for sql in [
         "INSERT OR IGNORE INTO t_approved
-         SELECT DISTINCT substr(email, instr(email, '@') + 1) FROM t_acc a JOIN accounts x
+         SELECT DISTINCT substr(a.email, instr(a.email, '@') + 1) FROM t_acc a JOIN accounts x
            ON x.connection_id = a.cid AND x.external_id = a.ext
          WHERE a.is_dir AND a.email LIKE '%_@_%' AND x.removed_at IS NULL
            AND COALESCE(x.account_type, 'human') = 'human'",
@@ -909,8 +919,16 @@ async fn correlate_in(
         .fetch_one(&mut *conn)
         .await?;
     for t in [
-        "t_acc", "t_email", "t_dir_email", "t_dir_user", "t_assign", "t_final", "t_lead",
-        "t_priv", "t_approved", "t_find",
+        "t_acc",
+        "t_email",
+        "t_dir_email",
+        "t_dir_user",
+        "t_assign",
+        "t_final",
+        "t_lead",
+        "t_priv",
+        "t_approved",
+        "t_find",
     ] {
         sqlx::query(&format!("DROP TABLE IF EXISTS temp.{t}"))
             .execute(&mut *conn)
