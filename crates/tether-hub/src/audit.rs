@@ -536,7 +536,8 @@ mod tests {
                 "api_key",
                 "settings",
                 "webhook",
-                "task"
+                "task",
+                "person"
             ]
         );
     }
