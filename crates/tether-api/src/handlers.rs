@@ -25,7 +25,7 @@ pub const MAX_LIMIT: i64 = 1000;
 const DEFAULT_RUNS: i64 = 20;
 const MAX_RUNS: i64 = 200;
 
-fn page_limit(limit: Option<i64>, default: i64, max: i64) -> ApiResult<i64> {
+pub(crate) fn page_limit(limit: Option<i64>, default: i64, max: i64) -> ApiResult<i64> {
     match limit {
         None => Ok(default),
         Some(n) if n < 1 => Err(ApiError::bad_request("`limit` must be at least 1")),
@@ -33,11 +33,11 @@ fn page_limit(limit: Option<i64>, default: i64, max: i64) -> ApiResult<i64> {
     }
 }
 
-fn encode_cursor(parts: &[&str]) -> String {
+pub(crate) fn encode_cursor(parts: &[&str]) -> String {
     URL_SAFE_NO_PAD.encode(parts.join("\0"))
 }
 
-fn decode_cursor(cursor: &str, parts: usize) -> ApiResult<Vec<String>> {
+pub(crate) fn decode_cursor(cursor: &str, parts: usize) -> ApiResult<Vec<String>> {
     let invalid = || ApiError::bad_request("`after` is not a cursor this API returned");
     let bytes = URL_SAFE_NO_PAD.decode(cursor).map_err(|_| invalid())?;
     let text = String::from_utf8(bytes).map_err(|_| invalid())?;
@@ -49,7 +49,7 @@ fn decode_cursor(cursor: &str, parts: usize) -> ApiResult<Vec<String>> {
 }
 
 /// Splits one extra row off a page: its presence means there is a next page.
-fn paginate<T, U: From<T>>(
+pub(crate) fn paginate<T, U: From<T>>(
     mut rows: Vec<T>,
     limit: i64,
     key: impl Fn(&T) -> String,

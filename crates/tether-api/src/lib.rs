@@ -21,6 +21,7 @@ mod dto;
 mod error;
 mod extract;
 mod handlers;
+mod people;
 mod tasks;
 
 use axum::routing::{get, post};
@@ -37,6 +38,11 @@ pub use audit::{AuditEntryDto, AuditPageDto};
 pub use dto::*;
 pub use error::{ApiError, ErrorBody, ErrorDetail};
 pub use handlers::{DEFAULT_LIMIT, MAX_LIMIT};
+pub use people::{
+    CorrelationDto, FindingDto, FindingPage, HoldingDto, LinkRequest, OverrideDto,
+    PeopleSettingsDto, PersonAccountDto, PersonDetailDto, PersonDto, PersonPage, RuleDto, RuleList,
+    RuleRequest,
+};
 pub use tasks::{
     CreateTaskRequest, CreatedTaskDto, ProvisioningDto, ProvisioningRequest, TargetDto,
     TaskDetailDto, TaskDto, TaskEventDto, TaskListDto,
@@ -78,6 +84,29 @@ pub fn router(hub: Hub) -> Router {
         .route("/tasks/{id}", get(tasks::get_task))
         .route("/tasks/{id}/cancel", post(tasks::cancel_task))
         .route("/runs/{run_id}/confirm", post(confirm_run))
+        .route("/people", get(people::list_people))
+        .route(
+            "/people/settings",
+            get(people::get_settings).put(people::put_settings),
+        )
+        .route(
+            "/people/rules",
+            get(people::list_rules).post(people::create_rule),
+        )
+        .route(
+            "/people/rules/{id}",
+            get(people::get_rule)
+                .put(people::update_rule)
+                .delete(people::delete_rule),
+        )
+        .route("/people/correlate", post(people::correlate))
+        .route("/people/{id}", get(people::get_person))
+        .route("/people/{id}/links", post(people::link))
+        .route(
+            "/people/{id}/links/{connection_id}/{account_id}",
+            axum::routing::delete(people::unlink),
+        )
+        .route("/findings", get(people::list_findings))
         .route_layer(axum::middleware::from_fn_with_state(
             hub.clone(),
             extract::require_api_key,
@@ -129,6 +158,19 @@ pub fn openapi() -> utoipa::openapi::OpenApi {
         tasks::get_task,
         tasks::cancel_task,
         tasks::set_provisioning,
+        people::list_people,
+        people::get_person,
+        people::link,
+        people::unlink,
+        people::list_findings,
+        people::get_settings,
+        people::put_settings,
+        people::list_rules,
+        people::create_rule,
+        people::get_rule,
+        people::update_rule,
+        people::delete_rule,
+        people::correlate,
     ),
     components(schemas(ErrorBody, ErrorDetail)),
     modifiers(&SecurityAddon),
@@ -139,6 +181,7 @@ pub fn openapi() -> utoipa::openapi::OpenApi {
         (name = "identities", description = "Synced accounts, groups, roles, licenses and who holds what"),
         (name = "audit", description = "Who did what and when"),
         (name = "tasks", description = "Provisioning tasks: writes in a connection's app"),
+        (name = "people", description = "People across apps: accounts correlated into people, findings, correlation settings and rules"),
     )
 )]
 struct ApiDoc;

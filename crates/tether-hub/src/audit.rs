@@ -119,6 +119,9 @@ pub enum Action {
     TaskCreated,
     TaskCancelled,
     TaskExecuted,
+    /// An operator put an account in a person, or kept it out of one.
+    PersonLinked,
+    PersonUnlinked,
 }
 
 impl Action {
@@ -141,6 +144,8 @@ impl Action {
         Action::TaskCreated,
         Action::TaskCancelled,
         Action::TaskExecuted,
+        Action::PersonLinked,
+        Action::PersonUnlinked,
     ];
 
     pub fn as_str(self) -> &'static str {
@@ -162,6 +167,8 @@ impl Action {
             Action::TaskCreated => "task.created",
             Action::TaskCancelled => "task.cancelled",
             Action::TaskExecuted => "task.executed",
+            Action::PersonLinked => "person.linked",
+            Action::PersonUnlinked => "person.unlinked",
         }
     }
 
@@ -529,7 +536,8 @@ mod tests {
                 "api_key",
                 "settings",
                 "webhook",
-                "task"
+                "task",
+                "person"
             ]
         );
     }

@@ -198,6 +198,7 @@ impl Hub {
                         counts: summary.kinds.clone(),
                     })
                     .await;
+                self.correlate_quietly().await;
                 Ok(BridgeCompletion::Completed(summary))
             }
             Ok(Completion::Held { reason }) => {

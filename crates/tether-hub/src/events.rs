@@ -70,6 +70,28 @@ pub enum Event {
         code: String,
         error: String,
     },
+    /// Correlation found something that should not be there (see
+    /// `people.rs`).
+    #[serde(rename = "finding.opened")]
+    FindingOpened { finding: FindingRef },
+    /// A finding is no longer there.
+    #[serde(rename = "finding.resolved")]
+    FindingResolved { finding: FindingRef },
+}
+
+/// A finding as events name it.
+#[derive(Debug, Clone, Serialize, PartialEq)]
+pub struct FindingRef {
+    pub id: i64,
+    /// `no_directory_person`, `offboarding_gap`, `privileged`, `external`
+    /// or `dormant`.
+    pub kind: String,
+    pub connection: ConnectionRef,
+    /// The app's id of the account.
+    pub account_external_id: String,
+    pub person_id: Option<i64>,
+    /// From the app's data (a role's name, a domain); sanitised.
+    pub detail: Option<String>,
 }
 
 impl Event {
@@ -85,10 +107,12 @@ impl Event {
             Event::SyncFailed { .. } => "sync.failed",
             Event::TaskCompleted { .. } => "task.completed",
             Event::TaskFailed { .. } => "task.failed",
+            Event::FindingOpened { .. } => "finding.opened",
+            Event::FindingResolved { .. } => "finding.resolved",
         }
     }
 
-    pub const KINDS: [&'static str; 9] = [
+    pub const KINDS: [&'static str; 11] = [
         "connection.created",
         "connection.reconnected",
         "connection.expired",
@@ -98,6 +122,8 @@ impl Event {
         "sync.failed",
         "task.completed",
         "task.failed",
+        "finding.opened",
+        "finding.resolved",
     ];
 }
 
@@ -153,7 +179,25 @@ impl Event {
                 code,
                 error: public_reason(&error),
             },
+            Event::FindingOpened { finding } => Event::FindingOpened {
+                finding: finding.sanitised(),
+            },
+            Event::FindingResolved { finding } => Event::FindingResolved {
+                finding: finding.sanitised(),
+            },
             other => other,
+        }
+    }
+}
+
+impl FindingRef {
+    /// The app's text (the account id, a role's name) as plain text:
+    /// control characters gone, bounded.
+    fn sanitised(self) -> FindingRef {
+        FindingRef {
+            account_external_id: crate::reasons::plain_text(&self.account_external_id),
+            detail: self.detail.as_deref().map(crate::reasons::plain_text),
+            ..self
         }
     }
 }

@@ -11,6 +11,7 @@ pub mod bridge;
 mod connect;
 pub mod events;
 mod hosts;
+pub mod people;
 mod reasons;
 mod syncs;
 mod tasks;
@@ -29,8 +30,9 @@ use url::Url;
 
 pub use audit::{Action, Actor, AuditFilter, AuditPage, AuditRecord, Outcome};
 pub use connect::{CallbackError, CallbackParams, ConnectStart};
-pub use events::{ConnectionRef, Event, EventSink, LogSink};
+pub use events::{ConnectionRef, Event, EventSink, FindingRef, LogSink};
 pub use hosts::{app_policy, check_settings, oauth_http_client};
+pub use people::{PersonAccount, PersonDetail};
 pub use reasons::{public_reason, PUBLIC_REASON_LEN};
 pub use syncs::SyncState;
 pub use tasks::{

@@ -76,6 +76,12 @@ fn truncate(text: String) -> String {
     out
 }
 
+/// An app's text (a name, an id) as an event carries it: control and
+/// bidirectional characters gone, at most [`PUBLIC_REASON_LEN`] characters.
+pub(crate) fn plain_text(text: &str) -> String {
+    truncate(clean(text))
+}
+
 /// The public form of a stored reason or run error message; see the
 /// module documentation.
 pub fn public_reason(text: &str) -> String {

@@ -131,6 +131,7 @@ impl Hub {
                         counts: summary.kinds.clone(),
                     })
                     .await;
+                self.correlate_quietly().await;
                 Ok(SyncOutcome::Completed(summary))
             }
             Ok(held @ SyncOutcome::Held { .. }) => {

@@ -12,6 +12,7 @@ mod bridge;
 mod crypto;
 mod identities;
 mod oauth_states;
+mod people;
 mod queries;
 mod runs;
 mod tasks;
@@ -36,6 +37,10 @@ pub use bridge::{
 pub use crypto::{KeySource, MasterKey, MASTER_KEY_ENV};
 pub use identities::{AccountRow, EdgeRow, IdentityCounts, ResourceRow};
 pub use oauth_states::{OAuthPurpose, StateCheck, TakenState};
+pub use people::{
+    CorrelationOutcome, CorrelationRule, FindingQuery, FindingRow, HoldingRow, NewRule,
+    OverrideRow, PeopleQuery, PeopleSettings, PersonAccountRow, PersonRow, FINDING_KINDS,
+};
 pub use queries::{AccountQuery, EdgeAfter, EdgeQuery};
 pub use runs::{
     Completion, KindCounts, PageWrite, RunStart, RunStatus, RunSummary, RunWriter, StreamOutcome,

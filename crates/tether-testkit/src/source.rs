@@ -16,7 +16,7 @@ use std::sync::Arc;
 use async_trait::async_trait;
 use serde::de::DeserializeOwned;
 use serde::Deserialize;
-use serde_json::Map;
+use serde_json::{Map, Value};
 use tether_core::http::{classify_status, retry_after, HttpClient, RawResponse};
 use tether_core::{
     Account, AccountStatus, AccountType, ConnectedIdentity, ConnectorContext, Cursor, Edge, Group,
@@ -432,6 +432,13 @@ pub(crate) struct UserBody {
     admin: bool,
     #[serde(default)]
     roles: Vec<String>,
+    #[serde(default)]
+    username: Option<String>,
+    /// RFC 3339.
+    #[serde(default)]
+    last_login_at: Option<chrono::DateTime<chrono::Utc>>,
+    #[serde(default)]
+    attributes: Map<String, Value>,
 }
 
 impl UserBody {
@@ -463,7 +470,7 @@ impl UserBody {
             resource_type: None,
             email: self.email,
             emails: Vec::new(),
-            username: None,
+            username: self.username,
             dn: None,
             display_name: Some(self.name),
             given_name: None,
@@ -471,9 +478,9 @@ impl UserBody {
             status,
             account_type,
             is_admin: self.admin,
-            last_login_at: None,
+            last_login_at: self.last_login_at,
             created_at: None,
-            attributes: Map::new(),
+            attributes: self.attributes,
         })
     }
 }

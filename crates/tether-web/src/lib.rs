@@ -16,6 +16,7 @@
 mod audit;
 mod auth;
 mod pages;
+mod people;
 mod settings;
 mod tasks;
 mod views;
@@ -126,6 +127,17 @@ pub fn router(state: WebState) -> Router {
         .route("/settings/force-reauth", post(settings::force_reauth))
         .route("/settings/password", post(settings::change_password))
         .route("/audit", get(audit::page))
+        .route("/people", get(people::list))
+        .route("/people/findings", get(people::findings))
+        .route(
+            "/people/settings",
+            get(people::settings_page).post(people::save_settings),
+        )
+        .route("/people/rules", post(people::create_rule))
+        .route("/people/rules/{id}/delete", post(people::delete_rule))
+        .route("/people/{id}", get(people::person))
+        .route("/people/{id}/link", post(people::link))
+        .route("/people/{id}/unlink", post(people::unlink))
         .route("/static/tether.css", get(stylesheet))
         .fallback(not_found)
         .layer(axum::middleware::map_response(security_headers))

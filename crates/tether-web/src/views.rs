@@ -27,6 +27,7 @@ pub(crate) fn layout(title: &str, auth: Option<&Auth>, refresh: bool, body: Mark
                         nav {
                             a href="/" { "Connected Apps" }
                             a href="/apps" { "Add an app" }
+                            a href="/people" { "People" }
                             a href="/settings" { "Settings" }
                             a href="/audit" { "Audit log" }
                             form.inline method="post" action="/logout" #logout-form {

@@ -12,7 +12,7 @@ use tether_store::{AuditEntry, Store, WebhookSubscription};
 #[derive(Args)]
 pub struct AuditArgs {
     /// An action (`connection.created`) or a family (`connection`, `sync`,
-    /// `api_key`, `settings`, `webhook`, `task`).
+    /// `api_key`, `settings`, `webhook`, `task`, `person`).
     #[arg(long)]
     action: Option<String>,
     /// A connection id, or a display name it had when the entry was made.

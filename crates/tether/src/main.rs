@@ -6,6 +6,7 @@ mod audit_cmd;
 mod config;
 mod connectors;
 mod demo;
+mod people_cmd;
 mod serve;
 mod sync_cmd;
 mod tasks_cmd;
@@ -74,6 +75,12 @@ enum Command {
     /// provisioning on a connection.
     #[command(subcommand)]
     Tasks(tasks_cmd::TasksCmd),
+    /// People across apps: list, show, link and unlink accounts, correlate,
+    /// settings.
+    #[command(subcommand)]
+    People(people_cmd::PeopleCmd),
+    /// Lists findings: accounts that should not be there.
+    Findings(people_cmd::FindingsArgs),
 }
 
 #[derive(Subcommand)]
@@ -384,6 +391,16 @@ async fn run(cli: Cli) -> Result<std::process::ExitCode> {
             let store = open_store(&database_url, cli.key_file.as_deref()).await?;
             let hub = cli_hub(&store, &config)?;
             tasks_cmd::run(&hub, cmd).await
+        }
+        Command::People(cmd) => {
+            let store = open_store(&database_url, cli.key_file.as_deref()).await?;
+            let hub = cli_hub(&store, &config)?;
+            people_cmd::run(&hub, cmd).await
+        }
+        Command::Findings(args) => {
+            let store = open_store(&database_url, cli.key_file.as_deref()).await?;
+            let hub = cli_hub(&store, &config)?;
+            people_cmd::findings(&hub, args).await
         }
     }
 }

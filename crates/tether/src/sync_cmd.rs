@@ -99,6 +99,7 @@ pub async fn run(hub: &Hub, args: SyncArgs) -> Result<ExitCode> {
 
     match result {
         Ok(SyncOutcome::Completed(summary)) => {
+            hub.correlate_quietly().await;
             report(&summary, elapsed, args.json, &connection.display_name);
             Ok(ExitCode::SUCCESS)
         }

@@ -3,7 +3,7 @@
 //! | request | effect |
 //! |---|---|
 //! | `GET /v1/orgs/{org}/users/{id}` | one user (404 when there is none) |
-//! | `POST /v1/orgs/{org}/users` `{email, name?}` | creates a user (201; 409 when the email is taken) |
+//! | `POST /v1/orgs/{org}/users` `{email, name?, username?, last_login_at?, admin?, attributes?}` | creates a user (201; 409 when the email is taken) |
 //! | `PATCH /v1/orgs/{org}/users/{id}` `{status: "active"\|"suspended"}` | suspends or reactivates |
 //! | `DELETE /v1/orgs/{org}/users/{id}` | deletes the user (204) |
 //! | `POST /v1/orgs/{org}/users/{id}/password` `{password}` | sets a password (204) |
@@ -33,6 +33,9 @@ pub(super) struct Overlay {
     deleted: HashSet<u32>,
     /// Users created by writes: (number, name, email).
     created: Vec<(u32, String, String)>,
+    /// What a created user was given besides: `username`, `last_login_at`
+    /// (RFC 3339), `admin`, `attributes` (for people-correlation tests).
+    extra: HashMap<u32, serde_json::Map<String, Value>>,
     /// Per group, members added (user, role).
     added: BTreeMap<u32, BTreeMap<u32, String>>,
     /// Per group, members of the directory removed.
@@ -94,7 +97,7 @@ pub(super) fn user_json(org: &str, o: &Org, ov: &Overlay, u: u32) -> Option<Valu
         }));
     }
     let (_, name, email) = ov.created.iter().find(|(n, _, _)| *n == u)?;
-    Some(json!({
+    let mut user = json!({
         "id": format!("u{u}"),
         "name": name,
         "email": email,
@@ -102,7 +105,11 @@ pub(super) fn user_json(org: &str, o: &Org, ov: &Overlay, u: u32) -> Option<Valu
         "type": "human",
         "admin": false,
         "roles": [],
-    }))
+    });
+    for (k, v) in ov.extra.get(&u).into_iter().flatten() {
+        user[k] = v.clone();
+    }
+    Some(user)
 }
 
 /// Every user, with the writes applied (for listing once something was
@@ -250,6 +257,14 @@ pub(super) async fn create_user(
         let num = o.dir.users.iter().copied().max().unwrap_or(0) + 1 + ov.created.len() as u32;
         let display = b["name"].as_str().unwrap_or(&email).to_owned();
         ov.created.push((num, display, email));
+        let extra: serde_json::Map<String, Value> =
+            ["username", "last_login_at", "admin", "attributes"]
+                .iter()
+                .filter_map(|k| b.get(*k).map(|v| ((*k).to_owned(), v.clone())))
+                .collect();
+        if !extra.is_empty() {
+            ov.extra.insert(num, extra);
+        }
         Ok((201, user_json(&org, o, ov, num).expect("just created")))
     })
     .await
