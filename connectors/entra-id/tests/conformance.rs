@@ -1,4 +1,4 @@
-//! The conformance suite, run for EntraId against its fake.
+//! The conformance suite, run for Entra ID against its fake.
 
 use std::collections::BTreeMap;
 
@@ -6,8 +6,8 @@ use serde_json::Value;
 
 tether_conformance::counting_allocator!();
 
-/// What a complete sync of a fake organisation leaves in the store, from
-/// the counts the fake reports. TODO: keep in step with the fake.
+/// What a complete sync of a fake tenant leaves in the store, from the
+/// counts the fake reports.
 fn expected(org: &Value) -> BTreeMap<String, i64> {
     let n = |k: &str| {
         org[k]
@@ -15,9 +15,13 @@ fn expected(org: &Value) -> BTreeMap<String, i64> {
             .unwrap_or_else(|| panic!("no `{k}` in {org}"))
     };
     BTreeMap::from([
-        ("account".to_owned(), n("users")),
+        ("account".to_owned(), n("accounts")),
         ("group".to_owned(), n("groups")),
         ("membership".to_owned(), n("memberships")),
+        ("role".to_owned(), n("roles")),
+        ("role_assignment".to_owned(), n("role_assignments")),
+        ("license".to_owned(), n("licenses")),
+        ("license_assignment".to_owned(), n("license_assignments")),
     ])
 }
 
