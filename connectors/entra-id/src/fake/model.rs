@@ -358,8 +358,8 @@ impl Tenant {
     pub fn change(&mut self, users_share: f64, memberships_share: f64) -> (usize, usize) {
         let n_users = ((self.users.len() as f64) * users_share).ceil() as usize;
         let mut renamed = 0;
-        if n_users > 0 {
-            let stride = (self.users.len() / n_users).max(1);
+        if let Some(stride) = self.users.len().checked_div(n_users) {
+            let stride = stride.max(1);
             let picks: Vec<u32> = self
                 .users
                 .iter()

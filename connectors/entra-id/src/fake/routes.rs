@@ -666,7 +666,10 @@ fn group_json(t: &Tenant, g: u32, m: u64) -> wire::Group {
         out.display_name = Some(t.dir.group_name(g));
     }
     if on(2) {
-        out.description = Some((g % 2 == 0).then(|| format!("Members of {}", t.dir.group_name(g))));
+        out.description = Some(
+            g.is_multiple_of(2)
+                .then(|| format!("Members of {}", t.dir.group_name(g))),
+        );
     }
     if on(3) {
         out.mail = Some(unified.then(|| format!("group{g}@{}.onmicrosoft.com", t.org)));
