@@ -935,6 +935,9 @@ async fn service_principals(State(sh): St, uri: Uri, headers: HeaderMap, Query(q
 
 // ---------------------------------------------------------------- roles
 
+/// `unifiedRoleDefinition`'s properties; without `$select` Graph returns
+/// them all, `rolePermissions` and `resourceScopes` included
+/// (<https://learn.microsoft.com/en-us/graph/api/rbacapplication-list-roledefinitions#response-1>).
 const ROLE_FIELDS: &[&str] = &[
     "id",
     "displayName",
@@ -942,6 +945,23 @@ const ROLE_FIELDS: &[&str] = &[
     "isBuiltIn",
     "isEnabled",
     "templateId",
+    "version",
+    "resourceScopes",
+    "rolePermissions",
+];
+
+/// One documented resource action of each built-in role (in
+/// `BUILT_IN_ROLES` order), from the permissions reference
+/// (<https://learn.microsoft.com/en-us/entra/identity/role-based-access-control/permissions-reference>);
+/// custom roles get the last.
+const ROLE_ACTIONS: &[&str] = &[
+    "microsoft.directory/users/allProperties/allTasks",
+    "microsoft.directory/users/create",
+    "microsoft.directory/groups/create",
+    "microsoft.directory/users/password/update",
+    "microsoft.directory/users/standard/read",
+    "microsoft.directory/users/assignLicense",
+    "microsoft.directory/groups/members/update",
 ];
 
 async fn role_definitions(State(sh): St, uri: Uri, headers: HeaderMap, Query(q): Q) -> Response {
@@ -975,6 +995,16 @@ async fn role_definitions(State(sh): St, uri: Uri, headers: HeaderMap, Query(q):
                     is_built_in: on(3).then_some(built_in),
                     is_enabled: on(4).then_some(true),
                     template_id: on(5).then(|| id.clone()),
+                    version: on(6).then_some("1"),
+                    resource_scopes: on(7).then(|| vec!["/"]),
+                    role_permissions: on(8).then(|| {
+                        vec![wire::RolePermission {
+                            allowed_resource_actions: vec![
+                                ROLE_ACTIONS[i.min(ROLE_ACTIONS.len() - 1)],
+                            ],
+                            condition: None,
+                        }]
+                    }),
                     id,
                 }
             })

@@ -147,6 +147,21 @@ pub struct RoleDefinition {
     pub is_enabled: Option<bool>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub template_id: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub version: Option<&'static str>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub resource_scopes: Option<Vec<&'static str>>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub role_permissions: Option<Vec<RolePermission>>,
+}
+
+/// `unifiedRolePermission`
+/// (<https://learn.microsoft.com/en-us/graph/api/resources/unifiedrolepermission>).
+#[derive(Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct RolePermission {
+    pub allowed_resource_actions: Vec<&'static str>,
+    pub condition: Option<String>,
 }
 
 #[derive(Serialize)]
