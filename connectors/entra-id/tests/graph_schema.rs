@@ -696,11 +696,12 @@ async fn every_answer_matches_graphs_csdl() {
     ] {
         assert!(s.seen.contains(t), "no {t} seen: {:?}", s.seen);
     }
+    let first: Vec<&str> = s.errs.iter().take(40).map(String::as_str).collect();
     assert!(
         s.errs.is_empty(),
-        "{} problems:\n{}",
+        "{} problems, the first:\n{}",
         s.errs.len(),
-        s.errs.join("\n")
+        first.join("\n")
     );
     s.sb.shutdown().await;
 }
