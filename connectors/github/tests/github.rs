@@ -275,6 +275,7 @@ async fn sync_all(source: &dyn Source) -> Synced {
                     stream: spec.name,
                     scope: scope.as_deref(),
                     cursor: cursor.as_ref(),
+                    ..PageRequest::default()
                 })
                 .await
                 .unwrap_or_else(|e| panic!("{} {scope:?} {cursor:?}: {e}", spec.name));
@@ -476,6 +477,7 @@ async fn first_page_splits_into_partitions() {
             stream: "members",
             scope: None,
             cursor: None,
+            ..PageRequest::default()
         })
         .await
         .unwrap();
@@ -490,6 +492,7 @@ async fn first_page_splits_into_partitions() {
             stream: "members",
             scope: None,
             cursor: Some(&Cursor::new("member:1-")),
+            ..PageRequest::default()
         })
         .await
         .unwrap();
@@ -549,6 +552,7 @@ async fn copilot_404_is_unavailable() {
             stream: "copilot_seats",
             scope: None,
             cursor: None,
+            ..PageRequest::default()
         })
         .await
         .unwrap_err();
@@ -559,6 +563,7 @@ async fn copilot_404_is_unavailable() {
             stream: "team_members",
             scope: Some("999:gone"),
             cursor: None,
+            ..PageRequest::default()
         })
         .await
         .unwrap_err();
@@ -583,6 +588,7 @@ async fn members_error(mock: &Mock) -> SourceError {
             stream: "members",
             scope: None,
             cursor: None,
+            ..PageRequest::default()
         })
         .await
         .expect_err("an error, not an empty page")

@@ -273,6 +273,7 @@ async fn first_page(source: &dyn Source, stream: &str) -> Result<(), SourceError
             stream,
             scope: None,
             cursor: None,
+            ..PageRequest::default()
         })
         .await
         .map(|_| ())

@@ -111,6 +111,7 @@ async fn list(
                 stream,
                 scope,
                 cursor: c.as_ref(),
+                ..PageRequest::default()
             })
             .await
             .unwrap();

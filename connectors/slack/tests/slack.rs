@@ -289,6 +289,7 @@ async fn first_users_page_error(s: &common::Setup, fault: Fault) -> SourceError 
             stream: "users",
             scope: None,
             cursor: None,
+            ..PageRequest::default()
         })
         .await
         .expect_err("a fault is an error, never an empty page");
@@ -595,6 +596,7 @@ async fn a_stale_cursor_is_bad_data_not_an_empty_page() {
             stream: "users",
             scope: None,
             cursor: Some(&cursor),
+            ..PageRequest::default()
         })
         .await
         .unwrap_err();

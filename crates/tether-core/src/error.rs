@@ -49,6 +49,13 @@ pub enum SourceError {
     /// URL). The operator must change them.
     #[error("misconfigured: {message}")]
     Misconfigured { message: String },
+
+    /// The stored [`StreamState`](crate::StreamState) is no longer accepted
+    /// (Graph's 410 `syncStateNotFound` / `resyncRequired`, an expired sync
+    /// token). The host logs it and lists that stream and scope again from
+    /// the start (state `None`) in the same run, reconciling it by absence.
+    #[error("the app no longer accepts the stored sync state: {message}")]
+    StateExpired { message: String },
 }
 
 impl SourceError {
@@ -83,6 +90,7 @@ impl SourceError {
             SourceError::BadData { .. } => "bad_data",
             SourceError::Unavailable { .. } => "unavailable",
             SourceError::Misconfigured { .. } => "misconfigured",
+            SourceError::StateExpired { .. } => "state_expired",
         }
     }
 }

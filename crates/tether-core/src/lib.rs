@@ -43,7 +43,10 @@ pub use registry::{
     AuthMethod, ClientAuth, ClientCredentialsSpec, ConnectorContext, ConnectorDescriptor,
     GrantErrorKind, OAuth2Spec, SettingSpec, TokenAnswer, TokenDialect,
 };
-pub use source::{ConnectedIdentity, Cursor, Page, PageRequest, Source, StreamSpec};
+pub use source::{
+    ConnectedIdentity, Cursor, Page, PageRequest, Removal, Source, StreamSpec, StreamState,
+    SyncMode,
+};
 
 // Re-exported so connector crates use the same version the registry was built with.
 pub use inventory;

@@ -18,6 +18,7 @@ use async_trait::async_trait;
 use serde::{Deserialize, Serialize};
 
 use crate::{Edge, Kind, Record, SourceError};
+use crate::{EdgeKind, Holder};
 
 /// An opaque, resumable position inside a stream. The host persists it after
 /// each page and gives it back unchanged; it must not contain secrets.
@@ -58,6 +59,12 @@ pub struct StreamSpec {
     /// nested in the target (it may be a direct member as well: the app
     /// cannot tell).
     pub effective_memberships: bool,
+    /// The stream can list what changed since a stored [`StreamState`] (a
+    /// Graph delta link, a sync token). In an incremental run the host hands
+    /// it the state its last completed listing returned, and the kinds it
+    /// yields are not reconciled by absence: only its pages'
+    /// [`removed`](Page::removed) entries remove.
+    pub incremental: bool,
 }
 
 impl StreamSpec {
@@ -68,6 +75,7 @@ impl StreamSpec {
             parent: None,
             optional: false,
             effective_memberships: false,
+            incremental: false,
         }
     }
 
@@ -86,16 +94,152 @@ impl StreamSpec {
         self.effective_memberships = true;
         self
     }
+
+    /// See [`StreamSpec::incremental`].
+    pub const fn incremental(mut self) -> Self {
+        self.incremental = true;
+        self
+    }
+}
+
+/// Whether a run lists everything and reconciles by absence, or lists the
+/// incremental streams from their stored state.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum SyncMode {
+    /// Every stream is listed from the start (state `None`) and everything
+    /// not seen is marked removed at the end.
+    #[default]
+    Full,
+    /// Streams declared [`incremental`](StreamSpec::incremental) list their
+    /// changes since their stored state; the others are listed fully.
+    Incremental,
+}
+
+impl SyncMode {
+    /// `full` or `incremental`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            SyncMode::Full => "full",
+            SyncMode::Incremental => "incremental",
+        }
+    }
+
+    pub fn parse(s: &str) -> Option<Self> {
+        match s {
+            "full" => Some(SyncMode::Full),
+            "incremental" => Some(SyncMode::Incremental),
+            _ => None,
+        }
+    }
+}
+
+impl std::fmt::Display for SyncMode {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// Where the next incremental listing of a stream (and scope) starts: a
+/// Graph delta link, a sync token. Opaque to the host, kept across runs; it
+/// must not hold a secret.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(transparent)]
+pub struct StreamState(pub String);
+
+impl StreamState {
+    pub fn new(s: impl Into<String>) -> Self {
+        StreamState(s.into())
+    }
+
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+/// Something the app says was deleted (Graph's `@removed`). The host marks
+/// it removed at once, in any run.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(tag = "removal", rename_all = "snake_case")]
+pub enum Removal {
+    /// An account, group, role or license; the edges it holds or is the
+    /// target of are removed with it.
+    Record {
+        kind: Kind,
+        resource_type: Option<String>,
+        external_id: String,
+    },
+    /// One edge, named as [`Edge`] names it (kind, both ends, scope).
+    Edge {
+        kind: EdgeKind,
+        target_type: Option<String>,
+        target_external_id: String,
+        holder: Holder,
+        scope: Option<String>,
+    },
+}
+
+impl Removal {
+    /// A record of `kind`'s default type.
+    pub fn record(kind: Kind, external_id: impl Into<String>) -> Self {
+        Removal::Record {
+            kind,
+            resource_type: None,
+            external_id: external_id.into(),
+        }
+    }
+
+    /// An unscoped membership of `holder` in the group `group`.
+    pub fn membership(holder: Holder, group: impl Into<String>) -> Self {
+        Removal::Edge {
+            kind: EdgeKind::Membership,
+            target_type: None,
+            target_external_id: group.into(),
+            holder,
+            scope: None,
+        }
+    }
+
+    /// The kind removed.
+    pub fn kind(&self) -> Kind {
+        match self {
+            Removal::Record { kind, .. } => *kind,
+            Removal::Edge { kind, .. } => kind.kind(),
+        }
+    }
 }
 
 /// A request for one page.
-#[derive(Debug, Clone, Copy)]
+#[derive(Debug, Clone, Copy, Default)]
 pub struct PageRequest<'a> {
     pub stream: &'a str,
     /// For a child stream: the scope its parent produced (a team slug).
     pub scope: Option<&'a str>,
     /// `None` for the first page.
     pub cursor: Option<&'a Cursor>,
+    /// The run's mode.
+    pub mode: SyncMode,
+    /// The state this stream and scope's last completed listing returned;
+    /// `None` means list everything. Only given to streams declared
+    /// [`incremental`](StreamSpec::incremental) in an incremental run.
+    pub state: Option<&'a StreamState>,
+    /// The validator (an ETag) the host stored for this exact page (same
+    /// stream, scope and cursor) from the last completed run. A connector
+    /// sends it as `If-None-Match` and answers
+    /// [`not_modified`](Page::not_modified) on a 304.
+    pub validator: Option<&'a str>,
+}
+
+impl<'a> PageRequest<'a> {
+    /// A request in a full run, with no state and no validator.
+    pub fn new(stream: &'a str, scope: Option<&'a str>, cursor: Option<&'a Cursor>) -> Self {
+        PageRequest {
+            stream,
+            scope,
+            cursor,
+            ..PageRequest::default()
+        }
+    }
 }
 
 /// One page of a stream.
@@ -113,6 +257,19 @@ pub struct Page {
     /// that the host fetches them concurrently; every chain is checkpointed
     /// on its own.
     pub partitions: Vec<Cursor>,
+    /// What the app says was deleted (Graph's `@removed`). The host marks
+    /// these removed at once, with the edges they hold or are targets of.
+    pub removed: Vec<Removal>,
+    /// Set on the last page of a listing: where the next incremental listing
+    /// of this stream and scope starts.
+    pub state: Option<StreamState>,
+    /// This page's validator (an ETag) to store and send next time.
+    pub validator: Option<String>,
+    /// The app answered 304 to the request's validator: the page carries no
+    /// records; the host treats everything the stored page yielded last
+    /// time as seen again and continues with the `next` cursor it stored
+    /// for that page (the page's own `next` is ignored).
+    pub not_modified: bool,
 }
 
 impl Page {

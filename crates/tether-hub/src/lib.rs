@@ -244,6 +244,9 @@ impl HubError {
                     SourceError::Misconfigured { .. } => {
                         "the app refused the connection's settings (wrong organisation or base URL?)".to_owned()
                     }
+                    SourceError::StateExpired { .. } => {
+                        "the app no longer accepts the stored sync state; the next sync lists that stream in full".to_owned()
+                    }
                 };
                 format!("{what}; the server log has the app's answer")
             }

@@ -319,11 +319,8 @@ pub async fn sync(
             let Some(item) = queue.pop_front() else { break };
             in_flight.push(async move {
                 let cursor = item.cursor.clone().map(Cursor);
-                let request = PageRequest {
-                    stream: &item.stream,
-                    scope: item.scope.as_deref(),
-                    cursor: cursor.as_ref(),
-                };
+                let request =
+                    PageRequest::new(&item.stream, item.scope.as_deref(), cursor.as_ref());
                 if let Some(bucket) = source.rate_bucket(&request) {
                     pacer.acquire(bucket).await;
                 }

@@ -78,6 +78,7 @@ pub async fn list_all(
                 stream,
                 scope,
                 cursor: cursor.as_ref(),
+                ..PageRequest::default()
             })
             .await?;
         assert!(page.partitions.is_empty(), "Slack streams do not partition");
