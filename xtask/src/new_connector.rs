@@ -19,30 +19,42 @@ const TEMPLATES: &[(&str, &str)] = &[
     ),
 ];
 
-/// A checked slug: lowercase ASCII letters and digits, starting with a letter.
+/// A checked slug: lowercase ASCII letters and digits, starting with a
+/// letter; words may be joined by single hyphens (`google-workspace`).
 pub fn check_slug(slug: &str) -> Result<()> {
     let ok = slug.len() >= 2
         && slug.len() <= 32
         && slug.starts_with(|c: char| c.is_ascii_lowercase())
+        && !slug.ends_with('-')
+        && !slug.contains("--")
         && slug
             .chars()
-            .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit());
+            .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-');
     if !ok {
-        bail!("`{slug}` is not a connector slug: use 2-32 lowercase letters and digits, starting with a letter (e.g. `slack`)");
+        bail!("`{slug}` is not a connector slug: use 2-32 lowercase letters and digits, starting with a letter, words joined by single hyphens (e.g. `slack`, `google-workspace`)");
     }
     Ok(())
 }
 
 /// The files of the crate for `slug`, as (path inside the crate, text).
 pub fn render(slug: &str) -> Vec<(&'static str, String)> {
-    let mut name = slug.to_owned();
-    name[..1].make_ascii_uppercase();
+    // `google-workspace`: the type prefix `GoogleWorkspace`, the crate
+    // `tether_google_workspace`.
+    let name: String = slug
+        .split('-')
+        .map(|w| {
+            let mut w = w.to_owned();
+            w[..1].make_ascii_uppercase();
+            w
+        })
+        .collect();
+    let krate = format!("tether_{}", slug.replace('-', "_"));
     TEMPLATES
         .iter()
         .map(|(path, t)| {
             let text = t
                 .replace("{{slug}}", slug)
-                .replace("{{crate}}", &format!("tether_{slug}"))
+                .replace("{{crate}}", &krate)
                 .replace("{{Name}}", &name)
                 .replace("{{display}}", &name);
             (*path, text)
@@ -141,7 +153,7 @@ pub fn wire_connectors_rs(text: &str, slug: &str) -> Result<String> {
         text,
         "pub fn ensure_linked() {",
         |l| l.trim() == "}",
-        &format!("    tether_{slug}::ensure_linked();"),
+        &format!("    tether_{}::ensure_linked();", slug.replace('-', "_")),
     )
 }
 
@@ -195,7 +207,9 @@ mod tests {
         assert!(check_slug("slack").is_ok());
         assert!(check_slug("m365").is_ok());
         assert!(check_slug("Slack").is_err());
-        assert!(check_slug("my-app").is_err());
+        assert!(check_slug("my-app").is_ok());
+        assert!(check_slug("my-").is_err());
+        assert!(check_slug("my--app").is_err());
         assert!(check_slug("1app").is_err());
     }
 

@@ -8,4 +8,5 @@
 pub fn ensure_linked() {
     tether_github::ensure_linked();
     tether_slack::ensure_linked();
+    tether_google_workspace::ensure_linked();
 }
