@@ -9,7 +9,7 @@
 //! | `groups` | `GET admin/directory/v1/groups?customer=my_customer&maxResults=200&fields=…` | groups, one scope per group |
 //! | `group_members` (child of `groups`) | `GET admin/directory/v1/groups/{id}/members?maxResults=200&fields=…` | memberships with the role OWNER/MANAGER/MEMBER; a member group holds its edge (`Holder::Group`); members outside the domain by id or, without one, by email |
 //! | `roles` | `GET admin/directory/v1/customer/my_customer/roles?maxResults=100` | admin roles |
-//! | `role_assignments` | `GET admin/directory/v1/customer/my_customer/roleassignments?maxResults=100` | role assignments to users or groups, scoped to the customer or an org unit (`org_unit:{orgUnitId}`) |
+//! | `role_assignments` | `GET admin/directory/v1/customer/my_customer/roleassignments?maxResults=200` | role assignments to users or groups, scoped to the customer or an org unit (`org_unit:{orgUnitId}`) |
 //! | `license_products` (optional) | none | one scope per product of the `license_products` setting |
 //! | `license_assignments` (optional, child) | `GET apps/licensing/v1/product/{productId}/users?customerId=…&maxResults=1000` | one license per product SKU, assignments to users named by email (alternate keys) |
 //!
@@ -41,9 +41,9 @@ pub mod jwt_bearer;
 mod source;
 
 pub use source::{
-    GoogleWorkspaceSource, BUCKET_DIRECTORY, DEFAULT_API_BASE_URL, DEFAULT_LICENSE_PRODUCTS,
-    DEFAULT_LICENSING_BASE_URL, DEFAULT_TOKEN_URL, GROUPS_PAGE_MAX, LICENSES_PAGE_MAX,
-    MEMBERS_PAGE_MAX, ROLES_PAGE_MAX, USERS_PAGE_MAX,
+    GoogleWorkspaceSource, ASSIGNMENTS_PAGE_MAX, BUCKET_DIRECTORY, DEFAULT_API_BASE_URL,
+    DEFAULT_LICENSE_PRODUCTS, DEFAULT_LICENSING_BASE_URL, DEFAULT_TOKEN_URL, GROUPS_PAGE_MAX,
+    LICENSES_PAGE_MAX, MEMBERS_PAGE_MAX, ROLES_PAGE_MAX, USERS_PAGE_MAX, USER_FIELDS,
 };
 
 /// Does nothing. The host calls it so that the linker keeps this crate, and

@@ -38,13 +38,14 @@ pub const DEFAULT_LICENSE_PRODUCTS: &str =
 
 /// Page sizes: the maximum `maxResults` each method's discovery document
 /// allows (`admin.directory_v1`: users.list 500, groups.list 200,
-/// members.list 200, roles.list and roleAssignments.list 100;
+/// members.list 200, roles.list 100, roleAssignments.list 200;
 /// `licensing_v1`: listForProduct 1000). Fewer pages mean fewer requests
 /// against the per-minute quota.
 pub const USERS_PAGE_MAX: u32 = 500;
 pub const GROUPS_PAGE_MAX: u32 = 200;
 pub const MEMBERS_PAGE_MAX: u32 = 200;
 pub const ROLES_PAGE_MAX: u32 = 100;
+pub const ASSIGNMENTS_PAGE_MAX: u32 = 200;
 pub const LICENSES_PAGE_MAX: u32 = 1000;
 
 /// The Directory API's bucket.
@@ -411,7 +412,7 @@ impl GoogleWorkspaceSource {
     }
 
     async fn role_assignments(&self, req: &PageRequest<'_>) -> Result<Page, SourceError> {
-        let max = ROLES_PAGE_MAX.to_string();
+        let max = ASSIGNMENTS_PAGE_MAX.to_string();
         let url = self.directory("customer/my_customer/roleassignments");
         let params = vec![("maxResults", max.as_str()), ("fields", ASSIGNMENT_FIELDS)];
         let body: Items<Assignment> = self

@@ -210,7 +210,7 @@ async fn nested_groups_hold_their_memberships_and_outside_members_are_kept() {
 
 #[tokio::test]
 async fn role_assignments_carry_their_holder_and_org_unit_scope() {
-    let s = org(spec(1_500, 21)).await;
+    let s = org(spec(3_000, 21)).await;
     let source = s.source();
     let roles = list_all(source.as_ref(), "roles", None).await.unwrap();
     let role_ids: BTreeSet<String> = roles
@@ -221,7 +221,7 @@ async fn role_assignments_carry_their_holder_and_org_unit_scope() {
     let pages = list_all(source.as_ref(), "role_assignments", None)
         .await
         .unwrap();
-    assert!(pages.len() > 1, "100 per page");
+    assert!(pages.len() > 1, "200 per page");
     let edges: Vec<_> = pages.iter().flat_map(|p| &p.edges).collect();
     assert_eq!(
         edges.len() as u64,

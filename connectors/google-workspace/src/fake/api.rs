@@ -660,8 +660,9 @@ async fn role_assignments(
     };
     let run = || -> Result<Response, Response> {
         check_path_customer(&org, &customer)?;
-        // roleAssignments.list: maxResults maximum 100.
-        let p = Paging::new(&q, "roleassignments", 100, 100)?;
+        // roleAssignments.list: maxResults maximum 200 (no documented
+        // default; the fake uses 100).
+        let p = Paging::new(&q, "roleassignments", 100, 200)?;
         let m = mask(&q)?;
         let (range, next) = p.range(org.assignments.len());
         let items = m.get("items").map(|am| {

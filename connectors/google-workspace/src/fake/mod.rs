@@ -10,7 +10,7 @@
 //! | `GET /admin/directory/v1/users` | `customer=my_customer` or `domain=`; `maxResults` default 100, at most 500; `pageToken`; `fields` |
 //! | `GET /admin/directory/v1/groups` | default and maximum 200 |
 //! | `GET /admin/directory/v1/groups/{groupKey}/members` | default and maximum 200; users, nested groups, outside members |
-//! | `GET /admin/directory/v1/customer/{customer}/roles`, `…/roleassignments` | default and maximum 100 |
+//! | `GET /admin/directory/v1/customer/{customer}/roles`, `…/roleassignments` | roles: at most 100; assignments: at most 200 (default 100) |
 //! | `GET /admin/directory/v1/customers/{customerKey}` | the customer |
 //! | `GET /apps/licensing/v1/product/{productId}/users` | `customerId` (the `C…` id); default 100, at most 1000 |
 //! | `GET|POST /o/oauth2/v2/auth`, `POST /token`, `POST /revoke` | OAuth |

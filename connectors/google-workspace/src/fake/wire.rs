@@ -172,7 +172,8 @@ pub struct Member {
     pub member_type: Option<&'static str>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub status: Option<&'static str>,
-    #[serde(skip_serializing_if = "Option::is_none")]
+    /// Snake case in the discovery document.
+    #[serde(rename = "delivery_settings", skip_serializing_if = "Option::is_none")]
     pub delivery_settings: Option<&'static str>,
 }
 
