@@ -38,6 +38,7 @@ pub mod errors;
 #[cfg(feature = "sandbox")]
 pub mod fake;
 pub mod jwt_bearer;
+mod revoke;
 mod source;
 
 pub use source::{
@@ -69,12 +70,14 @@ pub const SCOPES: &[&str] = &[
 /// (<https://developers.google.com/identity/protocols/oauth2/web-server>):
 /// the authorization endpoint, the token endpoint (RFC 6749 answers and
 /// errors: a dead refresh token is `invalid_grant`, the default meaning),
-/// RFC 7009-style revocation with `token=`, space-separated scopes, PKCE
+/// revocation with `token=` (the `revoke` module), space-separated scopes, PKCE
 /// S256, client credentials in the body.
 const OAUTH2: OAuth2Spec = OAuth2Spec {
     authorize_url: "https://accounts.google.com/o/oauth2/v2/auth",
     token_url: "https://oauth2.googleapis.com/token",
-    revoke_url: Some("https://oauth2.googleapis.com/revoke"),
+    // Revocation goes through `revoke::revoke`, beside the `token_url`
+    // setting's endpoint.
+    revoke_url: None,
     scopes: SCOPES,
     scope_separator: " ",
     pkce: true,
@@ -157,7 +160,7 @@ tether_core::inventory::submit! {
             },
         ],
         build: GoogleWorkspaceSource::build,
-        revoke_token: None,
+        revoke_token: Some(revoke::revoke),
         provisioning: None,
     }
 }

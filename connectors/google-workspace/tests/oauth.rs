@@ -97,14 +97,25 @@ async fn code_with_pkce_then_non_rotating_refresh_then_invalid_grant() {
         );
     }
 
-    // Revoked: the refresh is refused with invalid_grant.
-    let r = http
-        .post(format!("{}/revoke", s.base()))
-        .form(&[("token", refresh_token.expose_secret())])
-        .send()
+    // Revoked through the descriptor (beside the `token_url` setting), as
+    // the hub does when a connection is deleted; twice is still fine.
+    let revoke = tether_core::registry::find("google-workspace")
+        .unwrap()
+        .revoke_token
+        .expect("the connector revokes");
+    for _ in 0..2 {
+        revoke(tether_core::registry::RevokeRequest {
+            http: reqwest::Client::new(),
+            settings: s.settings(&[]),
+            client_id: "c1.apps.googleusercontent.com".into(),
+            client_secret: Some(SecretString::from("GOCSPX-s1".to_owned())),
+            token: refresh_token.clone(),
+        })
         .await
         .unwrap();
-    assert!(r.status().is_success());
+    }
+    // The refresh is now refused with invalid_grant: the host expires the
+    // connection.
     let e = tether_oauth::refresh(&http, &app, &settings, &refresh_token)
         .await
         .unwrap_err();
