@@ -320,14 +320,15 @@ impl GoogleWorkspaceSource {
         let body: Users = self
             .listing(&url, params, req, "users.list", SCOPE_USER)
             .await?;
-        let mut page = Page::default();
-        page.records = body
-            .users
-            .into_iter()
-            .map(|u| Record::Account(u.account()))
-            .collect();
-        page.next = next(body.next_page_token, req.cursor, "users.list")?;
-        Ok(page)
+        Ok(Page {
+            records: body
+                .users
+                .into_iter()
+                .map(|u| Record::Account(u.account()))
+                .collect(),
+            next: next(body.next_page_token, req.cursor, "users.list")?,
+            ..Default::default()
+        })
     }
 
     async fn groups(&self, req: &PageRequest<'_>) -> Result<Page, SourceError> {

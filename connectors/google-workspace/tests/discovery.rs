@@ -19,6 +19,9 @@ fn discovery() -> Value {
     serde_json::from_str(&text).unwrap()
 }
 
+/// (api, method id, path, query).
+type Call<'a> = (&'a str, &'a str, String, Vec<(&'a str, String)>);
+
 struct Checker<'a> {
     schemas: &'a Value,
     problems: Vec<String>,
@@ -89,8 +92,7 @@ async fn every_answer_of_the_fake_matches_the_discovery_documents() {
     let base = s.base();
     let customer_id = s.counts["customer_id"].as_str().unwrap().to_owned();
     let group = "01g000000000003".to_owned();
-    // (api, method id, path, query, the schema of the answer)
-    let calls: Vec<(&str, &str, String, Vec<(&str, String)>)> = vec![
+    let calls: Vec<Call<'_>> = vec![
         (
             "directory",
             "directory.users.list",

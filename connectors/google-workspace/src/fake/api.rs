@@ -1,5 +1,9 @@
 //! The Directory API and License Manager routes of the fake.
 
+// Handlers return `Result<_, Response>` so that errors are answered
+// directly, as the kit's own do.
+#![allow(clippy::result_large_err)]
+
 use std::collections::HashMap;
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
@@ -313,7 +317,7 @@ fn user(org: &Org, pos: usize, u: u32, m: &Mask) -> wire::User {
             !admin && dir.role_of_user(u).is_some()
         }),
         last_login_time: pick(m, "lastLoginTime", || {
-            if h2(seed, 42, u as u64) % 8 == 0 {
+            if h2(seed, 42, u as u64).is_multiple_of(8) {
                 NEVER.to_owned()
             } else {
                 time(1_760_000_000 - (h2(seed, 43, u as u64) % 7_776_000) as i64)
@@ -346,14 +350,14 @@ fn user(org: &Org, pos: usize, u: u32, m: &Mask) -> wire::User {
         aliases: alias.and_then(|a| pick(m, "aliases", || vec![a])),
         customer_id: pick(m, "customerId", || org.customer_id.clone()),
         org_unit_path: pick(m, "orgUnitPath", || {
-            if u % 3 == 0 {
+            if u.is_multiple_of(3) {
                 "/Engineering"
             } else {
                 "/"
             }
         }),
         is_mailbox_setup: pick(m, "isMailboxSetup", || true),
-        is_enrolled_in2_sv: pick(m, "isEnrolledIn2Sv", || u % 2 == 0),
+        is_enrolled_in2_sv: pick(m, "isEnrolledIn2Sv", || u.is_multiple_of(2)),
         is_enforced_in2_sv: pick(m, "isEnforcedIn2Sv", || false),
         include_in_global_address_list: pick(m, "includeInGlobalAddressList", || true),
     }
@@ -426,7 +430,7 @@ async fn groups(State(sh): St, Query(q): Q, headers: HeaderMap) -> Response {
                         direct_members_count: pick(gm, "directMembersCount", || {
                             org.members_len(g).to_string()
                         }),
-                        description: pick(gm, "description", || String::new()),
+                        description: pick(gm, "description", String::new),
                         admin_created: pick(gm, "adminCreated", || true),
                     }
                 })

@@ -207,7 +207,7 @@ impl Org {
     pub fn is_archived(&self, pos: usize, u: u32) -> bool {
         !self.dir.is_admin_at(pos)
             && !self.dir.is_suspended(u)
-            && h2(self.dir.seed, 40, u as u64) % 97 == 0
+            && h2(self.dir.seed, 40, u as u64).is_multiple_of(97)
     }
 
     /// Outside members: a Google account of another domain (with an id) in
