@@ -451,7 +451,20 @@ impl GoogleWorkspaceSource {
                 "licenseAssignments.listForProduct",
                 SCOPE_LICENSING,
             )
-            .await?;
+            .await
+            .map_err(|e| match e {
+                // A product the customer has no subscription to, or a
+                // product id Google does not know: the optional stream is
+                // skipped (and says why) rather than failing the run.
+                SourceError::Misconfigured { message } => SourceError::Unavailable {
+                    message: format!(
+                        "the License Manager does not list product `{product}` for this \
+                         customer ({message}); remove it from `license_products` if the \
+                         customer has no such subscription"
+                    ),
+                },
+                other => other,
+            })?;
         let mut page = Page::default();
         let mut skus = BTreeSet::new();
         for l in body.items {

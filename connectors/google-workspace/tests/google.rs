@@ -505,3 +505,31 @@ async fn a_tampered_assertion_is_refused_by_the_fake() {
         .unwrap()
         .contains("iat and exp"));
 }
+
+#[tokio::test]
+async fn a_product_the_license_manager_refuses_skips_the_optional_stream() {
+    let s = org(spec(40, 2)).await;
+    let source = s
+        .source_with(
+            &s.token.clone(),
+            &[("customer_id", "C0000bad")],
+            no_retries(),
+        )
+        .unwrap();
+    let e = list_all(source.as_ref(), "license_assignments", Some("Google-Apps"))
+        .await
+        .unwrap_err();
+    let SourceError::Unavailable { message } = &e else {
+        panic!("{e:?}")
+    };
+    assert!(message.contains("Google-Apps"), "{message}");
+    let specs = source.streams();
+    let licenses = specs
+        .iter()
+        .find(|s| s.name == "license_assignments")
+        .unwrap();
+    assert!(
+        licenses.optional,
+        "an unavailable product does not fail the run"
+    );
+}
