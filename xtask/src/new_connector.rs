@@ -207,6 +207,7 @@ mod tests {
         assert!(check_slug("m365").is_ok());
         assert!(check_slug("Slack").is_err());
         assert!(check_slug("entra-id").is_ok());
+        assert!(check_slug("my-app").is_ok());
         assert!(check_slug("my-").is_err());
         assert!(check_slug("my--app").is_err());
         assert!(check_slug("1app").is_err());

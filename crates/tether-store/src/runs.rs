@@ -304,7 +304,10 @@ impl Store {
     }
 
     /// Ends a run without completing it: nothing is removed, what was written
-    /// stays.
+    /// stays, except edges first written by this run with an alternate-key
+    /// holder (an email, say): they were to be resolved when the run
+    /// completed, and would otherwise stand beside the resolved edges of an
+    /// earlier run as duplicates.
     pub async fn end_run(
         &self,
         run_id: i64,
@@ -329,6 +332,13 @@ impl Store {
             .bind(run_id)
             .execute(&mut *tx)
             .await?;
+        sqlx::query(
+            "DELETE FROM edges WHERE connection_id = (SELECT connection_id FROM sync_runs WHERE id = ?1)
+               AND holder IN (1, 2, 3) AND first_seen_run = ?1",
+        )
+        .bind(run_id)
+        .execute(&mut *tx)
+        .await?;
         tx.commit().await?;
         Ok(())
     }
