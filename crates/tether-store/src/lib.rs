@@ -14,6 +14,7 @@ mod identities;
 mod oauth_states;
 mod queries;
 mod runs;
+mod stream_state;
 mod tasks;
 mod tokens;
 mod web;
@@ -41,6 +42,7 @@ pub use runs::{
     Completion, KindCounts, PageWrite, RunStart, RunStatus, RunSummary, RunWriter, StreamOutcome,
     WorkItem,
 };
+pub use stream_state::{PageExtra, PageKey, StoredPage};
 pub use tasks::{
     new_task_id, BridgeOutcome, ClaimedTask, NewTask, TaskEvent, TaskInfo, TaskOutcome, TaskPage,
     TaskStatus, TASK_LEASE_MS,
