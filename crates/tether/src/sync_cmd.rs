@@ -22,6 +22,10 @@ pub struct SyncArgs {
     /// removed (completes a held run).
     #[arg(long)]
     confirm_removals: bool,
+    /// A full sync: every stream listed from the start and everything not
+    /// seen marked removed, whatever the "full every N runs" setting says.
+    #[arg(long)]
+    full: bool,
     /// The largest share (0..1) of a kind a run may remove unconfirmed.
     #[arg(long, default_value_t = 0.5)]
     max_removal_share: f64,
@@ -57,6 +61,7 @@ pub async fn run(hub: &Hub, args: SyncArgs) -> Result<ExitCode> {
     let options = SyncOptions {
         max_removal_share: args.max_removal_share,
         confirm_removals: args.confirm_removals,
+        force_full: args.full,
         rate_limit_scale: args.rate_limit_scale.0,
         ..Default::default()
     };
