@@ -62,6 +62,7 @@ pub async fn run(hub: &Hub, args: SyncArgs) -> Result<ExitCode> {
         max_removal_share: args.max_removal_share,
         confirm_removals: args.confirm_removals,
         force_full: args.full,
+        full_every: hub.full_every_for(&connection),
         rate_limit_scale: args.rate_limit_scale.0,
         ..Default::default()
     };
