@@ -95,8 +95,11 @@ pub async fn run(hub: &Hub, args: SyncArgs) -> Result<ExitCode> {
         let _ = tokio::signal::ctrl_c().await;
     };
     let actor = Actor::cli_user();
-    let rec =
+    let mut rec =
         AuditRecord::connection(&connection).detail("confirm_removals", args.confirm_removals);
+    if args.full {
+        rec = rec.detail("mode", "full");
+    }
     hub.audit(&actor, Action::SyncStarted, rec).await?;
     let result = tether_sync::sync(store, &connection, &*source, &options, &progress, cancel).await;
     bar.finish_and_clear();
