@@ -264,3 +264,170 @@ fn a_wrong_master_key_fails_at_start_with_a_clear_message() {
     let out = hub.run(&["connections", "list"], &[("TETHER_MASTER_KEY", "short")]);
     assert!(String::from_utf8_lossy(&out.stderr).contains("32 bytes"));
 }
+
+/// An incremental run (the Test App's users change feed) killed mid-way:
+/// the resumed run carries on in the same mode, applies the feed's
+/// deletions once, and a later incremental run starts from the state the
+/// completed run learnt, not from the killed one's.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn an_incremental_run_killed_mid_way_resumes_in_the_same_mode() {
+    const FEED: &str = "Test App - feed";
+    tether_hub::link_test_connector();
+    let sandbox = tether_sandbox::Sandbox::start(tether_sandbox::SandboxConfig::default())
+        .await
+        .expect("the sandbox starts");
+    let url = sandbox.fake_url("testapp");
+    let http = reqwest::Client::new();
+    let control = |path: &str, body: Value| {
+        let req = http.post(format!("{url}/_sandbox/{path}")).json(&body);
+        async move {
+            let res = req.send().await.expect("the sandbox answers");
+            assert!(res.status().is_success(), "{}", res.status());
+            res.json::<Value>().await.unwrap_or(Value::Null)
+        }
+    };
+    let made = control(
+        "directory",
+        json!({"org": "acme", "users": 400, "groups": 40}),
+    )
+    .await;
+    let token = made["credential"]["access_token"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    // The binary shows the Test App only when asked.
+    const SHOW: (&str, &str) = ("TETHER_TEST_CONNECTOR", "1");
+    let hub = Hub::new();
+    std::fs::write(
+        hub.dir.path().join("tether.toml"),
+        "[apps.testapp]\nallowed_hosts = [\"127.0.0.1\"]\n",
+    )
+    .unwrap();
+    let (u, t) = (url.clone(), token.clone());
+    let hub = tokio::task::spawn_blocking(move || {
+        hub.ok(
+            &[
+                "connections",
+                "add",
+                "testapp",
+                "--name",
+                FEED,
+                "--setting",
+                "org=acme",
+                "--setting",
+                &format!("api_base_url={u}"),
+                "--setting",
+                "change_feed=on",
+                "--token-env",
+                "E2E_TOKEN",
+            ],
+            &[("E2E_TOKEN", t.as_str()), SHOW],
+        );
+        hub
+    })
+    .await
+    .unwrap();
+    let sync_feed = || {
+        let out = tokio::task::block_in_place(|| hub.run(&["sync", FEED, "--json"], &[SHOW]));
+        let stdout = String::from_utf8_lossy(&out.stdout);
+        let summary = stdout
+            .lines()
+            .rev()
+            .find_map(|l| serde_json::from_str(l).ok())
+            .unwrap_or(Value::Null);
+        (
+            out.status.code().unwrap_or(-1),
+            summary,
+            String::from_utf8_lossy(&out.stderr).into_owned(),
+        )
+    };
+
+    let (code, first, stderr) = sync_feed();
+    assert_eq!(code, 0, "{stderr}");
+    assert_eq!(first["mode"], "full", "{first}");
+    assert_eq!(count(&first, "account", "seen"), 400, "{first}");
+
+    // The app deletes three users; the next run is incremental. It is
+    // killed once well under way (the groups' members are listed in full
+    // every run, slowly).
+    for id in ["u2", "u3", "u4"] {
+        let r = http
+            .delete(format!("{url}/v1/orgs/acme/users/{id}"))
+            .bearer_auth(&token)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status(), reqwest::StatusCode::NO_CONTENT);
+    }
+    control("latency", json!({"ms": 100})).await;
+    let stats_url = format!("{url}/_sandbox/stats");
+    let before = http.get(&stats_url).send().await.unwrap();
+    let before = before.json::<Value>().await.unwrap()["requests"]
+        .as_i64()
+        .unwrap();
+    let mut child = hub
+        .command(&["sync", FEED])
+        .env(SHOW.0, SHOW.1)
+        .spawn()
+        .unwrap();
+    for _ in 0..600 {
+        let stats: Value = http
+            .get(&stats_url)
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap();
+        if stats["requests"].as_i64().unwrap_or(0) - before >= 12 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert!(
+        child.try_wait().unwrap().is_none(),
+        "the sync finished before it could be killed"
+    );
+    child.kill().unwrap();
+    child.wait().unwrap();
+    control("latency", json!({"ms": 0})).await;
+
+    let (code, resumed, stderr) = sync_feed();
+    assert_eq!(code, 0, "{stderr}");
+    assert_eq!(resumed["run_id"], 2, "resumed, not restarted: {resumed}");
+    assert_eq!(resumed["mode"], "incremental", "{resumed}");
+    assert_eq!(count(&resumed, "account", "removed"), 3, "{resumed}");
+    assert_eq!(count(&resumed, "account", "created"), 0, "{resumed}");
+    let c = tokio::task::block_in_place(|| connection_shown(&hub, FEED));
+    assert_eq!(c["counts"]["account"], 397, "{c}");
+
+    // Another user goes; the next incremental run lists only that change.
+    let r = http
+        .delete(format!("{url}/v1/orgs/acme/users/u5"))
+        .bearer_auth(&token)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), reqwest::StatusCode::NO_CONTENT);
+    let (code, third, stderr) = sync_feed();
+    assert_eq!(code, 0, "{stderr}");
+    assert_eq!(third["mode"], "incremental", "{third}");
+    assert_eq!(count(&third, "account", "removed"), 1, "{third}");
+    assert_eq!(count(&third, "account", "seen"), 0, "{third}");
+    let c = tokio::task::block_in_place(|| connection_shown(&hub, FEED));
+    assert_eq!(c["counts"]["account"], 396, "{c}");
+    sandbox.shutdown().await;
+}
+
+/// The connection as `tether connections list --json` shows it, with the
+/// Test App shown.
+fn connection_shown(hub: &Hub, name: &str) -> Value {
+    let out = hub.ok(
+        &["connections", "list", "--json"],
+        &[("TETHER_TEST_CONNECTOR", "1")],
+    );
+    let list: Value = serde_json::from_str(&out).expect("JSON");
+    list.as_array()
+        .and_then(|a| a.iter().find(|c| c["display_name"] == name).cloned())
+        .unwrap_or_else(|| panic!("no connection {name} in {list}"))
+}

@@ -8,6 +8,9 @@
 //!   binary, for every fake the sandbox registers (or those given), each run
 //!   in its own process so that its peak RSS is the hub's alone, and prints
 //!   records+edges per second, peak RSS and requests, then one line per app.
+//!   `--resync` syncs each organisation a second time, unchanged, and prints
+//!   that sync's requests, rate-limit budget spent (where the fake reports
+//!   `rate_limit_spent`) and wall time, each also as a share of the first's.
 
 // `wait4` (the child's own peak RSS) needs libc.
 #![allow(unsafe_code)]
@@ -35,7 +38,7 @@ fn main() -> Result<()> {
         ["bench", "bridge", rest @ ..] => bench_bridge::run(&release_tether()?, rest),
         ["new-connector", rest @ ..] => new_connector::run(&workspace_root(), rest),
         _ => {
-            eprintln!("usage: cargo xtask bench sync [--sizes 10k,100k,1m] [--latency-ms 50] [--latency-size 100k] [--no-latency]");
+            eprintln!("usage: cargo xtask bench sync [--sizes 10k,100k,1m] [--latency-ms 50] [--latency-size 100k] [--no-latency] [--resync]");
             std::process::exit(2)
         }
     }
@@ -165,6 +168,10 @@ struct Measured {
     /// CPU seconds (user + system) of the hub and of the sandbox.
     hub_cpu: f64,
     sandbox_cpu: f64,
+    /// Requests the fake counted against its rate limit during the run,
+    /// where it reports `rate_limit_spent` in its stats (GitHub's fake does:
+    /// a 304 to a conditional request is not counted).
+    rate_limit_spent: Option<u64>,
 }
 
 fn timeval_secs(t: libc::timeval) -> f64 {
@@ -217,6 +224,31 @@ fn sync_once(
     label: &str,
     rate_scale: Option<f64>,
 ) -> Result<Measured> {
+    let mut runs = sync_runs(bin, sandbox, slug, members, label, rate_scale, 1)?;
+    Ok(runs.remove(0))
+}
+
+/// The fake's `rate_limit_spent` counter, where it has one.
+fn rate_limit_spent(sandbox: &SandboxProc, slug: &str) -> Option<u64> {
+    let stats: Value = ureq::get(&format!("{}/{slug}/_sandbox/stats", sandbox.url))
+        .call()
+        .ok()?
+        .into_json()
+        .ok()?;
+    stats["rate_limit_spent"].as_u64()
+}
+
+/// Creates an organisation of `members` and syncs it `runs` times into the
+/// same store, unchanged between the syncs; one measurement per sync.
+fn sync_runs(
+    bin: &Path,
+    sandbox: &SandboxProc,
+    slug: &str,
+    members: u64,
+    label: &str,
+    rate_scale: Option<f64>,
+    runs: usize,
+) -> Result<Vec<Measured>> {
     let login = format!("bench-{label}");
     let groups = (members / 200).max(1);
     let t = Instant::now();
@@ -293,29 +325,39 @@ fn sync_once(
     if !status.success() {
         bail!("adding the connection failed");
     }
-    let sandbox_before = process_cpu(sandbox.child.id())?;
     let scale = rate_scale.map_or_else(|| "off".to_owned(), |s| s.to_string());
-    let (exit, out, peak, hub_cpu) = run_measured(tether(&[
-        "sync",
-        "bench",
-        "--json",
-        "--rate-limit-scale",
-        &scale,
-    ]))?;
-    let sandbox_cpu = process_cpu(sandbox.child.id())? - sandbox_before;
-    if !exit.success() {
-        bail!("tether sync failed ({exit}): {out}");
+    let mut measured = Vec::new();
+    for _ in 0..runs {
+        let sandbox_before = process_cpu(sandbox.child.id())?;
+        let spent_before = rate_limit_spent(sandbox, slug);
+        let (exit, out, peak, hub_cpu) = run_measured(tether(&[
+            "sync",
+            "bench",
+            "--json",
+            "--rate-limit-scale",
+            &scale,
+        ]))?;
+        let sandbox_cpu = process_cpu(sandbox.child.id())? - sandbox_before;
+        if !exit.success() {
+            bail!("tether sync failed ({exit}): {out}");
+        }
+        let spent = match (spent_before, rate_limit_spent(sandbox, slug)) {
+            (Some(b), Some(a)) => Some(a.saturating_sub(b)),
+            _ => None,
+        };
+        let summary: Value =
+            serde_json::from_str(out.lines().last().unwrap_or("")).context("sync summary")?;
+        measured.push(Measured {
+            records: summary["records_and_edges"].as_u64().unwrap_or(0),
+            elapsed: Duration::from_millis(summary["elapsed_ms"].as_u64().unwrap_or(0)),
+            requests: summary["requests"].as_u64().unwrap_or(0),
+            peak_rss_kb: peak,
+            hub_cpu,
+            sandbox_cpu,
+            rate_limit_spent: spent,
+        });
     }
-    let summary: Value =
-        serde_json::from_str(out.lines().last().unwrap_or("")).context("sync summary")?;
-    Ok(Measured {
-        records: summary["records_and_edges"].as_u64().unwrap_or(0),
-        elapsed: Duration::from_millis(summary["elapsed_ms"].as_u64().unwrap_or(0)),
-        requests: summary["requests"].as_u64().unwrap_or(0),
-        peak_rss_kb: peak,
-        hub_cpu,
-        sandbox_cpu,
-    })
+    Ok(measured)
 }
 
 fn bench_sync(args: &[&str]) -> Result<()> {
@@ -324,6 +366,7 @@ fn bench_sync(args: &[&str]) -> Result<()> {
     let mut latency_size = 100_000u64;
     let mut apps: Option<Vec<String>> = None;
     let mut concurrency = 8.0f64;
+    let mut resync = false;
     let mut it = args.iter();
     while let Some(a) = it.next() {
         match *a {
@@ -342,6 +385,7 @@ fn bench_sync(args: &[&str]) -> Result<()> {
                 latency_size = parse_size(it.next().context("--latency-size needs a value")?)?
             }
             "--no-latency" => latency_ms = 0,
+            "--resync" => resync = true,
             "--app" => {
                 apps = Some(
                     it.next()
@@ -397,6 +441,7 @@ fn bench_sync(args: &[&str]) -> Result<()> {
             latency_ms,
             latency_size,
             concurrency,
+            resync,
         )?);
     }
     for l in lines {
@@ -459,6 +504,7 @@ fn tiers_run(bin: &Path, sandbox: &SandboxProc, slug: &str, scale: f64) -> Resul
 }
 
 /// Benchmarks one app; returns its closing line.
+#[allow(clippy::too_many_arguments)]
 fn bench_app(
     bin: &Path,
     sandbox: &SandboxProc,
@@ -467,6 +513,7 @@ fn bench_app(
     latency_ms: u64,
     latency_size: u64,
     concurrency: f64,
+    resync: bool,
 ) -> Result<String> {
     // Fakes with a request quota take a `config` to lift it; others refuse
     // the path, which is fine.
@@ -491,7 +538,17 @@ fn bench_app(
     let mut peak_1m = None;
     let mut rates = Vec::new();
     for &n in sizes {
-        let m = sync_once(bin, sandbox, slug, n, &format!("{slug}-{}", human(n)), None)?;
+        let runs = if resync { 2 } else { 1 };
+        let mut measured = sync_runs(
+            bin,
+            sandbox,
+            slug,
+            n,
+            &format!("{slug}-{}", human(n)),
+            None,
+            runs,
+        )?;
+        let m = measured.remove(0);
         let rate = m.records as f64 / m.elapsed.as_secs_f64().max(1e-3);
         let mb = m.peak_rss_kb as f64 / 1024.0;
         println!(
@@ -505,6 +562,9 @@ fn bench_app(
             m.hub_cpu,
             m.sandbox_cpu
         );
+        if let Some(again) = measured.first() {
+            print_resync(n, &m, again);
+        }
         rates.push((n, m.elapsed.as_secs_f64() / m.records.max(1) as f64));
         if n == 100_000 {
             at_100k = Some(rate);
@@ -557,6 +617,36 @@ fn bench_app(
             .map(|m| format!("{m:.0}"))
             .unwrap_or_else(|| "n/a".into())
     ))
+}
+
+/// `--resync`: the second sync of an unchanged organisation against the
+/// first (requests, the fake's rate-limit budget where it reports one, wall
+/// time), each also as a share of the first's.
+fn print_resync(n: u64, first: &Measured, again: &Measured) {
+    let share = |a: f64, b: f64| {
+        if b > 0.0 {
+            format!("{:.1}%", 100.0 * a / b)
+        } else {
+            "n/a".into()
+        }
+    };
+    let budget = match (again.rate_limit_spent, first.rate_limit_spent) {
+        (Some(a), Some(f)) => format!(
+            "rate limit spent {a} ({} of {f})",
+            share(a as f64, f as f64)
+        ),
+        _ => "rate limit spent n/a (the fake reports none)".into(),
+    };
+    println!(
+        "  resync at {}: {} requests ({} of {}); {budget}; {:.2}s ({} of {:.2}s)",
+        human(n),
+        again.requests,
+        share(again.requests as f64, first.requests as f64),
+        first.requests,
+        again.elapsed.as_secs_f64(),
+        share(again.elapsed.as_secs_f64(), first.elapsed.as_secs_f64()),
+        first.elapsed.as_secs_f64(),
+    );
 }
 
 /// `host:port` of a URL, for `allowed_hosts`.

@@ -100,6 +100,21 @@ impl GithubSource {
     /// `GET {base}{path}`, classified. `path` starts with `/` and may carry a
     /// query string.
     async fn get(&self, path: &str, not_found: NotFound) -> Result<RawResponse, SourceError> {
+        self.get_if(path, not_found, None).await
+    }
+
+    /// [`GithubSource::get`] as a conditional request: with a validator (the
+    /// ETag of the same page last time) it sends `If-None-Match`, and a 304
+    /// is an answer, not an error. GitHub does not count a 304 to a
+    /// conditional request with an `Authorization` header against the
+    /// primary rate limit
+    /// (https://docs.github.com/en/rest/using-the-rest-api/best-practices-for-using-the-rest-api#use-conditional-requests-if-appropriate).
+    async fn get_if(
+        &self,
+        path: &str,
+        not_found: NotFound,
+        validator: Option<&str>,
+    ) -> Result<RawResponse, SourceError> {
         let url = format!("{}{path}", self.base);
         let what = format!("GET {}", path.split('?').next().unwrap_or(path));
         let call = Call {
@@ -113,14 +128,21 @@ impl GithubSource {
             .send(
                 &*self.tokens,
                 |client, token| {
-                    client
+                    let rb = client
                         .get(&url)
                         .header(reqwest::header::ACCEPT, ACCEPT)
                         .header("X-GitHub-Api-Version", API_VERSION)
-                        .bearer_auth(token)
+                        .bearer_auth(token);
+                    match validator {
+                        Some(v) => rb.header(reqwest::header::IF_NONE_MATCH, v),
+                        None => rb,
+                    }
                 },
                 |resp| {
                     observe_quota(budget, resp);
+                    if validator.is_some() && resp.status == reqwest::StatusCode::NOT_MODIFIED {
+                        return Ok(());
+                    }
                     classify(resp, &call)
                 },
             )
@@ -133,30 +155,45 @@ impl GithubSource {
 
     /// Lists one page of a paged endpoint: `path` plus `query` (without
     /// paging parameters); decodes it as `T`.
+    /// `None` when the app answered 304 to `validator`.
     async fn page_of<T: DeserializeOwned>(
         &self,
+        validator: Option<&str>,
         path: &str,
         query: &[(&str, &str)],
         page: u32,
         not_found: NotFound,
-    ) -> Result<(RawResponse, T), SourceError> {
+    ) -> Result<Option<(RawResponse, T)>, SourceError> {
         let mut q = String::new();
         for (k, v) in query {
             q.push_str(&format!("{k}={}&", encode(v)));
         }
         let full = format!("{path}?{q}per_page={PER_PAGE}&page={page}");
-        let resp = self.get(&full, not_found).await?;
+        let resp = self.get_if(&full, not_found, validator).await?;
+        if resp.status == reqwest::StatusCode::NOT_MODIFIED {
+            return Ok(None);
+        }
         let body = decode::<T>(&resp, path)?;
-        Ok((resp, body))
+        Ok(Some((resp, body)))
     }
 
     async fn members(&self, req: &PageRequest<'_>) -> Result<Page, SourceError> {
         let chain = Chain::decode(req.cursor, MEMBER_PHASES, req.stream)?;
         let admin = chain.phase == "admin";
         let path = format!("{}/members", self.org_path());
-        let (resp, users): (_, Vec<SimpleUser>) = self
-            .page_of(&path, &[("role", chain.phase)], chain.page, NotFound::Org)
-            .await?;
+        let (resp, users): (_, Vec<SimpleUser>) = match self
+            .page_of(
+                req.validator,
+                &path,
+                &[("role", chain.phase)],
+                chain.page,
+                NotFound::Org,
+            )
+            .await?
+        {
+            Some(listed) => listed,
+            None => return Ok(not_modified()),
+        };
         let role = if admin { ROLE_ADMIN } else { ROLE_MEMBER };
         let mut page = Page::default();
         for u in &users {
@@ -173,14 +210,20 @@ impl GithubSource {
             users.len(),
             None,
         );
+        page.validator = etag(&resp);
         Ok(page)
     }
 
     async fn outside_collaborators(&self, req: &PageRequest<'_>) -> Result<Page, SourceError> {
         let chain = Chain::decode(req.cursor, LIST_PHASES, req.stream)?;
         let path = format!("{}/outside_collaborators", self.org_path());
-        let (resp, users): (_, Vec<SimpleUser>) =
-            self.page_of(&path, &[], chain.page, NotFound::Org).await?;
+        let (resp, users): (_, Vec<SimpleUser>) = match self
+            .page_of(req.validator, &path, &[], chain.page, NotFound::Org)
+            .await?
+        {
+            Some(listed) => listed,
+            None => return Ok(not_modified()),
+        };
         let mut page = Page::default();
         for u in &users {
             let mut account = u.account();
@@ -204,14 +247,20 @@ impl GithubSource {
             users.len(),
             None,
         );
+        page.validator = etag(&resp);
         Ok(page)
     }
 
     async fn invitations(&self, req: &PageRequest<'_>) -> Result<Page, SourceError> {
         let chain = Chain::decode(req.cursor, LIST_PHASES, req.stream)?;
         let path = format!("{}/invitations", self.org_path());
-        let (resp, invitations): (_, Vec<Invitation>) =
-            self.page_of(&path, &[], chain.page, NotFound::Org).await?;
+        let (resp, invitations): (_, Vec<Invitation>) = match self
+            .page_of(req.validator, &path, &[], chain.page, NotFound::Org)
+            .await?
+        {
+            Some(listed) => listed,
+            None => return Ok(not_modified()),
+        };
         let mut page = Page::default();
         for inv in &invitations {
             page.records.push(Record::Account(inv.account()));
@@ -223,14 +272,20 @@ impl GithubSource {
             invitations.len(),
             None,
         );
+        page.validator = etag(&resp);
         Ok(page)
     }
 
     async fn teams(&self, req: &PageRequest<'_>) -> Result<Page, SourceError> {
         let chain = Chain::decode(req.cursor, LIST_PHASES, req.stream)?;
         let path = format!("{}/teams", self.org_path());
-        let (resp, teams): (_, Vec<Team>) =
-            self.page_of(&path, &[], chain.page, NotFound::Org).await?;
+        let (resp, teams): (_, Vec<Team>) = match self
+            .page_of(req.validator, &path, &[], chain.page, NotFound::Org)
+            .await?
+        {
+            Some(listed) => listed,
+            None => return Ok(not_modified()),
+        };
         let mut page = Page::default();
         for t in &teams {
             page.scopes.push(team_scope(t.id, &t.slug));
@@ -243,6 +298,7 @@ impl GithubSource {
             teams.len(),
             None,
         );
+        page.validator = etag(&resp);
         Ok(page)
     }
 
@@ -253,9 +309,19 @@ impl GithubSource {
         let (team_id, slug) = parse_team_scope(scope)?;
         let chain = Chain::decode(req.cursor, TEAM_MEMBER_PHASES, req.stream)?;
         let path = format!("{}/teams/{}/members", self.org_path(), encode(slug));
-        let (resp, users): (_, Vec<UserRef>) = self
-            .page_of(&path, &[("role", chain.phase)], chain.page, NotFound::Team)
-            .await?;
+        let (resp, users): (_, Vec<UserRef>) = match self
+            .page_of(
+                req.validator,
+                &path,
+                &[("role", chain.phase)],
+                chain.page,
+                NotFound::Team,
+            )
+            .await?
+        {
+            Some(listed) => listed,
+            None => return Ok(not_modified()),
+        };
         let mut page = Page::default();
         for u in &users {
             page.edges.push(Edge::membership(
@@ -271,6 +337,7 @@ impl GithubSource {
             users.len(),
             None,
         );
+        page.validator = etag(&resp);
         Ok(page)
     }
 
@@ -286,9 +353,13 @@ impl GithubSource {
             return Ok(page);
         }
         let path = format!("{}/copilot/billing/seats", self.org_path());
-        let (resp, seats): (_, CopilotSeats) = self
-            .page_of(&path, &[], chain.page, NotFound::Copilot)
-            .await?;
+        let (resp, seats): (_, CopilotSeats) = match self
+            .page_of(req.validator, &path, &[], chain.page, NotFound::Copilot)
+            .await?
+        {
+            Some(listed) => listed,
+            None => return Ok(not_modified()),
+        };
         for seat in &seats.seats {
             match seat
                 .assignee
@@ -315,6 +386,7 @@ impl GithubSource {
             seats.seats.len(),
             last_hint,
         );
+        page.validator = etag(&resp);
         Ok(page)
     }
 }
@@ -672,4 +744,17 @@ struct CopilotSeats {
     #[serde(default)]
     total_seats: Option<i64>,
     seats: Vec<CopilotSeat>,
+}
+
+/// The answer to a conditional request GitHub answered 304.
+fn not_modified() -> Page {
+    Page {
+        not_modified: true,
+        ..Page::default()
+    }
+}
+
+/// The page's `ETag`, to send as `If-None-Match` next time.
+fn etag(resp: &RawResponse) -> Option<String> {
+    resp.header("etag").map(|v| v.trim().to_owned())
 }

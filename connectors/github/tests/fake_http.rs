@@ -904,3 +904,46 @@ async fn mutate_and_determinism() {
     assert_eq!(last[92]["id"], r["added_member_ids"][2]);
     t.sb.shutdown().await;
 }
+
+/// Conditional requests: every list page has a strong ETag; `If-None-Match`
+/// with it is a 304 with no body that does not count against the rate
+/// limit; a change to the page changes its ETag.
+#[tokio::test]
+async fn conditional_requests_answer_304_without_spending_the_rate_limit() {
+    let t = T::new().await;
+    t.org("acme", 5).await;
+    let tok = t.token("acme", "pat").await["access_token"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    t.post("/_sandbox/stats/reset", json!({})).await;
+    let first = t.get(&tok, "/orgs/acme/members").await;
+    assert_eq!(first.status(), 200);
+    let tag = first.headers()["etag"].to_str().unwrap().to_owned();
+    assert!(tag.starts_with('"'), "a strong validator: {tag}");
+    let remaining = first.headers()["x-ratelimit-remaining"].clone();
+    let again =
+        t.c.get(t.url("/orgs/acme/members"))
+            .header("authorization", format!("Bearer {tok}"))
+            .header("if-none-match", &tag)
+            .send()
+            .await
+            .unwrap();
+    assert_eq!(again.status(), 304);
+    assert_eq!(again.headers()["x-ratelimit-remaining"], remaining);
+    assert!(again.bytes().await.unwrap().is_empty());
+    let st: Value =
+        t.c.get(t.url("/_sandbox/stats"))
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap();
+    assert_eq!(st["rate_limit_spent"], 1, "{st}");
+    assert_eq!(st["not_modified"], 1, "{st}");
+    // Another page has another validator.
+    let other = t.get(&tok, "/orgs/acme/members?per_page=2").await;
+    assert_ne!(other.headers()["etag"].to_str().unwrap(), tag);
+    t.sb.shutdown().await;
+}

@@ -259,6 +259,24 @@ pub struct ReconnectRequest {
     pub session: Option<String>,
 }
 
+/// `POST /connections/{id}/sync`'s optional body.
+#[derive(Debug, Default, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct StartSyncRequest {
+    /// `full`: list every stream from the start and mark everything not
+    /// seen removed, whatever "full every N runs" says. `auto` (or no body):
+    /// the usual choice, an incremental run between the scheduled full ones
+    /// where the connector can.
+    pub mode: Option<StartSyncMode>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, ToSchema)]
+#[serde(rename_all = "lowercase")]
+pub enum StartSyncMode {
+    Full,
+    Auto,
+}
+
 #[derive(Debug, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct RenameRequest {
@@ -337,6 +355,9 @@ pub struct RunDto {
     pub error: Option<RunErrorDto>,
     /// Why a run is held in `completing` for an operator to confirm.
     pub hold_reason: Option<String>,
+    /// `full` (every stream listed, everything not seen removed) or
+    /// `incremental` (only what the app reported changed or removed).
+    pub mode: String,
     /// Per kind (`account`, `group`, `membership`, ...).
     pub kinds: BTreeMap<String, KindCountsDto>,
     pub streams: Vec<StreamDto>,
@@ -363,6 +384,7 @@ impl RunDto {
             requests: r.requests,
             error,
             hold_reason: r.hold_reason,
+            mode: r.mode,
             kinds: r
                 .kinds
                 .into_iter()

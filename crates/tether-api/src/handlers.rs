@@ -375,11 +375,14 @@ pub async fn delete_connection(
     }))
 }
 
-/// Starts a sync of the connection in the background.
+/// Starts a sync of the connection in the background; `{"mode": "full"}`
+/// asks for a full one.
 #[utoipa::path(post, path = "/api/v1/connections/{id}/sync", tag = "syncs",
     params(("id" = i64, Path, description = "Connection id")),
+    request_body(content = Option<StartSyncRequest>, description = "optional; no body is `{\"mode\": \"auto\"}`"),
     responses((status = 202, body = SyncStartedDto),
         (status = 400, body = ErrorBody, description = "the app has no connector"),
+        (status = 422, body = ErrorBody, description = "the body is not a StartSyncRequest"),
         (status = 404, body = ErrorBody),
         (status = 409, body = ErrorBody, description = "a sync is already running, or the connection is deleted"),
         (status = 401, body = ErrorBody)),
@@ -388,7 +391,18 @@ pub async fn start_sync(
     State(hub): State<Hub>,
     key: ApiKeyId,
     ApiPath(id): ApiPath<i64>,
+    body: axum::body::Bytes,
 ) -> ApiResult<(StatusCode, Json<SyncStartedDto>)> {
+    let req: StartSyncRequest = if body.iter().all(u8::is_ascii_whitespace) {
+        StartSyncRequest::default()
+    } else {
+        serde_json::from_slice::<Option<StartSyncRequest>>(&body)
+            .map_err(|e| ApiError::validation(e.to_string()))?
+            .unwrap_or_default()
+    };
+    let request = tether_hub::SyncRequest {
+        full: req.mode == Some(StartSyncMode::Full),
+    };
     let c = hub.connection(id).await?;
     if c.status == ConnectionStatus::Disabled {
         return Err(HubError::Conflict(format!(
@@ -414,7 +428,7 @@ pub async fn start_sync(
         .into());
     }
     let before = hub.store().latest_run_id(id).await?;
-    hub.sync_now(id, &actor(&hub, key).await?)?;
+    hub.sync_now_with(id, &actor(&hub, key).await?, request)?;
     // Wait a moment for the run id, so the caller can poll the run.
     let mut run_id = None;
     for _ in 0..50 {

@@ -34,7 +34,7 @@ pub use events::{ConnectionRef, Event, EventSink, FindingRef, LogSink};
 pub use hosts::{app_policy, check_settings, oauth_http_client};
 pub use people::{PersonAccount, PersonDetail};
 pub use reasons::{public_reason, PUBLIC_REASON_LEN};
-pub use syncs::SyncState;
+pub use syncs::{SyncRequest, SyncState};
 pub use tasks::{
     generate_password, CreatedTask, NewTaskRequest, ProvisioningChange, RunnerOptions, BRIDGE_APP,
 };
@@ -67,6 +67,21 @@ pub fn hidden_connector(slug: &str) -> bool {
     }
 }
 
+/// The connection setting that overrides [`HubConfig::full_every`] for one
+/// connection: a whole number of runs, 1 or more (a number, or its digits
+/// as text as `--setting full_every=4` gives it). The hub keeps it; the
+/// connector never sees it.
+pub const FULL_EVERY_SETTING: &str = "full_every";
+
+fn parse_full_every(v: &serde_json::Value) -> Option<u32> {
+    let n = match v {
+        serde_json::Value::Number(n) => n.as_u64()?,
+        serde_json::Value::String(s) => s.trim().parse().ok()?,
+        _ => return None,
+    };
+    u32::try_from(n).ok().filter(|n| *n >= 1)
+}
+
 /// How the hub behaves.
 #[derive(Debug, Clone)]
 pub struct HubConfig {
@@ -80,6 +95,10 @@ pub struct HubConfig {
     pub sync_jitter: f64,
     /// See `tether_sync::SyncOptions::max_removal_share`.
     pub max_removal_share: f64,
+    /// Every how many runs of a connection a run is full (see
+    /// `tether_sync::SyncOptions::full_every`); a connection's
+    /// [`FULL_EVERY_SETTING`] setting overrides it.
+    pub full_every: u32,
     /// How long an OAuth flow may take from redirect to callback.
     pub oauth_state_ttl: Duration,
     /// Per app, connection settings used when a new connection does not give
@@ -107,6 +126,7 @@ impl Default for HubConfig {
             sync_interval: Duration::from_secs(3600),
             sync_jitter: 0.1,
             max_removal_share: 0.5,
+            full_every: tether_sync::DEFAULT_FULL_EVERY,
             oauth_state_ttl: Duration::from_secs(600),
             setting_defaults: BTreeMap::new(),
             allowed_hosts: BTreeMap::new(),
@@ -437,15 +457,40 @@ impl Hub {
         app: &AppEntry,
         settings: serde_json::Map<String, serde_json::Value>,
     ) -> Result<serde_json::Map<String, serde_json::Value>> {
-        let settings = self.with_defaults(&app.key, settings);
-        let settings = match app.descriptor {
+        let mut settings = self.with_defaults(&app.key, settings);
+        // The hub's own setting, not the connector's.
+        let full_every = match settings.remove(FULL_EVERY_SETTING) {
+            Some(v) => Some(parse_full_every(&v).ok_or_else(|| {
+                HubError::BadRequest(format!(
+                    "the setting `{FULL_EVERY_SETTING}` must be a whole number of runs, 1 or more \
+                     (every how many syncs of this connection one is full), not {v}"
+                ))
+            })?),
+            None => None,
+        };
+        let mut settings = match app.descriptor {
             Some(d) => d
                 .validate_settings(settings)
                 .map_err(HubError::BadRequest)?,
             None => settings,
         };
         hosts::check_settings(app, &self.host_policy(&app.key), &settings)?;
+        if let Some(n) = full_every {
+            settings.insert(FULL_EVERY_SETTING.into(), n.into());
+        }
         Ok(settings)
+    }
+
+    /// Every how many runs of the connection a run is full: its
+    /// [`FULL_EVERY_SETTING`] setting, else the hub's
+    /// [`HubConfig::full_every`].
+    pub fn full_every_for(&self, connection: &Connection) -> u32 {
+        connection
+            .settings
+            .get(FULL_EVERY_SETTING)
+            .and_then(parse_full_every)
+            .unwrap_or(self.inner.config.full_every)
+            .max(1)
     }
 
     /// The app's own settings for calls that send the OAuth client's
@@ -974,6 +1019,8 @@ impl Hub {
         credentials: tether_core::Credentials,
         grant: (&serde_json::Map<String, serde_json::Value>, &[String]),
     ) -> Result<Box<dyn tether_core::Source>> {
+        let mut settings = settings;
+        settings.remove(FULL_EVERY_SETTING);
         Ok((descriptor.build)(tether_core::ConnectorContext {
             connection_name: connection_name.to_owned(),
             settings,

@@ -10,6 +10,21 @@ use tether_sync::{SyncError, SyncOptions, SyncOutcome};
 
 use crate::{Action, Actor, AuditRecord, Event, Hub, HubError, Outcome, Result};
 
+/// What an operator asks of one sync.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize)]
+pub struct SyncRequest {
+    /// A full run (every stream listed from the start, everything not seen
+    /// marked removed), whatever "full every N runs" says.
+    pub full: bool,
+}
+
+impl SyncRequest {
+    /// A full sync on demand.
+    pub fn full() -> Self {
+        SyncRequest { full: true }
+    }
+}
+
 /// A sync running in this process.
 #[derive(Debug, Clone, Serialize)]
 pub struct SyncState {
@@ -37,6 +52,17 @@ impl Hub {
     /// scheduler's is [`Actor::System`]). Fails when one is already running
     /// in this process.
     pub fn sync_now(&self, connection_id: i64, actor: &Actor) -> Result<()> {
+        self.sync_now_with(connection_id, actor, SyncRequest::default())
+    }
+
+    /// [`Hub::sync_now`] with the operator's choice of run (a full sync on
+    /// demand).
+    pub fn sync_now_with(
+        &self,
+        connection_id: i64,
+        actor: &Actor,
+        request: SyncRequest,
+    ) -> Result<()> {
         {
             let mut syncs = self.inner.syncs.lock().expect("sync map lock");
             if syncs.contains_key(&connection_id) {
@@ -60,10 +86,13 @@ impl Hub {
         let actor = actor.clone();
         tokio::spawn(async move {
             if let Ok(c) = hub.connection(connection_id).await {
-                let rec = AuditRecord::connection(&c).detail("app", c.app.as_str());
+                let mut rec = AuditRecord::connection(&c).detail("app", c.app.as_str());
+                if request.full {
+                    rec = rec.detail("mode", "full");
+                }
                 hub.audit_quietly(&actor, Action::SyncStarted, rec).await;
             }
-            let result = hub.run_sync(connection_id, &actor).await;
+            let result = hub.run_sync_with(connection_id, &actor, request).await;
             hub.inner
                 .syncs
                 .lock()
@@ -79,13 +108,23 @@ impl Hub {
     /// Runs a sync of the connection to its end, publishing its events;
     /// `actor` started it (a hold is recorded in the audit log as theirs).
     pub async fn run_sync(&self, connection_id: i64, actor: &Actor) -> Result<SyncOutcome> {
+        self.run_sync_with(connection_id, actor, SyncRequest::default())
+            .await
+    }
+
+    /// [`Hub::run_sync`] with the operator's choice of run: `request.full`
+    /// forces a full one; otherwise the connection's "full every N runs"
+    /// ([`Hub::full_every_for`]) decides.
+    pub async fn run_sync_with(
+        &self,
+        connection_id: i64,
+        actor: &Actor,
+        request: SyncRequest,
+    ) -> Result<SyncOutcome> {
         let connection = self.connection(connection_id).await?;
         let before = connection.status;
         let source = self.source_for(&connection).await?;
-        let options = SyncOptions {
-            max_removal_share: self.config().max_removal_share,
-            ..Default::default()
-        };
+        let options = self.sync_options(&connection, request);
         let started = Instant::now();
         let progress = |p: &tether_sync::Progress| {
             if let Some(s) = self
@@ -193,6 +232,22 @@ impl Hub {
                     other => HubError::Conflict(other.to_string()),
                 })
             }
+        }
+    }
+
+    /// The engine's options for a sync of `connection` the hub starts: the
+    /// hub's removal threshold, the connection's "full every N runs", and
+    /// the operator's forced full run.
+    pub fn sync_options(
+        &self,
+        connection: &tether_store::Connection,
+        request: SyncRequest,
+    ) -> SyncOptions {
+        SyncOptions {
+            max_removal_share: self.config().max_removal_share,
+            full_every: self.full_every_for(connection),
+            force_full: request.full,
+            ..Default::default()
         }
     }
 

@@ -714,7 +714,11 @@ impl Hub {
             .map_err(|e| ProvisionError::rejected("credentials_unavailable", e.to_string()))?;
         let ctx = tether_core::ConnectorContext {
             connection_name: connection.display_name.clone(),
-            settings: connection.settings.clone(),
+            settings: {
+                let mut settings = connection.settings.clone();
+                settings.remove(crate::FULL_EVERY_SETTING);
+                settings
+            },
             credentials,
             token_fields: connection.token_fields.clone(),
             granted_scopes: connection.granted_scopes.clone(),

@@ -15,6 +15,7 @@ mod oauth_states;
 mod people;
 mod queries;
 mod runs;
+mod stream_state;
 mod tasks;
 mod tokens;
 mod web;
@@ -46,6 +47,7 @@ pub use runs::{
     Completion, KindCounts, PageWrite, RunStart, RunStatus, RunSummary, RunWriter, StreamOutcome,
     WorkItem,
 };
+pub use stream_state::{PageExtra, PageKey, StoredPage};
 pub use tasks::{
     new_task_id, BridgeOutcome, ClaimedTask, NewTask, TaskEvent, TaskInfo, TaskOutcome, TaskPage,
     TaskStatus, TASK_LEASE_MS,

@@ -123,6 +123,8 @@ pub struct RunSummary {
     pub error_code: Option<String>,
     pub error_message: Option<String>,
     pub hold_reason: Option<String>,
+    /// `full` or `incremental` (see `tether_core::SyncMode`).
+    pub mode: String,
     pub kinds: BTreeMap<String, KindCounts>,
     pub streams: Vec<StreamOutcome>,
 }
@@ -339,6 +341,7 @@ impl Store {
         .bind(run_id)
         .execute(&mut *tx)
         .await?;
+        crate::stream_state::forget(&mut tx, run_id).await?;
         tx.commit().await?;
         Ok(())
     }
@@ -362,6 +365,34 @@ impl Store {
         connection_id: i64,
         run_id: i64,
         skip_kinds: &[Kind],
+        max_removal_share: f64,
+        confirmed: bool,
+        derive_inherited: bool,
+    ) -> Result<Completion> {
+        self.complete_run_sparing(
+            connection_id,
+            run_id,
+            skip_kinds,
+            &[],
+            max_removal_share,
+            confirmed,
+            derive_inherited,
+        )
+        .await
+    }
+
+    /// [`Store::complete_run`], also sparing `spare_kinds` from removal by
+    /// absence while still counting what the run created and updated of
+    /// them: the kinds of streams an incremental run listed from their
+    /// stored state (only the app's explicit removals remove those). The
+    /// run's stream states and page validators become the connection's.
+    #[allow(clippy::too_many_arguments)]
+    pub async fn complete_run_sparing(
+        &self,
+        connection_id: i64,
+        run_id: i64,
+        skip_kinds: &[Kind],
+        spare_kinds: &[Kind],
         max_removal_share: f64,
         confirmed: bool,
         derive_inherited: bool,
@@ -414,13 +445,16 @@ impl Store {
                         COUNT(*) FILTER (WHERE last_seen_run = ?1 AND first_seen_run < ?1 AND changed_run = ?1)
                  FROM {table} WHERE connection_id = ?2{scope}"
             );
-            let (vanishing, present_before, created, updated): (i64, i64, i64, i64) =
+            let (mut vanishing, present_before, created, updated): (i64, i64, i64, i64) =
                 sqlx::query_as(&sql)
                     .bind(run_id)
                     .bind(connection_id)
                     .bind(of.resource_type.as_deref().unwrap_or(""))
                     .fetch_one(&mut *tx)
                     .await?;
+            if spare_kinds.contains(&of.kind) {
+                vanishing = 0;
+            }
             tallies.push(Tally {
                 of,
                 vanishing,
@@ -486,7 +520,7 @@ impl Store {
             sqlx::query(
                 "INSERT INTO sync_run_kinds (run_id, kind, created, updated, removed) VALUES (?, ?, ?, ?, ?)
                  ON CONFLICT (run_id, kind) DO UPDATE SET created = excluded.created,
-                   updated = excluded.updated, removed = excluded.removed",
+                   updated = excluded.updated, removed = sync_run_kinds.removed + excluded.removed",
             )
             .bind(run_id)
             .bind(t.of.label())
@@ -515,6 +549,7 @@ impl Store {
             .execute(&mut *tx)
             .await?;
         build_account_index(&mut tx, connection_id).await?;
+        crate::stream_state::promote(&mut tx, connection_id, run_id).await?;
         tx.commit().await?;
         Ok(Completion::Completed(self.run_summary(run_id).await?))
     }
@@ -529,9 +564,10 @@ impl Store {
             Option<String>,
             Option<String>,
             Option<String>,
+            String,
         );
         let row: Option<RunRow> = sqlx::query_as(
-            "SELECT connection_id, status, started_at, finished_at, requests, error_code, error_message, hold_reason
+            "SELECT connection_id, status, started_at, finished_at, requests, error_code, error_message, hold_reason, mode
              FROM sync_runs WHERE id = ?",
         )
         .bind(run_id)
@@ -546,6 +582,7 @@ impl Store {
             error_code,
             error_message,
             hold_reason,
+            mode,
         )) = row
         else {
             return Err(StoreError::NotFound(format!("no sync run {run_id}")));
@@ -572,6 +609,7 @@ impl Store {
             error_code,
             error_message,
             hold_reason,
+            mode,
             kinds: kinds
                 .into_iter()
                 .map(|(k, seen, created, updated, removed)| {
@@ -646,6 +684,61 @@ impl RunWriter {
     /// transaction (opening one if needed). `requests` is the run's request
     /// count so far. On an error the open transaction is rolled back.
     pub async fn write(&mut self, pages: &[PageWrite], requests: u64) -> Result<()> {
+        self.write_with(pages, &[], requests).await
+    }
+
+    /// Records, in the open transaction, that the app refused the stored
+    /// state of the chain `work_id` (stream, scope): the chain starts again
+    /// from its first page, and its listing is reconciled by absence.
+    pub async fn restart_listing(
+        &mut self,
+        work_id: i64,
+        stream: &str,
+        scope: Option<&str>,
+    ) -> Result<()> {
+        self.open().await?;
+        let conn = self.conn.as_mut().expect("opened above");
+        let r =
+            crate::stream_state::restart_listing(conn, self.run_id, work_id, stream, scope).await;
+        if r.is_err() {
+            self.rollback().await;
+        }
+        r
+    }
+
+    async fn open(&mut self) -> Result<()> {
+        if self.conn.is_none() {
+            self.conn = Some(self.store.dedicated_connection().await?);
+        }
+        let conn = self.conn.as_mut().expect("opened above");
+        if self.opened.is_none() {
+            sqlx::query("BEGIN IMMEDIATE").execute(&mut *conn).await?;
+            self.opened = Some(std::time::Instant::now());
+        }
+        Ok(())
+    }
+
+    async fn rollback(&mut self) {
+        if let Some(conn) = self.conn.as_mut() {
+            if sqlx::query("ROLLBACK").execute(&mut *conn).await.is_err() {
+                self.conn = None;
+            }
+        }
+        self.opened = None;
+        self.rows = 0;
+    }
+
+    /// [`RunWriter::write`] with what each page brings to incremental sync
+    /// (`extras[i]` goes with `pages[i]`; missing ones are empty): the
+    /// app's removals, applied at once; the validator and keys of the page;
+    /// a `not_modified` page's stored keys seen again; the state that ends a
+    /// listing.
+    pub async fn write_with(
+        &mut self,
+        pages: &[PageWrite],
+        extras: &[crate::PageExtra],
+        requests: u64,
+    ) -> Result<()> {
         if pages.is_empty() {
             return Ok(());
         }
@@ -658,12 +751,13 @@ impl RunWriter {
             sqlx::query("BEGIN IMMEDIATE").execute(&mut *conn).await?;
             self.opened = Some(std::time::Instant::now());
         }
-        let written = write_pages(
+        let written = write_pages_with(
             conn,
             self.connection_id,
             self.run_id,
             &self.owner,
             pages,
+            extras,
             requests,
         )
         .await;
@@ -704,13 +798,13 @@ impl RunWriter {
 }
 
 /// Fencing: a process that lost its run's lease must not write. Renews the
-/// lease and answers the writer for the run.
+/// lease and answers when the run started.
 async fn fence(
     conn: &mut sqlx::SqliteConnection,
     run_id: i64,
     owner: &str,
     requests: u64,
-) -> Result<Writer> {
+) -> Result<i64> {
     let started_at: Option<i64> = sqlx::query_scalar(
         "UPDATE sync_runs SET requests = ?, lease_expires_at = ? WHERE id = ? AND lease_owner = ? AND status = 'in_progress'
          RETURNING started_at",
@@ -726,7 +820,7 @@ async fn fence(
             "run {run_id} is no longer owned by this process (it was taken over or ended)"
         )));
     };
-    Ok(Writer::Run { run_id, started_at })
+    Ok(started_at)
 }
 
 /// Counts edges as seen by type, and gives the records an edge creates at
@@ -779,7 +873,8 @@ pub(crate) async fn write_run_edges(
     owner: &str,
     edges: &[Edge],
 ) -> Result<()> {
-    let writer = fence(conn, run_id, owner, 0).await?;
+    let started_at = fence(conn, run_id, owner, 0).await?;
+    let writer = Writer::Run { run_id, started_at };
     let refs: Vec<&Edge> = edges.iter().collect();
     upsert_edges(conn, connection_id, writer, &refs, false).await?;
     let mut seen = BTreeMap::new();
@@ -796,7 +891,21 @@ pub(crate) async fn write_pages(
     pages: &[PageWrite],
     requests: u64,
 ) -> Result<()> {
-    let writer = fence(conn, run_id, owner, requests).await?;
+    write_pages_with(conn, connection_id, run_id, owner, pages, &[], requests).await
+}
+
+/// One `RunWriter::write_with`, inside the writer's open transaction.
+pub(crate) async fn write_pages_with(
+    conn: &mut sqlx::SqliteConnection,
+    connection_id: i64,
+    run_id: i64,
+    owner: &str,
+    pages: &[PageWrite],
+    extras: &[crate::PageExtra],
+    requests: u64,
+) -> Result<()> {
+    let started_at = fence(conn, run_id, owner, requests).await?;
+    let writer = Writer::Run { run_id, started_at };
 
     let mut accounts = Vec::new();
     let mut resources = Vec::new();
@@ -857,6 +966,10 @@ pub(crate) async fn write_pages(
         .bind(n)
         .execute(&mut *conn)
         .await?;
+    }
+    if !extras.is_empty() {
+        crate::stream_state::write_extras(conn, connection_id, run_id, started_at, pages, extras)
+            .await?;
     }
     Ok(())
 }

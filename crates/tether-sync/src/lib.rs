@@ -25,15 +25,18 @@
 //! [`SourceError::ScopeMissing`] on an optional stream, which skips that
 //! stream and spares its kinds from removal.
 
-use std::collections::{BTreeMap, BTreeSet, VecDeque};
+use std::collections::{BTreeMap, BTreeSet, HashMap, VecDeque};
 use std::future::Future;
 use std::time::{Duration, Instant};
 
 use futures::stream::{FuturesUnordered, StreamExt};
-use tether_core::{Cursor, Kind, Pacer, PageRequest, Source, SourceError, StreamSpec};
+use tether_core::{
+    Cursor, Kind, Pacer, PageRequest, Removal, Source, SourceError, StreamSpec, StreamState,
+    SyncMode,
+};
 use tether_store::{
-    Completion, Connection, ConnectionStatus, PageWrite, RunStatus, RunSummary, Store, StoreError,
-    WorkItem,
+    Completion, Connection, ConnectionStatus, PageExtra, PageWrite, RunStatus, RunSummary, Store,
+    StoreError, WorkItem,
 };
 use tokio::sync::mpsc;
 
@@ -60,7 +63,17 @@ pub struct SyncOptions {
     /// rate by `scale` (1.0: the app's own rates; tests and benchmarks raise
     /// it together with their fake's limits), `None` turns pacing off.
     pub rate_limit_scale: Option<f64>,
+    /// Every how many runs a run is a full one (every stream listed from the
+    /// start, everything not seen marked removed); the runs between are
+    /// incremental. 1: every run is full.
+    pub full_every: u32,
+    /// This run is a full one whatever `full_every` says (the operator's
+    /// "full sync").
+    pub force_full: bool,
 }
+
+/// The default of [`SyncOptions::full_every`].
+pub const DEFAULT_FULL_EVERY: u32 = 12;
 
 impl Default for SyncOptions {
     fn default() -> Self {
@@ -76,6 +89,8 @@ impl Default for SyncOptions {
             commit_rows: 100_000,
             commit_interval: Duration::from_secs(1),
             rate_limit_scale: Some(1.0),
+            full_every: DEFAULT_FULL_EVERY,
+            force_full: false,
         }
     }
 }
@@ -85,6 +100,8 @@ impl Default for SyncOptions {
 pub struct Progress {
     pub run_id: i64,
     pub resumed: bool,
+    /// The run's mode.
+    pub mode: SyncMode,
     pub pages: u64,
     /// Records and edges fetched by this process, per kind.
     pub fetched: BTreeMap<Kind, u64>,
@@ -153,8 +170,35 @@ pub fn owner_alive(owner: &str) -> Option<bool> {
 }
 
 enum WriterMsg {
-    Page(PageWrite, u64),
-    Skip { stream: String, reason: String },
+    Page(PageWrite, Box<PageExtra>, u64),
+    Skip {
+        stream: String,
+        reason: String,
+    },
+    /// The app refused the stored state of a chain's listing.
+    Restart {
+        work_id: i64,
+        stream: String,
+        scope: Option<String>,
+    },
+}
+
+/// The mode of a new run: full when asked, when the connector has no
+/// incremental stream, when no full run completed yet, or when `full_every`
+/// runs have passed since the last one.
+async fn choose_mode(
+    store: &Store,
+    connection_id: i64,
+    streams: &[StreamSpec],
+    options: &SyncOptions,
+) -> Result<SyncMode, StoreError> {
+    if options.force_full || options.full_every <= 1 || !streams.iter().any(|s| s.incremental) {
+        return Ok(SyncMode::Full);
+    }
+    Ok(match store.runs_since_full(connection_id).await? {
+        Some(n) if n + 1 < i64::from(options.full_every) => SyncMode::Incremental,
+        _ => SyncMode::Full,
+    })
 }
 
 /// Runs one sync of `connection` through `source`.
@@ -188,9 +232,32 @@ pub async fn sync(
         .begin_run(connection.id, &roots, &owner, owner_alive)
         .await?;
     let run_id = start.run_id;
+    // A resumed run keeps the mode it started with.
+    let mode = if start.resumed {
+        store.run_mode(run_id).await?
+    } else {
+        let mode = choose_mode(store, connection.id, &streams, options).await?;
+        store.set_run_mode(run_id, mode).await?;
+        mode
+    };
     if start.resumed {
-        tracing::info!(connection = %connection.display_name, run_id, chains = start.work.len(), "resuming an interrupted sync run");
+        tracing::info!(connection = %connection.display_name, run_id, chains = start.work.len(), %mode, "resuming an interrupted sync run");
     }
+    // What the last completed run left: the states incremental listings
+    // start from (in an incremental run), and the validators of its pages.
+    let states: HashMap<(String, String), StreamState> = if mode == SyncMode::Incremental {
+        store
+            .stream_states(connection.id)
+            .await?
+            .into_iter()
+            .filter(|((stream, _), _)| by_name.get(stream.as_str()).is_some_and(|s| s.incremental))
+            .map(|(k, v)| (k, StreamState(v)))
+            .collect()
+    } else {
+        HashMap::new()
+    };
+    let stored_pages = store.stored_pages(connection.id).await?;
+    let mut expired = store.expired_listings(run_id).await?;
     store
         .set_connection_status(connection.id, ConnectionStatus::Syncing, None)
         .await?;
@@ -199,6 +266,7 @@ pub async fn sync(
     let mut state = Progress {
         run_id,
         resumed: start.resumed,
+        mode,
         ..Default::default()
     };
     let started = Instant::now();
@@ -219,6 +287,7 @@ pub async fn sync(
         tokio::spawn(async move {
             let mut writer = store.run_writer(connection_id, run_id, &owner);
             let mut batch: Vec<PageWrite> = Vec::new();
+            let mut extras: Vec<PageExtra> = Vec::new();
             let mut requests = 0;
             loop {
                 // With a transaction open, wait only briefly: an idle
@@ -244,15 +313,29 @@ pub async fn sync(
                 let mut next = Some(msg);
                 while let Some(msg) = next.take() {
                     match msg {
-                        WriterMsg::Page(page, reqs) => {
+                        WriterMsg::Page(page, extra, reqs) => {
                             requests = reqs;
                             batch.push(page);
+                            extras.push(*extra);
                         }
                         WriterMsg::Skip { stream, reason } => {
-                            writer.write(&batch, requests).await?;
+                            writer.write_with(&batch, &extras, requests).await?;
                             batch.clear();
+                            extras.clear();
                             writer.commit().await?;
                             store.skip_stream(run_id, &stream, &reason).await?;
+                        }
+                        WriterMsg::Restart {
+                            work_id,
+                            stream,
+                            scope,
+                        } => {
+                            writer.write_with(&batch, &extras, requests).await?;
+                            batch.clear();
+                            extras.clear();
+                            writer
+                                .restart_listing(work_id, &stream, scope.as_deref())
+                                .await?;
                         }
                     }
                     let items: usize = batch.iter().map(|p| p.records.len() + p.edges.len()).sum();
@@ -260,8 +343,9 @@ pub async fn sync(
                         next = rx.try_recv().ok();
                     }
                 }
-                writer.write(&batch, requests).await?;
+                writer.write_with(&batch, &extras, requests).await?;
                 batch.clear();
+                extras.clear();
                 if writer.uncommitted_rows() >= commit_rows
                     || writer.open_for().is_some_and(|t| t >= commit_interval)
                     || rx.is_empty()
@@ -317,21 +401,47 @@ pub async fn sync(
     loop {
         while failure.is_none() && !cancelled && in_flight.len() < max_in_flight {
             let Some(item) = queue.pop_front() else { break };
+            let listing = (item.stream.clone(), item.scope.clone().unwrap_or_default());
+            let stream_state = if expired.contains(&listing) {
+                None
+            } else {
+                states.get(&listing).cloned()
+            };
+            // A validator names a page of a full listing: a listing from a
+            // state is a different request.
+            let validator = match stream_state {
+                Some(_) => None,
+                None => stored_pages
+                    .get(&(
+                        listing.0,
+                        listing.1,
+                        item.cursor.clone().unwrap_or_default(),
+                    ))
+                    .map(|p| p.validator.clone()),
+            };
             in_flight.push(async move {
                 let cursor = item.cursor.clone().map(Cursor);
-                let request =
-                    PageRequest::new(&item.stream, item.scope.as_deref(), cursor.as_ref());
+                let request = PageRequest {
+                    stream: &item.stream,
+                    scope: item.scope.as_deref(),
+                    cursor: cursor.as_ref(),
+                    mode,
+                    state: stream_state.as_ref(),
+                    validator: validator.as_deref(),
+                };
                 if let Some(bucket) = source.rate_bucket(&request) {
                     pacer.acquire(bucket).await;
                 }
                 let result = source.list_page(request).await;
-                (item, result)
+                let had_state = stream_state.is_some();
+                let had_validator = validator.is_some();
+                (item, had_state, had_validator, result)
             });
         }
         if in_flight.is_empty() {
             break;
         }
-        let (item, result) = tokio::select! {
+        let (item, had_state, had_validator, result) = tokio::select! {
             next = in_flight.next() => next.expect("in_flight is not empty"),
             () = &mut cancel, if !cancelled => {
                 cancelled = true;
@@ -341,8 +451,45 @@ pub async fn sync(
         if is_skipped(&skipped, &item.stream) || writer_gone {
             continue;
         }
+        let result = result.and_then(|page| check_page(page, had_validator));
         match result {
-            Ok(page) => {
+            Ok(mut page) => {
+                let listing_key = (
+                    item.stream.clone(),
+                    item.scope.clone().unwrap_or_default(),
+                    item.cursor.clone().unwrap_or_default(),
+                );
+                if page.not_modified {
+                    // What the stored page opened, it opens again.
+                    let stored = &stored_pages[&listing_key];
+                    page.next = stored.next_cursor.clone().map(Cursor);
+                    page.scopes = stored.scopes.clone();
+                    page.partitions = stored.partitions.iter().cloned().map(Cursor).collect();
+                    page.records.clear();
+                    page.edges.clear();
+                    page.removed.clear();
+                }
+                let spec = by_name.get(item.stream.as_str());
+                // A page answered `not_modified` carries no state: the
+                // stored one is left as it is.
+                let end_state = (!page.not_modified
+                    && page.next.is_none()
+                    && (page.state.is_some() || spec.is_some_and(|s| s.incremental)))
+                .then(|| page.state.take().map(|s| s.0));
+                let extra = PageExtra {
+                    scope: item.scope.clone(),
+                    cursor: item.cursor.clone(),
+                    removed: std::mem::take(&mut page.removed),
+                    end_state,
+                    validator: if page.not_modified || had_state {
+                        None
+                    } else {
+                        page.validator.take()
+                    },
+                    not_modified: page.not_modified,
+                    scopes: page.scopes.clone(),
+                    partitions: page.partitions.iter().map(|c| c.0.clone()).collect(),
+                };
                 let mut new_work = Vec::new();
                 for cursor in page.partitions {
                     new_work.push(WorkItem {
@@ -395,7 +542,11 @@ pub async fn sync(
                         .get(item.stream.as_str())
                         .is_some_and(|s| s.effective_memberships),
                 };
-                if tx.send(WriterMsg::Page(write, requests)).await.is_err() {
+                if tx
+                    .send(WriterMsg::Page(write, Box::new(extra), requests))
+                    .await
+                    .is_err()
+                {
                     writer_gone = true;
                     continue;
                 }
@@ -404,6 +555,26 @@ pub async fn sync(
                 state.pending_chains = queue.len() + in_flight.len();
                 state.elapsed = started.elapsed();
                 progress(&state);
+            }
+            Err(SourceError::StateExpired { message }) if had_state => {
+                // The app no longer accepts the stored state: this listing
+                // starts again from the beginning, within this run, and is
+                // reconciled by absence when the run completes.
+                tracing::warn!(connection = %connection.display_name, stream = %item.stream, scope = item.scope.as_deref().unwrap_or(""), %message, "the app refused the stored sync state; listing this stream in full");
+                expired.insert((item.stream.clone(), item.scope.clone().unwrap_or_default()));
+                let msg = WriterMsg::Restart {
+                    work_id: item.id,
+                    stream: item.stream.clone(),
+                    scope: item.scope.clone(),
+                };
+                if tx.send(msg).await.is_err() {
+                    writer_gone = true;
+                    continue;
+                }
+                queue.push_front(WorkItem {
+                    cursor: None,
+                    ..item
+                });
             }
             Err(error) => {
                 let optional = by_name
@@ -496,11 +667,25 @@ pub async fn sync(
     let derive_inherited = streams
         .iter()
         .any(|s| s.effective_memberships && !is_skipped(&skipped, s.name));
+    // In an incremental run, what streams listed from their stored state
+    // yielded is not reconciled by absence: only the app's removals remove
+    // it. A stream with a stored state for any scope that was not refused
+    // in this run counts as listed from its state.
+    let spare_kinds: Vec<Kind> = streams
+        .iter()
+        .filter(|s| {
+            states.keys().any(|(stream, scope)| {
+                stream == s.name && !expired.contains(&(stream.clone(), scope.clone()))
+            })
+        })
+        .flat_map(|s| s.kinds.iter().copied())
+        .collect();
     match store
-        .complete_run(
+        .complete_run_sparing(
             connection.id,
             run_id,
             &skip_kinds,
+            &spare_kinds,
             options.max_removal_share,
             options.confirm_removals,
             derive_inherited,
@@ -524,4 +709,32 @@ pub async fn sync(
             Ok(SyncOutcome::Held { run_id, reason })
         }
     }
+}
+
+/// Refuses what a connector must not answer: `not_modified` to a request
+/// that carried no validator, or a removal of a record named by an edge's
+/// kind.
+fn check_page(
+    page: tether_core::Page,
+    had_validator: bool,
+) -> Result<tether_core::Page, SourceError> {
+    if page.not_modified && !had_validator {
+        return Err(SourceError::BadData {
+            message: "the connector answered `not_modified` to a request that carried no validator (a connector bug)".into(),
+            excerpt: String::new(),
+        });
+    }
+    for r in &page.removed {
+        if let Removal::Record { kind, .. } = r {
+            if tether_core::EdgeKind::from_kind(*kind).is_some() {
+                return Err(SourceError::BadData {
+                    message: format!(
+                        "the connector removed a `{kind}` as a record; an edge is removed with `Removal::Edge` (a connector bug)"
+                    ),
+                    excerpt: String::new(),
+                });
+            }
+        }
+    }
+    Ok(page)
 }

@@ -10,7 +10,14 @@
 //! `/auto-approve`, `/revoke`, `/expire`, `/grants`, `/faults`, `/latency`,
 //! `/clock`, `/stats`), the fake has `POST /testapp/_sandbox/clients`
 //! `{client_id, client_secret, redirect_uris, kind: "rotating"|"static",
-//! org?, name?}` to register an OAuth client, and `GET` to list them.
+//! org?, name?}` to register an OAuth client, and `GET` to list them, and
+//! `POST /testapp/_sandbox/expire-sync-tokens {"org"}` to make the users'
+//! change feed refuse every sync token issued so far.
+//!
+//! The users' change feed: every users listing page carries a
+//! `sync_token`; `GET /v1/orgs/{org}/users/changes?since=TOKEN` answers the
+//! users created, changed or deleted (by writes) since, with a new token,
+//! or 410 `sync_token_expired`.
 //!
 //! Ids: organisation `o{n}`, user `u{number}`, group `g{number}`, role
 //! `admin`, `member`, `role-{i}`, license `license-{i}`, all from the
@@ -115,7 +122,7 @@ struct Shared {
 }
 
 const ROUTES: &[&str] = &[
-    "org", "users", "groups", "members", "roles", "licenses", "writes", "other",
+    "org", "users", "groups", "members", "roles", "licenses", "writes", "other", "changes",
 ];
 
 /// The fake as the kit mounts it.
@@ -163,6 +170,11 @@ impl Fake for TestFake {
             .route("/oauth/revoke", post(revoke))
             .route("/v1/orgs/{org}", get(org))
             .route("/v1/orgs/{org}/users", get(users).post(writes::create_user))
+            .route("/v1/orgs/{org}/users/changes", get(user_changes))
+            .route(
+                "/_sandbox/expire-sync-tokens",
+                post(writes::expire_sync_tokens),
+            )
             .route(
                 "/v1/orgs/{org}/users/{user}",
                 get(writes::get_user)
@@ -444,14 +456,21 @@ async fn users(
     headers: HeaderMap,
 ) -> ApiResult {
     let o = api(&sh, 1, &uri, &headers, &name, READ_SCOPE).await?;
-    {
+    // Every page names the change feed as it is now: a client that lists
+    // everything and then asks for the changes since the token of its first
+    // page misses nothing.
+    let token = {
         let ov = o.writes.lock().unwrap();
         if !ov.is_empty() {
             let all = writes::all_users(&name, &o, &ov);
             let (range, next) = p.window(all.len());
-            return Ok(listing(all[range].to_vec(), next));
+            return Ok(json_value(
+                StatusCode::OK,
+                &json!({ "items": all[range].to_vec(), "next": next, "sync_token": ov.sync_token() }),
+            ));
         }
-    }
+        ov.sync_token()
+    };
     let d = &o.dir;
     let (range, next) = p.window(d.users.len());
     let items = range
@@ -477,8 +496,50 @@ async fn users(
                 "roles": roles,
             })
         })
-        .collect();
-    Ok(listing(items, next))
+        .collect::<Vec<Value>>();
+    Ok(json_value(
+        StatusCode::OK,
+        &json!({ "items": items, "next": next, "sync_token": token }),
+    ))
+}
+
+#[derive(Deserialize)]
+struct Since {
+    since: Option<String>,
+}
+
+/// `GET /v1/orgs/{org}/users/changes?since=TOKEN`: the users created,
+/// changed or deleted since the sync token (of a listing or of an earlier
+/// answer here), in one answer: `{"items": [user...], "deleted": [id...],
+/// "sync_token"}`. A token this feed no longer accepts is a 410
+/// `sync_token_expired`: list everything again.
+async fn user_changes(
+    State(sh): St,
+    Path(name): Path<String>,
+    Query(q): Query<Since>,
+    uri: Uri,
+    headers: HeaderMap,
+) -> ApiResult {
+    let o = api(&sh, 8, &uri, &headers, &name, READ_SCOPE).await?;
+    let ov = o.writes.lock().unwrap();
+    let Some(since) = q.since else {
+        return Err(error(StatusCode::BAD_REQUEST, "since_required"));
+    };
+    let Some(changed) = ov.changed_since(&since) else {
+        return Err(error(StatusCode::GONE, "sync_token_expired"));
+    };
+    let mut items = Vec::new();
+    let mut deleted = Vec::new();
+    for u in changed {
+        match writes::user_json(&name, &o, &ov, u) {
+            Some(user) => items.push(user),
+            None => deleted.push(format!("u{u}")),
+        }
+    }
+    Ok(json_value(
+        StatusCode::OK,
+        &json!({ "items": items, "deleted": deleted, "sync_token": ov.sync_token() }),
+    ))
 }
 
 async fn groups(

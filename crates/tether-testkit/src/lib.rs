@@ -123,6 +123,14 @@ tether_core::inventory::submit! {
                 required: false,
                 default: Some(DEFAULT_API_BASE_URL),
             },
+            SettingSpec {
+                key: "change_feed",
+                label: "Change feed",
+                help: "`on`: list users incrementally from the app's change feed \
+                       (sync tokens, deletions) between full runs",
+                required: false,
+                default: None,
+            },
         ],
         build: TestSource::build,
         revoke_token: Some(revoke::revoke),

@@ -9,7 +9,13 @@
 //! | `memberships` (child of `groups`) | `GET /v1/orgs/{org}/groups/{id}/members` (paged) | memberships (`manager`/`member`) |
 //! | `licenses` (optional) | `GET /v1/orgs/{org}/licenses` (paged) | licenses (first page), license assignments |
 //!
-//! A cursor is the page number to fetch (`"3"`): no URL, no secret.
+//! A cursor is the page number to fetch (`"3"`): no URL, no secret. With
+//! the setting `change_feed = on` the `users` stream is incremental: a full
+//! listing carries its first page's `sync_token` in its cursors (`"3@0.17"`)
+//! and returns it as the stream's state on its last page; a listing given a
+//! state asks `GET /v1/orgs/{org}/users/changes?since=TOKEN` (changed users,
+//! deleted ids as removals, the next token), and a 410
+//! `sync_token_expired` is [`SourceError::StateExpired`].
 
 use std::sync::Arc;
 
@@ -20,7 +26,8 @@ use serde_json::{Map, Value};
 use tether_core::http::{classify_status, retry_after, HttpClient, RawResponse};
 use tether_core::{
     Account, AccountStatus, AccountType, ConnectedIdentity, ConnectorContext, Cursor, Edge, Group,
-    Kind, License, Page, PageRequest, Record, Role, Source, SourceError, StreamSpec, TokenSource,
+    Kind, License, Page, PageRequest, Record, Removal, Role, Source, SourceError, StreamSpec,
+    StreamState, TokenSource,
 };
 
 /// The app's (fictional) public API host.
@@ -41,6 +48,8 @@ pub struct TestSource {
     pub(crate) base: String,
     pub(crate) tokens: Arc<dyn TokenSource>,
     pub(crate) http: HttpClient,
+    /// The setting `change_feed`: users listed incrementally.
+    pub(crate) change_feed: bool,
 }
 
 /// What a request is, for error messages and the 404 meaning.
@@ -48,6 +57,8 @@ pub struct TestSource {
 pub(crate) enum Endpoint {
     Org,
     Licenses,
+    /// The users' change feed (410: the sync token expired).
+    Changes,
 }
 
 impl TestSource {
@@ -90,8 +101,33 @@ impl TestSource {
                 })
             }
         }
+        let change_feed = match ctx.settings.get("change_feed") {
+            None | Some(serde_json::Value::Null) => false,
+            Some(serde_json::Value::Bool(b)) => *b,
+            Some(serde_json::Value::String(s)) => match s.trim() {
+                "on" | "true" | "1" => true,
+                "" | "off" | "false" | "0" => false,
+                other => {
+                    return Err(SourceError::Misconfigured {
+                        message: format!(
+                            "connection `{}`: the setting `change_feed` is `on` or `off`, not `{other}`",
+                            ctx.connection_name
+                        ),
+                    })
+                }
+            },
+            Some(other) => {
+                return Err(SourceError::Misconfigured {
+                    message: format!(
+                        "connection `{}`: the setting `change_feed` is `on` or `off`, not {other}",
+                        ctx.connection_name
+                    ),
+                })
+            }
+        };
         let tokens = ctx.token_source()?;
         Ok(TestSource {
+            change_feed,
             connection: ctx.connection_name,
             org,
             base,
@@ -168,12 +204,94 @@ impl TestSource {
     }
 
     async fn users(&self, req: &PageRequest<'_>) -> Result<Page, SourceError> {
-        let (_, listing): (_, Listing<UserBody>) = self.list("/users", req, Endpoint::Org).await?;
-        let mut page = Page {
-            next: next_cursor(&listing, req)?,
+        if let (true, Some(state)) = (self.change_feed, req.state) {
+            return self.user_changes(state).await;
+        }
+        if !self.change_feed {
+            let (_, listing): (_, Listing<UserBody>) =
+                self.list("/users", req, Endpoint::Org).await?;
+            let page = Page {
+                next: next_cursor(&listing, req)?,
+                ..Page::default()
+            };
+            return self.user_page(page, listing.items);
+        }
+        // A full listing that ends in a state: the token of its first page
+        // rides in the cursors, so that changes made while it pages are
+        // listed again next time rather than missed.
+        let (page_no, token) = match req.cursor {
+            None => (1, None),
+            Some(c) => match c.as_str().split_once('@') {
+                Some((n, t)) => (
+                    n.parse::<u32>()
+                        .ok()
+                        .filter(|n| *n >= 1)
+                        .ok_or_else(|| bad_cursor(req))?,
+                    Some(t.to_owned()),
+                ),
+                None => return Err(bad_cursor(req)),
+            },
+        };
+        let listing: Listing<UserBody> = self
+            .get(
+                &format!("/users?page={page_no}&per_page={PER_PAGE}"),
+                Endpoint::Org,
+            )
+            .await?;
+        let token = match token.or(listing.sync_token.clone()) {
+            Some(t) => t,
+            None => {
+                return Err(SourceError::bad_data(
+                    format!(
+                        "Test App listed users of `{}` without a sync_token, though the \
+                         connection `{}` uses the change feed; turn `change_feed` off",
+                        self.org, self.connection
+                    ),
+                    b"",
+                ))
+            }
+        };
+        let mut page = Page::default();
+        match listing.next {
+            None => page.state = Some(StreamState::new(token)),
+            Some(n) if n > page_no => page.next = Some(Cursor::new(format!("{n}@{token}"))),
+            Some(n) => {
+                return Err(SourceError::BadData {
+                    message: format!(
+                        "Test App named page {n} as the next page after page {page_no} of stream `users`"
+                    ),
+                    excerpt: String::new(),
+                })
+            }
+        }
+        self.user_page(page, listing.items)
+    }
+
+    /// The users changed since `state`: their records (and role
+    /// assignments) as they are now, the deleted ones as removals, and the
+    /// next token.
+    async fn user_changes(&self, state: &StreamState) -> Result<Page, SourceError> {
+        let changes: Changes = self
+            .get(
+                &format!("/users/changes?since={}", encode(state.as_str())),
+                Endpoint::Changes,
+            )
+            .await?;
+        let page = Page {
+            state: Some(StreamState::new(changes.sync_token)),
+            removed: changes
+                .deleted
+                .into_iter()
+                .map(|id| Removal::record(Kind::Account, id))
+                .collect(),
             ..Page::default()
         };
-        for u in listing.items {
+        self.user_page(page, changes.items)
+    }
+
+    /// `page` with the users' accounts and role assignments.
+    fn user_page(&self, mut page: Page, users: Vec<UserBody>) -> Result<Page, SourceError> {
+        for u in users {
             page.edges.push(Edge::role_assignment(
                 u.id.clone(),
                 if u.admin { ROLE_ADMIN } else { ROLE_MEMBER },
@@ -260,7 +378,11 @@ impl Source for TestSource {
     fn streams(&self) -> Vec<StreamSpec> {
         vec![
             StreamSpec::new("roles", &[Kind::Role]),
-            StreamSpec::new("users", &[Kind::Account, Kind::RoleAssignment]),
+            if self.change_feed {
+                StreamSpec::new("users", &[Kind::Account, Kind::RoleAssignment]).incremental()
+            } else {
+                StreamSpec::new("users", &[Kind::Account, Kind::RoleAssignment])
+            },
             StreamSpec::new("groups", &[Kind::Group]),
             StreamSpec::new("memberships", &[Kind::Membership]).child_of("groups"),
             StreamSpec::new("licenses", &[Kind::License, Kind::LicenseAssignment]).optional(),
@@ -313,6 +435,16 @@ fn page_of(req: &PageRequest<'_>) -> Result<u32, SourceError> {
     }
 }
 
+fn bad_cursor(req: &PageRequest<'_>) -> SourceError {
+    SourceError::Misconfigured {
+        message: format!(
+            "`{}` is not a Test App cursor for stream `{}` (a page number and a sync token, `3@0.17`)",
+            req.cursor.map(Cursor::as_str).unwrap_or(""),
+            req.stream
+        ),
+    }
+}
+
 /// The cursor of the page the app named `next`.
 fn next_cursor<T>(
     listing: &Listing<T>,
@@ -359,6 +491,11 @@ pub(crate) fn classify(
                 needed: body.scope,
             })
         }
+        410 if endpoint == Endpoint::Changes => Err(SourceError::StateExpired {
+            message: format!(
+                "Test App answered 410 to {what}: {code}; the users of `{org}` are listed in full again"
+            ),
+        }),
         404 if endpoint == Endpoint::Licenses => Err(SourceError::Unavailable {
             message: format!(
                 "Test App answered 404 to {what}: the organisation `{org}` has no licenses"
@@ -404,6 +541,18 @@ struct Listing<T> {
     /// The license list's first page also describes the licenses.
     #[serde(default)]
     licenses: Vec<LicenseBody>,
+    /// The users listing names the change feed as it is now.
+    #[serde(default)]
+    sync_token: Option<String>,
+}
+
+/// An answer of the users' change feed.
+#[derive(Deserialize)]
+struct Changes {
+    items: Vec<UserBody>,
+    #[serde(default)]
+    deleted: Vec<String>,
+    sync_token: String,
 }
 
 #[derive(Deserialize)]

@@ -857,6 +857,11 @@ pub(crate) async fn connection(
                 (csrf_field(&auth))
                 button.primary type="submit" disabled[sync_state.is_some() || c.status == ConnectionStatus::Disabled || bridge.is_some()] { "Sync now" }
             }
+            form.inline method="post" action=(format!("/connections/{id}/sync")) #full-sync-form {
+                (csrf_field(&auth))
+                input type="hidden" name="mode" value="full";
+                button type="submit" title="List everything from the start and mark what the app no longer has removed" disabled[sync_state.is_some() || c.status == ConnectionStatus::Disabled || bridge.is_some()] { "Full sync" }
+            }
             (reconnect_button(&auth, &c))
             form.inline method="post" action=(format!("/connections/{id}/rename")) #rename-form {
                 (csrf_field(&auth))
@@ -1000,12 +1005,13 @@ pub(crate) async fn connection(
             h2 { "Sync history" }
             @if runs.is_empty() { p.empty { "No syncs yet." } } @else {
                 table.runs {
-                    thead { tr { th { "Run" } th { "Status" } th { "Started" } th { "Duration" } th { "Seen / created / updated / removed" } th { "Requests" } th { "Problem" } } }
+                    thead { tr { th { "Run" } th { "Status" } th { "Mode" } th { "Started" } th { "Duration" } th { "Seen / created / updated / removed" } th { "Requests" } th { "Problem" } } }
                     tbody {
                         @for r in &runs {
                             tr id=(format!("run-{}", r.run_id)) data-status=(r.status.as_str()) {
                                 td { "#" (r.run_id) }
                                 td { span class=(format!("run-status run-{}", r.status.as_str())) { (r.status.as_str().replace('_', " ")) } }
+                                td.run-mode { (r.mode) }
                                 td { (time_ago(r.started_at)) }
                                 td { @match r.finished_at { Some(f) => { (views::duration_ms(f - r.started_at)) } None => { "—" } } }
                                 td.kinds {
@@ -1126,11 +1132,19 @@ pub(crate) async fn confirm_removals(
 
 // ---- connection actions ----------------------------------------------------------
 
+/// The "Sync now" and "Full sync" forms.
+#[derive(serde::Deserialize)]
+pub(crate) struct SyncForm {
+    csrf: Option<String>,
+    /// `full` for "Full sync".
+    mode: Option<String>,
+}
+
 pub(crate) async fn sync_now(
     State(app): State<App>,
     auth: Auth,
     Path(id): Path<i64>,
-    Form(form): Form<CsrfForm>,
+    Form(form): Form<SyncForm>,
 ) -> WebResult {
     auth.check_csrf(form.csrf.as_deref())?;
     let c = app.hub.connection(id).await?;
@@ -1138,7 +1152,10 @@ pub(crate) async fn sync_now(
         // Its connector pushes; the page says how.
         return Ok(Redirect::to(&format!("/connections/{id}")).into_response());
     }
-    match app.hub.sync_now(c.id, &web_actor()) {
+    let request = tether_hub::SyncRequest {
+        full: form.mode.as_deref() == Some("full"),
+    };
+    match app.hub.sync_now_with(c.id, &web_actor(), request) {
         // Already running: the page shows its progress.
         Ok(()) | Err(HubError::Conflict(_)) => {
             Ok(Redirect::to(&format!("/connections/{id}")).into_response())

@@ -593,6 +593,33 @@ async fn connect_expire_and_reconnect() -> Result<()> {
     assert!(page.contains("Group 0"), "groups are listed");
     assert!(page.contains("id=\"runs\"") && page.contains("run-completed"));
     assert!(page.contains("connected"));
+    // "Full sync" beside "Sync now", and each run's mode in the history.
+    let full_form = between(&page, "id=\"full-sync-form\"", "</form>")
+        .context("the page has a Full sync form")?;
+    assert!(
+        full_form.contains("name=\"mode\" value=\"full\""),
+        "{full_form}"
+    );
+    assert!(full_form.contains("Full sync"), "{full_form}");
+    assert!(page.contains("<td class=\"run-mode\">full</td>"), "{page}");
+    let csrf = field(&full_form, "csrf").context("the Full sync form has a CSRF field")?;
+    let res = browser
+        .post(env.url(&format!("/connections/{id}/sync")))
+        .form(&[("csrf", csrf.as_str()), ("mode", "full")])
+        .send()
+        .await?;
+    assert_eq!(res.url().path(), format!("/connections/{id}"));
+    env.settled(&browser, id).await?;
+    let runs = env.store.runs(id, 5).await?;
+    assert_eq!(runs.len(), 2, "the full sync ran");
+    assert_eq!(runs[0].mode, "full");
+    // Without the CSRF token it is refused.
+    let res = browser
+        .post(env.url(&format!("/connections/{id}/sync")))
+        .form(&[("mode", "full")])
+        .send()
+        .await?;
+    assert_eq!(res.status(), StatusCode::FORBIDDEN);
     // Memberships of a group.
     let page = browser
         .get(env.url(&format!("/connections/{id}?of=group&target={}", "g0")))

@@ -135,6 +135,7 @@ pub fn hub_config(config: &Config, public_base_url: url::Url) -> HubConfig {
         sync_interval: Duration::from_secs(config.sync.interval_secs.max(60)),
         sync_jitter: config.sync.jitter,
         max_removal_share: config.sync.max_removal_share,
+        full_every: config.sync.full_every,
         setting_defaults: config
             .apps
             .iter()

@@ -12,6 +12,7 @@
 //! interval_secs = 3600
 //! jitter = 0.1
 //! max_removal_share = 0.5
+//! full_every = 12          # every 12th run is full; the others incremental
 //!
 //! [apps.github]                                    # a connector's OAuth client
 //! client_id = "Iv1.0123456789abcdef"
@@ -38,7 +39,7 @@
 //! ```
 //!
 //! Environment overrides: `TETHER_LISTEN`, `TETHER_PUBLIC_BASE_URL`,
-//! `TETHER_DATABASE_URL`, `TETHER_ADMIN_PASSWORD`, and per app
+//! `TETHER_DATABASE_URL`, `TETHER_ADMIN_PASSWORD`, `TETHER_SYNC_FULL_EVERY`, and per app
 //! `TETHER_APPS_<APP>_CLIENT_ID` / `TETHER_APPS_<APP>_CLIENT_SECRET` and
 //! `TETHER_APPS_<APP>_ALLOWED_HOSTS` (comma-separated; the app key
 //! upper-cased, `-` as `_`).
@@ -78,6 +79,10 @@ pub struct SyncConfig {
     pub jitter: f64,
     pub max_removal_share: f64,
     pub scheduler_tick_secs: u64,
+    /// Every how many runs of a connection a run is full (1: always); a
+    /// connection's `full_every` setting overrides it. See
+    /// `tether_sync::SyncOptions::full_every`.
+    pub full_every: u32,
 }
 
 impl Default for SyncConfig {
@@ -87,6 +92,7 @@ impl Default for SyncConfig {
             jitter: 0.1,
             max_removal_share: 0.5,
             scheduler_tick_secs: 30,
+            full_every: tether_sync::DEFAULT_FULL_EVERY,
         }
     }
 }
@@ -231,6 +237,16 @@ impl Config {
         if let Some(v) = env("TETHER_ADMIN_PASSWORD") {
             config.admin_password = Some(v);
         }
+        if let Some(v) = env("TETHER_SYNC_FULL_EVERY") {
+            config.sync.full_every = v.parse().with_context(|| {
+                format!(
+                    "TETHER_SYNC_FULL_EVERY must be a whole number of runs (1 or more), not `{v}`"
+                )
+            })?;
+        }
+        if config.sync.full_every == 0 {
+            bail!("[sync] full_every (TETHER_SYNC_FULL_EVERY) must be 1 or more: every how many runs of a connection a run is full (1: every run)");
+        }
         // Per-app client credentials from the environment, for the
         // connectors this build knows and the custom apps declared.
         let keys: Vec<String> = tether_core::registry::all()
@@ -332,6 +348,7 @@ mod tests {
             public_base_url = "https://tether.example.com"
             [sync]
             interval_secs = 600
+            full_every = 4
             [apps.chat]
             client_id = "Iv1.abc"
             client_secret = "s3cr3t"
@@ -348,6 +365,8 @@ mod tests {
         let c: Config = toml::from_str(text).unwrap();
         assert_eq!(c.sync.interval_secs, 600);
         assert_eq!(c.sync.max_removal_share, 0.5);
+        assert_eq!(c.sync.full_every, 4);
+        assert_eq!(Config::default().sync.full_every, 12);
         assert_eq!(
             c.apps["chat"].settings["api_base_url"],
             "https://ghe.example.com/api/v3"

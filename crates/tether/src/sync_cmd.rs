@@ -22,6 +22,10 @@ pub struct SyncArgs {
     /// removed (completes a held run).
     #[arg(long)]
     confirm_removals: bool,
+    /// A full sync: every stream listed from the start and everything not
+    /// seen marked removed, whatever the "full every N runs" setting says.
+    #[arg(long)]
+    full: bool,
     /// The largest share (0..1) of a kind a run may remove unconfirmed.
     #[arg(long, default_value_t = 0.5)]
     max_removal_share: f64,
@@ -57,6 +61,8 @@ pub async fn run(hub: &Hub, args: SyncArgs) -> Result<ExitCode> {
     let options = SyncOptions {
         max_removal_share: args.max_removal_share,
         confirm_removals: args.confirm_removals,
+        force_full: args.full,
+        full_every: hub.full_every_for(&connection),
         rate_limit_scale: args.rate_limit_scale.0,
         ..Default::default()
     };
@@ -89,8 +95,11 @@ pub async fn run(hub: &Hub, args: SyncArgs) -> Result<ExitCode> {
         let _ = tokio::signal::ctrl_c().await;
     };
     let actor = Actor::cli_user();
-    let rec =
+    let mut rec =
         AuditRecord::connection(&connection).detail("confirm_removals", args.confirm_removals);
+    if args.full {
+        rec = rec.detail("mode", "full");
+    }
     hub.audit(&actor, Action::SyncStarted, rec).await?;
     let result = tether_sync::sync(store, &connection, &*source, &options, &progress, cancel).await;
     bar.finish_and_clear();

@@ -14,7 +14,7 @@ mod render;
 mod rest;
 
 use std::collections::BTreeMap;
-use std::sync::atomic::AtomicU64;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, RwLock};
 
 use axum::http::StatusCode;
@@ -52,6 +52,10 @@ pub(crate) struct Shared {
     pub slots: Mutex<BTreeMap<String, u64>>,
     pub rate_limit: AtomicU64,
     pub stats: Stats,
+    /// Requests counted against the primary rate limit (a 304 to a
+    /// conditional request is not), and 304s answered.
+    pub rate_spent: AtomicU64,
+    pub not_modified: AtomicU64,
 }
 
 impl Shared {
@@ -94,6 +98,8 @@ impl GithubFake {
             slots: Mutex::new(BTreeMap::new()),
             rate_limit: AtomicU64::new(5000),
             stats: Stats::new(rest::ROUTES),
+            rate_spent: AtomicU64::new(0),
+            not_modified: AtomicU64::new(0),
         })))
     }
 
@@ -171,11 +177,15 @@ impl Fake for GithubFake {
             .filter_map(|r| v["by_route"][*r].as_u64())
             .sum();
         v["writes"] = writes.into();
+        v["rate_limit_spent"] = self.0.rate_spent.load(Ordering::Relaxed).into();
+        v["not_modified"] = self.0.not_modified.load(Ordering::Relaxed).into();
         v
     }
 
     fn reset_stats(&self) {
-        self.0.stats.reset()
+        self.0.stats.reset();
+        self.0.rate_spent.store(0, Ordering::Relaxed);
+        self.0.not_modified.store(0, Ordering::Relaxed);
     }
 
     fn lift_rate_limits(&self) {

@@ -206,11 +206,30 @@ async fn rest(
 ) -> Response {
     match prelude(sh, headers, uri, route).await {
         Ok(ctx) => {
-            let mut r = f(&ctx);
-            rate_headers(sh, &mut r, ctx.rate);
+            let r = f(&ctx);
+            let (r, not_modified) = conditional(r, headers).await;
+            let mut rate = ctx.rate;
+            if not_modified {
+                // A 304 to a conditional request with an Authorization
+                // header does not count against the primary rate limit
+                // (https://docs.github.com/en/rest/using-the-rest-api/best-practices-for-using-the-rest-api#use-conditional-requests-if-appropriate).
+                ctx.token.used.fetch_sub(1, Ordering::Relaxed);
+                rate[1] += 1;
+                rate[2] -= 1;
+                sh.not_modified.fetch_add(1, Ordering::Relaxed);
+            } else {
+                sh.rate_spent.fetch_add(1, Ordering::Relaxed);
+            }
+            let mut r = r;
+            rate_headers(sh, &mut r, rate);
             r
         }
-        Err(r) => r,
+        Err(r) => {
+            if r.status() != StatusCode::UNAUTHORIZED {
+                sh.rate_spent.fetch_add(1, Ordering::Relaxed);
+            }
+            r
+        }
     }
 }
 
@@ -1158,4 +1177,48 @@ pub(crate) fn render_fault(f: &Fault) -> Response {
         }
     }
     r
+}
+
+/// A strong `ETag` on every successful answer, from its body and `Link`
+/// (so it changes when the page's content changes); a request whose
+/// `If-None-Match` names it is answered 304 with no body
+/// (https://docs.github.com/en/rest/using-the-rest-api/best-practices-for-using-the-rest-api#use-conditional-requests-if-appropriate).
+/// Returns the answer and whether it is a 304.
+async fn conditional(r: Response, headers: &HeaderMap) -> (Response, bool) {
+    if r.status() != StatusCode::OK {
+        return (r, false);
+    }
+    let (mut parts, body) = r.into_parts();
+    let Ok(bytes) = axum::body::to_bytes(body, usize::MAX).await else {
+        return (
+            gh_error(
+                StatusCode::INTERNAL_SERVER_ERROR,
+                "fake: unreadable body",
+                DOC_REST,
+            ),
+            false,
+        );
+    };
+    let mut h = std::hash::DefaultHasher::new();
+    std::hash::Hash::hash(&bytes[..], &mut h);
+    if let Some(link) = parts.headers.get(header::LINK) {
+        std::hash::Hash::hash(link.as_bytes(), &mut h);
+    }
+    let tag = format!("\"{:016x}\"", std::hash::Hasher::finish(&h));
+    let matches = headers
+        .get(header::IF_NONE_MATCH)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|v| v.split(',').any(|t| t.trim() == tag || t.trim() == "*"));
+    let etag = HeaderValue::from_str(&tag).expect("hex is a header value");
+    if matches {
+        let mut r = Response::new(axum::body::Body::empty());
+        *r.status_mut() = StatusCode::NOT_MODIFIED;
+        r.headers_mut().insert(header::ETAG, etag);
+        return (r, true);
+    }
+    parts.headers.insert(header::ETAG, etag);
+    (
+        Response::from_parts(parts, axum::body::Body::from(bytes)),
+        false,
+    )
 }

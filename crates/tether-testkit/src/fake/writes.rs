@@ -43,9 +43,50 @@ pub(super) struct Overlay {
     /// Answers of writes by idempotency key.
     answered: HashMap<String, (u16, Value)>,
     log: Vec<Value>,
+    /// The users' change feed: every user a write created, changed or
+    /// deleted, oldest first (the sequence number is the index + 1).
+    feed: Vec<u32>,
+    /// Sync tokens of an older epoch are refused (410): the operator's
+    /// `POST /_sandbox/expire-sync-tokens`.
+    epoch: u64,
 }
 
 impl Overlay {
+    /// Records a change to `user` in the change feed.
+    fn touch(&mut self, user: u32) {
+        self.feed.push(user);
+    }
+
+    /// The sync token naming the feed as it is now: `{epoch}.{sequence}`.
+    pub(super) fn sync_token(&self) -> String {
+        format!("{}.{}", self.epoch, self.feed.len())
+    }
+
+    /// Every sync token issued so far stops working.
+    pub(super) fn expire_sync_tokens(&mut self) {
+        self.epoch += 1;
+    }
+
+    /// The users changed since `token`, each once, oldest change first;
+    /// `None` when the token is not one this feed accepts (malformed, or
+    /// of an older epoch).
+    pub(super) fn changed_since(&self, token: &str) -> Option<Vec<u32>> {
+        let (epoch, seq) = token.split_once('.')?;
+        let (epoch, seq): (u64, usize) = (epoch.parse().ok()?, seq.parse().ok()?);
+        if epoch != self.epoch || seq > self.feed.len() {
+            return None;
+        }
+        let mut seen = HashSet::new();
+        let mut out: Vec<u32> = Vec::new();
+        for u in self.feed[seq..].iter().rev() {
+            if seen.insert(*u) {
+                out.push(*u);
+            }
+        }
+        out.reverse();
+        Some(out)
+    }
+
     pub(super) fn is_empty(&self) -> bool {
         self.status.is_empty()
             && self.deleted.is_empty()
@@ -265,6 +306,7 @@ pub(super) async fn create_user(
         if !extra.is_empty() {
             ov.extra.insert(num, extra);
         }
+        ov.touch(num);
         Ok((201, user_json(&org, o, ov, num).expect("just created")))
     })
     .await
@@ -289,6 +331,7 @@ pub(super) async fn patch_user(
             _ => return Err(error(StatusCode::UNPROCESSABLE_ENTITY, "invalid_status")),
         };
         ov.status.insert(u, status);
+        ov.touch(u);
         Ok((200, user_json(&org, o, ov, u).expect("present")))
     })
     .await
@@ -306,6 +349,7 @@ pub(super) async fn delete_user(
             .filter(|u| user_json(&org, o, ov, *u).is_some())
             .ok_or_else(not_found)?;
         ov.deleted.insert(u);
+        ov.touch(u);
         Ok((204, Value::Null))
     })
     .await
@@ -429,6 +473,21 @@ pub(super) async fn list_writes(State(sh): St) -> Response {
         all.extend(o.writes.lock().unwrap().log.iter().cloned());
     }
     json_value(StatusCode::OK, &json!({ "writes": all }))
+}
+
+/// `POST /_sandbox/expire-sync-tokens {"org": "acme"}`: every sync token of
+/// the users' change feed issued so far is refused from now on (410
+/// `sync_token_expired`), as an app that keeps its feed for a limited time.
+pub(super) async fn expire_sync_tokens(State(sh): St, body: Bytes) -> Response {
+    let org = serde_json::from_slice::<Value>(&body)
+        .ok()
+        .and_then(|v| v["org"].as_str().map(str::to_owned));
+    let Some(o) = org.as_deref().and_then(|org| sh.org(org)) else {
+        return error(StatusCode::BAD_REQUEST, "org_required");
+    };
+    let mut ov = o.writes.lock().unwrap();
+    ov.expire_sync_tokens();
+    json_value(StatusCode::OK, &json!({ "sync_token": ov.sync_token() }))
 }
 
 /// `POST /_sandbox/write-delay {"ms": N}`.

@@ -1,0 +1,522 @@
+//! Incremental sync through the engine's public interface: an app with a
+//! change feed (users: a sync token, deletions, an expiring token) and
+//! validated pages (teams: an ETag per page, 304 when unchanged).
+
+use std::collections::BTreeMap;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Mutex;
+
+use async_trait::async_trait;
+use tether_core::{
+    Account, ConnectedIdentity, Cursor, Edge, Group, Kind, Page, PageRequest, Record, Removal,
+    Source, SourceError, StreamSpec, StreamState, SyncMode, TypeKey,
+};
+use tether_store::{
+    AccountQuery, ConnectionStatus, EdgeQuery, KeySource, MasterKey, NewConnection, Store,
+};
+use tether_sync::{sync, SyncOptions, SyncOutcome};
+
+#[derive(Default)]
+struct App {
+    /// Users by id, with their name.
+    users: BTreeMap<u32, String>,
+    /// The change feed: (sequence, user, name or None for a deletion).
+    feed: Vec<(u64, u32, Option<String>)>,
+    seq: u64,
+    /// Tokens older than this are refused (410).
+    oldest_token: u64,
+    /// Teams by id, with their members.
+    teams: BTreeMap<u32, Vec<u32>>,
+    /// Fail the first `users` page once.
+    fail_users: bool,
+}
+
+impl App {
+    fn put_user(&mut self, id: u32, name: &str) {
+        self.seq += 1;
+        self.users.insert(id, name.into());
+        self.feed.push((self.seq, id, Some(name.into())));
+    }
+    fn delete_user(&mut self, id: u32) {
+        self.seq += 1;
+        self.users.remove(&id);
+        self.feed.push((self.seq, id, None));
+    }
+}
+
+#[derive(Default)]
+struct Feed {
+    app: Mutex<App>,
+    requests: AtomicU64,
+    not_modified: AtomicU64,
+    full_listings: AtomicU64,
+}
+
+const PER_PAGE: usize = 2;
+
+fn account(id: u32, name: &str) -> Record {
+    Record::Account(Account {
+        external_id: format!("u{id}"),
+        display_name: Some(name.into()),
+        ..Default::default()
+    })
+}
+
+fn etag(items: &[(u32, Vec<u32>)]) -> String {
+    // A strong validator of the page's content.
+    let mut h: u64 = 1469598103934665603;
+    for b in format!("{items:?}").bytes() {
+        h = (h ^ u64::from(b)).wrapping_mul(1099511628211);
+    }
+    format!("\"{h:x}\"")
+}
+
+#[async_trait]
+impl Source for Feed {
+    fn streams(&self) -> Vec<StreamSpec> {
+        vec![
+            StreamSpec::new("users", &[Kind::Account]).incremental(),
+            StreamSpec::new("teams", &[Kind::Group, Kind::Membership]),
+        ]
+    }
+
+    async fn verify(&self) -> Result<ConnectedIdentity, SourceError> {
+        Ok(ConnectedIdentity {
+            external_id: "1".into(),
+            name: "acme".into(),
+            discovered_settings: Default::default(),
+        })
+    }
+
+    async fn list_page(&self, req: PageRequest<'_>) -> Result<Page, SourceError> {
+        self.requests.fetch_add(1, Ordering::Relaxed);
+        let mut app = self.app.lock().unwrap();
+        let page_no: usize = req.cursor.map(|c| c.0.parse().unwrap()).unwrap_or(0);
+        match req.stream {
+            "users" => {
+                if app.fail_users {
+                    app.fail_users = false;
+                    return Err(SourceError::transient("the feed is down"));
+                }
+                if let Some(state) = req.state {
+                    assert_eq!(req.mode, SyncMode::Incremental);
+                    let since: u64 = state.as_str().parse().unwrap();
+                    if since < app.oldest_token {
+                        return Err(SourceError::StateExpired {
+                            message: "sync token too old".into(),
+                        });
+                    }
+                    let mut page = Page {
+                        state: Some(StreamState::new(app.seq.to_string())),
+                        ..Page::default()
+                    };
+                    for (_, id, name) in app.feed.iter().filter(|(s, _, _)| *s > since) {
+                        match name {
+                            Some(n) => page.records.push(account(*id, n)),
+                            None => page
+                                .removed
+                                .push(Removal::record(Kind::Account, format!("u{id}"))),
+                        }
+                    }
+                    return Ok(page);
+                }
+                if page_no == 0 {
+                    self.full_listings.fetch_add(1, Ordering::Relaxed);
+                }
+                let all: Vec<_> = app.users.iter().collect();
+                let records = all
+                    .iter()
+                    .skip(page_no * PER_PAGE)
+                    .take(PER_PAGE)
+                    .map(|(id, n)| account(**id, n))
+                    .collect();
+                let last = (page_no + 1) * PER_PAGE >= all.len();
+                Ok(Page {
+                    records,
+                    next: (!last).then(|| Cursor::new((page_no + 1).to_string())),
+                    state: last.then(|| StreamState::new(app.seq.to_string())),
+                    ..Page::default()
+                })
+            }
+            "teams" => {
+                let all: Vec<(u32, Vec<u32>)> =
+                    app.teams.iter().map(|(k, v)| (*k, v.clone())).collect();
+                let items: Vec<_> = all
+                    .iter()
+                    .skip(page_no * PER_PAGE)
+                    .take(PER_PAGE)
+                    .cloned()
+                    .collect();
+                let next = ((page_no + 1) * PER_PAGE < all.len())
+                    .then(|| Cursor::new((page_no + 1).to_string()));
+                let tag = etag(&items);
+                if req.validator == Some(tag.as_str()) {
+                    self.not_modified.fetch_add(1, Ordering::Relaxed);
+                    return Ok(Page {
+                        not_modified: true,
+                        ..Page::default()
+                    });
+                }
+                let mut page = Page {
+                    next,
+                    validator: Some(tag),
+                    ..Page::default()
+                };
+                for (t, members) in items {
+                    page.records.push(Record::Group(Group {
+                        external_id: format!("t{t}"),
+                        name: format!("team {t}"),
+                        ..Default::default()
+                    }));
+                    for m in members {
+                        page.edges
+                            .push(Edge::membership(format!("u{m}"), format!("t{t}"), None));
+                    }
+                }
+                Ok(page)
+            }
+            other => panic!("no stream {other}"),
+        }
+    }
+
+    fn requests_made(&self) -> u64 {
+        self.requests.load(Ordering::Relaxed)
+    }
+}
+
+fn org(users: u32, teams: u32) -> Feed {
+    let feed = Feed::default();
+    {
+        let mut app = feed.app.lock().unwrap();
+        for u in 0..users {
+            app.put_user(u, &format!("user {u}"));
+        }
+        for t in 0..teams {
+            app.teams.insert(t, vec![t % users, (t + 1) % users]);
+        }
+    }
+    feed
+}
+
+async fn setup() -> (tempfile::TempDir, Store, tether_store::Connection) {
+    let dir = tempfile::tempdir().unwrap();
+    let url = format!("sqlite://{}", dir.path().join("t.db").display());
+    let store = Store::open(&url, MasterKey::generate(), &KeySource::Env)
+        .await
+        .unwrap();
+    let conn = store
+        .create_connection(NewConnection {
+            app: "feed",
+            display_name: "Feed - Eng",
+            settings: Default::default(),
+            auth_kind: tether_core::AuthKind::Token,
+            status: ConnectionStatus::Active,
+            secret: None,
+        })
+        .await
+        .unwrap();
+    (dir, store, conn)
+}
+
+fn opts(force_full: bool) -> SyncOptions {
+    SyncOptions {
+        max_removal_share: 1.0,
+        force_full,
+        ..SyncOptions::default()
+    }
+}
+
+async fn run(
+    store: &Store,
+    conn: &tether_store::Connection,
+    feed: &Feed,
+    force_full: bool,
+) -> tether_store::RunSummary {
+    match sync(
+        store,
+        conn,
+        feed,
+        &opts(force_full),
+        &|_| {},
+        std::future::pending(),
+    )
+    .await
+    .unwrap()
+    {
+        SyncOutcome::Completed(s) => s,
+        other => panic!("expected a completed run, got {other:?}"),
+    }
+}
+
+/// The present accounts (id, name) and memberships (account, team).
+async fn snapshot(
+    store: &Store,
+    conn: &tether_store::Connection,
+) -> (Vec<(String, Option<String>)>, Vec<(String, String)>) {
+    let accounts = store
+        .query_accounts(
+            conn.id,
+            &AccountQuery {
+                limit: 1000,
+                ..Default::default()
+            },
+        )
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|a| (a.external_id, a.display_name))
+        .collect();
+    let mut edges: Vec<(String, String)> = store
+        .query_edges(
+            conn.id,
+            &TypeKey::from(Kind::Membership),
+            &EdgeQuery {
+                limit: 1000,
+                ..Default::default()
+            },
+        )
+        .await
+        .unwrap()
+        .into_iter()
+        .filter(|e| e.removed_at.is_none())
+        .map(|e| (e.holder_external_id, e.target_external_id))
+        .collect();
+    edges.sort();
+    (accounts, edges)
+}
+
+fn ids(accounts: &[(String, Option<String>)]) -> Vec<&str> {
+    accounts.iter().map(|(id, _)| id.as_str()).collect()
+}
+
+#[tokio::test]
+async fn an_incremental_run_removes_only_what_the_app_said_and_a_full_run_reconciles() {
+    let (_dir, store, conn) = setup().await;
+    let feed = org(6, 3);
+    let first = run(&store, &conn, &feed, false).await;
+    assert_eq!(first.mode, "full", "the first run of a connection is full");
+    assert_eq!(first.kinds["account"].seen, 6);
+
+    {
+        let mut app = feed.app.lock().unwrap();
+        app.delete_user(1);
+        app.put_user(2, "renamed");
+        app.put_user(9, "new");
+        // Gone from the listing without the feed saying so.
+        app.users.remove(&4);
+    }
+    let second = run(&store, &conn, &feed, false).await;
+    assert_eq!(second.mode, "incremental");
+    assert_eq!(
+        feed.full_listings.load(Ordering::Relaxed),
+        1,
+        "the incremental run listed users from its state"
+    );
+    assert_eq!(
+        second.kinds["account"].seen, 2,
+        "only the changes were sent"
+    );
+    assert_eq!(second.kinds["account"].removed, 1);
+    let (accounts, _) = snapshot(&store, &conn).await;
+    assert_eq!(ids(&accounts), ["u0", "u2", "u3", "u4", "u5", "u9"]);
+    assert!(accounts.contains(&("u2".into(), Some("renamed".into()))));
+    // The membership of the deleted user went with it.
+    let (_, edges) = snapshot(&store, &conn).await;
+    assert!(!edges.iter().any(|(a, _)| a == "u1"), "{edges:?}");
+
+    let third = run(&store, &conn, &feed, true).await;
+    assert_eq!(third.mode, "full");
+    let (accounts, _) = snapshot(&store, &conn).await;
+    assert_eq!(
+        ids(&accounts),
+        ["u0", "u2", "u3", "u5", "u9"],
+        "a full run reconciles by absence"
+    );
+}
+
+#[tokio::test]
+async fn a_full_run_comes_every_n_runs() {
+    let (_dir, store, conn) = setup().await;
+    let feed = org(3, 1);
+    let every = SyncOptions {
+        full_every: 3,
+        ..opts(false)
+    };
+    let mut modes = Vec::new();
+    for _ in 0..7 {
+        let s = match sync(
+            &store,
+            &conn,
+            &feed,
+            &every,
+            &|_| {},
+            std::future::pending(),
+        )
+        .await
+        .unwrap()
+        {
+            SyncOutcome::Completed(s) => s,
+            other => panic!("{other:?}"),
+        };
+        modes.push(s.mode);
+    }
+    assert_eq!(
+        modes,
+        [
+            "full",
+            "incremental",
+            "incremental",
+            "full",
+            "incremental",
+            "incremental",
+            "full"
+        ]
+    );
+    let history: Vec<String> = store
+        .runs(conn.id, 10)
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|r| r.mode)
+        .collect();
+    assert_eq!(history.len(), 7);
+    assert_eq!(history[0], "full", "the run history keeps each run's mode");
+}
+
+#[tokio::test]
+async fn an_expired_state_falls_back_to_a_full_listing_reconciled_by_absence() {
+    let (_dir, store, conn) = setup().await;
+    let feed = org(5, 1);
+    run(&store, &conn, &feed, false).await;
+    {
+        let mut app = feed.app.lock().unwrap();
+        app.users.remove(&3); // not in the feed
+        app.put_user(7, "seven");
+        app.oldest_token = app.seq;
+    }
+    let s = run(&store, &conn, &feed, false).await;
+    assert_eq!(s.mode, "incremental");
+    assert_eq!(
+        feed.full_listings.load(Ordering::Relaxed),
+        2,
+        "users were listed again from the start"
+    );
+    let (accounts, _) = snapshot(&store, &conn).await;
+    assert_eq!(ids(&accounts), ["u0", "u1", "u2", "u4", "u7"]);
+    // The new state is stored: the next run is incremental from it.
+    feed.app.lock().unwrap().put_user(8, "eight");
+    let next = run(&store, &conn, &feed, false).await;
+    assert_eq!(next.kinds["account"].seen, 1);
+    assert_eq!(feed.full_listings.load(Ordering::Relaxed), 2);
+}
+
+#[tokio::test]
+async fn unchanged_pages_answer_not_modified_and_stay_present_in_a_full_run() {
+    let (_dir, store, conn) = setup().await;
+    let feed = org(6, 5);
+    run(&store, &conn, &feed, true).await;
+    let before = snapshot(&store, &conn).await;
+    // One team changes: only its page is sent again.
+    feed.app.lock().unwrap().teams.insert(4, vec![0]);
+    let s = run(&store, &conn, &feed, true).await;
+    assert_eq!(
+        feed.not_modified.load(Ordering::Relaxed),
+        2,
+        "the two unchanged pages of teams answered 304"
+    );
+    assert_eq!(s.kinds["group"].seen, 5, "a 304 page counts as seen");
+    assert_eq!(s.kinds["group"].removed, 0);
+    let after = snapshot(&store, &conn).await;
+    let mut expected = before.1.clone();
+    expected.retain(|(_, t)| t != "t4");
+    expected.push(("u0".into(), "t4".into()));
+    expected.sort();
+    assert_eq!(after.1, expected, "only the changed team's members changed");
+    // Nothing changed: every page of teams is a 304, nothing is removed.
+    let s = run(&store, &conn, &feed, true).await;
+    assert_eq!(feed.not_modified.load(Ordering::Relaxed), 5);
+    assert_eq!(s.kinds["membership"].removed, 0);
+    assert_eq!(snapshot(&store, &conn).await, after);
+}
+
+#[tokio::test]
+async fn the_store_after_incremental_runs_equals_the_store_after_a_full_sync() {
+    let (_d1, incr_store, incr_conn) = setup().await;
+    let (_d2, full_store, full_conn) = setup().await;
+    let feed = org(8, 4);
+    run(&incr_store, &incr_conn, &feed, false).await;
+    for round in 0..3u32 {
+        {
+            let mut app = feed.app.lock().unwrap();
+            app.delete_user(round);
+            app.put_user(20 + round, "added");
+            app.put_user(5, &format!("renamed {round}"));
+            app.teams.insert(round, vec![5, 20 + round]);
+        }
+        let s = run(&incr_store, &incr_conn, &feed, false).await;
+        assert_eq!(s.mode, "incremental");
+    }
+    run(&full_store, &full_conn, &feed, true).await;
+    assert_eq!(
+        snapshot(&incr_store, &incr_conn).await,
+        snapshot(&full_store, &full_conn).await
+    );
+}
+
+#[tokio::test]
+async fn a_failed_incremental_run_keeps_the_old_state_and_the_next_loses_nothing() {
+    let (_dir, store, conn) = setup().await;
+    let feed = org(4, 1);
+    run(&store, &conn, &feed, false).await;
+    {
+        let mut app = feed.app.lock().unwrap();
+        app.delete_user(0);
+        app.put_user(6, "six");
+        app.fail_users = true;
+    }
+    let failed = sync(
+        &store,
+        &conn,
+        &feed,
+        &opts(false),
+        &|_| {},
+        std::future::pending(),
+    )
+    .await;
+    assert!(failed.is_err());
+    let s = run(&store, &conn, &feed, false).await;
+    assert_eq!(s.mode, "incremental");
+    assert_eq!(s.kinds["account"].seen, 1, "listed from the old state");
+    let (accounts, _) = snapshot(&store, &conn).await;
+    assert_eq!(ids(&accounts), ["u1", "u2", "u3", "u6"]);
+}
+
+#[tokio::test]
+async fn an_interrupted_incremental_run_resumes_in_its_mode() {
+    let (_dir, store, conn) = setup().await;
+    let feed = org(4, 1);
+    run(&store, &conn, &feed, false).await;
+    feed.app.lock().unwrap().put_user(9, "nine");
+    // A dead process on this host started an incremental run.
+    let dead_owner = format!(
+        "{}:{}",
+        std::fs::read_to_string("/proc/sys/kernel/hostname")
+            .unwrap()
+            .trim(),
+        u32::MAX - 1
+    );
+    let started = store
+        .begin_run(conn.id, &["users", "teams"], &dead_owner, |_| None)
+        .await
+        .unwrap();
+    store
+        .set_run_mode(started.run_id, SyncMode::Incremental)
+        .await
+        .unwrap();
+    let s = run(&store, &conn, &feed, false).await;
+    assert_eq!(s.run_id, started.run_id, "the run is taken over");
+    assert_eq!(s.mode, "incremental");
+    assert_eq!(s.kinds["account"].seen, 1);
+    let (accounts, _) = snapshot(&store, &conn).await;
+    assert_eq!(ids(&accounts), ["u0", "u1", "u2", "u3", "u9"]);
+}
