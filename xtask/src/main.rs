@@ -160,7 +160,29 @@ impl SandboxProc {
     }
 }
 
+/// The organisations `bench sync` creates: users per group, the share of
+/// groups nested in another, and `--delta`'s share of users and memberships
+/// changed before an incremental sync.
+#[derive(Debug, Clone, Copy)]
+struct OrgShape {
+    users_per_group: u64,
+    nested_share: Option<f64>,
+    delta: Option<f64>,
+}
+
+static SHAPE: std::sync::OnceLock<OrgShape> = std::sync::OnceLock::new();
+
+fn shape() -> OrgShape {
+    *SHAPE.get().unwrap_or(&OrgShape {
+        users_per_group: 200,
+        nested_share: None,
+        delta: None,
+    })
+}
+
 struct Measured {
+    /// Records and edges the run created, updated or removed.
+    changes: u64,
     records: u64,
     elapsed: Duration,
     requests: u64,
@@ -250,14 +272,15 @@ fn sync_runs(
     runs: usize,
 ) -> Result<Vec<Measured>> {
     let login = format!("bench-{label}");
-    let groups = (members / 200).max(1);
+    let shape = shape();
+    let groups = (members / shape.users_per_group.max(1)).max(1);
     let t = Instant::now();
     // The generic directory spec: every fake maps it to its own objects.
-    let created = sandbox.control(
-        slug,
-        "directory",
-        json!({"org": login, "users": members, "groups": groups, "memberships_per_user": 5}),
-    )?;
+    let mut spec = json!({"org": login, "users": members, "groups": groups, "memberships_per_user": 5});
+    if let Some(n) = shape.nested_share {
+        spec["nested_share"] = n.into();
+    }
+    let created = sandbox.control(slug, "directory", spec)?;
     eprintln!(
         "  {slug} org {login}: {} ({:.1}s to create)",
         created["counts"],
@@ -327,16 +350,27 @@ fn sync_runs(
     }
     let scale = rate_scale.map_or_else(|| "off".to_owned(), |s| s.to_string());
     let mut measured = Vec::new();
-    for _ in 0..runs {
+    for i in 0..runs {
+        // `--delta`: between the first (full) sync and the second
+        // (incremental) one, the fake changes a share of the organisation;
+        // a third sync is forced full and must find nothing to change.
+        let mut args = vec!["sync", "bench", "--json", "--rate-limit-scale", &scale];
+        if let Some(share) = shape.delta {
+            if i == 1 {
+                let changed = sandbox.control(
+                    slug,
+                    "change",
+                    json!({"org": login, "users": share, "memberships": share}),
+                )?;
+                eprintln!("  changed: {changed}");
+            }
+            if i == 2 {
+                args.push("--full");
+            }
+        }
         let sandbox_before = process_cpu(sandbox.child.id())?;
         let spent_before = rate_limit_spent(sandbox, slug);
-        let (exit, out, peak, hub_cpu) = run_measured(tether(&[
-            "sync",
-            "bench",
-            "--json",
-            "--rate-limit-scale",
-            &scale,
-        ]))?;
+        let (exit, out, peak, hub_cpu) = run_measured(tether(&args))?;
         let sandbox_cpu = process_cpu(sandbox.child.id())? - sandbox_before;
         if !exit.success() {
             bail!("tether sync failed ({exit}): {out}");
@@ -347,7 +381,19 @@ fn sync_runs(
         };
         let summary: Value =
             serde_json::from_str(out.lines().last().unwrap_or("")).context("sync summary")?;
+        let changes = summary["kinds"]
+            .as_object()
+            .into_iter()
+            .flat_map(|k| k.values())
+            .map(|c| {
+                ["created", "updated", "removed"]
+                    .iter()
+                    .map(|f| c[*f].as_u64().unwrap_or(0))
+                    .sum::<u64>()
+            })
+            .sum();
         measured.push(Measured {
+            changes,
             records: summary["records_and_edges"].as_u64().unwrap_or(0),
             elapsed: Duration::from_millis(summary["elapsed_ms"].as_u64().unwrap_or(0)),
             requests: summary["requests"].as_u64().unwrap_or(0),
@@ -367,6 +413,9 @@ fn bench_sync(args: &[&str]) -> Result<()> {
     let mut apps: Option<Vec<String>> = None;
     let mut concurrency = 8.0f64;
     let mut resync = false;
+    let mut users_per_group = 200u64;
+    let mut nested_share: Option<f64> = None;
+    let mut delta = None;
     let mut it = args.iter();
     while let Some(a) = it.next() {
         match *a {
@@ -386,6 +435,15 @@ fn bench_sync(args: &[&str]) -> Result<()> {
             }
             "--no-latency" => latency_ms = 0,
             "--resync" => resync = true,
+            "--users-per-group" => {
+                users_per_group = it.next().context("--users-per-group needs a value")?.parse()?
+            }
+            "--nested" => nested_share = Some(it.next().context("--nested needs a share")?.parse()?),
+            "--delta" => {
+                let v = it.next().context("--delta needs a share, e.g. 1%")?;
+                let pct: f64 = v.trim_end_matches('%').parse()?;
+                delta = Some(pct / 100.0);
+            }
             "--app" => {
                 apps = Some(
                     it.next()
@@ -401,6 +459,11 @@ fn bench_sync(args: &[&str]) -> Result<()> {
             other => bail!("unknown argument {other}"),
         }
     }
+    let _ = SHAPE.set(OrgShape {
+        users_per_group,
+        nested_share,
+        delta,
+    });
     let root = workspace_root();
     eprintln!("building tether (release)...");
     let status = Command::new(env!("CARGO"))
@@ -538,7 +601,13 @@ fn bench_app(
     let mut peak_1m = None;
     let mut rates = Vec::new();
     for &n in sizes {
-        let runs = if resync { 2 } else { 1 };
+        let runs = if shape().delta.is_some() {
+            3
+        } else if resync {
+            2
+        } else {
+            1
+        };
         let mut measured = sync_runs(
             bin,
             sandbox,
@@ -562,7 +631,9 @@ fn bench_app(
             m.hub_cpu,
             m.sandbox_cpu
         );
-        if let Some(again) = measured.first() {
+        if shape().delta.is_some() {
+            print_delta(n, &m, &measured[0], &measured[1]);
+        } else if let Some(again) = measured.first() {
             print_resync(n, &m, again);
         }
         rates.push((n, m.elapsed.as_secs_f64() / m.records.max(1) as f64));
@@ -646,6 +717,24 @@ fn print_resync(n: u64, first: &Measured, again: &Measured) {
         again.elapsed.as_secs_f64(),
         share(again.elapsed.as_secs_f64(), first.elapsed.as_secs_f64()),
         first.elapsed.as_secs_f64(),
+    );
+}
+
+/// `--delta`: the incremental sync after a share of the organisation
+/// changed, against the first (full) sync, and what a full sync after it
+/// still found to change (nothing when the incremental sync was exact).
+fn print_delta(n: u64, first: &Measured, delta: &Measured, full: &Measured) {
+    println!(
+        "  delta at {}: {} requests ({:.2}% of {}), {:.2}s ({:.2}% of {:.2}s), {} changes; a full sync after it changed {} records and edges",
+        human(n),
+        delta.requests,
+        100.0 * delta.requests as f64 / first.requests.max(1) as f64,
+        first.requests,
+        delta.elapsed.as_secs_f64(),
+        100.0 * delta.elapsed.as_secs_f64() / first.elapsed.as_secs_f64().max(1e-3),
+        first.elapsed.as_secs_f64(),
+        delta.changes,
+        full.changes,
     );
 }
 

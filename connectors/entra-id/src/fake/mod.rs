@@ -13,7 +13,7 @@
 //! POST /{tenant}/oauth2/v2.0/token              client credentials, authorization code, refresh
 //! POST /_entra/apps {"org"}                     registers a client-credentials app in a tenant
 //! POST /_entra/tokens {"org","permissions"}     issues an app token with only these permissions
-//! POST /_entra/change {"org","users","memberships","delete_users","delete_groups"}
+//! POST /_entra/change (also /_sandbox/change) {"org","users","memberships","delete_users","delete_groups"}
 //! POST /_entra/delta/expire {"org"}             every delta link given so far answers 410
 //! POST /_entra/premium {"org","premium"}        whether signInActivity is licensed
 //! POST /_entra/aadsts {"code","count"}          the next token answers fail with this AADSTS code

@@ -56,6 +56,8 @@ pub(crate) fn routes() -> Router<Arc<Shared>> {
         .route("/_entra/apps", post(apps))
         .route("/_entra/tokens", post(tokens))
         .route("/_entra/change", post(change))
+        // The name `cargo xtask bench sync --delta` asks every fake by.
+        .route("/_sandbox/change", post(change))
         .route("/_entra/delta/expire", post(expire_delta))
         .route("/_entra/premium", post(premium))
         .route("/_entra/aadsts", post(aadsts))
