@@ -276,7 +276,8 @@ fn sync_runs(
     let groups = (members / shape.users_per_group.max(1)).max(1);
     let t = Instant::now();
     // The generic directory spec: every fake maps it to its own objects.
-    let mut spec = json!({"org": login, "users": members, "groups": groups, "memberships_per_user": 5});
+    let mut spec =
+        json!({"org": login, "users": members, "groups": groups, "memberships_per_user": 5});
     if let Some(n) = shape.nested_share {
         spec["nested_share"] = n.into();
     }
@@ -436,9 +437,14 @@ fn bench_sync(args: &[&str]) -> Result<()> {
             "--no-latency" => latency_ms = 0,
             "--resync" => resync = true,
             "--users-per-group" => {
-                users_per_group = it.next().context("--users-per-group needs a value")?.parse()?
+                users_per_group = it
+                    .next()
+                    .context("--users-per-group needs a value")?
+                    .parse()?
             }
-            "--nested" => nested_share = Some(it.next().context("--nested needs a share")?.parse()?),
+            "--nested" => {
+                nested_share = Some(it.next().context("--nested needs a share")?.parse()?)
+            }
             "--delta" => {
                 let v = it.next().context("--delta needs a share, e.g. 1%")?;
                 let pct: f64 = v.trim_end_matches('%').parse()?;
