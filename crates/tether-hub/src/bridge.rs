@@ -198,7 +198,7 @@ impl Hub {
                         counts: summary.kinds.clone(),
                     })
                     .await;
-                self.correlate_quietly().await;
+                self.correlate_soon();
                 Ok(BridgeCompletion::Completed(summary))
             }
             Ok(Completion::Held { reason }) => {

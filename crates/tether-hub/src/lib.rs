@@ -327,6 +327,8 @@ struct Inner {
     http: reqwest::Client,
     events: Arc<dyn EventSink>,
     syncs: Mutex<HashMap<i64, SyncState>>,
+    /// A correlation of people is scheduled (see `Hub::correlate_soon`).
+    correlation_due: std::sync::atomic::AtomicBool,
 }
 
 /// The hub. Cheap to clone.
@@ -402,6 +404,7 @@ impl Hub {
                 http,
                 events,
                 syncs: Mutex::new(HashMap::new()),
+                correlation_due: Default::default(),
             }),
         }
     }

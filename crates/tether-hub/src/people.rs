@@ -18,6 +18,9 @@ use tether_store::{
 use crate::events::{ConnectionRef, Event, FindingRef};
 use crate::{Action, Actor, AuditRecord, Hub, HubError, Result};
 
+/// How long [`Hub::correlate_soon`] waits for more completions to join.
+const CORRELATE_DELAY: std::time::Duration = std::time::Duration::from_secs(2);
+
 /// One account of a person with what it holds.
 #[derive(Debug, Clone, Serialize)]
 pub struct PersonAccount {
@@ -107,9 +110,33 @@ impl Hub {
     /// sync itself succeeded; the next one or `tether people correlate`
     /// tries again).
     pub async fn correlate_quietly(&self) {
-        if let Err(e) = self.correlate().await {
-            tracing::error!(error = %e, "correlating people after a sync failed; `tether people correlate` retries it");
+        let started = std::time::Instant::now();
+        match self.correlate().await {
+            Ok(_) => tracing::debug!(
+                elapsed_ms = started.elapsed().as_millis() as u64,
+                "people correlated after a sync"
+            ),
+            Err(e) => {
+                tracing::error!(error = %e, "correlating people after a sync failed; `tether people correlate` retries it")
+            }
         }
+    }
+
+    /// Correlates people a moment from now, once for every request made
+    /// meanwhile: Bridge connectors complete sessions in bursts (one per
+    /// cloned app), and each would otherwise correlate every account again
+    /// while the next completion is still running.
+    pub fn correlate_soon(&self) {
+        use std::sync::atomic::Ordering;
+        if self.inner.correlation_due.swap(true, Ordering::AcqRel) {
+            return;
+        }
+        let hub = self.clone();
+        tokio::spawn(async move {
+            tokio::time::sleep(CORRELATE_DELAY).await;
+            hub.inner.correlation_due.store(false, Ordering::Release);
+            hub.correlate_quietly().await;
+        });
     }
 
     pub async fn people_settings(&self) -> Result<PeopleSettings> {

@@ -781,6 +781,8 @@ const MERGE_AT: usize = 64;
 const MERGE_IDLE: std::time::Duration = std::time::Duration::from_millis(10);
 /// Staged pages read at a time while merging.
 const MERGE_CHUNK: i64 = 16;
+/// Pages merged as one write at most (their edges are held in memory).
+const MERGE_GROUP: usize = 16;
 
 /// The group writer. Takes every page waiting, writes their records in one
 /// transaction (a savepoint each), stages their memberships, commits, then
@@ -1002,7 +1004,7 @@ async fn merge_staged(c: &mut SqliteConnection) -> Result<()> {
     let mut last = 0i64;
     // Runs of consecutive pages of one session, split where a page pushes
     // a record again (its earlier memberships must go first) and after
-    // MERGE_AT pages (a bound on what is held in memory).
+    // MERGE_GROUP pages (a bound on what is held in memory).
     let mut group: Option<(i64, i64)> = None;
     let mut pages = 0usize;
     let mut edges: Vec<Edge> = Vec::new();
@@ -1029,7 +1031,7 @@ async fn merge_staged(c: &mut SqliteConnection) -> Result<()> {
             };
             if group != Some((connection_id, run_id))
                 || body.repushed.is_some()
-                || pages >= MERGE_AT
+                || pages >= MERGE_GROUP
             {
                 if let Some((conn_id, run)) = group.take() {
                     merge_group(
