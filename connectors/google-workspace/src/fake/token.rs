@@ -125,6 +125,8 @@ pub(crate) fn routes() -> Router<Arc<Shared>> {
             post(delete_service_account),
         )
         .route("/_sandbox/google/quota", post(set_quota))
+        // `cargo xtask bench sync` lifts every fake's own quota this way.
+        .route("/_sandbox/config", post(config))
 }
 
 /// A token answer: `refresh_token` only when `with_refresh` and issued.
@@ -598,6 +600,20 @@ async fn delete_service_account(State(sh): St, Json(b): Json<EmailBody>) -> Resp
 #[derive(Deserialize)]
 struct QuotaBody {
     per_minute: u64,
+}
+
+#[derive(Deserialize)]
+struct ConfigBody {
+    /// Requests per minute per user; `null` restores Google's default.
+    rate_limit: Option<u64>,
+}
+
+/// `POST /_sandbox/config {"rate_limit": n | null}`: the per-user quota.
+async fn config(State(sh): St, Json(b): Json<ConfigBody>) -> Response {
+    let per_minute = b.rate_limit.unwrap_or(super::DEFAULT_QUOTA_PER_MINUTE);
+    sh.quota_per_minute.store(per_minute, Ordering::Relaxed);
+    sh.quota_lifted.store(false, Ordering::Relaxed);
+    Json(json!({"rate_limit": per_minute})).into_response()
 }
 
 async fn set_quota(State(sh): St, Json(b): Json<QuotaBody>) -> Response {
