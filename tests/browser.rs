@@ -171,13 +171,13 @@ async fn connect_two_accounts_expire_one_and_reconnect_it() {
             .send_keys(name)
             .await
             .unwrap();
-        c.find(Locator::Id("github-oauth-org"))
-            .await
-            .unwrap()
-            .send_keys(org)
-            .await
-            .unwrap();
-        c.find(Locator::Css("form.connect-form button.primary"))
+        let org_field = c.find(Locator::Id("github-oauth-org")).await.unwrap();
+        org_field.send_keys(org).await.unwrap();
+        // GitHub's own connect form (other apps' forms are on the page too).
+        org_field
+            .find(Locator::XPath(
+                "ancestor::form[contains(@class, 'connect-form')]//button[contains(@class, 'primary')]",
+            ))
             .await
             .unwrap()
             .click()
