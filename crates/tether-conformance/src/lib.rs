@@ -902,9 +902,13 @@ impl Harness {
         for (what, f) in faults {
             let source = self.source(&org)?;
             kit.faults.arm(f);
-            let (r, _) = self
-                .sync(&db, source.as_ref(), &SyncOptions::default())
-                .await;
+            // A full listing, as long as the first: an incremental run of an
+            // unchanged organisation makes too few requests to reach `mid`.
+            let full = SyncOptions {
+                force_full: true,
+                ..SyncOptions::default()
+            };
+            let (r, _) = self.sync(&db, source.as_ref(), &full).await;
             kit.faults.clear();
             let run_id = match r {
                 Ok(o) => {
