@@ -181,8 +181,10 @@ fn shape() -> OrgShape {
 }
 
 struct Measured {
-    /// Records and edges the run created, updated or removed.
+    /// Records and edges the run created, updated or removed, and by kind
+    /// (`kind created/updated/removed`, the kinds with any).
     changes: u64,
+    changes_by_kind: String,
     records: u64,
     elapsed: Duration,
     requests: u64,
@@ -393,8 +395,19 @@ fn sync_runs(
                     .sum::<u64>()
             })
             .sum();
+        let changes_by_kind: Vec<String> = summary["kinds"]
+            .as_object()
+            .into_iter()
+            .flatten()
+            .filter_map(|(k, c)| {
+                let n = |f: &str| c[f].as_u64().unwrap_or(0);
+                (n("created") + n("updated") + n("removed") > 0)
+                    .then(|| format!("{k} {}/{}/{}", n("created"), n("updated"), n("removed")))
+            })
+            .collect();
         measured.push(Measured {
             changes,
+            changes_by_kind: changes_by_kind.join(", "),
             records: summary["records_and_edges"].as_u64().unwrap_or(0),
             elapsed: Duration::from_millis(summary["elapsed_ms"].as_u64().unwrap_or(0)),
             requests: summary["requests"].as_u64().unwrap_or(0),
@@ -731,7 +744,7 @@ fn print_resync(n: u64, first: &Measured, again: &Measured) {
 /// still found to change (nothing when the incremental sync was exact).
 fn print_delta(n: u64, first: &Measured, delta: &Measured, full: &Measured) {
     println!(
-        "  delta at {}: {} requests ({:.2}% of {}), {:.2}s ({:.2}% of {:.2}s), {} changes; a full sync after it changed {} records and edges",
+        "  delta at {}: {} requests ({:.2}% of {}), {:.2}s ({:.2}% of {:.2}s), {} changes ({}); a full sync after it changed {} records and edges ({})",
         human(n),
         delta.requests,
         100.0 * delta.requests as f64 / first.requests.max(1) as f64,
@@ -740,7 +753,9 @@ fn print_delta(n: u64, first: &Measured, delta: &Measured, full: &Measured) {
         100.0 * delta.elapsed.as_secs_f64() / first.elapsed.as_secs_f64().max(1e-3),
         first.elapsed.as_secs_f64(),
         delta.changes,
+        delta.changes_by_kind,
         full.changes,
+        full.changes_by_kind,
     );
 }
 
