@@ -14,11 +14,11 @@
 //! **Staged memberships.** A page's records are written when it is pushed
 //! (its answer counts them), but its memberships are staged
 //! (`bridge_staged_edges`, in the same transaction) and merged into `edges`
-//! by the same writer when 64 pages are waiting, when pushes pause for
+//! by the same writer (8 pages per write) when 64 pages are waiting, when pushes pause for
 //! 10 ms, or when asked ([`Store::flush_bridge`]). A page of 100 accounts
 //! with 10 memberships each touches about a thousand edge-index pages, the
 //! same thousand as the page before it: written page by page, each commit
-//! rewrote all of them; merged 64 pages at a time, in key order, each is
+//! rewrote all of them; merged many pages at a time, in key order, each is
 //! written once per merge. Staged rows survive a crash (`Store::open` merges
 //! them). Every transition that ends a session's pushes (complete, abandon,
 //! a newer session superseding it) first waits for pushes in flight and
@@ -782,7 +782,7 @@ const MERGE_IDLE: std::time::Duration = std::time::Duration::from_millis(10);
 /// Staged pages read at a time while merging.
 const MERGE_CHUNK: i64 = 16;
 /// Pages merged as one write at most (their edges are held in memory).
-const MERGE_GROUP: usize = 16;
+const MERGE_GROUP: usize = 8;
 
 /// The group writer. Takes every page waiting, writes their records in one
 /// transaction (a savepoint each), stages their memberships, commits, then
