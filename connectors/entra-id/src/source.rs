@@ -473,6 +473,21 @@ impl EntraIdSource {
     }
 
     /// A link Graph returned, checked to stay on the API.
+    /// Where a page is read from: the `@odata.nextLink` its cursor holds, or
+    /// the stream's first URL; checked to stay under the API base.
+    fn page_link(
+        &self,
+        req: &PageRequest<'_>,
+        first: impl FnOnce() -> String,
+    ) -> Result<String, SourceError> {
+        let url = match req.cursor {
+            Some(c) => Pos::parse(c)?.link.unwrap_or_default(),
+            None => first(),
+        };
+        self.checked_link(&url)?;
+        Ok(url)
+    }
+
     fn checked_link<'a>(&self, link: &'a str) -> Result<&'a str, SourceError> {
         if link.starts_with(&format!("{}/", self.api)) {
             Ok(link)
@@ -669,19 +684,14 @@ impl EntraIdSource {
     }
 
     async fn service_principals(&self, req: &PageRequest<'_>) -> Result<Page, SourceError> {
-        let url = match req.cursor {
-            Some(c) => Pos::parse(c)?.link.unwrap_or_default(),
-            None => format!(
+        let url = self.page_link(req, || {
+            format!(
                 "{}/servicePrincipals?$select={SERVICE_PRINCIPAL_SELECT}&$top={PAGE_SIZE}",
                 self.api
-            ),
-        };
-        let body: Collection<ServicePrincipal> = self
-            .get_json(
-                self.checked_link(&url)?,
-                "service principals",
-                "Application.Read.All",
             )
+        })?;
+        let body: Collection<ServicePrincipal> = self
+            .get_json(&url, "service principals", "Application.Read.All")
             .await?;
         let mut page = Page::default();
         for sp in &body.value {
@@ -773,17 +783,14 @@ impl EntraIdSource {
         let group = check_id(req.scope.ok_or_else(|| {
             SourceError::bad_data("group_members was listed without a group", b"")
         })?)?;
-        let url = match req.cursor {
-            Some(c) => Pos::parse(c)?.link.unwrap_or_default(),
-            None => format!(
+        let url = self.page_link(req, || {
+            format!(
                 "{}/groups/{group}/members?$select=id&$top={PAGE_SIZE}",
                 self.api
-            ),
-        };
+            )
+        })?;
         let what = format!("the members of group {group}");
-        let resp = self
-            .get(self.checked_link(&url)?, &what, "GroupMember.Read.All")
-            .await;
+        let resp = self.get(&url, &what, "GroupMember.Read.All").await;
         let body: Collection<DirectoryObject> = match resp {
             Ok(r) => decode(&r, &what)?,
             // The group was deleted after the groups listing named it: it
@@ -808,16 +815,15 @@ impl EntraIdSource {
     }
 
     async fn role_definitions(&self, req: &PageRequest<'_>) -> Result<Page, SourceError> {
-        let url = match req.cursor {
-            Some(c) => Pos::parse(c)?.link.unwrap_or_default(),
-            None => format!(
+        let url = self.page_link(req, || {
+            format!(
                 "{}/roleManagement/directory/roleDefinitions?$select={ROLE_DEFINITION_SELECT}",
                 self.api
-            ),
-        };
+            )
+        })?;
         let body: Collection<RoleDefinition> = self
             .get_json(
-                self.checked_link(&url)?,
+                &url,
                 "directory role definitions",
                 "RoleManagement.Read.Directory",
             )
@@ -846,16 +852,13 @@ impl EntraIdSource {
     }
 
     async fn role_assignments(&self, req: &PageRequest<'_>) -> Result<Page, SourceError> {
-        let url = match req.cursor {
-            Some(c) => Pos::parse(c)?.link.unwrap_or_default(),
-            None => format!(
+        let url = self.page_link(req, || format!(
                 "{}/roleManagement/directory/roleAssignments?$select={ROLE_ASSIGNMENT_SELECT}&$expand=principal($select=id)",
                 self.api
-            ),
-        };
+            ))?;
         let body: Collection<RoleAssignment> = self
             .get_json(
-                self.checked_link(&url)?,
+                &url,
                 "directory role assignments",
                 "RoleManagement.Read.Directory",
             )
@@ -889,16 +892,9 @@ impl EntraIdSource {
     }
 
     async fn subscribed_skus(&self, req: &PageRequest<'_>) -> Result<Page, SourceError> {
-        let url = match req.cursor {
-            Some(c) => Pos::parse(c)?.link.unwrap_or_default(),
-            None => format!("{}/subscribedSkus", self.api),
-        };
+        let url = self.page_link(req, || format!("{}/subscribedSkus", self.api))?;
         let body: Collection<SubscribedSku> = self
-            .get_json(
-                self.checked_link(&url)?,
-                "subscribed SKUs",
-                "Organization.Read.All",
-            )
+            .get_json(&url, "subscribed SKUs", "Organization.Read.All")
             .await?;
         let mut page = Page::default();
         for s in &body.value {
