@@ -2,103 +2,22 @@
 //! actions and the create-account form (with CSRF), the generated password
 //! shown once, cancelling, and the tasks with their history.
 
-use std::sync::Arc;
+mod common;
 
 use anyhow::{Context, Result};
-use reqwest::Client;
-use serde_json::{json, Value};
-use tether_hub::{AppEntry, Hub, HubConfig, LogSink, RunnerOptions};
-use tether_sandbox::{Sandbox, SandboxConfig};
-use tether_store::{
-    AccountQuery, ConnectionStatus, KeySource, MasterKey, NewConnection, Secret, Store, TaskStatus,
-};
-use tether_web::{WebSettings, WebState};
-
-const PASSWORD: &str = "correct horse battery";
-
-fn between(s: &str, start: &str, end: &str) -> Option<String> {
-    let i = s.find(start)? + start.len();
-    let j = s[i..].find(end)? + i;
-    Some(s[i..j].to_owned())
-}
-
-fn field(html: &str, name: &str) -> Option<String> {
-    between(html, &format!("name=\"{name}\" value=\""), "\"")
-}
+use common::{between, field};
+use serde_json::json;
+use tether_hub::RunnerOptions;
+use tether_store::{AccountQuery, TaskStatus};
 
 #[tokio::test]
 async fn provisioning_from_the_connection_page() -> Result<()> {
-    tether_testkit::ensure_linked();
-    let dir = tempfile::tempdir()?;
-    let store = Store::open(
-        &format!("sqlite://{}", dir.path().join("tether.db").display()),
-        MasterKey::generate(),
-        &KeySource::Env,
-    )
-    .await?;
-    let sandbox = Sandbox::start(SandboxConfig::default()).await?;
-    let sandbox_host = sandbox.base_url().trim_start_matches("http://").to_owned();
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
-    let base = format!("http://{}", listener.local_addr()?);
-    let hub = Hub::new(
-        store.clone(),
-        HubConfig {
-            public_base_url: base.parse()?,
-            allowed_hosts: [("testapp".to_owned(), vec![sandbox_host])].into(),
-            ..Default::default()
-        },
-        vec![AppEntry {
-            key: "testapp".into(),
-            display_name: "Test App".into(),
-            description: String::new(),
-            descriptor: tether_core::registry::find("testapp"),
-            oauth: None,
-        }],
-        tether_oauth::TokenManager::new(store.clone(), Client::new(), Default::default()),
-        Arc::new(LogSink),
-    );
-    let router = tether_web::router(WebState {
-        hub: hub.clone(),
-        settings: WebSettings {
-            admin_password: Some(PASSWORD.to_owned().into()),
-            secure_cookies: false,
-        },
-    });
-    tokio::spawn(async move { axum::serve(listener, router).await.unwrap() });
-
-    let made: Value = Client::new()
-        .post(format!(
-            "{}/_sandbox/directory",
-            sandbox.fake_url("testapp")
-        ))
-        .json(&json!({"org": "acme", "users": 12, "groups": 2}))
-        .send()
-        .await?
-        .json()
+    let web = common::start().await?;
+    let (store, hub, base) = (&web.store, &web.hub, &web.base);
+    let id = web
+        .synced_connection("acme", "Test App - Eng", json!({"users": 12, "groups": 2}))
         .await?;
-    let mut settings = serde_json::Map::new();
-    settings.insert("org".into(), "acme".into());
-    settings.insert("api_base_url".into(), sandbox.fake_url("testapp").into());
-    let c = store
-        .create_connection(NewConnection {
-            app: "testapp",
-            display_name: "Test App - Eng",
-            settings,
-            auth_kind: tether_core::AuthKind::Token,
-            status: ConnectionStatus::Active,
-            secret: Some(Secret::Token {
-                access_token: made["credential"]["access_token"]
-                    .as_str()
-                    .context("a token")?
-                    .to_owned()
-                    .into(),
-                refresh_token: None,
-                expires_at: None,
-                scope: None,
-            }),
-        })
-        .await?;
-    hub.run_sync(c.id, &tether_hub::Actor::System).await?;
+    let c = store.connection(id).await?;
     let user = store
         .query_accounts(
             c.id,
@@ -112,25 +31,7 @@ async fn provisioning_from_the_connection_page() -> Result<()> {
         .external_id
         .clone();
 
-    let browser = Client::builder().cookie_store(true).build()?;
-    let login = browser
-        .get(format!("{base}/login"))
-        .send()
-        .await?
-        .text()
-        .await?;
-    browser
-        .post(format!("{base}/login"))
-        .form(&[
-            (
-                "login_csrf",
-                field(&login, "login_csrf").context("login csrf")?.as_str(),
-            ),
-            ("password", PASSWORD),
-            ("next", "/"),
-        ])
-        .send()
-        .await?;
+    let browser = web.signed_in().await?;
     let page_url = format!("{base}/connections/{}/tasks", c.id);
     let connection_page = browser
         .get(format!("{base}/connections/{}", c.id))
