@@ -370,29 +370,17 @@ impl Store {
                 "connection {connection_id} has no account `{external_id}`"
             )));
         }
-        let mut tx = self.write_tx().await?;
-        sqlx::query(
+        // An account is linked to one person at most: its other links go.
+        self.put_override(
             "DELETE FROM person_overrides WHERE connection_id = ? AND account_external_id = ?
                AND (action = 'link' OR person_id = ?)",
+            person_id,
+            connection_id,
+            external_id,
+            "link",
+            actor,
         )
-        .bind(connection_id)
-        .bind(external_id)
-        .bind(person_id)
-        .execute(&mut *tx)
-        .await?;
-        sqlx::query(
-            "INSERT INTO person_overrides (connection_id, account_external_id, person_id, action, actor, at)
-             VALUES (?, ?, ?, 'link', ?, ?)",
-        )
-        .bind(connection_id)
-        .bind(external_id)
-        .bind(person_id)
-        .bind(actor)
-        .bind(now_ms())
-        .execute(&mut *tx)
-        .await?;
-        tx.commit().await?;
-        Ok(())
+        .await
     }
 
     /// Keeps an account out of a person from now on (and drops a link of it
@@ -418,22 +406,44 @@ impl Store {
                 "person {person_id} has no account `{external_id}` of connection {connection_id}"
             )));
         }
-        let mut tx = self.write_tx().await?;
-        sqlx::query(
+        self.put_override(
             "DELETE FROM person_overrides WHERE connection_id = ? AND account_external_id = ? AND person_id = ?",
+            person_id,
+            connection_id,
+            external_id,
+            "unlink",
+            actor,
         )
-        .bind(connection_id)
-        .bind(external_id)
-        .bind(person_id)
-        .execute(&mut *tx)
-        .await?;
+        .await
+    }
+
+    /// Records an operator's `action` (`link` or `unlink`) on an account
+    /// and a person, after deleting the decisions it replaces (`replaced`,
+    /// bound with the connection, the account and the person).
+    async fn put_override(
+        &self,
+        replaced: &str,
+        person_id: i64,
+        connection_id: i64,
+        external_id: &str,
+        action: &str,
+        actor: &str,
+    ) -> Result<()> {
+        let mut tx = self.write_tx().await?;
+        sqlx::query(replaced)
+            .bind(connection_id)
+            .bind(external_id)
+            .bind(person_id)
+            .execute(&mut *tx)
+            .await?;
         sqlx::query(
             "INSERT INTO person_overrides (connection_id, account_external_id, person_id, action, actor, at)
-             VALUES (?, ?, ?, 'unlink', ?, ?)",
+             VALUES (?, ?, ?, ?, ?, ?)",
         )
         .bind(connection_id)
         .bind(external_id)
         .bind(person_id)
+        .bind(action)
         .bind(actor)
         .bind(now_ms())
         .execute(&mut *tx)
