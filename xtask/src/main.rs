@@ -164,20 +164,10 @@ impl SandboxProc {
 /// groups nested in another, and `--delta`'s share of users and memberships
 /// changed before an incremental sync.
 #[derive(Debug, Clone, Copy)]
-struct OrgShape {
+pub(crate) struct OrgShape {
     users_per_group: u64,
     nested_share: Option<f64>,
     delta: Option<f64>,
-}
-
-static SHAPE: std::sync::OnceLock<OrgShape> = std::sync::OnceLock::new();
-
-fn shape() -> OrgShape {
-    *SHAPE.get().unwrap_or(&OrgShape {
-        users_per_group: 200,
-        nested_share: None,
-        delta: None,
-    })
 }
 
 struct Measured {
@@ -247,8 +237,9 @@ fn sync_once(
     members: u64,
     label: &str,
     rate_scale: Option<f64>,
+    shape: &OrgShape,
 ) -> Result<Measured> {
-    let mut runs = sync_runs(bin, sandbox, slug, members, label, rate_scale, 1)?;
+    let mut runs = sync_runs(bin, sandbox, slug, members, label, rate_scale, 1, shape)?;
     Ok(runs.remove(0))
 }
 
@@ -264,6 +255,7 @@ fn rate_limit_spent(sandbox: &SandboxProc, slug: &str) -> Option<u64> {
 
 /// Creates an organisation of `members` and syncs it `runs` times into the
 /// same store, unchanged between the syncs; one measurement per sync.
+#[allow(clippy::too_many_arguments)]
 fn sync_runs(
     bin: &Path,
     sandbox: &SandboxProc,
@@ -272,9 +264,9 @@ fn sync_runs(
     label: &str,
     rate_scale: Option<f64>,
     runs: usize,
+    shape: &OrgShape,
 ) -> Result<Vec<Measured>> {
     let login = format!("bench-{label}");
-    let shape = shape();
     let groups = (members / shape.users_per_group.max(1)).max(1);
     let t = Instant::now();
     // The generic directory spec: every fake maps it to its own objects.
@@ -478,11 +470,11 @@ fn bench_sync(args: &[&str]) -> Result<()> {
             other => bail!("unknown argument {other}"),
         }
     }
-    let _ = SHAPE.set(OrgShape {
+    let shape = OrgShape {
         users_per_group,
         nested_share,
         delta,
-    });
+    };
     let root = workspace_root();
     eprintln!("building tether (release)...");
     let status = Command::new(env!("CARGO"))
@@ -524,6 +516,7 @@ fn bench_sync(args: &[&str]) -> Result<()> {
             latency_size,
             concurrency,
             resync,
+            &shape,
         )?);
     }
     for l in lines {
@@ -541,7 +534,13 @@ const TIER_SCALE: f64 = 25.0;
 /// `scale`, and compares the time with what the requests need at those
 /// rates (each method paced on its own, so the slowest method is the
 /// floor); the fake must have answered no 429.
-fn tiers_run(bin: &Path, sandbox: &SandboxProc, slug: &str, scale: f64) -> Result<()> {
+fn tiers_run(
+    bin: &Path,
+    sandbox: &SandboxProc,
+    slug: &str,
+    scale: f64,
+    shape: &OrgShape,
+) -> Result<()> {
     sandbox.control(slug, "config", json!({"rate_scale": scale}))?;
     let before: Value = ureq::get(&format!("{}/{slug}/_sandbox/stats", sandbox.url))
         .call()?
@@ -553,6 +552,7 @@ fn tiers_run(bin: &Path, sandbox: &SandboxProc, slug: &str, scale: f64) -> Resul
         100_000,
         &format!("{slug}-100k-tiers"),
         Some(scale),
+        shape,
     )?;
     let after: Value = ureq::get(&format!("{}/{slug}/_sandbox/stats", sandbox.url))
         .call()?
@@ -596,6 +596,7 @@ fn bench_app(
     latency_size: u64,
     concurrency: f64,
     resync: bool,
+    shape: &OrgShape,
 ) -> Result<String> {
     // Fakes with a request quota take a `config` to lift it; others refuse
     // the path, which is fine.
@@ -620,7 +621,7 @@ fn bench_app(
     let mut peak_1m = None;
     let mut rates = Vec::new();
     for &n in sizes {
-        let runs = if shape().delta.is_some() {
+        let runs = if shape.delta.is_some() {
             3
         } else if resync {
             2
@@ -635,6 +636,7 @@ fn bench_app(
             &format!("{slug}-{}", human(n)),
             None,
             runs,
+            shape,
         )?;
         let m = measured.remove(0);
         let rate = m.records as f64 / m.elapsed.as_secs_f64().max(1e-3);
@@ -650,7 +652,7 @@ fn bench_app(
             m.hub_cpu,
             m.sandbox_cpu
         );
-        if shape().delta.is_some() {
+        if shape.delta.is_some() {
             print_delta(n, &m, &measured[0], &measured[1]);
         } else if let Some(again) = measured.first() {
             print_resync(n, &m, again);
@@ -682,6 +684,7 @@ fn bench_app(
             latency_size,
             &format!("{slug}-{}-latency", human(latency_size)),
             None,
+            shape,
         )?;
         sandbox.control(slug, "latency", json!({"ms": 0}))?;
         // The connector's concurrency (`--concurrency`, default 8).
@@ -696,7 +699,7 @@ fn bench_app(
         );
     }
     if let Some(scale) = tier_scale {
-        tiers_run(bin, sandbox, slug, scale)?;
+        tiers_run(bin, sandbox, slug, scale, shape)?;
     }
     Ok(format!(
         "bench sync: {slug} {} records/s at 100k, peak {} MB at 1M",
