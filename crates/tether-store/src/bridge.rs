@@ -31,10 +31,10 @@ use std::collections::{BTreeMap, BTreeSet};
 use rand::RngCore;
 use serde::{Deserialize, Serialize};
 use sqlx::{QueryBuilder, Sqlite, SqliteConnection};
-use tether_core::{AccountKey, Edge, EdgeKind, Holder, Kind, Record, TypeKey};
+use tether_core::{Edge, EdgeKind, Kind, Record, TypeKey};
 
-use crate::identities::{edge_kind_code, holder_columns, type_scope, HOLDER_ACCOUNT, HOLDER_GROUP};
-use crate::runs::{write_pages, write_run_edges, PageWrite, RunStatus, LEASE_MS};
+use crate::identities::{holder_columns, type_scope, HOLDER_ACCOUNT, HOLDER_GROUP};
+use crate::runs::{write_pages, PageWrite, RunStatus, LEASE_MS};
 use crate::{now_ms, Result, Store, StoreError};
 
 /// The app key of every Bridge app's connection.
@@ -525,10 +525,15 @@ impl Store {
         // Held until answered: a transition waits for pushes in flight.
         let _pushing = self.bridge_gate.read().await;
         let (reply, answer) = tokio::sync::oneshot::channel();
+        // Encoded here, on the pusher's task, so that the one writer only
+        // assembles it.
+        let mut page = page;
+        let staged = StagedParts::of(&mut page);
         let request = PushRequest {
             connection_id,
             run_id,
             page,
+            staged,
             reply,
         };
         if self
@@ -759,7 +764,53 @@ pub(crate) struct PushRequest {
     connection_id: i64,
     run_id: i64,
     page: BridgePage,
+    staged: StagedParts,
     reply: tokio::sync::oneshot::Sender<Result<PushCounts>>,
+}
+
+/// A page's memberships as the JSON members of its [`StagedBody`], encoded
+/// before the page reaches the writer.
+pub(crate) struct StagedParts {
+    /// `"edges":[...]`, and `"stubs"` and `"seen"` where the page has them;
+    /// empty when the page stages nothing but what it pushed again.
+    members: String,
+}
+
+impl StagedParts {
+    fn of(page: &mut BridgePage) -> Self {
+        if page.edges.is_empty() && page.stub_names.is_empty() {
+            return StagedParts {
+                members: String::new(),
+            };
+        }
+        let mut seen = BTreeMap::new();
+        crate::runs::count_edges(&mut seen, &page.edges);
+        let body = StagedBody {
+            repushed: None,
+            edges: std::mem::take(&mut page.edges)
+                .into_iter()
+                .map(StagedEdge::of)
+                .collect(),
+            stubs: std::mem::take(&mut page.stub_names),
+            seen: seen.into_iter().map(|(k, n)| (k.label(), n)).collect(),
+        };
+        let json = serde_json::to_string(&body).expect("staged pages serialize");
+        // `{...}` without its braces: the writer adds `repushed` in front.
+        StagedParts {
+            members: json[1..json.len() - 1].to_owned(),
+        }
+    }
+
+    /// The whole body, with the holders pushed again if any.
+    fn body(self, repushed: Option<(i64, String, Vec<String>)>) -> Option<String> {
+        let repushed = repushed.map(|r| serde_json::to_string(&r).expect("staged pages serialize"));
+        match (repushed, self.members.is_empty()) {
+            (None, true) => None,
+            (None, false) => Some(format!("{{{}}}", self.members)),
+            (Some(r), true) => Some(format!("{{\"repushed\":{r},\"edges\":[]}}")),
+            (Some(r), false) => Some(format!("{{\"repushed\":{r},{}}}", self.members)),
+        }
+    }
 }
 
 /// What the group writer is asked to do.
@@ -779,8 +830,6 @@ const MERGE_AT: usize = 64;
 /// A pause in pushes this long makes the writer merge what is staged, so
 /// memberships show moments after their page was answered.
 const MERGE_IDLE: std::time::Duration = std::time::Duration::from_millis(10);
-/// Staged pages read at a time while merging.
-const MERGE_CHUNK: i64 = 16;
 /// Pages merged as one write at most (their edges are held in memory).
 const MERGE_GROUP: usize = 8;
 
@@ -881,7 +930,7 @@ async fn stage_batch(c: &mut SqliteConnection, batch: Vec<PushRequest>) -> bool 
         let mut tx = c.begin_with("BEGIN IMMEDIATE").await?;
         for r in batch {
             let mut sp = tx.begin().await?;
-            let result = push_page_in(&mut sp, r.connection_id, r.run_id, r.page).await;
+            let result = push_page_in(&mut sp, r.connection_id, r.run_id, r.page, r.staged).await;
             if result.is_ok() {
                 sp.commit().await?;
             } else {
@@ -939,44 +988,6 @@ impl StagedEdge {
             (!e.attributes.is_empty()).then_some(e.attributes),
         )
     }
-
-    fn into_edge(self) -> Edge {
-        let StagedEdge(
-            kind,
-            target_type,
-            target,
-            code,
-            holder_type,
-            holder_id,
-            scope,
-            role,
-            inherited,
-            attributes,
-        ) = self;
-        let holder = match code {
-            HOLDER_GROUP => Holder::Group {
-                external_id: holder_id,
-                resource_type: (!holder_type.is_empty()).then_some(holder_type),
-            },
-            1 => Holder::Account {
-                key: AccountKey::Email(holder_id),
-            },
-            2 => Holder::Account {
-                key: AccountKey::Username(holder_id),
-            },
-            3 => Holder::Account {
-                key: AccountKey::Dn(holder_id),
-            },
-            _ => Holder::account(holder_id),
-        };
-        let mut e = Edge::new(kind, holder, target);
-        e.target_type = target_type;
-        e.scope = scope;
-        e.role = role;
-        e.inherited = inherited;
-        e.attributes = attributes.unwrap_or_default();
-        e
-    }
 }
 
 /// What a page leaves to the merge.
@@ -990,111 +1001,167 @@ struct StagedBody {
     /// Names from membership refs, for groups not pushed yet.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     stubs: Vec<(Kind, String, String, String)>,
+    /// What the edges add to the run's seen counts, by type label.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    seen: Vec<(String, i64)>,
 }
 
 /// Merges every staged membership into `edges`, oldest page first, in one
 /// transaction. Consecutive pages of one session that push no record again
-/// are merged as one write, their edges in key order (each edge-index page
-/// is then visited once). A page whose session has ended (which the
+/// are merged as one write (up to MERGE_GROUP pages), their edges read from
+/// the staged JSONB by SQLite itself and inserted in key order (each
+/// edge-index page is then visited once, and no edge is decoded, bound or
+/// sorted on this side). A page whose session has ended (which the
 /// transitions prevent by merging first) is dropped with an error in the
 /// log.
 async fn merge_staged(c: &mut SqliteConnection) -> Result<()> {
     use sqlx::Connection as _;
     let mut tx = c.begin_with("BEGIN IMMEDIATE").await?;
-    let mut last = 0i64;
+    // (seq, connection, run, the holders a page pushed again); small.
+    let pages: Vec<(i64, i64, i64, Option<String>)> = sqlx::query_as(
+        "SELECT seq, connection_id, run_id, json_extract(body, '$.repushed')
+           FROM bridge_staged_edges ORDER BY seq",
+    )
+    .fetch_all(&mut *tx)
+    .await?;
+    let Some(&(last, ..)) = pages.last() else {
+        return Ok(());
+    };
     // Runs of consecutive pages of one session, split where a page pushes
     // a record again (its earlier memberships must go first) and after
-    // MERGE_GROUP pages (a bound on what is held in memory).
-    let mut group: Option<(i64, i64)> = None;
-    let mut pages = 0usize;
-    let mut edges: Vec<Edge> = Vec::new();
-    let mut stubs = Vec::new();
-    loop {
-        let rows: Vec<(i64, i64, i64, String)> = sqlx::query_as(
-            "SELECT seq, connection_id, run_id, body FROM bridge_staged_edges WHERE seq > ? ORDER BY seq LIMIT ?",
-        )
-        .bind(last)
-        .bind(MERGE_CHUNK)
-        .fetch_all(&mut *tx)
-        .await?;
-        let Some(&(end, ..)) = rows.last() else {
-            break;
-        };
-        last = end;
-        for (seq, connection_id, run_id, body) in rows {
-            let body: StagedBody = match serde_json::from_str(&body) {
-                Ok(b) => b,
-                Err(e) => {
-                    tracing::error!(seq, run_id, error = %e, "a staged Bridge page cannot be read; its memberships are dropped");
-                    continue;
-                }
-            };
-            if group != Some((connection_id, run_id))
-                || body.repushed.is_some()
-                || pages >= MERGE_GROUP
-            {
-                if let Some((conn_id, run)) = group.take() {
-                    merge_group(
-                        &mut tx,
-                        conn_id,
-                        run,
-                        std::mem::take(&mut edges),
-                        std::mem::take(&mut stubs),
-                    )
-                    .await?;
-                    pages = 0;
-                }
-                if let Some(repushed) = &body.repushed {
-                    drop_repushed(&mut tx, connection_id, run_id, repushed).await?;
+    // MERGE_GROUP pages (a bound on what one statement sorts).
+    let mut group: Option<(i64, i64, i64, i64)> = None; // (conn, run, first, last)
+    let mut in_group = 0usize;
+    for (seq, connection_id, run_id, repushed) in pages {
+        let extends = matches!(group, Some((c, r, ..)) if c == connection_id && r == run_id);
+        if !extends || repushed.is_some() || in_group >= MERGE_GROUP {
+            if let Some((conn_id, run, first, end)) = group.take() {
+                merge_group(&mut tx, conn_id, run, first, end).await?;
+            }
+            in_group = 0;
+            if let Some(repushed) = repushed {
+                match serde_json::from_str::<(i64, String, Vec<String>)>(&repushed) {
+                    Ok(r) => drop_repushed(&mut tx, connection_id, run_id, &r).await?,
+                    Err(e) => tracing::error!(seq, run_id, error = %e,
+                        "a staged Bridge page's re-pushed holders cannot be read; their earlier memberships stay"),
                 }
             }
-            group = Some((connection_id, run_id));
-            pages += 1;
-            edges.extend(body.edges.into_iter().map(StagedEdge::into_edge));
-            stubs.extend(body.stubs);
         }
+        group = Some(match group {
+            Some((c, r, first, _)) => (c, r, first, seq),
+            None => (connection_id, run_id, seq, seq),
+        });
+        in_group += 1;
     }
-    if let Some((conn_id, run)) = group {
-        merge_group(&mut tx, conn_id, run, edges, stubs).await?;
+    if let Some((conn_id, run, first, end)) = group {
+        merge_group(&mut tx, conn_id, run, first, end).await?;
     }
-    if last > 0 {
-        sqlx::query("DELETE FROM bridge_staged_edges WHERE seq <= ?")
-            .bind(last)
-            .execute(&mut *tx)
-            .await?;
-    }
+    sqlx::query("DELETE FROM bridge_staged_edges WHERE seq <= ?")
+        .bind(last)
+        .execute(&mut *tx)
+        .await?;
     tx.commit().await?;
     Ok(())
 }
 
-/// Writes the staged edges of consecutive pages of one session.
+/// The staged edges of pages `?1..=?2`, one row each: the positional
+/// fields of [`StagedEdge`].
+const STAGED_EDGES: &str = "bridge_staged_edges s, json_each(s.body, '$.edges') e
+    WHERE s.seq BETWEEN ?1 AND ?2";
+
+/// Writes the staged edges of consecutive pages `first..=last` of one
+/// session (see [`merge_staged`]): fenced like a native run's page, their
+/// ends given a row where none exists yet, counted as seen.
 async fn merge_group(
     tx: &mut SqliteConnection,
     connection_id: i64,
     run_id: i64,
-    mut edges: Vec<Edge>,
-    stubs: Vec<(Kind, String, String, String)>,
+    first: i64,
+    last: i64,
 ) -> Result<()> {
     use sqlx::Connection as _;
-    // Key order: the edge index is visited front to back.
-    edges.sort_by(|a, b| edge_key(a).cmp(&edge_key(b)));
     let mut sp = tx.begin().await?;
     let written = async {
-        write_run_edges(&mut sp, connection_id, run_id, BRIDGE_OWNER, &edges).await?;
-        for (kind, rtype, id, name) in &stubs {
-            sqlx::query(
-                "UPDATE resources SET name = ? WHERE connection_id = ? AND kind = ? AND rtype = ?
-                   AND external_id = ? AND hash = 0 AND last_seen_run = ?",
-            )
-            .bind(name)
-            .bind(connection_id)
-            .bind(kind.as_str())
-            .bind(rtype)
-            .bind(id)
-            .bind(run_id)
-            .execute(&mut *sp)
-            .await?;
-        }
+        let started_at = crate::runs::fence(&mut sp, run_id, BRIDGE_OWNER, 0).await?;
+        let guard = |t: &str| {
+            format!("({t}.provisioned_at IS NULL OR {t}.provisioned_at < {started_at})")
+        };
+        let (resources_guard, edges_guard) = (guard("resources"), guard("edges"));
+        let (conn, run) = (connection_id, run_id);
+        // Every end (a target, a holding group) gets a row; one this run
+        // already saw is left as it is (see `upsert_edges`).
+        sqlx::query(&format!(
+            "INSERT INTO resources (connection_id, kind, rtype, external_id, name, attributes, hash,
+               first_seen_run, last_seen_run, changed_run, provisioned_at)
+             SELECT {conn}, k, t, id, id, '{{}}', 0, {run}, {run}, {run}, NULL FROM (
+               SELECT CASE e.value ->> 0 WHEN 'membership' THEN 'group' WHEN 'role_assignment' THEN 'role'
+                        ELSE 'license' END AS k,
+                      coalesce(e.value ->> 1, '') AS t, e.value ->> 2 AS id FROM {STAGED_EDGES}
+               UNION
+               SELECT 'group', e.value ->> 4, e.value ->> 5 FROM {STAGED_EDGES} AND e.value ->> 3 = {HOLDER_GROUP})
+             WHERE true
+             ON CONFLICT (connection_id, kind, rtype, external_id) DO UPDATE SET
+               changed_run = CASE WHEN resources.removed_at IS NOT NULL
+                                  THEN excluded.last_seen_run ELSE resources.changed_run END,
+               last_seen_run = excluded.last_seen_run, removed_at = NULL
+             WHERE resources.last_seen_run <> excluded.last_seen_run AND {resources_guard}"
+        ))
+        .bind(first)
+        .bind(last)
+        .execute(&mut *sp)
+        .await?;
+        // In primary-key order; the same SET as a native run's edges.
+        sqlx::query(&format!(
+            "INSERT OR FAIL INTO edges (connection_id, kind, target_type, target_external_id, holder, holder_type,
+               holder_external_id, scope, role, inherited, attributes, first_seen_run, last_seen_run, changed_run,
+               provisioned_at)
+             SELECT {conn}, CASE e.value ->> 0 WHEN 'membership' THEN 1 WHEN 'role_assignment' THEN 2
+                              WHEN 'license_assignment' THEN 3 END,
+                    coalesce(e.value ->> 1, ''), e.value ->> 2, e.value ->> 3, e.value ->> 4, e.value ->> 5,
+                    coalesce(e.value ->> 6, ''), e.value ->> 7, e.value ->> 8, e.value -> 9,
+                    {run}, {run}, {run}, NULL
+               FROM {STAGED_EDGES}
+              ORDER BY 2, 3, 4, 5, 6, 7, 8
+             ON CONFLICT (connection_id, kind, target_type, target_external_id, holder, holder_type,
+                 holder_external_id, scope) DO UPDATE SET
+               changed_run = CASE WHEN edges.role IS NOT excluded.role OR edges.inherited IS NOT excluded.inherited
+                                    OR edges.attributes IS NOT excluded.attributes OR edges.removed_at IS NOT NULL
+                                  THEN excluded.last_seen_run ELSE edges.changed_run END,
+               role = excluded.role, inherited = excluded.inherited, attributes = excluded.attributes,
+               last_seen_run = excluded.last_seen_run, removed_at = NULL
+             WHERE {edges_guard}"
+        ))
+        .bind(first)
+        .bind(last)
+        .execute(&mut *sp)
+        .await?;
+        // Counted when staged (see `StagedBody::seen`).
+        sqlx::query(&format!(
+            "INSERT INTO sync_run_kinds (run_id, kind, seen)
+             SELECT {run}, n.value ->> 0, sum(n.value ->> 1)
+               FROM bridge_staged_edges s, json_each(s.body, '$.seen') n
+              WHERE s.seq BETWEEN ?1 AND ?2 GROUP BY 2
+             ON CONFLICT (run_id, kind) DO UPDATE SET seen = seen + excluded.seen"
+        ))
+        .bind(first)
+        .bind(last)
+        .execute(&mut *sp)
+        .await?;
+        // Names from membership refs, for ends not pushed yet.
+        sqlx::query(&format!(
+            "UPDATE resources SET name = st.name
+               FROM (SELECT n.value ->> 0 AS kind, n.value ->> 1 AS rtype, n.value ->> 2 AS id,
+                            n.value ->> 3 AS name
+                       FROM bridge_staged_edges s, json_each(s.body, '$.stubs') n
+                      WHERE s.seq BETWEEN ?1 AND ?2) st
+              WHERE resources.connection_id = {conn} AND resources.kind = st.kind
+                AND resources.rtype = st.rtype AND resources.external_id = st.id
+                AND resources.hash = 0 AND resources.last_seen_run = {run}"
+        ))
+        .bind(first)
+        .bind(last)
+        .execute(&mut *sp)
+        .await?;
         Ok::<_, StoreError>(())
     }
     .await;
@@ -1102,22 +1169,11 @@ async fn merge_group(
         Ok(()) => sp.commit().await?,
         Err(e) => {
             sp.rollback().await?;
-            tracing::error!(run_id, connection_id, memberships = edges.len(), error = %e,
+            tracing::error!(run_id, connection_id, first_page = first, last_page = last, error = %e,
                 "staged Bridge memberships could not be merged and were dropped; push the session again");
         }
     }
     Ok(())
-}
-
-/// An edge's primary-key order (connection aside).
-fn edge_key(e: &Edge) -> (Option<i64>, &str, &str, (i64, &str, &str), &str) {
-    (
-        edge_kind_code(e.kind.kind()),
-        e.target_type.as_deref().unwrap_or(""),
-        &e.target_external_id,
-        holder_columns(&e.holder),
-        e.scope.as_deref().unwrap_or(""),
-    )
 }
 
 /// Drops what holders pushed again got from this session before: the
@@ -1167,6 +1223,7 @@ async fn push_page_in(
     connection_id: i64,
     run_id: i64,
     page: BridgePage,
+    staged: StagedParts,
 ) -> Result<PushCounts> {
     let rtype = page.slug.clone();
     let ids: Vec<String> = page
@@ -1195,11 +1252,7 @@ async fn push_page_in(
     } else {
         (HOLDER_GROUP, rtype.clone())
     };
-    let body = StagedBody {
-        repushed: (!repushed.is_empty()).then_some((holder, holder_type, repushed)),
-        edges: page.edges.into_iter().map(StagedEdge::of).collect(),
-        stubs: page.stub_names,
-    };
+    let body = staged.body((!repushed.is_empty()).then_some((holder, holder_type, repushed)));
     let total = page.records.len() as i64;
     let write = PageWrite {
         work_id: 0,
@@ -1219,13 +1272,13 @@ async fn push_page_in(
         0,
     )
     .await?;
-    if body.repushed.is_some() || !body.edges.is_empty() || !body.stubs.is_empty() {
+    if let Some(body) = body {
         sqlx::query(
-            "INSERT INTO bridge_staged_edges (connection_id, run_id, body) VALUES (?, ?, ?)",
+            "INSERT INTO bridge_staged_edges (connection_id, run_id, body) VALUES (?, ?, jsonb(?))",
         )
         .bind(connection_id)
         .bind(run_id)
-        .bind(serde_json::to_string(&body).expect("staged pages serialize"))
+        .bind(body)
         .execute(&mut *tx)
         .await?;
     }
@@ -1250,6 +1303,7 @@ mod tests {
     use super::*;
     use crate::{EdgeQuery, KeySource, MasterKey};
     use tether_core::Account;
+    use tether_core::Holder;
 
     const KEY: [u8; 32] = [7; 32];
 
@@ -1385,14 +1439,11 @@ mod tests {
         // records and staged memberships are committed, nothing more.
         let mut c = store.dedicated_connection().await.unwrap();
         let mut tx = c.begin().await.unwrap();
-        push_page_in(
-            &mut tx,
-            app.connection_id,
-            s.run_id,
-            page(&["u1"], &["t1", "t2"]),
-        )
-        .await
-        .unwrap();
+        let mut pushed = page(&["u1"], &["t1", "t2"]);
+        let staged = StagedParts::of(&mut pushed);
+        push_page_in(&mut tx, app.connection_id, s.run_id, pushed, staged)
+            .await
+            .unwrap();
         tx.commit().await.unwrap();
         drop(c);
         drop(store);

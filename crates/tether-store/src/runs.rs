@@ -799,7 +799,7 @@ impl RunWriter {
 
 /// Fencing: a process that lost its run's lease must not write. Renews the
 /// lease and answers when the run started.
-async fn fence(
+pub(crate) async fn fence(
     conn: &mut sqlx::SqliteConnection,
     run_id: i64,
     owner: &str,
@@ -827,7 +827,7 @@ async fn fence(
 /// its ends (see `upsert_edges`) a row too (seen 0): they are decided for
 /// removal even when no page lists them, and that row is how
 /// `connection_types` finds them.
-fn count_edges(seen: &mut BTreeMap<TypeKey, i64>, edges: &[Edge]) {
+pub(crate) fn count_edges(seen: &mut BTreeMap<TypeKey, i64>, edges: &[Edge]) {
     let mut last_end: Option<(EdgeKind, Option<&str>)> = None;
     for e in edges {
         *seen.entry(e.type_key()).or_default() += 1;
@@ -861,25 +861,6 @@ async fn add_seen(
         .await?;
     }
     Ok(())
-}
-
-/// Writes edges of a run whose records were written before (a Bridge page's
-/// memberships, merged after the page was answered): fenced like
-/// [`write_pages`], counted as seen.
-pub(crate) async fn write_run_edges(
-    conn: &mut sqlx::SqliteConnection,
-    connection_id: i64,
-    run_id: i64,
-    owner: &str,
-    edges: &[Edge],
-) -> Result<()> {
-    let started_at = fence(conn, run_id, owner, 0).await?;
-    let writer = Writer::Run { run_id, started_at };
-    let refs: Vec<&Edge> = edges.iter().collect();
-    upsert_edges(conn, connection_id, writer, &refs, false).await?;
-    let mut seen = BTreeMap::new();
-    count_edges(&mut seen, edges);
-    add_seen(conn, run_id, seen).await
 }
 
 /// One `RunWriter::write`, inside the writer's open transaction.
