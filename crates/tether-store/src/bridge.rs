@@ -890,7 +890,10 @@ async fn group_writer(
         let c = conn.as_mut().expect("connected above");
         if !pushes.is_empty() {
             let n = pushes.len();
-            if !stage_batch(c, pushes).await {
+            let t = std::time::Instant::now();
+            let ok = stage_batch(c, pushes).await;
+            tracing::debug!(pages = n, ms = t.elapsed().as_secs_f64() * 1e3, "Bridge pages written");
+            if !ok {
                 // A broken connection is opened again for the next batch.
                 conn = None;
                 continue;
@@ -899,7 +902,9 @@ async fn group_writer(
         }
         let c = conn.as_mut().expect("connected above");
         if idle || !flushes.is_empty() || staged >= MERGE_AT {
+            let t = std::time::Instant::now();
             let merged = merge_staged(c).await;
+            tracing::debug!(pages = staged, ms = t.elapsed().as_secs_f64() * 1e3, "staged Bridge memberships merged");
             if let Err(e) = &merged {
                 tracing::error!(error = %e, "merging staged Bridge memberships failed; they stay staged and are merged again shortly");
                 conn = None;
