@@ -96,10 +96,18 @@ async fn bridge_app(server: &Server, key: &str) {
 }
 
 /// Runs Schemathesis against the hub; returns (exit code, output).
-fn run_schemathesis(bin: &PathBuf, server: &Server, key: &str, extra: &[&str]) -> (i32, String) {
+fn run_schemathesis(
+    bin: &PathBuf,
+    hub: &Hub,
+    server: &Server,
+    key: &str,
+    extra: &[&str],
+) -> (i32, String) {
     let config = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../tests/schemathesis.toml");
     let mut cmd = Command::new(bin);
-    cmd.arg("--config-file")
+    // Its cache and reports go to the hub's temporary directory.
+    cmd.current_dir(hub.dir.path())
+        .arg("--config-file")
         .arg(config)
         .arg("run")
         .arg(format!("{}/api/v1/openapi.json", server.url))
@@ -164,11 +172,11 @@ async fn schemathesis_finds_no_failure_in_the_api_or_the_bridge() {
     // is there for every other operation.
     let destructive = ["--include-method", "DELETE"];
     let (code, out) = tokio::task::block_in_place(|| {
-        run_schemathesis(&bin, &server, &key, &["--exclude-method", "DELETE"])
+        run_schemathesis(&bin, &hub, &server, &key, &["--exclude-method", "DELETE"])
     });
     assert_eq!(code, 0, "Schemathesis found failures:\n{out}");
     let (code, out) =
-        tokio::task::block_in_place(|| run_schemathesis(&bin, &server, &key, &destructive));
+        tokio::task::block_in_place(|| run_schemathesis(&bin, &hub, &server, &key, &destructive));
     assert_eq!(code, 0, "Schemathesis found failures in deletions:\n{out}");
     drop(server);
 }

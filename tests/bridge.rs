@@ -512,7 +512,7 @@ async fn auth_tenant_and_fallbacks_answer_with_detail() {
         .send()
         .await
         .unwrap();
-    assert_eq!(res.status(), 400);
+    assert_eq!(res.status(), 409);
     assert!(res.text().await.unwrap().contains("Bridge"));
 }
 

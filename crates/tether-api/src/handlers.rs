@@ -317,11 +317,12 @@ pub async fn reconnect(
             .unwrap_or_default()
     };
     let session = session_for(req.session, key)?;
-    if !hub.connection(id).await?.auth_kind.is_oauth() {
-        return Err(HubError::Conflict(
-            "this connection uses a token, not OAuth: replace its token instead of reconnecting"
-                .into(),
-        )
+    let c = hub.connection(id).await?;
+    if !c.auth_kind.is_oauth() {
+        return Err(HubError::Conflict(format!(
+            "`{}` uses a token, not OAuth: replace its token instead of reconnecting",
+            c.display_name
+        ))
         .into());
     }
     let start = hub
