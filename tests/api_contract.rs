@@ -27,7 +27,7 @@ const MAX_EXAMPLES: &str = "25";
 
 fn schemathesis() -> Option<PathBuf> {
     if let Ok(p) = std::env::var("TETHER_SCHEMATHESIS") {
-        return Some(PathBuf::from(p));
+        return Some(PathBuf::from(p)).filter(|p| p.exists());
     }
     let venv = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../.ci/venv/bin/schemathesis");
     venv.exists().then_some(venv)
