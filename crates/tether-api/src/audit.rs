@@ -28,8 +28,10 @@ pub struct AuditParams {
     /// Entries before this time, in the same forms.
     pub until: Option<String>,
     /// Page size (default 50, at most 500).
+    #[param(minimum = 1)]
     pub limit: Option<i64>,
     /// The `next_cursor` of the previous page.
+    #[param(pattern = "^[A-Za-z0-9_-]*$")]
     pub cursor: Option<String>,
 }
 

@@ -205,7 +205,8 @@ pub enum AuthChoice {
 pub struct CreateConnectionRequest {
     /// The app's key in the catalog (`github`).
     pub app: String,
-    /// Unique per app, 1 to 200 characters.
+    /// Unique per app, 1 to 200 characters (not only spaces).
+    #[schema(min_length = 1, max_length = 200, pattern = "[^\\s]")]
     pub display_name: String,
     /// The connector's settings (see the catalog), e.g. `{"org": "acme"}`.
     #[serde(default)]
@@ -231,6 +232,7 @@ pub struct CreateConnectionRequest {
     /// started it; pass the session the person's browser will present to
     /// Tether's `/oauth/callback`. Defaults to `api-key:{id}` of the calling
     /// key, which only a callback presenting that same session can complete.
+    #[schema(min_length = 1, max_length = 512)]
     pub session: Option<String>,
 }
 
@@ -256,6 +258,7 @@ pub enum CreatedConnection {
 #[serde(deny_unknown_fields)]
 pub struct ReconnectRequest {
     /// As in `POST /connections`.
+    #[schema(min_length = 1, max_length = 512)]
     pub session: Option<String>,
 }
 
@@ -280,6 +283,8 @@ pub enum StartSyncMode {
 #[derive(Debug, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct RenameRequest {
+    /// Unique per app, 1 to 200 characters (not only spaces).
+    #[schema(min_length = 1, max_length = 200, pattern = "[^\\s]")]
     pub display_name: String,
 }
 
@@ -595,4 +600,24 @@ pub struct ResourcePage {
 pub struct EdgePage {
     pub data: Vec<EdgeDto>,
     pub next_cursor: Option<String>,
+}
+
+/// An integer body field: JSON Schema's `integer` counts `5.0` as one, so
+/// an integral number written with a fraction is taken too.
+pub(crate) fn integer<'de, D: serde::Deserializer<'de>>(d: D) -> Result<i64, D::Error> {
+    let n = serde_json::Number::deserialize(d)?;
+    n.as_i64()
+        .or_else(|| {
+            n.as_f64()
+                .filter(|f| f.fract() == 0.0 && f.abs() < 9.0e15)
+                .map(|f| f as i64)
+        })
+        .ok_or_else(|| serde::de::Error::custom(format!("expected an integer, not {n}")))
+}
+
+/// [`integer`], or `null`.
+pub(crate) fn opt_integer<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Option<i64>, D::Error> {
+    #[derive(Deserialize)]
+    struct Int(#[serde(deserialize_with = "integer")] i64);
+    Ok(Option::<Int>::deserialize(d)?.map(|i| i.0))
 }

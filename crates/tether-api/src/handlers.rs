@@ -317,6 +317,14 @@ pub async fn reconnect(
             .unwrap_or_default()
     };
     let session = session_for(req.session, key)?;
+    let c = hub.connection(id).await?;
+    if !c.auth_kind.is_oauth() {
+        return Err(HubError::Conflict(format!(
+            "`{}` uses a token, not OAuth: replace its token instead of reconnecting",
+            c.display_name
+        ))
+        .into());
+    }
     let start = hub
         .begin_reconnect(id, &session, &actor(&hub, key).await?)
         .await?;
@@ -381,10 +389,9 @@ pub async fn delete_connection(
     params(("id" = i64, Path, description = "Connection id")),
     request_body(content = Option<StartSyncRequest>, description = "optional; no body is `{\"mode\": \"auto\"}`"),
     responses((status = 202, body = SyncStartedDto),
-        (status = 400, body = ErrorBody, description = "the app has no connector"),
         (status = 422, body = ErrorBody, description = "the body is not a StartSyncRequest"),
         (status = 404, body = ErrorBody),
-        (status = 409, body = ErrorBody, description = "a sync is already running, or the connection is deleted"),
+        (status = 409, body = ErrorBody, description = "a sync is already running, the connection is deleted, or its app has no connector (a Bridge or custom OAuth app)"),
         (status = 401, body = ErrorBody)),
     security(("api_key" = [])))]
 pub async fn start_sync(
@@ -412,7 +419,7 @@ pub async fn start_sync(
         .into());
     }
     if Hub::is_bridge(&c) {
-        return Err(HubError::BadRequest(format!(
+        return Err(HubError::Conflict(format!(
             "`{}` is a Bridge app: its connector pushes its records through the Bridge API ({}/api/v1/bridge/); Tether does not sync it",
             c.display_name,
             hub.bridge_base_url()
@@ -421,7 +428,7 @@ pub async fn start_sync(
     }
     let app = hub.app(&c.app)?;
     if app.descriptor.is_none() {
-        return Err(HubError::BadRequest(format!(
+        return Err(HubError::Conflict(format!(
             "{} is a custom OAuth app: Tether keeps its connection alive but has no connector to sync it",
             app.display_name
         ))
@@ -462,6 +469,7 @@ pub async fn start_sync(
 #[into_params(parameter_in = Query)]
 pub struct RunsParams {
     /// How many runs, newest first (default 20, at most 200).
+    #[param(minimum = 1)]
     pub limit: Option<i64>,
 }
 
@@ -510,6 +518,12 @@ pub async fn confirm_run(
     ApiPath(run_id): ApiPath<i64>,
 ) -> ApiResult<Json<RunDto>> {
     hub.store().run_summary(run_id).await?;
+    if hub.store().bridge_session_of_run(run_id).await?.is_none() {
+        return Err(HubError::Conflict(format!(
+            "run {run_id} is not a Bridge session; confirm a native sync with `tether sync <connection> --confirm-removals`"
+        ))
+        .into());
+    }
     let actor = actor(&hub, key).await?;
     let r = hub.confirm_bridge_run(run_id, &actor).await?;
     Ok(Json(run_dto(&hub, r)))
@@ -533,8 +547,10 @@ pub struct AccountParams {
     /// Include accounts no longer seen by the app (default false).
     pub include_removed: Option<bool>,
     /// The `next_cursor` of the previous page.
+    #[param(pattern = "^[A-Za-z0-9_-]*$")]
     pub after: Option<String>,
     /// Page size (default 100, at most 1000).
+    #[param(minimum = 1)]
     pub limit: Option<i64>,
 }
 
@@ -636,8 +652,10 @@ pub struct ResourceParams {
     /// Include records no longer seen by the app (default false).
     pub include_removed: Option<bool>,
     /// The `next_cursor` of the previous page.
+    #[param(pattern = "^[A-Za-z0-9_-]*$")]
     pub after: Option<String>,
     /// Page size (default 100, at most 1000).
+    #[param(minimum = 1)]
     pub limit: Option<i64>,
 }
 
@@ -700,8 +718,10 @@ pub struct EdgeParams {
     /// Include removed edges (default false).
     pub include_removed: Option<bool>,
     /// The `next_cursor` of the previous page.
+    #[param(pattern = "^[A-Za-z0-9_-]*$")]
     pub after: Option<String>,
     /// Page size (default 100, at most 1000).
+    #[param(minimum = 1)]
     pub limit: Option<i64>,
 }
 

@@ -17,6 +17,7 @@
 //! session in `session`; without it the session is `api-key:{id}`.
 
 mod audit;
+mod contract;
 mod dto;
 mod error;
 mod extract;
@@ -120,13 +121,22 @@ pub fn router(hub: Hub) -> Router {
     Router::new().nest("/api/v1", api)
 }
 
-async fn openapi_json() -> Json<utoipa::openapi::OpenApi> {
-    Json(openapi())
+async fn openapi_json(
+    axum::extract::State(hub): axum::extract::State<Hub>,
+) -> Json<utoipa::openapi::OpenApi> {
+    let mut doc = openapi();
+    contract::pin_tenant(&mut doc, &hub.config().tenant_slug);
+    Json(doc)
 }
 
-/// The OpenAPI 3 description of the API.
+/// The OpenAPI 3 description of the REST API and of the Bridge API (whose
+/// paths are under `/org/{tenant_slug}/api/v1/bridge/`), with every status
+/// each operation can answer.
 pub fn openapi() -> utoipa::openapi::OpenApi {
-    ApiDoc::openapi()
+    let mut doc = ApiDoc::openapi();
+    doc.merge(tether_bridge::openapi());
+    contract::complete(&mut doc);
+    doc
 }
 
 #[derive(OpenApi)]

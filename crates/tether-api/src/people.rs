@@ -224,8 +224,10 @@ pub struct PeopleParams {
     /// People with an open finding of this kind.
     pub finding: Option<String>,
     /// At most 1000; 100 by default.
+    #[param(minimum = 1)]
     pub limit: Option<i64>,
     /// The `next_cursor` of the previous page.
+    #[param(pattern = "^[A-Za-z0-9_-]*$")]
     pub after: Option<String>,
 }
 
@@ -237,7 +239,9 @@ pub struct FindingParams {
     pub person_id: Option<i64>,
     /// Resolved findings too.
     pub include_resolved: Option<bool>,
+    #[param(minimum = 1)]
     pub limit: Option<i64>,
+    #[param(pattern = "^[A-Za-z0-9_-]*$")]
     pub after: Option<String>,
 }
 
@@ -324,6 +328,7 @@ pub async fn get_person(
 #[derive(Debug, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct LinkRequest {
+    #[serde(deserialize_with = "crate::dto::integer")]
     pub connection_id: i64,
     /// The app's id of the account.
     pub account_id: String,
@@ -409,6 +414,7 @@ pub async fn list_findings(
 pub struct PeopleSettingsDto {
     /// The connection people are anchored on (any connection); `null`:
     /// none, and no directory findings.
+    #[serde(default, deserialize_with = "crate::dto::opt_integer")]
     pub directory_connection_id: Option<i64>,
     /// Email domains that are not external, besides the directory's own.
     #[serde(default)]
@@ -497,10 +503,12 @@ impl From<CorrelationRule> for RuleDto {
 #[derive(Debug, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct RuleRequest {
+    #[schema(pattern = "^(alias|domain|username)$")]
     pub kind: String,
     #[serde(default)]
     pub source: String,
     pub target: String,
+    #[serde(default, deserialize_with = "crate::dto::opt_integer")]
     pub connection_id: Option<i64>,
     pub app: Option<String>,
 }

@@ -20,6 +20,7 @@ use crate::extract::{ApiJson, ApiKeyId, ApiPath, ApiQuery};
 #[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
 pub struct TargetDto {
     /// `group`, `role` or `license`.
+    #[schema(pattern = "^(group|role|license)$")]
     pub kind: String,
     pub external_id: String,
     /// The target's resource type; omitted for the kind's default type.
@@ -140,6 +141,9 @@ pub struct TaskListDto {
 #[serde(deny_unknown_fields)]
 pub struct CreateTaskRequest {
     /// See [`TaskDto::action`].
+    #[schema(
+        pattern = "^(create_account|update_account|delete_account|suspend_account|unsuspend_account|reset_password|add_membership|remove_membership)$"
+    )]
     pub action: String,
     /// The app's id of the account (every action but `create_account`).
     pub account: Option<String>,
@@ -175,9 +179,12 @@ pub struct CreatedTaskDto {
 pub struct TaskListParams {
     /// `scheduled`, `pending`, `running`, `completed`, `failed` or
     /// `cancelled`; all when omitted.
+    #[param(pattern = "^(scheduled|pending|running|completed|failed|cancelled)$")]
     pub status: Option<String>,
     /// At most 500; 50 by default.
+    #[param(minimum = 1)]
     pub limit: Option<i64>,
+    #[param(minimum = 0)]
     pub offset: Option<i64>,
 }
 
@@ -187,6 +194,7 @@ pub struct TaskListParams {
 pub struct ProvisioningRequest {
     pub enabled: bool,
     /// The browser session a re-consent is bound to (as for `reconnect`).
+    #[schema(min_length = 1, max_length = 512)]
     pub session: Option<String>,
 }
 

@@ -625,7 +625,7 @@ async fn token_connection_syncs_and_serves_its_identities() {
     let r = env
         .post(&format!("/connections/{id}/reconnect"), json!({}))
         .await;
-    assert_eq!(r.status, StatusCode::BAD_REQUEST, "{}", r.text);
+    assert_eq!(r.status, StatusCode::CONFLICT, "{}", r.text);
 
     // Delete without purge keeps the data readable; with purge it is gone.
     let d = env.delete(&format!("/connections/{second_id}")).await;

@@ -9,7 +9,10 @@
 //! unknown paths, wrong methods and bodies that are not JSON. Decisions Iden
 //! does not document are in the README's "Bridge API" section.
 
+mod openapi;
 mod records;
+
+pub use openapi::openapi;
 
 use std::collections::HashMap;
 
@@ -21,6 +24,8 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post, put};
 use axum::{Extension, Json, Router};
 use bytes::Bytes;
+#[allow(unused_imports)]
+use openapi::*;
 use serde::Serialize;
 use serde_json::{json, Value};
 use tether_hub::{Hub, HubError};
@@ -325,8 +330,9 @@ fn paged<T: Serialize>(hub: &Hub, path: &str, p: &Paging, count: i64, results: V
             p.limit
         )
     };
-    let next = (p.offset + p.limit < count).then(|| url(p.offset + p.limit));
-    let previous = (p.offset > 0).then(|| url((p.offset - p.limit).max(0)));
+    let after = p.offset.saturating_add(p.limit);
+    let next = (after < count).then(|| url(after));
+    let previous = (p.offset > 0).then(|| url(p.offset.saturating_sub(p.limit).max(0)));
     json!({ "count": count, "next": next, "previous": previous, "results": results })
 }
 
@@ -390,15 +396,20 @@ fn check_slug(slug: &str) -> BResult<()> {
         ));
     }
     if matches!(slug, "complete" | "abandon") {
-        return Err(Detail::bad_request(format!(
-            "`{slug}` is reserved by the sync paths; choose another slug"
-        )));
+        return Err(Detail::new(
+            StatusCode::CONFLICT,
+            format!("`{slug}` is reserved by the sync paths; choose another slug"),
+        ));
     }
     Ok(())
 }
 
 // ---- apps ------------------------------------------------------------------------
 
+#[utoipa::path(get, path = "/org/{tenant_slug}/api/v1/bridge/apps/", tag = "bridge",
+    params(OrgPath, PageParams),
+    responses((status = 200, body = AppPage), (status = 400, body = DetailBody, description = "a malformed path, query or body"), (status = 401, body = DetailBody), (status = 403, body = DetailBody, description = "the key is read-only or limited to another Bridge app"), (status = 404, body = DetailBody)),
+    security(("api_key" = [])))]
 async fn list_apps(
     State(hub): State<Hub>,
     Extension(caller): Extension<Caller>,
@@ -413,6 +424,11 @@ async fn list_apps(
     Ok(Json(paged(&hub, "apps/", &p, count, results)))
 }
 
+#[utoipa::path(post, path = "/org/{tenant_slug}/api/v1/bridge/apps/", tag = "bridge",
+    params(OrgPath),
+    request_body = CreateAppRequest,
+    responses((status = 201, body = BridgeAppDto), (status = 409, body = DetailBody), (status = 400, body = DetailBody, description = "a malformed path, query or body"), (status = 401, body = DetailBody), (status = 403, body = DetailBody, description = "the key is read-only or limited to another Bridge app"), (status = 404, body = DetailBody), (status = 413, body = DetailBody, description = "the body is too large")),
+    security(("api_key" = [])))]
 async fn create_app(
     State(hub): State<Hub>,
     Extension(caller): Extension<Caller>,
@@ -440,6 +456,10 @@ async fn create_app(
     Ok((StatusCode::CREATED, Json(app_json(&app, true))))
 }
 
+#[utoipa::path(get, path = "/org/{tenant_slug}/api/v1/bridge/apps/{app_id}/", tag = "bridge",
+    params(AppPath),
+    responses((status = 200, body = BridgeAppDto), (status = 400, body = DetailBody, description = "a malformed path, query or body"), (status = 401, body = DetailBody), (status = 403, body = DetailBody, description = "the key is read-only or limited to another Bridge app"), (status = 404, body = DetailBody)),
+    security(("api_key" = [])))]
 async fn get_app(
     State(hub): State<Hub>,
     Extension(caller): Extension<Caller>,
@@ -451,6 +471,10 @@ async fn get_app(
 
 // ---- resource types --------------------------------------------------------------
 
+#[utoipa::path(get, path = "/org/{tenant_slug}/api/v1/bridge/apps/{app_id}/resource-types/", tag = "bridge",
+    params(AppPath, PageParams),
+    responses((status = 200, body = ResourceTypePage), (status = 400, body = DetailBody, description = "a malformed path, query or body"), (status = 401, body = DetailBody), (status = 403, body = DetailBody, description = "the key is read-only or limited to another Bridge app"), (status = 404, body = DetailBody)),
+    security(("api_key" = [])))]
 async fn list_types(
     State(hub): State<Hub>,
     Extension(caller): Extension<Caller>,
@@ -476,6 +500,11 @@ async fn list_types(
     )))
 }
 
+#[utoipa::path(post, path = "/org/{tenant_slug}/api/v1/bridge/apps/{app_id}/resource-types/", tag = "bridge",
+    params(AppPath),
+    request_body = CreateTypeRequest,
+    responses((status = 201, body = ResourceTypeDto), (status = 409, body = DetailBody, description = "the slug is taken"), (status = 400, body = DetailBody, description = "a malformed path, query or body"), (status = 401, body = DetailBody), (status = 403, body = DetailBody, description = "the key is read-only or limited to another Bridge app"), (status = 404, body = DetailBody), (status = 413, body = DetailBody, description = "the body is too large")),
+    security(("api_key" = [])))]
 async fn create_type(
     State(hub): State<Hub>,
     Extension(caller): Extension<Caller>,
@@ -519,6 +548,10 @@ async fn find_type(
     Ok((t, types))
 }
 
+#[utoipa::path(get, path = "/org/{tenant_slug}/api/v1/bridge/apps/{app_id}/resource-types/{slug}/", tag = "bridge",
+    params(TypePath),
+    responses((status = 200, body = ResourceTypeDto), (status = 400, body = DetailBody, description = "a malformed path, query or body"), (status = 401, body = DetailBody), (status = 403, body = DetailBody, description = "the key is read-only or limited to another Bridge app"), (status = 404, body = DetailBody)),
+    security(("api_key" = [])))]
 async fn get_type(
     State(hub): State<Hub>,
     Extension(caller): Extension<Caller>,
@@ -529,6 +562,11 @@ async fn get_type(
     Ok(Json(type_json(&t)))
 }
 
+#[utoipa::path(patch, path = "/org/{tenant_slug}/api/v1/bridge/apps/{app_id}/resource-types/{slug}/", tag = "bridge",
+    params(TypePath),
+    request_body = UpdateTypeRequest,
+    responses((status = 200, body = ResourceTypeDto), (status = 409, body = DetailBody, description = "a slug or type other than the type's own"), (status = 400, body = DetailBody, description = "a malformed path, query or body"), (status = 401, body = DetailBody), (status = 403, body = DetailBody, description = "the key is read-only or limited to another Bridge app"), (status = 404, body = DetailBody), (status = 413, body = DetailBody, description = "the body is too large")),
+    security(("api_key" = [])))]
 async fn update_type(
     State(hub): State<Hub>,
     Extension(caller): Extension<Caller>,
@@ -543,9 +581,10 @@ async fn update_type(
             .get(key)
             .is_some_and(|v| v.as_str() != Some(field(&t, key)))
         {
-            return Err(Detail::bad_request(format!(
-                "a resource type's `{key}` cannot change; only its `name` can"
-            )));
+            return Err(Detail::new(
+                StatusCode::CONFLICT,
+                format!("a resource type's `{key}` cannot change; only its `name` can"),
+            ));
         }
     }
     let name = text_field(&body, "name", 255)?;
@@ -566,6 +605,10 @@ fn field<'a>(t: &'a BridgeType, key: &str) -> &'a str {
 
 // ---- sync sessions -------------------------------------------------------------
 
+#[utoipa::path(post, path = "/org/{tenant_slug}/api/v1/bridge/apps/{app_id}/sync/", tag = "bridge",
+    params(AppPath),
+    responses((status = 201, body = SyncStartedDto), (status = 409, body = DetailBody), (status = 400, body = DetailBody, description = "a malformed path, query or body"), (status = 401, body = DetailBody), (status = 403, body = DetailBody, description = "the key is read-only or limited to another Bridge app"), (status = 404, body = DetailBody)),
+    security(("api_key" = [])))]
 async fn start_sync(
     State(hub): State<Hub>,
     Extension(caller): Extension<Caller>,
@@ -579,6 +622,10 @@ async fn start_sync(
     Ok((StatusCode::CREATED, Json(json!({ "sync_id": session.id }))))
 }
 
+#[utoipa::path(get, path = "/org/{tenant_slug}/api/v1/bridge/apps/{app_id}/sync/{sync_id}/", tag = "bridge",
+    params(SyncPath),
+    responses((status = 200, body = SyncStatusDto), (status = 400, body = DetailBody, description = "a malformed path, query or body"), (status = 401, body = DetailBody), (status = 403, body = DetailBody, description = "the key is read-only or limited to another Bridge app"), (status = 404, body = DetailBody)),
+    security(("api_key" = [])))]
 async fn sync_status(
     State(hub): State<Hub>,
     Extension(caller): Extension<Caller>,
@@ -622,6 +669,11 @@ async fn sync_status(
     Ok(Json(out))
 }
 
+#[utoipa::path(put, path = "/org/{tenant_slug}/api/v1/bridge/apps/{app_id}/sync/{sync_id}/{slug}/", tag = "bridge",
+    params(PushPath),
+    request_body = PushRequest,
+    responses((status = 200, body = PushResultDto), (status = 422, body = DetailBody, description = "the page breaks an integrity rule (a membership of an unknown type)"), (status = 400, body = DetailBody, description = "a malformed path, query or body; a record that does not fit the type; the session is completed or abandoned (Iden's protocol)"), (status = 401, body = DetailBody), (status = 403, body = DetailBody, description = "the key is read-only or limited to another Bridge app"), (status = 404, body = DetailBody), (status = 413, body = DetailBody, description = "the body is too large")),
+    security(("api_key" = [])))]
 async fn push(
     State(hub): State<Hub>,
     Extension(caller): Extension<Caller>,
@@ -676,6 +728,10 @@ impl Detail {
     }
 }
 
+#[utoipa::path(post, path = "/org/{tenant_slug}/api/v1/bridge/apps/{app_id}/sync/{sync_id}/complete/", tag = "bridge",
+    params(SyncPath),
+    responses((status = 202, description = "completing; poll the session"), (status = 409, body = DetailBody, description = "the session is not in progress"), (status = 400, body = DetailBody, description = "a malformed path, query or body"), (status = 401, body = DetailBody), (status = 403, body = DetailBody, description = "the key is read-only or limited to another Bridge app"), (status = 404, body = DetailBody)),
+    security(("api_key" = [])))]
 async fn complete(
     State(hub): State<Hub>,
     Extension(caller): Extension<Caller>,
@@ -684,16 +740,19 @@ async fn complete(
     let app = app_for(&hub, &caller, params.get("app_id")).await?;
     let session = session_for(&hub, &app, params.get("sync_id")).await?;
     if session.status != RunStatus::InProgress {
-        return Err(Detail::bad_request(format!(
-            "this sync session is {}; only a session in progress can be completed",
-            session.status.as_str()
-        )));
+        return Err(Detail::new(
+            StatusCode::CONFLICT,
+            format!(
+                "this sync session is {}; only a session in progress can be completed",
+                session.status.as_str()
+            ),
+        ));
     }
     let done = hub
         .complete_bridge_session(&session)
         .await
         .map_err(|e| match e {
-            HubError::Conflict(m) => Detail::bad_request(m),
+            HubError::Conflict(m) => Detail::new(StatusCode::CONFLICT, m),
             other => other.into(),
         })?;
     // The answer is 202 whatever happens; a small app's completion is
@@ -702,6 +761,10 @@ async fn complete(
     Ok(StatusCode::ACCEPTED)
 }
 
+#[utoipa::path(post, path = "/org/{tenant_slug}/api/v1/bridge/apps/{app_id}/sync/{sync_id}/abandon/", tag = "bridge",
+    params(SyncPath),
+    responses((status = 204, description = "abandoned"), (status = 409, body = DetailBody), (status = 400, body = DetailBody, description = "a malformed path, query or body"), (status = 401, body = DetailBody), (status = 403, body = DetailBody, description = "the key is read-only or limited to another Bridge app"), (status = 404, body = DetailBody)),
+    security(("api_key" = [])))]
 async fn abandon(
     State(hub): State<Hub>,
     Extension(caller): Extension<Caller>,
@@ -774,6 +837,10 @@ async fn task_of(hub: &Hub, app: &BridgeApp, id: &str) -> BResult<tether_store::
     }
 }
 
+#[utoipa::path(get, path = "/org/{tenant_slug}/api/v1/bridge/apps/{app_id}/tasks/", tag = "bridge",
+    params(AppPath, TaskListParams),
+    responses((status = 200, body = TaskPage), (status = 400, body = DetailBody, description = "a malformed path, query or body"), (status = 401, body = DetailBody), (status = 403, body = DetailBody, description = "the key is read-only or limited to another Bridge app"), (status = 404, body = DetailBody)),
+    security(("api_key" = [])))]
 async fn list_tasks(
     State(hub): State<Hub>,
     Extension(caller): Extension<Caller>,
@@ -818,6 +885,10 @@ async fn list_tasks(
     Ok(Json(out))
 }
 
+#[utoipa::path(get, path = "/org/{tenant_slug}/api/v1/bridge/apps/{app_id}/tasks/{task_id}/", tag = "bridge",
+    params(TaskPath),
+    responses((status = 200, body = BridgeTaskDto), (status = 400, body = DetailBody, description = "a malformed path, query or body"), (status = 401, body = DetailBody), (status = 403, body = DetailBody, description = "the key is read-only or limited to another Bridge app"), (status = 404, body = DetailBody)),
+    security(("api_key" = [])))]
 async fn get_task(
     State(hub): State<Hub>,
     Extension(caller): Extension<Caller>,
@@ -843,6 +914,11 @@ async fn get_task(
     )))
 }
 
+#[utoipa::path(patch, path = "/org/{tenant_slug}/api/v1/bridge/apps/{app_id}/tasks/{task_id}/status/", tag = "bridge",
+    params(TaskPath),
+    request_body = ReportTaskRequest,
+    responses((status = 200, body = BridgeTaskDto), (status = 409, body = DetailBody, description = "the task is not running"), (status = 400, body = DetailBody, description = "a malformed path, query or body"), (status = 401, body = DetailBody), (status = 403, body = DetailBody, description = "the key is read-only or limited to another Bridge app"), (status = 404, body = DetailBody), (status = 413, body = DetailBody, description = "the body is too large")),
+    security(("api_key" = [])))]
 async fn report_task(
     State(hub): State<Hub>,
     Extension(caller): Extension<Caller>,
