@@ -566,6 +566,9 @@ impl Store {
         status: ConnectionStatus,
         reason: Option<&str>,
     ) -> Result<()> {
+        // A reason often quotes the app (a token endpoint's description).
+        let reason = reason.map(tether_core::text::sanitize_message);
+        let reason = reason.as_deref();
         let mut tx = self.write_tx().await?;
         let current: Option<(String, Option<String>)> =
             sqlx::query_as("SELECT status, status_reason FROM connections WHERE id = ?")
