@@ -699,7 +699,7 @@ fn classify(error: &str, description: Option<String>, dialect: TokenDialect) -> 
 
 /// The transport error of [`QuirkClient`].
 #[derive(Debug, thiserror::Error)]
-enum Transport {
+pub(crate) enum Transport {
     #[error("{0}")]
     Transient(String),
     #[error("{message}")]
@@ -765,7 +765,10 @@ fn is_transient_status(status: u16) -> bool {
 
 /// Turns a provider's token response into a standard one: 200 with a JSON
 /// token, or 400 with a JSON `error`. The connector's dialect goes first.
-fn normalise(dialect: TokenDialect, answer: TokenAnswer) -> Result<HttpResponse, Transport> {
+pub(crate) fn normalise(
+    dialect: TokenDialect,
+    answer: TokenAnswer,
+) -> Result<HttpResponse, Transport> {
     if is_transient_status(answer.status) {
         return Err(Transport::Transient(format!(
             "HTTP {} from the token endpoint: {}",

@@ -77,6 +77,9 @@
 mod client;
 mod manager;
 
+#[cfg(test)]
+mod fuzz;
+
 pub use client::{
     authorize, client_credentials, exchange_code, max_answer_bytes, refresh, revoke,
     set_max_answer_bytes, AuthorizeRequest, ClientAuth, OAuthApp, OAuthError, TokenDialect,
