@@ -171,11 +171,11 @@ pub async fn read_bounded(mut resp: reqwest::Response, limit: u64) -> Result<Byt
 pub fn describe_bytes(n: u64) -> String {
     const KIB: u64 = 1024;
     const MIB: u64 = 1024 * 1024;
-    if n >= MIB && n % MIB == 0 {
+    if n >= MIB && n & (MIB - 1) == 0 {
         format!("{} MiB", n / MIB)
     } else if n >= MIB {
         format!("{:.1} MiB", n as f64 / MIB as f64)
-    } else if n >= KIB && n % KIB == 0 {
+    } else if n >= KIB && n & (KIB - 1) == 0 {
         format!("{} KiB", n / KIB)
     } else {
         format!("{n} bytes")
