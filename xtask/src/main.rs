@@ -11,6 +11,8 @@
 //!   `--resync` syncs each organisation a second time, unchanged, and prints
 //!   that sync's requests, rate-limit budget spent (where the fake reports
 //!   `rate_limit_spent`) and wall time, each also as a share of the first's.
+//! * `cargo xtask fuzz [--seconds 60]`: the fuzz and property tests in
+//!   release, each for that long (see `fuzz.rs`).
 
 // `wait4` (the child's own peak RSS) needs libc.
 #![allow(unsafe_code)]
@@ -23,6 +25,7 @@ use std::time::{Duration, Instant};
 use anyhow::{bail, Context, Result};
 
 mod bench_bridge;
+mod fuzz;
 mod new_connector;
 use serde_json::{json, Value};
 
@@ -37,6 +40,7 @@ fn main() -> Result<()> {
         ["bench", "sync", rest @ ..] => bench_sync(rest),
         ["bench", "bridge", rest @ ..] => bench_bridge::run(&release_tether()?, rest),
         ["new-connector", rest @ ..] => new_connector::run(&workspace_root(), rest),
+        ["fuzz", rest @ ..] => fuzz::run(&workspace_root(), rest),
         _ => {
             eprintln!("usage: cargo xtask bench sync [--sizes 10k,100k,1m] [--latency-ms 50] [--latency-size 100k] [--no-latency] [--resync]");
             std::process::exit(2)

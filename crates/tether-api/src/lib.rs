@@ -117,8 +117,30 @@ pub fn router(hub: Hub) -> Router {
         .merge(authed)
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)
+        .layer(axum::middleware::map_response(body_too_large))
+        .layer(axum::extract::DefaultBodyLimit::max(MAX_BODY_BYTES))
         .with_state(hub);
     Router::new().nest("/api/v1", api)
+}
+
+/// The longest request body the REST API reads (1 MiB); a longer one is
+/// answered 413 with the API's error body, unread beyond the bound.
+pub const MAX_BODY_BYTES: usize = 1024 * 1024;
+
+/// Turns the extractors' 413 (plain text from `Bytes`, or `ApiJson`'s) into
+/// the API's error body with the `payload_too_large` code.
+async fn body_too_large(res: axum::response::Response) -> axum::response::Response {
+    if res.status() != axum::http::StatusCode::PAYLOAD_TOO_LARGE {
+        return res;
+    }
+    axum::response::IntoResponse::into_response(error::ApiError::new(
+        axum::http::StatusCode::PAYLOAD_TOO_LARGE,
+        "payload_too_large",
+        format!(
+            "the request body exceeds {} MiB, the API's limit; send less at once",
+            MAX_BODY_BYTES >> 20
+        ),
+    ))
 }
 
 async fn openapi_json(

@@ -173,11 +173,33 @@ pub fn router(hub: Hub) -> Router {
         .nest("/api/v1/bridge", bridge)
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)
+        .layer(axum::middleware::map_response(body_too_large))
+        .layer(axum::extract::DefaultBodyLimit::max(MAX_BODY_BYTES))
         .with_state(hub.clone());
     // The gate sits outside the nest, where the request's path is whole.
     Router::new()
         .nest("/org/{tenant}", org)
         .layer(axum::middleware::from_fn_with_state(hub, gate))
+}
+
+/// The longest request body the Bridge reads (4 MiB: a page of 100
+/// records with their memberships fits many times over); a longer one is
+/// answered 413 with `{"detail"}`, unread beyond the bound.
+pub const MAX_BODY_BYTES: usize = 4 * 1024 * 1024;
+
+/// Turns the body extractor's plain-text 413 into Iden's `{"detail"}`.
+async fn body_too_large(res: axum::response::Response) -> axum::response::Response {
+    if res.status() != StatusCode::PAYLOAD_TOO_LARGE {
+        return res;
+    }
+    Detail::new(
+        StatusCode::PAYLOAD_TOO_LARGE,
+        format!(
+            "the request body exceeds {} MiB, the Bridge's limit; push at most 100 records a page",
+            MAX_BODY_BYTES >> 20
+        ),
+    )
+    .into_response()
 }
 
 async fn not_found() -> Detail {

@@ -99,7 +99,7 @@ impl RequestBudget {
     }
 }
 
-/// A response read whole (pages are bounded by the app's page size).
+/// A response read whole, up to the client's bound (see [`read_bounded`]).
 #[derive(Debug, Clone)]
 pub struct RawResponse {
     pub status: StatusCode,
@@ -127,6 +127,74 @@ impl RawResponse {
     }
 }
 
+/// The longest API answer (one page) read by default: 32 MiB.
+pub const DEFAULT_MAX_PAGE_BYTES: u64 = 32 * 1024 * 1024;
+
+/// The configuration key that sets the page bound, for messages.
+pub const PAGE_LIMIT_SETTING: &str = "[limits] max_page_mib";
+
+/// The longest token-endpoint or revocation answer read by default: 1 MiB.
+pub const DEFAULT_MAX_TOKEN_ANSWER_BYTES: u64 = 1024 * 1024;
+
+/// Why an answer's body could not be read.
+#[derive(Debug, thiserror::Error)]
+pub enum BodyError {
+    /// The body (or its announced `Content-Length`) is longer than the
+    /// bound; reading stopped there.
+    #[error("the answer exceeded {}", describe_bytes(*limit))]
+    TooLarge { limit: u64 },
+    /// The connection failed while the body was read.
+    #[error("reading the answer: {}", describe_reqwest_error(.0))]
+    Read(#[from] reqwest::Error),
+}
+
+/// Reads `resp`'s body, at most `limit` bytes. The body is streamed chunk
+/// by chunk and reading stops as soon as it would pass the bound; an
+/// announced `Content-Length` beyond it is refused before reading.
+pub async fn read_bounded(mut resp: reqwest::Response, limit: u64) -> Result<Bytes, BodyError> {
+    let announced = resp.content_length();
+    if announced.is_some_and(|n| n > limit) {
+        return Err(BodyError::TooLarge { limit });
+    }
+    let first = announced.unwrap_or(0).min(limit).min(1 << 20) as usize;
+    let mut body = bytes::BytesMut::with_capacity(first);
+    while let Some(chunk) = resp.chunk().await? {
+        if (body.len() + chunk.len()) as u64 > limit {
+            return Err(BodyError::TooLarge { limit });
+        }
+        body.extend_from_slice(&chunk);
+    }
+    Ok(body.freeze())
+}
+
+/// A byte count for an operator: `32 MiB`, `64 KiB`, `100 bytes`.
+pub fn describe_bytes(n: u64) -> String {
+    const KIB: u64 = 1024;
+    const MIB: u64 = 1024 * 1024;
+    if n >= MIB && n & (MIB - 1) == 0 {
+        format!("{} MiB", n / MIB)
+    } else if n >= MIB {
+        format!("{:.1} MiB", n as f64 / MIB as f64)
+    } else if n >= KIB && n & (KIB - 1) == 0 {
+        format!("{} KiB", n / KIB)
+    } else {
+        format!("{n} bytes")
+    }
+}
+
+/// What an operator reads when an answer passed its bound: which host, for
+/// which connection, the bound, and what to do. `setting` names the
+/// configuration key that raises the bound.
+pub fn answer_too_large(host: &str, connection: Option<&str>, limit: u64, setting: &str) -> String {
+    let for_connection = connection.map(|c| format!(" for {c}")).unwrap_or_default();
+    format!(
+        "the answer from {host}{for_connection} exceeded {}; Tether stopped reading it. \
+         Check that the app's URL points at the app; if its answers are really this \
+         large, raise `{setting}` in the configuration",
+        describe_bytes(limit)
+    )
+}
+
 /// A per-connection HTTP client.
 #[derive(Clone, Debug)]
 pub struct HttpClient {
@@ -135,6 +203,10 @@ pub struct HttpClient {
     retry: RetryPolicy,
     /// Where requests may go; `None` only for clients built without one.
     policy: Option<Arc<HostPolicy>>,
+    /// The longest answer read (see [`read_bounded`]).
+    max_answer_bytes: u64,
+    /// The connection's name, for messages.
+    connection: Option<Arc<str>>,
 }
 
 impl HttpClient {
@@ -144,7 +216,26 @@ impl HttpClient {
             budget: Arc::new(RequestBudget::new(max_in_flight)),
             retry,
             policy: None,
+            max_answer_bytes: DEFAULT_MAX_PAGE_BYTES,
+            connection: None,
         }
+    }
+
+    /// The same client reading at most `bytes` of each answer.
+    pub fn with_max_answer_bytes(mut self, bytes: u64) -> Self {
+        self.max_answer_bytes = bytes.max(1);
+        self
+    }
+
+    /// The same client naming `connection` in its messages.
+    pub fn for_connection(mut self, connection: &str) -> Self {
+        self.connection = Some(connection.into());
+        self
+    }
+
+    /// The longest answer this client reads.
+    pub fn max_answer_bytes(&self) -> u64 {
+        self.max_answer_bytes
     }
 
     /// A client that sends requests only where `policy` allows, with
@@ -281,6 +372,7 @@ impl HttpClient {
                 })?;
         }
         self.budget.made.fetch_add(1, Ordering::Relaxed);
+        let host = request.url().host_str().unwrap_or("the app").to_owned();
         let resp = self
             .client
             .execute(request)
@@ -288,12 +380,26 @@ impl HttpClient {
             .map_err(|e| SourceError::transient(describe_reqwest_error(&e)))?;
         let status = resp.status();
         let headers = resp.headers().clone();
-        let body = resp.bytes().await.map_err(|e| {
-            SourceError::transient(format!(
-                "reading the response: {}",
-                describe_reqwest_error(&e)
-            ))
-        })?;
+        let body = match read_bounded(resp, self.max_answer_bytes).await {
+            Ok(body) => body,
+            Err(BodyError::TooLarge { limit }) => {
+                return Err(SourceError::BadData {
+                    message: answer_too_large(
+                        &host,
+                        self.connection.as_deref(),
+                        limit,
+                        PAGE_LIMIT_SETTING,
+                    ),
+                    excerpt: String::new(),
+                })
+            }
+            Err(BodyError::Read(e)) => {
+                return Err(SourceError::transient(format!(
+                    "reading the response: {}",
+                    describe_reqwest_error(&e)
+                )))
+            }
+        };
         Ok(RawResponse {
             status,
             headers,

@@ -17,6 +17,8 @@
 //!   limits a connector declares.
 //! * [`auth`]: how a connector obtains credentials without knowing where they
 //!   are stored or how they are refreshed.
+//! * [`text`]: the sanitiser every message copied from an app passes before
+//!   it is stored or shown.
 //! * [`provision`]: the [`Provisioner`] a connector supplies to perform
 //!   provisioning tasks (create, suspend, add to a group) in its app.
 
@@ -28,6 +30,7 @@ pub mod pacing;
 pub mod provision;
 pub mod registry;
 pub mod source;
+pub mod text;
 
 pub use auth::{AuthKind, Credentials, StaticToken, TokenSource};
 pub use error::SourceError;

@@ -117,6 +117,9 @@ pub struct HubConfig {
     /// The organisation's slug in Bridge URLs
     /// (`{public_base_url}/org/{tenant_slug}/api/v1/bridge/`).
     pub tenant_slug: String,
+    /// The longest answer read for one API page of a connection
+    /// (`tether_core::http::DEFAULT_MAX_PAGE_BYTES`, 32 MiB, by default).
+    pub max_page_bytes: u64,
 }
 
 impl Default for HubConfig {
@@ -132,6 +135,7 @@ impl Default for HubConfig {
             allowed_hosts: BTreeMap::new(),
             custom_client_credentials: BTreeMap::new(),
             tenant_slug: "default".into(),
+            max_page_bytes: tether_core::http::DEFAULT_MAX_PAGE_BYTES,
         }
     }
 }
@@ -1034,7 +1038,9 @@ impl Hub {
                 self.host_policy(descriptor.slug),
                 MAX_IN_FLIGHT,
                 tether_core::http::RetryPolicy::default(),
-            ),
+            )
+            .with_max_answer_bytes(self.inner.config.max_page_bytes)
+            .for_connection(connection_name),
         })?)
     }
 }

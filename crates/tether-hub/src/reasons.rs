@@ -47,33 +47,15 @@ use crate::short_code;
 
 const WITHHELD: &str = "the server log has the app's answer";
 
-/// `text` with control and bidirectional-override characters replaced by
-/// spaces and runs of whitespace collapsed.
+/// `text` with control and bidirectional-override characters gone and runs
+/// of whitespace collapsed (`tether_core::text::sanitize`, the one
+/// sanitiser of an app's words).
 fn clean(text: &str) -> String {
-    let mut out = String::with_capacity(text.len());
-    let mut space = false;
-    for c in text.chars() {
-        let bidi = matches!(c, '\u{200e}' | '\u{200f}' | '\u{202a}'..='\u{202e}' | '\u{2066}'..='\u{2069}');
-        if c.is_control() || bidi || c.is_whitespace() {
-            space = true;
-            continue;
-        }
-        if space && !out.is_empty() {
-            out.push(' ');
-        }
-        space = false;
-        out.push(c);
-    }
-    out
+    tether_core::text::sanitize(text, usize::MAX)
 }
 
 fn truncate(text: String) -> String {
-    if text.chars().count() <= PUBLIC_REASON_LEN {
-        return text;
-    }
-    let mut out: String = text.chars().take(PUBLIC_REASON_LEN - 1).collect();
-    out.push('…');
-    out
+    tether_core::text::sanitize(&text, PUBLIC_REASON_LEN)
 }
 
 /// An app's text (a name, an id) as an event carries it: control and
@@ -102,7 +84,16 @@ pub fn public_reason(text: &str) -> String {
             continue;
         }
         let mut out = format!("{prefix}{public}");
-        if let Some(at) = rest.rfind(" (payload starts: ") {
+        if let Some(bound) = rest
+            .strip_prefix("the app sent data Tether cannot read: the answer from ")
+            .and_then(|after| after.split_once(" (payload starts: "))
+            .map(|(said, _)| said)
+            .filter(|said| said.contains(" exceeded "))
+        {
+            // The hub's own words (`tether_core::http::answer_too_large`):
+            // the host, the connection, the bound and what to do.
+            out = format!("{prefix}the answer from {bound}");
+        } else if let Some(at) = rest.rfind(" (payload starts: ") {
             // The excerpt the operator needs, already bounded by the core.
             out.push_str(&rest[at..]);
         } else if let Some(wait) = rest
@@ -144,6 +135,31 @@ mod tests {
     use tether_core::SourceError;
 
     #[test]
+    fn an_answer_over_its_bound_is_told_in_the_hubs_words() {
+        let e = SourceError::BadData {
+            message: tether_core::http::answer_too_large(
+                "api.acme.test",
+                Some("Acme - Eng"),
+                32 << 20,
+                tether_core::http::PAGE_LIMIT_SETTING,
+            ),
+            excerpt: String::new(),
+        };
+        let shown = public_reason(&format!("stream `users`: {e}"));
+        assert!(
+            shown.starts_with(
+                "stream `users`: the answer from api.acme.test for Acme - Eng exceeded 32 MiB;"
+            ),
+            "{shown}"
+        );
+        assert!(shown.contains("max_page_mib"), "{shown}");
+        // A connector's own bad-data text is still withheld.
+        let other = SourceError::bad_data("odd: the answer from x exceeded y", b"{}");
+        let shown = public_reason(&other.to_string());
+        assert!(!shown.contains("exceeded"), "{shown}");
+    }
+
+    #[test]
     fn the_connectors_text_is_withheld() {
         let e = SourceError::CredentialsRejected {
             reason: "Acme answered 401 to GET /orgs/acme: {\"leak\":\"AKIA123\"}".into(),
@@ -175,7 +191,7 @@ mod tests {
         ));
         assert!(!shown.chars().any(|c| c.is_control()), "{shown:?}");
         assert!(
-            shown.starts_with("sync held [31m for confirmation: x"),
+            shown.starts_with("sync held[31m for confirmation: x"),
             "{shown}"
         );
         assert_eq!(shown.chars().count(), PUBLIC_REASON_LEN);

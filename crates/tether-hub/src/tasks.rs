@@ -726,7 +726,9 @@ impl Hub {
                 self.host_policy(descriptor.slug),
                 crate::MAX_IN_FLIGHT,
                 tether_core::http::RetryPolicy::default(),
-            ),
+            )
+            .with_max_answer_bytes(self.config().max_page_bytes)
+            .for_connection(&connection.display_name),
         };
         let provisioner = (spec.build)(ctx)?;
         provisioner

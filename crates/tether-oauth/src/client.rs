@@ -15,6 +15,7 @@
 
 use std::future::Future;
 use std::pin::Pin;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -31,11 +32,54 @@ use oauth2::{
 use secrecy::{ExposeSecret, SecretString};
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
-use tether_core::http::{describe_reqwest_error, HostPolicy};
+use tether_core::http::{
+    answer_too_large, describe_reqwest_error, read_bounded, BodyError, HostPolicy,
+    DEFAULT_MAX_TOKEN_ANSWER_BYTES,
+};
 use tether_core::{GrantErrorKind, TokenAnswer};
 use url::Url;
 
 pub use tether_core::{ClientAuth, TokenDialect};
+
+/// The longest token or revocation answer read, in bytes.
+static MAX_ANSWER_BYTES: AtomicU64 = AtomicU64::new(DEFAULT_MAX_TOKEN_ANSWER_BYTES);
+
+/// The configuration key that sets [`set_max_answer_bytes`], for messages.
+pub const TOKEN_LIMIT_SETTING: &str = "[limits] max_token_answer_kib";
+
+/// Sets the longest answer read from a token or revocation endpoint
+/// (default [`DEFAULT_MAX_TOKEN_ANSWER_BYTES`], 1 MiB), for the whole
+/// process: the host calls it once at start from its configuration. The
+/// body is streamed and reading stops at the bound.
+pub fn set_max_answer_bytes(bytes: u64) {
+    MAX_ANSWER_BYTES.store(bytes.max(1), Ordering::Relaxed);
+}
+
+/// The longest answer read from a token or revocation endpoint.
+pub fn max_answer_bytes() -> u64 {
+    MAX_ANSWER_BYTES.load(Ordering::Relaxed)
+}
+
+/// Reads a token or revocation endpoint's answer up to the bound; past it,
+/// an [`OAuthError::InvalidResponse`] naming the host and the bound.
+async fn read_answer(resp: reqwest::Response) -> Result<bytes::Bytes, OAuthError> {
+    let host = resp
+        .url()
+        .host_str()
+        .unwrap_or("the token endpoint")
+        .to_owned();
+    match read_bounded(resp, max_answer_bytes()).await {
+        Ok(body) => Ok(body),
+        Err(BodyError::TooLarge { limit }) => Err(OAuthError::InvalidResponse {
+            message: answer_too_large(&host, None, limit, TOKEN_LIMIT_SETTING),
+            excerpt: String::new(),
+        }),
+        Err(BodyError::Read(e)) => Err(OAuthError::Transient(format!(
+            "reading the answer: {}",
+            describe_reqwest_error(&e)
+        ))),
+    }
+}
 
 /// A URL with `{key}` placeholders filled from a connection's settings
 /// (`https://login.microsoftonline.com/{tenant}/oauth2/v2.0/token`).
@@ -509,10 +553,7 @@ pub async fn revoke(
         .map_err(|e| OAuthError::Transient(describe_reqwest_error(&e)))?;
     let status = resp.status().as_u16();
     let content_type = header_str(resp.headers(), reqwest::header::CONTENT_TYPE);
-    let body = resp
-        .bytes()
-        .await
-        .map_err(|e| OAuthError::Transient(describe_reqwest_error(&e)))?;
+    let body = read_answer(resp).await?;
     if is_transient_status(status) {
         return Err(OAuthError::Transient(format!(
             "HTTP {status} from the revocation endpoint: {}",
@@ -658,7 +699,7 @@ fn classify(error: &str, description: Option<String>, dialect: TokenDialect) -> 
 
 /// The transport error of [`QuirkClient`].
 #[derive(Debug, thiserror::Error)]
-enum Transport {
+pub(crate) enum Transport {
     #[error("{0}")]
     Transient(String),
     #[error("{message}")]
@@ -689,11 +730,12 @@ impl<'c> AsyncHttpClient<'c> for QuirkClient {
                 .map_err(|e| Transport::Transient(describe_reqwest_error(&e)))?;
             let status = resp.status().as_u16();
             let content_type = header_str(resp.headers(), reqwest::header::CONTENT_TYPE);
-            let body = resp.bytes().await.map_err(|e| {
-                Transport::Transient(format!(
-                    "reading the token response: {}",
-                    describe_reqwest_error(&e)
-                ))
+            let body = read_answer(resp).await.map_err(|e| match e {
+                OAuthError::InvalidResponse { message, excerpt } => {
+                    Transport::Invalid { message, excerpt }
+                }
+                OAuthError::Transient(message) => Transport::Transient(message),
+                other => Transport::Transient(other.to_string()),
             })?;
             normalise(
                 self.dialect,
@@ -723,7 +765,10 @@ fn is_transient_status(status: u16) -> bool {
 
 /// Turns a provider's token response into a standard one: 200 with a JSON
 /// token, or 400 with a JSON `error`. The connector's dialect goes first.
-fn normalise(dialect: TokenDialect, answer: TokenAnswer) -> Result<HttpResponse, Transport> {
+pub(crate) fn normalise(
+    dialect: TokenDialect,
+    answer: TokenAnswer,
+) -> Result<HttpResponse, Transport> {
     if is_transient_status(answer.status) {
         return Err(Transport::Transient(format!(
             "HTTP {} from the token endpoint: {}",

@@ -77,8 +77,12 @@
 mod client;
 mod manager;
 
+#[cfg(test)]
+mod fuzz;
+
 pub use client::{
-    authorize, client_credentials, exchange_code, refresh, revoke, AuthorizeRequest, ClientAuth,
-    OAuthApp, OAuthError, TokenDialect, TokenSet, UrlTemplate, UrlTemplateError,
+    authorize, client_credentials, exchange_code, max_answer_bytes, refresh, revoke,
+    set_max_answer_bytes, AuthorizeRequest, ClientAuth, OAuthApp, OAuthError, TokenDialect,
+    TokenSet, UrlTemplate, UrlTemplateError, TOKEN_LIMIT_SETTING,
 };
 pub use manager::{ExpiryHook, TokenError, TokenManager, TokenManagerConfig};

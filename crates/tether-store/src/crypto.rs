@@ -89,15 +89,16 @@ impl MasterKey {
             return Ok((Self::parse(&text)?, KeySource::Env));
         }
         match std::fs::read_to_string(key_file) {
-            Ok(text) => Ok((
-                Self::parse(&text).map_err(|e| match e {
+            Ok(text) => {
+                refuse_shared_key_file(key_file)?;
+                let key = Self::parse(&text).map_err(|e| match e {
                     StoreError::BadKey(m) => {
                         StoreError::BadKey(format!("{}: {m}", key_file.display()))
                     }
                     other => other,
-                })?,
-                KeySource::File(key_file.to_owned()),
-            )),
+                })?;
+                Ok((key, KeySource::File(key_file.to_owned())))
+            }
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
                 let key = Self::generate();
                 write_private(key_file, &key.to_base64())?;
@@ -164,6 +165,32 @@ impl MasterKey {
     }
 }
 
+/// Refuses a key file that its group or others may read or write: the key
+/// decrypts every stored credential.
+fn refuse_shared_key_file(path: &Path) -> Result<(), StoreError> {
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        let mode = std::fs::metadata(path)
+            .map_err(|e| {
+                StoreError::BadKey(format!("cannot read the key file {}: {e}", path.display()))
+            })?
+            .permissions()
+            .mode();
+        if mode & 0o077 != 0 {
+            return Err(StoreError::BadKey(format!(
+                "the key file {} has mode {:04o}: its group or other users can read it, and it decrypts every stored credential. Run `chmod 600 {}` and start again",
+                path.display(),
+                mode & 0o7777,
+                path.display()
+            )));
+        }
+    }
+    #[cfg(not(unix))]
+    let _ = path;
+    Ok(())
+}
+
 fn write_private(path: &Path, contents: &str) -> Result<(), StoreError> {
     use std::io::Write;
     let mut options = std::fs::OpenOptions::new();
@@ -215,6 +242,29 @@ mod tests {
             MasterKey::parse("c2hvcnQ="),
             Err(StoreError::BadKey(_))
         ));
+    }
+
+    #[test]
+    #[cfg(unix)]
+    fn a_key_file_others_can_read_is_refused_with_the_fix() {
+        use std::os::unix::fs::PermissionsExt;
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("tether.key");
+        let (key, _) = MasterKey::load_or_create(&path).unwrap();
+        for mode in [0o640, 0o604, 0o660, 0o666] {
+            std::fs::set_permissions(&path, std::fs::Permissions::from_mode(mode)).unwrap();
+            let Err(StoreError::BadKey(message)) = MasterKey::load_or_create(&path) else {
+                panic!("mode {mode:o} was accepted");
+            };
+            assert!(
+                message.contains(&format!("chmod 600 {}", path.display())),
+                "{message}"
+            );
+            assert!(message.contains(&format!("mode 0{mode:o}")), "{message}");
+        }
+        std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o400)).unwrap();
+        let (again, _) = MasterKey::load_or_create(&path).unwrap();
+        assert_eq!(again.to_base64(), key.to_base64());
     }
 
     #[test]

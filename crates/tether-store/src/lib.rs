@@ -82,6 +82,10 @@ pub enum StoreError {
     Database(#[from] sqlx::Error),
     #[error("database migration failed: {0}")]
     Migrate(#[from] sqlx::migrate::MigrateError),
+    /// A file of the store (the database, its WAL) cannot be created or
+    /// made private.
+    #[error("{0}")]
+    Io(String),
 }
 
 pub type Result<T, E = StoreError> = std::result::Result<T, E>;
@@ -332,6 +336,59 @@ pub struct Store {
     bridge_gate: std::sync::Arc<tokio::sync::RwLock<()>>,
 }
 
+/// The database's file, created empty with mode 0600 when missing (SQLite
+/// creates its WAL and shared-memory files with the database's mode), or
+/// `None` for an in-memory database.
+fn private_database_file(options: &SqliteConnectOptions) -> Result<Option<std::path::PathBuf>> {
+    let file = options.get_filename();
+    let name = file.to_string_lossy();
+    if name.is_empty() || name == ":memory:" || name.starts_with("file:") {
+        return Ok(None);
+    }
+    let mut open = std::fs::OpenOptions::new();
+    open.write(true).create_new(true);
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::OpenOptionsExt;
+        open.mode(0o600);
+    }
+    match open.open(file) {
+        Ok(_) => {}
+        Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {}
+        Err(e) => {
+            return Err(StoreError::Io(format!(
+                "cannot create the database file {}: {e}",
+                file.display()
+            )))
+        }
+    }
+    Ok(Some(file.to_owned()))
+}
+
+/// Sets `path`'s mode to 0600 when it exists with group or other bits.
+fn restrict_mode(path: &std::path::Path) -> Result<()> {
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        let Ok(meta) = std::fs::metadata(path) else {
+            return Ok(());
+        };
+        if meta.permissions().mode() & 0o077 != 0 {
+            std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o600)).map_err(
+                |e| {
+                    StoreError::Io(format!(
+                        "cannot make {} private (chmod 600): {e}",
+                        path.display()
+                    ))
+                },
+            )?;
+        }
+    }
+    #[cfg(not(unix))]
+    let _ = path;
+    Ok(())
+}
+
 impl Store {
     /// Opens (creating if needed) the database, applies migrations, and checks
     /// that `key` is the key the database was created with.
@@ -352,10 +409,20 @@ impl Store {
             // Completing a run of millions of edges scans them for a second
             // or more; that is expected, so it is not a warning.
             .log_slow_statements(log::LevelFilter::Info, Duration::from_secs(1));
+        let file = private_database_file(&options)?;
         let pool = SqlitePoolOptions::new()
             .max_connections(4)
             .connect_with(options.clone())
             .await?;
+        if let Some(file) = &file {
+            // SQLite gives the WAL and shared-memory files the database's
+            // mode; tighten any an older version left wider.
+            for suffix in ["", "-wal", "-shm"] {
+                let mut path = file.clone().into_os_string();
+                path.push(suffix);
+                restrict_mode(std::path::Path::new(&path))?;
+            }
+        }
         sqlx::migrate!("./migrations").run(&pool).await?;
 
         let check: Option<Vec<u8>> =
@@ -566,6 +633,9 @@ impl Store {
         status: ConnectionStatus,
         reason: Option<&str>,
     ) -> Result<()> {
+        // A reason often quotes the app (a token endpoint's description).
+        let reason = reason.map(tether_core::text::sanitize_message);
+        let reason = reason.as_deref();
         let mut tx = self.write_tx().await?;
         let current: Option<(String, Option<String>)> =
             sqlx::query_as("SELECT status, status_reason FROM connections WHERE id = ?")

@@ -326,7 +326,8 @@ impl Store {
         .bind(status.as_str())
         .bind(now_ms())
         .bind(code)
-        .bind(message)
+        // A run's error often quotes the app.
+        .bind(tether_core::text::sanitize_message(message))
         .bind(run_id)
         .execute(&mut *tx)
         .await?;

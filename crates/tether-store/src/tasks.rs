@@ -19,6 +19,7 @@ use rand::RngCore;
 use secrecy::{ExposeSecret, SecretString};
 use serde::Serialize;
 use sqlx::{QueryBuilder, Row, Sqlite, SqliteConnection};
+use tether_core::text::sanitize_message;
 use tether_core::{Applied, Edge, Kind, Record, TargetRef, TaskAction};
 
 use crate::identities::{
@@ -276,7 +277,7 @@ async fn add_event(
     .bind(status.as_str())
     .bind(attempt)
     .bind(code)
-    .bind(message)
+    .bind(message.map(sanitize_message))
     .execute(&mut *conn)
     .await?;
     Ok(())
@@ -706,6 +707,9 @@ impl Store {
                 (TaskStatus::Failed, Some(*code), Some(*message), None, None)
             }
         };
+        // A connector's message often quotes the app.
+        let message = message.map(sanitize_message);
+        let message = message.as_deref();
         sqlx::query(
             "UPDATE tasks SET status = ?, result = COALESCE(?, result), error_code = ?, error_message = ?,
                next_attempt_at = ?, lease_owner = NULL, lease_expires_at = NULL, updated_at = ? WHERE id = ?",
@@ -778,7 +782,7 @@ impl Store {
             )));
         }
         let attempt = task.attempts + 1;
-        let (status, result, code, message) = match outcome {
+        let (status, result, code, message): (_, _, _, Option<String>) = match outcome {
             BridgeOutcome::Completed { result } => (
                 TaskStatus::Completed,
                 result.as_ref().map(|r| r.to_string()),
@@ -822,7 +826,7 @@ impl Store {
         .bind(attempt)
         .bind(result)
         .bind(&code)
-        .bind(&message)
+        .bind(message.as_deref().map(sanitize_message))
         .bind(now)
         .bind(id)
         .execute(&mut *tx)

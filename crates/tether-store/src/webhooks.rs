@@ -422,7 +422,13 @@ impl Store {
         .bind(attempt.delivery_id)
         .bind(attempt.at)
         .bind(attempt.status_code)
-        .bind(&attempt.error)
+        // The receiver's answer, quoted.
+        .bind(
+            attempt
+                .error
+                .as_deref()
+                .map(tether_core::text::sanitize_message),
+        )
         .bind(attempt.duration_ms)
         .execute(&mut *tx)
         .await?;

@@ -140,8 +140,31 @@ pub fn router(state: WebState) -> Router {
         .route("/people/{id}/unlink", post(people::unlink))
         .route("/static/tether.css", get(stylesheet))
         .fallback(not_found)
+        .layer(axum::middleware::map_response(body_too_large))
+        .layer(axum::extract::DefaultBodyLimit::max(MAX_FORM_BYTES))
         .layer(axum::middleware::map_response(security_headers))
         .with_state(app)
+}
+
+/// The longest form body a page reads (64 KiB); a longer one is answered
+/// 413 with the error page, unread beyond the bound.
+pub const MAX_FORM_BYTES: usize = 64 * 1024;
+
+/// Turns the extractors' plain-text 413 into the error page.
+async fn body_too_large(res: Response) -> Response {
+    if res.status() != StatusCode::PAYLOAD_TOO_LARGE {
+        return res;
+    }
+    views::error_page(
+        StatusCode::PAYLOAD_TOO_LARGE,
+        "Form too large",
+        &format!(
+            "The form sent more than {} KiB; no form of Tether needs that much. Nothing was changed.",
+            MAX_FORM_BYTES / 1024
+        ),
+        "payload_too_large",
+        None,
+    )
 }
 
 const CSS: &str = include_str!("../static/tether.css");

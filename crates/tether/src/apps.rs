@@ -126,7 +126,11 @@ pub fn catalog(config: &Config) -> Result<Vec<AppEntry>> {
 
 /// The hub's configuration from Tether's.
 pub fn hub_config(config: &Config, public_base_url: url::Url) -> HubConfig {
+    // Token and revocation answers are read by free functions of the OAuth
+    // client: their bound is the process's.
+    tether_oauth::set_max_answer_bytes(config.limits.max_token_answer_kib << 10);
     HubConfig {
+        max_page_bytes: config.limits.max_page_mib << 20,
         public_base_url,
         tenant_slug: config
             .tenant_slug

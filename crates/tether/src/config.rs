@@ -70,6 +70,27 @@ pub struct Config {
     pub apps: BTreeMap<String, AppConfig>,
     #[serde(default)]
     pub custom_apps: BTreeMap<String, CustomAppConfig>,
+    #[serde(default)]
+    pub limits: LimitsConfig,
+}
+
+/// How much of an app's answer Tether reads (`[limits]`).
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct LimitsConfig {
+    /// The longest answer to one API page, in MiB (default 32).
+    pub max_page_mib: u64,
+    /// The longest token or revocation answer, in KiB (default 1024).
+    pub max_token_answer_kib: u64,
+}
+
+impl Default for LimitsConfig {
+    fn default() -> Self {
+        LimitsConfig {
+            max_page_mib: tether_core::http::DEFAULT_MAX_PAGE_BYTES >> 20,
+            max_token_answer_kib: tether_core::http::DEFAULT_MAX_TOKEN_ANSWER_BYTES >> 10,
+        }
+    }
 }
 
 #[derive(Debug, Deserialize)]
@@ -207,6 +228,18 @@ impl Config {
             }
             None => Config::default(),
         };
+        if !(1..=4096).contains(&config.limits.max_page_mib) {
+            anyhow::bail!(
+                "[limits] max_page_mib must be 1 to 4096, not {}",
+                config.limits.max_page_mib
+            );
+        }
+        if !(1..=1_048_576).contains(&config.limits.max_token_answer_kib) {
+            anyhow::bail!(
+                "[limits] max_token_answer_kib must be 1 to 1048576, not {}",
+                config.limits.max_token_answer_kib
+            );
+        }
         let env = |k: &str| std::env::var(k).ok().filter(|v| !v.is_empty());
         if let Some(v) = env("TETHER_LISTEN") {
             config.listen = Some(
