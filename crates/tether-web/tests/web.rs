@@ -104,12 +104,16 @@ impl Env {
             settings: WebSettings {
                 admin_password: admin_password.map(|p| p.to_owned().into()),
                 secure_cookies: false,
+                ..Default::default()
             },
         });
         tokio::spawn(async move {
-            axum::serve(listener, router)
-                .await
-                .expect("the web UI serves");
+            axum::serve(
+                listener,
+                router.into_make_service_with_connect_info::<std::net::SocketAddr>(),
+            )
+            .await
+            .expect("the web UI serves");
         });
         Ok(Env {
             base,
