@@ -56,6 +56,10 @@ impl Env {
             ("auto-approve", json!({"enabled": true})),
         ] {
             http.post(format!("{sb}/_sandbox/{path}"))
+                .header(
+                    tether_sandbox::CONTROL_TOKEN_HEADER,
+                    sandbox.control_token(),
+                )
                 .json(&body)
                 .send()
                 .await?
@@ -222,6 +226,10 @@ async fn the_audit_page_shows_web_actions_filtered_and_no_secret() -> Result<()>
             "{}/_sandbox/credential",
             env.sandbox.fake_url("testapp")
         ))
+        .header(
+            tether_sandbox::CONTROL_TOKEN_HEADER,
+            env.sandbox.control_token(),
+        )
         .json(&json!({"org": "acme"}))
         .send()
         .await?

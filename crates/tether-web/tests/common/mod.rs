@@ -103,6 +103,10 @@ impl Web {
         spec["org"] = org.into();
         let made: Value = Client::new()
             .post(format!("{fake}/_sandbox/directory"))
+            .header(
+                tether_sandbox::CONTROL_TOKEN_HEADER,
+                self.sandbox.control_token(),
+            )
             .json(&spec)
             .send()
             .await?
