@@ -39,7 +39,7 @@ pub fn new_control_token() -> String {
 
 /// Whether `path` is a control endpoint: its first or second segment
 /// starts with `_` (`/_sandbox...`, `/{slug}/_sandbox...`,
-/// `/{slug}/_entra/...`); no provider's API path does.
+/// `/{slug}/_own/...`); no provider's API path does.
 pub(crate) fn is_control_path(path: &str) -> bool {
     let mut segments = path.trim_start_matches('/').split('/');
     let first = segments.next().unwrap_or_default();
@@ -165,13 +165,13 @@ mod tests {
     fn control_paths() {
         assert!(is_control_path("/_sandbox"));
         assert!(is_control_path("/_sandbox/fakes"));
-        assert!(is_control_path("/github/_sandbox/orgs"));
-        assert!(is_control_path("/google-workspace/_sandbox/google/quota"));
-        assert!(!is_control_path("/github/orgs/acme/members"));
-        assert!(!is_control_path("/github/login/oauth/authorize"));
-        assert!(is_control_path("/entra-id/_entra/change"));
-        assert!(!is_control_path("/github/x/_sandbox"));
-        assert!(is_ui_form("/github/_sandbox/ui/revoke"));
-        assert!(!is_ui_form("/github/_sandbox/revoke"));
+        assert!(is_control_path("/someapp/_sandbox/orgs"));
+        assert!(is_control_path("/otherapp/_sandbox/deep/path"));
+        assert!(!is_control_path("/someapp/orgs/acme/members"));
+        assert!(!is_control_path("/someapp/login/oauth/authorize"));
+        assert!(is_control_path("/otherapp/_ownctl/change"));
+        assert!(!is_control_path("/someapp/x/_sandbox"));
+        assert!(is_ui_form("/someapp/_sandbox/ui/revoke"));
+        assert!(!is_ui_form("/someapp/_sandbox/revoke"));
     }
 }

@@ -161,7 +161,7 @@ mod tests {
         assert!(decide("auto", false, false, &[], lo, false, false)
             .unwrap()
             .is_ok());
-        let real = vec!["GitHub - Acme".to_owned()];
+        let real = vec!["Some App - Acme".to_owned()];
         for (why, got) in [
             (
                 "the database holds connections",
@@ -202,11 +202,11 @@ mod tests {
         assert!(decide("on", false, false, &[], any, true, true)
             .unwrap()
             .is_ok());
-        let real = vec!["GitHub - Acme".to_owned()];
+        let real = vec!["Some App - Acme".to_owned()];
         let err = decide("auto", true, false, &real, any, false, false).unwrap_err();
         let msg = err.to_string();
         assert!(
-            msg.contains("GitHub - Acme") && msg.contains("fresh database"),
+            msg.contains("Some App - Acme") && msg.contains("fresh database"),
             "{msg}"
         );
         assert!(decide("on", false, false, &real, any, false, false).is_err());
@@ -226,12 +226,15 @@ mod tests {
         };
         let base = sandbox_base(listen("127.0.0.1:9090"));
         assert!(is_demo_connection(
-            &c("http://127.0.0.1:9090/github"),
+            &c("http://127.0.0.1:9090/someapp"),
             &base
         ));
-        assert!(!is_demo_connection(&c("https://api.github.com"), &base));
         assert!(!is_demo_connection(
-            &c("http://127.0.0.1:90901/github"),
+            &c("https://api.someapp.example"),
+            &base
+        ));
+        assert!(!is_demo_connection(
+            &c("http://127.0.0.1:90901/someapp"),
             &base
         ));
     }
