@@ -140,3 +140,50 @@ async fn the_fakes_api_needs_no_control_token() {
         .unwrap();
     assert_eq!(res.status(), StatusCode::NOT_FOUND);
 }
+
+#[tokio::test]
+async fn a_control_page_button_needs_the_cookie_and_the_sandboxs_own_origin() {
+    let sb = sandbox().await;
+    let host = sb.base_url().trim_start_matches("http://").to_owned();
+    let browser = Client::builder().cookie_store(true).build().unwrap();
+    let button = format!("{}/somefake/_sandbox/ui/revoke", sb.base_url());
+    // Before the page was opened with the token: refused.
+    let res = browser
+        .post(&button)
+        .header("origin", sb.base_url())
+        .form(&[("grant", "1")])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), StatusCode::UNAUTHORIZED);
+    browser
+        .get(format!(
+            "{}/_sandbox/?token={}",
+            sb.base_url(),
+            sb.control_token()
+        ))
+        .send()
+        .await
+        .unwrap();
+    // From another origin (a page elsewhere, another port of localhost): refused.
+    for origin in ["http://evil.example", "http://127.0.0.1:1"] {
+        let res = browser
+            .post(&button)
+            .header("origin", origin)
+            .form(&[("grant", "1")])
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(res.status(), StatusCode::UNAUTHORIZED, "{origin}");
+    }
+    // From the sandbox's own page: past the guard (no fake mounted here, so
+    // the route itself is a 404).
+    let res = browser
+        .post(&button)
+        .header("origin", format!("http://{host}"))
+        .form(&[("grant", "1")])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), StatusCode::NOT_FOUND);
+}

@@ -651,7 +651,7 @@ pub(crate) async fn setup(
                     StatusCode::FORBIDDEN,
                     "Set up from the server",
                     "First-run setup can only be claimed from the machine Tether runs on \
-                     (open http://localhost:PORT/setup there), or with the one-time setup code \
+                     (open /setup there through localhost), or with the one-time setup code \
                      Tether prints when it starts without an admin password; restart it for a new code, \
                      or set the password with `tether admin set-password`.",
                     "setup_not_local",
