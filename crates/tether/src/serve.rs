@@ -104,7 +104,7 @@ pub async fn serve(store: Store, config: Config, args: ServeArgs) -> Result<Exit
         .await?;
         let apps: Vec<&str> = demo.sandbox.fakes().map(|m| m.display_name).collect();
         println!(
-            "demo mode: no app credentials are configured, so {} {} the sandbox at {} (controls: {}/_sandbox/)",
+            "demo mode: {} {} the sandbox at {} (controls: {}/_sandbox/)",
             apps.join(", "),
             if apps.len() == 1 { "is" } else { "are" },
             demo.sandbox.base_url(),
@@ -143,8 +143,8 @@ pub async fn serve(store: Store, config: Config, args: ServeArgs) -> Result<Exit
     {
         let code = tether_web::new_setup_code();
         eprintln!(
-            "first-run setup: no admin password is set. Open {public_base_url}setup on this machine, \
-             or from another one enter the one-time setup code {} there",
+            "first-run setup: no admin password is set. Set it at {public_base_url}setup from this \
+             machine (through localhost), or from another one with the one-time setup code {}",
             secrecy::ExposeSecret::expose_secret(&code)
         );
         Some(code)
