@@ -129,12 +129,15 @@ async fn approve_as(c: &Client, org: &str) -> String {
         .expect("a connection id")
 }
 
+/// The demo sandbox's control token (`[demo] control_token`).
+const SANDBOX_TOKEN: &str = "browser-test-sandbox-token";
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn connect_two_accounts_expire_one_and_reconnect_it() {
     let hub = Hub::new();
     let sandbox_port = free_port();
     let server = hub.serve(&format!(
-        "[demo]\nmode = \"on\"\nsandbox_listen = \"127.0.0.1:{sandbox_port}\"\n"
+        "[demo]\nmode = \"on\"\nsandbox_listen = \"127.0.0.1:{sandbox_port}\"\ncontrol_token = \"{SANDBOX_TOKEN}\"\n"
     ));
     let base = server.url.clone();
     let (_driver, driver_port) = start_chromedriver();
@@ -200,6 +203,7 @@ async fn connect_two_accounts_expire_one_and_reconnect_it() {
             "http://127.0.0.1:{sandbox_port}/{}/_sandbox/revoke",
             common::APP
         ))
+        .header(tether_sandbox::CONTROL_TOKEN_HEADER, SANDBOX_TOKEN)
         .json(&json!({"org": "acme"}))
         .send()
         .await

@@ -277,7 +277,11 @@ async fn an_incremental_run_killed_mid_way_resumes_in_the_same_mode() {
         .await
         .expect("the sandbox starts");
     let url = sandbox.fake_url("testapp");
-    let http = reqwest::Client::new();
+    // The control endpoints need the sandbox's token.
+    let http = reqwest::Client::builder()
+        .default_headers(sandbox.control_headers())
+        .build()
+        .expect("a client");
     let control = |path: &str, body: Value| {
         let req = http.post(format!("{url}/_sandbox/{path}")).json(&body);
         async move {

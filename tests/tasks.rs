@@ -33,10 +33,12 @@ impl Fake {
             "the Test App fake is not linked; fakes: {:?}",
             inner.fakes().map(|f| f.slug).collect::<Vec<_>>()
         );
-        Fake {
-            inner,
-            http: reqwest::Client::new(),
-        }
+        // The control endpoints need the sandbox's token.
+        let http = reqwest::Client::builder()
+            .default_headers(inner.control_headers())
+            .build()
+            .expect("a client");
+        Fake { inner, http }
     }
 
     fn url(&self) -> String {

@@ -157,10 +157,12 @@ impl Sandbox {
             "no fake for `{APP}` is registered; fakes: {:?}",
             inner.fakes().map(|f| f.slug).collect::<Vec<_>>()
         );
-        Sandbox {
-            inner,
-            client: reqwest::Client::new(),
-        }
+        // The control endpoints need the sandbox's token.
+        let client = reqwest::Client::builder()
+            .default_headers(inner.control_headers())
+            .build()
+            .expect("a client");
+        Sandbox { inner, client }
     }
 
     /// The API base of the fake of [`APP`] (`{sandbox}/{slug}`).

@@ -98,9 +98,15 @@ fn human(n: u64) -> String {
     }
 }
 
+/// The header the sandbox's control endpoints take their token in (the
+/// binary's `tether_sandbox::CONTROL_TOKEN_HEADER`).
+const CONTROL_TOKEN_HEADER: &str = "x-sandbox-token";
+
 struct SandboxProc {
     child: Child,
     url: String,
+    /// The sandbox's control token (as it printed it).
+    token: String,
 }
 
 impl Drop for SandboxProc {
@@ -128,17 +134,27 @@ impl SandboxProc {
         if !line.contains("listening on") {
             bail!("the sandbox did not start: {line}");
         }
+        // Its second line: `control token: <token> (...)`.
+        line.clear();
+        reader.read_line(&mut line)?;
+        let token = line
+            .strip_prefix("control token: ")
+            .and_then(|rest| rest.split_whitespace().next())
+            .with_context(|| format!("the sandbox printed no control token: {line}"))?
+            .to_owned();
         // Keep reading: a closed pipe would kill the sandbox at its next line.
         std::thread::spawn(move || std::io::copy(&mut reader, &mut std::io::sink()));
         Ok(SandboxProc {
             child,
             url: format!("http://127.0.0.1:{port}"),
+            token,
         })
     }
 
     /// The fakes the sandbox mounts: `(slug, connector)`, from its registry.
     fn fakes(&self) -> Result<Vec<(String, String)>> {
         let v: Value = ureq::get(&format!("{}/_sandbox/fakes", self.url))
+            .set(CONTROL_TOKEN_HEADER, &self.token)
             .call()
             .context("listing the sandbox's fakes")?
             .into_json()?;
@@ -157,6 +173,7 @@ impl SandboxProc {
     /// `POST {sandbox}/{slug}/_sandbox/{path}`.
     fn control(&self, slug: &str, path: &str, body: Value) -> Result<Value> {
         let resp = ureq::post(&format!("{}/{slug}/_sandbox/{path}", self.url))
+            .set(CONTROL_TOKEN_HEADER, &self.token)
             .timeout(Duration::from_secs(600))
             .send_json(body)
             .with_context(|| format!("sandbox control {path}"))?;
@@ -250,6 +267,7 @@ fn sync_once(
 /// The fake's `rate_limit_spent` counter, where it has one.
 fn rate_limit_spent(sandbox: &SandboxProc, slug: &str) -> Option<u64> {
     let stats: Value = ureq::get(&format!("{}/{slug}/_sandbox/stats", sandbox.url))
+        .set(CONTROL_TOKEN_HEADER, &sandbox.token)
         .call()
         .ok()?
         .into_json()
@@ -547,6 +565,7 @@ fn tiers_run(
 ) -> Result<()> {
     sandbox.control(slug, "config", json!({"rate_scale": scale}))?;
     let before: Value = ureq::get(&format!("{}/{slug}/_sandbox/stats", sandbox.url))
+        .set(CONTROL_TOKEN_HEADER, &sandbox.token)
         .call()?
         .into_json()?;
     let m = sync_once(
@@ -559,6 +578,7 @@ fn tiers_run(
         shape,
     )?;
     let after: Value = ureq::get(&format!("{}/{slug}/_sandbox/stats", sandbox.url))
+        .set(CONTROL_TOKEN_HEADER, &sandbox.token)
         .call()?
         .into_json()?;
     sandbox.control(slug, "config", json!({"rate_scale": null}))?;

@@ -25,6 +25,7 @@ async fn setup(spec: DirectorySpec) -> Setup {
     tether_entra_id::ensure_linked();
     let sb = Sandbox::start(SandboxConfig {
         only: Some(vec!["entra-id".into()]),
+        control_token: Some(CONTROL_TOKEN.into()),
         ..SandboxConfig::default()
     })
     .await
@@ -97,9 +98,13 @@ async fn list(
     }
 }
 
+/// The sandbox's control token in these tests.
+const CONTROL_TOKEN: &str = "entra-tests-control-token";
+
 async fn post(url: &str, body: Value) -> Value {
     let r = reqwest::Client::new()
         .post(url)
+        .header(tether_sandbox::CONTROL_TOKEN_HEADER, CONTROL_TOKEN)
         .json(&body)
         .send()
         .await

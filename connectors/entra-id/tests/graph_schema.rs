@@ -479,6 +479,10 @@ impl Setup {
         let r = self
             .http
             .post(format!("{}/_entra/{path}", self.sb.fake_url("entra-id")))
+            .header(
+                tether_sandbox::CONTROL_TOKEN_HEADER,
+                self.sb.control_token(),
+            )
             .json(&body)
             .send()
             .await

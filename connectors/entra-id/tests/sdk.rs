@@ -131,6 +131,7 @@ async fn the_official_sdk_pages_users_and_members_to_the_end() {
     let http = reqwest::Client::new();
     let app: Value = http
         .post(format!("{bound}/entra-id/_entra/apps"))
+        .header(tether_sandbox::CONTROL_TOKEN_HEADER, sb.control_token())
         .json(&serde_json::json!({"org": "contoso"}))
         .send()
         .await

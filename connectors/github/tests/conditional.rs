@@ -235,6 +235,10 @@ async fn an_unchanged_org_costs_almost_no_rate_limit_and_changes_still_arrive() 
     let http = reqwest::Client::new();
     let write = http
         .post(format!("{api}/_sandbox/orgs/{ORG}/tokens"))
+        .header(
+            tether_sandbox::CONTROL_TOKEN_HEADER,
+            sandbox.control_token(),
+        )
         .json(&json!({"kind": "pat", "scope": "read:org admin:org"}))
         .send()
         .await

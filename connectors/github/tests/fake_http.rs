@@ -19,6 +19,7 @@ impl T {
         let sb = Sandbox::start(SandboxConfig::default()).await.unwrap();
         let c = reqwest::Client::builder()
             .redirect(reqwest::redirect::Policy::none())
+            .default_headers(sb.control_headers())
             .build()
             .unwrap();
         T { sb, c }

@@ -514,7 +514,10 @@ async fn what_the_connector_calls_validates_against_githubs_openapi_description(
     }
     // 403 primary rate limit (`x-ratelimit-remaining: 0`): documented for
     // `GET /orgs/{org}/teams`. The fake's quota drops to nothing.
-    let client = reqwest::Client::new();
+    let client = reqwest::Client::builder()
+        .default_headers(sandbox.control_headers())
+        .build()
+        .unwrap();
     let config = format!("{}/_sandbox/config", sandbox.fake_url("github"));
     let set_quota = |n: u64| {
         let client = client.clone();

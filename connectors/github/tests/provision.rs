@@ -23,8 +23,11 @@ impl Env {
         tether_github::ensure_linked();
         let sb = Sandbox::start(SandboxConfig::default()).await.unwrap();
         let env = Env {
+            http: reqwest::Client::builder()
+                .default_headers(sb.control_headers())
+                .build()
+                .unwrap(),
             sb,
-            http: reqwest::Client::new(),
         };
         let (s, v) = env
             .post(

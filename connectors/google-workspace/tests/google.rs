@@ -375,7 +375,8 @@ async fn each_google_error_maps_to_its_class() {
 #[tokio::test]
 async fn the_per_user_quota_is_a_403_the_connector_backs_off_from() {
     let s = org(spec(1_200, 2)).await;
-    let r = reqwest::Client::new()
+    let r = s
+        .control()
         .post(format!("{}/_sandbox/google/quota", s.base()))
         .json(&json!({"per_minute": 1}))
         .send()
@@ -430,7 +431,7 @@ async fn a_service_account_signs_its_way_in_and_a_deleted_key_expires_it() {
     // The key is deleted and the hour is over: the connection is expired.
     let source = s.source_with(&key_text, &[], no_retries()).unwrap();
     source.verify().await.unwrap();
-    reqwest::Client::new()
+    s.control()
         .post(format!(
             "{}/_sandbox/google/service-account/delete",
             s.base()

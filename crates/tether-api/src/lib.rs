@@ -120,7 +120,22 @@ pub fn router(hub: Hub) -> Router {
         .layer(axum::middleware::map_response(body_too_large))
         .layer(axum::extract::DefaultBodyLimit::max(MAX_BODY_BYTES))
         .with_state(hub);
-    Router::new().nest("/api/v1", api)
+    Router::new()
+        .nest("/api/v1", api)
+        .layer(axum::middleware::map_response(no_store))
+}
+
+/// Headers every API answer gets: its bodies hold personal data, so no
+/// cache keeps them, and no browser guesses their type.
+pub async fn no_store(mut res: axum::response::Response) -> axum::response::Response {
+    use axum::http::{header, HeaderValue};
+    let h = res.headers_mut();
+    h.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+    h.insert(
+        header::X_CONTENT_TYPE_OPTIONS,
+        HeaderValue::from_static("nosniff"),
+    );
+    res
 }
 
 /// The longest request body the REST API reads (1 MiB); a longer one is

@@ -156,6 +156,10 @@ impl Env {
         let res = self
             .http
             .post(format!("{}{path}", self.sandbox.fake_url("testapp")))
+            .header(
+                tether_sandbox::CONTROL_TOKEN_HEADER,
+                self.sandbox.control_token(),
+            )
             .json(&body)
             .send()
             .await

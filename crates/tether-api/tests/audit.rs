@@ -111,6 +111,10 @@ async fn api_operations_are_audited_filterable_and_hold_no_secret() {
             "{}/_sandbox/directory",
             env.sandbox.fake_url("testapp")
         ))
+        .header(
+            tether_sandbox::CONTROL_TOKEN_HEADER,
+            env.sandbox.control_token(),
+        )
         .json(&json!({"org": "acme", "users": 30, "groups": 2}))
         .send()
         .await

@@ -138,6 +138,10 @@ async fn a_full_sync_on_demand_and_the_mode_of_each_run() {
     let made: Value = env
         .http
         .post(format!("{fake}/_sandbox/directory"))
+        .header(
+            tether_sandbox::CONTROL_TOKEN_HEADER,
+            env.sandbox.control_token(),
+        )
         .json(&json!({"org": "acme", "users": 80, "groups": 2}))
         .send()
         .await

@@ -74,6 +74,10 @@ impl Env {
         ] {
             let made: Value = http
                 .post(format!("{fake}/_sandbox/directory"))
+                .header(
+                    tether_sandbox::CONTROL_TOKEN_HEADER,
+                    sandbox.control_token(),
+                )
                 .json(&json!({"org": org, "users": 0, "groups": 0}))
                 .send()
                 .await

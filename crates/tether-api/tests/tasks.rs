@@ -94,6 +94,10 @@ async fn tasks_over_the_api() {
             "{}/_sandbox/directory",
             env.sandbox.fake_url("testapp")
         ))
+        .header(
+            tether_sandbox::CONTROL_TOKEN_HEADER,
+            env.sandbox.control_token(),
+        )
         .json(&json!({"org": "acme", "users": 20, "groups": 2}))
         .send()
         .await

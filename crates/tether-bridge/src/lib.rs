@@ -180,6 +180,22 @@ pub fn router(hub: Hub) -> Router {
     Router::new()
         .nest("/org/{tenant}", org)
         .layer(axum::middleware::from_fn_with_state(hub, gate))
+        .layer(axum::middleware::map_response(no_store))
+}
+
+/// Headers every Bridge answer gets: its bodies hold personal data, so no
+/// cache keeps them, and no browser guesses their type.
+async fn no_store(mut res: Response) -> Response {
+    let h = res.headers_mut();
+    h.insert(
+        axum::http::header::CACHE_CONTROL,
+        axum::http::HeaderValue::from_static("no-store"),
+    );
+    h.insert(
+        axum::http::header::X_CONTENT_TYPE_OPTIONS,
+        axum::http::HeaderValue::from_static("nosniff"),
+    );
+    res
 }
 
 /// The longest request body the Bridge reads (4 MiB: a page of 100

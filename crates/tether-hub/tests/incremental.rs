@@ -64,6 +64,10 @@ impl Env {
                 "{}/_sandbox/directory",
                 sandbox.fake_url("testapp")
             ))
+            .header(
+                tether_sandbox::CONTROL_TOKEN_HEADER,
+                sandbox.control_token(),
+            )
             .json(&json!({"org": "acme", "users": USERS, "groups": 3}))
             .send()
             .await
@@ -278,6 +282,10 @@ async fn incremental_runs_follow_the_change_feed_and_a_full_run_reconciles() {
             "{}/_sandbox/expire-sync-tokens",
             env.sandbox.fake_url("testapp")
         ))
+        .header(
+            tether_sandbox::CONTROL_TOKEN_HEADER,
+            env.sandbox.control_token(),
+        )
         .json(&json!({"org": "acme"}))
         .send()
         .await

@@ -107,6 +107,10 @@ impl Env {
                     "{}/_sandbox/directory",
                     sandbox.fake_url("testapp")
                 ))
+                .header(
+                    tether_sandbox::CONTROL_TOKEN_HEADER,
+                    sandbox.control_token(),
+                )
                 .json(&json!({"org": name, "users": 0, "groups": 0}))
                 .send()
                 .await

@@ -75,6 +75,10 @@ impl Env {
                 "{}/_sandbox/directory",
                 sandbox.fake_url("testapp")
             ))
+            .header(
+                tether_sandbox::CONTROL_TOKEN_HEADER,
+                sandbox.control_token(),
+            )
             .json(&json!({"org": "acme", "users": 40, "groups": 3}))
             .send()
             .await
@@ -121,7 +125,14 @@ impl Env {
         } else {
             self.http.post(url).json(&body)
         };
-        let res = req.send().await.unwrap();
+        let res = req
+            .header(
+                tether_sandbox::CONTROL_TOKEN_HEADER,
+                self.sandbox.control_token(),
+            )
+            .send()
+            .await
+            .unwrap();
         assert!(res.status().is_success(), "{path}: {}", res.status());
         res.json().await.unwrap_or(Value::Null)
     }

@@ -33,6 +33,7 @@ pub mod clock;
 mod control;
 pub mod directory;
 pub mod faults;
+mod guard;
 pub mod oauth;
 pub mod stats;
 pub mod util;
@@ -45,6 +46,7 @@ use std::time::Duration;
 
 pub use directory::{Directory, DirectorySpec};
 pub use faults::{Fault, FaultKind};
+pub use guard::{new_control_token, CONTROL_TOKEN_HEADER};
 pub use inventory;
 
 /// Describes one fake. Submit one per connector crate (behind its `sandbox`
@@ -212,6 +214,10 @@ pub struct SandboxConfig {
     pub latency: Duration,
     /// Mount only these fakes (default: every registered one).
     pub only: Option<Vec<String>>,
+    /// The token every control endpoint requires (in the
+    /// [`CONTROL_TOKEN_HEADER`] header); default: a fresh random one, see
+    /// [`Sandbox::control_token`].
+    pub control_token: Option<String>,
 }
 
 impl Default for SandboxConfig {
@@ -221,6 +227,7 @@ impl Default for SandboxConfig {
             public_base_url: None,
             latency: Duration::ZERO,
             only: None,
+            control_token: None,
         }
     }
 }
@@ -240,16 +247,19 @@ pub struct Sandbox {
     base_url: String,
     fakes: Arc<BTreeMap<&'static str, Mounted>>,
     clock: clock::Clock,
+    control_token: String,
     stop: tokio::sync::oneshot::Sender<()>,
     task: tokio::task::JoinHandle<()>,
 }
 
 /// Builds every registered fake (or those in `only`) on `base_url` and the
-/// router mounting them; for embedding the sandbox in another server.
+/// router mounting them, its control endpoints behind `control_token`; for
+/// embedding the sandbox in another server.
 pub fn build(
     base_url: &str,
     latency: Duration,
     only: Option<&[String]>,
+    control_token: &str,
 ) -> (
     axum::Router,
     Arc<BTreeMap<&'static str, Mounted>>,
@@ -290,6 +300,10 @@ pub fn build(
             .merge(control::fake_routes(m.fake.clone(), m.kit.clone()));
         router = router.nest(&format!("/{}", m.slug), inner);
     }
+    let router = router.layer(axum::middleware::from_fn_with_state(
+        Arc::<str>::from(control_token),
+        guard::control_guard,
+    ));
     (router, fakes, clock)
 }
 
@@ -304,7 +318,17 @@ impl Sandbox {
             .unwrap_or_else(|| format!("http://{addr}"))
             .trim_end_matches('/')
             .to_string();
-        let (app, fakes, clock) = build(&base_url, config.latency, config.only.as_deref());
+        let control_token = config
+            .control_token
+            .clone()
+            .filter(|t| !t.is_empty())
+            .unwrap_or_else(new_control_token);
+        let (app, fakes, clock) = build(
+            &base_url,
+            config.latency,
+            config.only.as_deref(),
+            &control_token,
+        );
         let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
         let task = tokio::spawn(async move {
             let server = axum::serve(listener, app).with_graceful_shutdown(async move {
@@ -319,6 +343,7 @@ impl Sandbox {
             base_url,
             fakes,
             clock,
+            control_token,
             stop,
             task,
         })
@@ -337,6 +362,22 @@ impl Sandbox {
     /// The API base of fake `slug`: `{base}/{slug}`.
     pub fn fake_url(&self, slug: &str) -> String {
         format!("{}/{slug}", self.base_url)
+    }
+
+    /// The token the control endpoints require: send it in the
+    /// [`CONTROL_TOKEN_HEADER`] header (or as `Authorization: Bearer`).
+    pub fn control_token(&self) -> &str {
+        &self.control_token
+    }
+
+    /// A header map with the control token, for a client's
+    /// `default_headers`.
+    pub fn control_headers(&self) -> axum::http::HeaderMap {
+        let mut h = axum::http::HeaderMap::new();
+        if let Ok(v) = axum::http::HeaderValue::from_str(&self.control_token) {
+            h.insert(CONTROL_TOKEN_HEADER, v);
+        }
+        h
     }
 
     /// The mounted fakes, by slug.

@@ -16,6 +16,7 @@ use serde::Deserialize;
 use tether_hub::audit::{self, Action, Actor, AuditRecord};
 use tether_store::{Store, StoreError, WebSession};
 
+use crate::guard;
 use crate::views::{self, layout};
 use crate::{App, WebError, WebResult};
 
@@ -78,6 +79,106 @@ async fn verify_blocking(password: SecretString, phc: String) -> bool {
     tokio::task::spawn_blocking(move || verify_password(password.expose_secret(), &phc))
         .await
         .unwrap_or(false)
+}
+
+/// A sign-in that cannot be checked now: throttled, or no verification
+/// slot came free.
+enum Refusal {
+    Throttled(guard::Throttled),
+    Busy,
+}
+
+impl Refusal {
+    fn status(&self) -> StatusCode {
+        match self {
+            Refusal::Throttled(_) => StatusCode::TOO_MANY_REQUESTS,
+            Refusal::Busy => StatusCode::SERVICE_UNAVAILABLE,
+        }
+    }
+
+    fn retry_after(&self) -> u64 {
+        match self {
+            Refusal::Throttled(t) => t.seconds(),
+            Refusal::Busy => 5,
+        }
+    }
+
+    fn message(&self) -> String {
+        match self {
+            Refusal::Throttled(t) => t.message(),
+            Refusal::Busy => {
+                "Tether is checking too many sign-ins at once; try again in 5 s.".into()
+            }
+        }
+    }
+
+    /// Adds `Retry-After` to the page.
+    fn finish(&self, mut res: Response) -> Response {
+        res.headers_mut()
+            .insert(header::RETRY_AFTER, HeaderValue::from(self.retry_after()));
+        res
+    }
+}
+
+/// Runs `work` (a password verification or hash) once the client is not
+/// throttled and a verification slot is free; the throttle is asked again
+/// after the wait, so a queued burst stops as soon as it is throttled.
+async fn bounded<T, F>(app: &App, client: &Client, work: F) -> Result<T, Refusal>
+where
+    F: FnOnce() -> T + Send + 'static,
+    T: Send + 'static,
+{
+    app.throttle.check(client.ip).map_err(Refusal::Throttled)?;
+    let slot = app
+        .settings
+        .password_checks
+        .slot()
+        .await
+        .map_err(|_| Refusal::Busy)?;
+    app.throttle.check(client.ip).map_err(Refusal::Throttled)?;
+    slot.run(work).await.ok_or(Refusal::Busy)
+}
+
+/// Who is asking: the peer's address, and whether it is this machine.
+pub(crate) struct Client {
+    ip: Option<std::net::IpAddr>,
+    local: bool,
+}
+
+impl<S: Send + Sync> FromRequestParts<S> for Client {
+    type Rejection = std::convert::Infallible;
+
+    async fn from_request_parts(parts: &mut Parts, _: &S) -> Result<Self, Self::Rejection> {
+        Ok(Client {
+            ip: guard::peer(&parts.extensions).map(|a| a.ip()),
+            local: guard::from_this_machine(&parts.extensions, &parts.uri, &parts.headers),
+        })
+    }
+}
+
+/// A one-time code that claims first-run setup from another machine: 20
+/// characters of an unambiguous alphabet (about 100 bits), in groups of
+/// five. Print it where only the operator sees it (the server's stderr).
+pub fn new_setup_code() -> SecretString {
+    const ALPHABET: &[u8] = b"ABCDEFGHJKLMNPQRSTUVWXYZ23456789";
+    let mut bytes = [0u8; 20];
+    rand::rngs::OsRng.fill_bytes(&mut bytes);
+    let mut code = String::with_capacity(23);
+    for (i, b) in bytes.iter().enumerate() {
+        if i > 0 && i % 5 == 0 {
+            code.push('-');
+        }
+        code.push(ALPHABET[usize::from(*b) % ALPHABET.len()] as char);
+    }
+    SecretString::from(code)
+}
+
+/// A setup code as typed: spaces and dashes dropped, upper case.
+fn normalise_code(code: &str) -> String {
+    code.chars()
+        .filter(|c| !c.is_whitespace() && *c != '-')
+        .map(|c| c.to_ascii_uppercase())
+        .collect()
 }
 
 /// Sets the admin password (the CLI's `tether admin set-password`) for
@@ -358,6 +459,7 @@ pub(crate) async fn login_page(
 
 pub(crate) async fn login(
     State(app): State<App>,
+    client: Client,
     headers: HeaderMap,
     Form(form): Form<LoginForm>,
 ) -> WebResult {
@@ -369,12 +471,39 @@ pub(crate) async fn login(
     let phc = app.store().web_auth_settings().await?.admin_password_hash;
     let ok = match phc {
         Some(phc) if !form.password.is_empty() && form.password.len() <= 1024 => {
-            verify_blocking(SecretString::from(form.password), phc).await
+            let password = SecretString::from(form.password);
+            bounded(&app, &client, move || {
+                verify_password(password.expose_secret(), &phc)
+            })
+            .await
         }
-        _ => false,
+        _ => app
+            .throttle
+            .check(client.ip)
+            .map(|()| false)
+            .map_err(Refusal::Throttled),
+    };
+    let ok = match ok {
+        Ok(ok) => ok,
+        Err(refusal) => {
+            tracing::warn!(
+                peer = ?client.ip,
+                "a sign-in to the web UI was refused: {}",
+                refusal.message()
+            );
+            let (token, cookie) = login_token(&app, &headers);
+            return Ok(refusal.finish(login_view(
+                refusal.status(),
+                &token,
+                &next,
+                Some(&refusal.message()),
+                cookie,
+            )));
+        }
     };
     if !ok {
-        tracing::warn!("a sign-in to the web UI failed: wrong password");
+        app.throttle.fail(client.ip);
+        tracing::warn!(peer = ?client.ip, "a sign-in to the web UI failed: wrong password");
         let (token, cookie) = login_token(&app, &headers);
         return Ok(login_view(
             StatusCode::UNAUTHORIZED,
@@ -384,6 +513,7 @@ pub(crate) async fn login(
             cookie,
         ));
     }
+    app.throttle.succeed(client.ip);
     sign_in(&app, &next).await
 }
 
@@ -409,6 +539,7 @@ pub(crate) async fn logout(
 fn setup_view(
     status: StatusCode,
     token: &str,
+    ask_code: bool,
     error: Option<&str>,
     cookie: Option<HeaderValue>,
 ) -> Response {
@@ -420,6 +551,12 @@ fn setup_view(
             @if let Some(e) = error { p.flash.error #setup-error role="alert" { (e) } }
             form method="post" action="/setup" #setup-form {
                 input type="hidden" name="login_csrf" value=(token);
+                @if ask_code {
+                    p { "You are not on the machine Tether runs on: enter the one-time setup code "
+                        "Tether printed when it started (on its standard error, or in its log)." }
+                    label for="setup_code" { "Setup code" }
+                    input #setup_code type="text" name="setup_code" autocomplete="off" spellcheck="false" required;
+                }
                 label for="password" { "Password (at least " (MIN_PASSWORD_LEN) " characters)" }
                 input #password type="password" name="password" autocomplete="new-password" minlength=(MIN_PASSWORD_LEN) required autofocus;
                 label for="confirm" { "Repeat the password" }
@@ -435,12 +572,22 @@ fn setup_view(
     res
 }
 
-pub(crate) async fn setup_page(State(app): State<App>, headers: HeaderMap) -> WebResult {
+pub(crate) async fn setup_page(
+    State(app): State<App>,
+    client: Client,
+    headers: HeaderMap,
+) -> WebResult {
     if password_is_set(&app).await? {
         return Ok(Redirect::to("/login").into_response());
     }
     let (token, cookie) = login_token(&app, &headers);
-    Ok(setup_view(StatusCode::OK, &token, None, cookie))
+    Ok(setup_view(
+        StatusCode::OK,
+        &token,
+        !client.local,
+        None,
+        cookie,
+    ))
 }
 
 #[derive(Deserialize)]
@@ -449,11 +596,14 @@ pub(crate) struct SetupForm {
     password: String,
     #[serde(default)]
     confirm: String,
+    #[serde(default)]
+    setup_code: String,
     login_csrf: Option<String>,
 }
 
 pub(crate) async fn setup(
     State(app): State<App>,
+    client: Client,
     headers: HeaderMap,
     Form(form): Form<SetupForm>,
 ) -> WebResult {
@@ -467,6 +617,49 @@ pub(crate) async fn setup(
             Some(("/login", "Sign in")),
         ));
     }
+    let retry = |error: &str, status: StatusCode| {
+        let (token, cookie) = login_token(&app, &headers);
+        setup_view(status, &token, !client.local, Some(error), cookie)
+    };
+    if !client.local {
+        if let Err(t) = app.throttle.check(client.ip) {
+            let refusal = Refusal::Throttled(t);
+            return Ok(refusal.finish(retry(&refusal.message(), refusal.status())));
+        }
+        let matches = {
+            let code = app.setup_code.lock().expect("the setup code lock");
+            match code.as_ref() {
+                Some(c) => Some(constant_time_eq(
+                    &normalise_code(c.expose_secret()),
+                    &normalise_code(&form.setup_code),
+                )),
+                None => None,
+            }
+        };
+        match matches {
+            Some(true) => {}
+            Some(false) => {
+                app.throttle.fail(client.ip);
+                tracing::warn!(peer = ?client.ip, "first-run setup refused: a wrong setup code");
+                return Ok(retry(
+                    "The setup code is wrong. Enter the code Tether printed when it started.",
+                    StatusCode::FORBIDDEN,
+                ));
+            }
+            None => {
+                return Ok(views::error_page(
+                    StatusCode::FORBIDDEN,
+                    "Set up from the server",
+                    "First-run setup can only be claimed from the machine Tether runs on \
+                     (open /setup there through localhost), or with the one-time setup code \
+                     Tether prints when it starts without an admin password; restart it for a new code, \
+                     or set the password with `tether admin set-password`.",
+                    "setup_not_local",
+                    None,
+                ));
+            }
+        }
+    }
     let error = if form.password != form.confirm {
         Some("The two passwords differ.".to_owned())
     } else {
@@ -479,25 +672,33 @@ pub(crate) async fn setup(
         })
     };
     if let Some(error) = error {
-        let (token, cookie) = login_token(&app, &headers);
-        return Ok(setup_view(
-            StatusCode::BAD_REQUEST,
-            &token,
-            Some(&error),
-            cookie,
-        ));
+        return Ok(retry(&error, StatusCode::BAD_REQUEST));
     }
-    let phc = hash_blocking(SecretString::from(form.password))
-        .await
-        .map_err(|e| WebError::Internal(e.to_string()))?;
-    if !app.store().set_first_admin_password_hash(&phc).await? {
+    let password = SecretString::from(form.password);
+    let phc = match bounded(&app, &client, move || hash_password(&password)).await {
+        Ok(phc) => phc.map_err(|e| WebError::Internal(e.to_string()))?,
+        Err(refusal) => {
+            return Ok(refusal.finish(retry(&refusal.message(), refusal.status())));
+        }
+    };
+    let first = app.store().set_first_admin_password_hash(&phc).await?;
+    // The code dies once setup is done, whoever did it.
+    app.setup_code.lock().expect("the setup code lock").take();
+    if !first {
         return Ok(Redirect::to("/login").into_response());
     }
-    tracing::info!("the admin password was set on the setup page");
+    tracing::info!(
+        from_this_machine = client.local,
+        "the admin password was set on the setup page"
+    );
     audit_password(
         app.store(),
         &crate::pages::web_actor(),
-        "first set on the setup page",
+        if client.local {
+            "first set on the setup page"
+        } else {
+            "first set on the setup page with the setup code"
+        },
     )
     .await;
     sign_in(&app, "/").await
@@ -512,9 +713,16 @@ pub(crate) async fn change_password(
     confirm: String,
 ) -> WebResult<Result<Response, String>> {
     let phc = app.store().web_auth_settings().await?.admin_password_hash;
+    let busy = "Tether is checking too many passwords at once; try again in a few seconds.";
     let ok = match phc {
         Some(phc) if current.len() <= 1024 => {
-            verify_blocking(SecretString::from(current), phc).await
+            let Ok(slot) = app.settings.password_checks.slot().await else {
+                return Ok(Err(busy.into()));
+            };
+            let current = SecretString::from(current);
+            slot.run(move || verify_password(current.expose_secret(), &phc))
+                .await
+                .unwrap_or(false)
         }
         _ => false,
     };

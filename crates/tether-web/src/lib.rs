@@ -15,6 +15,7 @@
 
 mod audit;
 mod auth;
+pub mod guard;
 mod pages;
 mod people;
 mod settings;
@@ -32,8 +33,10 @@ use tether_hub::{Hub, HubError};
 use tether_store::{Store, StoreError};
 
 pub use auth::{
-    hash_password, set_admin_password, PasswordError, MIN_PASSWORD_LEN, SESSION_COOKIE,
+    hash_password, new_setup_code, set_admin_password, PasswordError, MIN_PASSWORD_LEN,
+    SESSION_COOKIE,
 };
+pub use guard::{guard_hosts, HostPolicy, PasswordChecks, SignInLimits};
 
 /// What the web UI needs.
 #[derive(Clone)]
@@ -51,6 +54,14 @@ pub struct WebSettings {
     pub admin_password: Option<SecretString>,
     /// Mark cookies `Secure`: true when the public base URL is https.
     pub secure_cookies: bool,
+    /// The one-time code that claims first-run setup from another machine
+    /// (printed at start; see [`new_setup_code`]). Without one, setup can
+    /// only be claimed from the machine itself.
+    pub setup_code: Option<SecretString>,
+    /// How failed sign-ins slow down.
+    pub sign_in: SignInLimits,
+    /// The bound on concurrent password verifications.
+    pub password_checks: Arc<PasswordChecks>,
 }
 
 impl std::fmt::Debug for WebSettings {
@@ -61,6 +72,12 @@ impl std::fmt::Debug for WebSettings {
                 &self.admin_password.as_ref().map(|_| "[redacted]"),
             )
             .field("secure_cookies", &self.secure_cookies)
+            .field(
+                "setup_code",
+                &self.setup_code.as_ref().map(|_| "[redacted]"),
+            )
+            .field("sign_in", &self.sign_in)
+            .field("password_checks", &self.password_checks)
             .finish()
     }
 }
@@ -70,6 +87,9 @@ pub(crate) struct AppInner {
     pub(crate) settings: WebSettings,
     /// Set once the configured admin password has been stored.
     pub(crate) password_synced: tokio::sync::OnceCell<()>,
+    /// The setup code until it is used.
+    pub(crate) setup_code: std::sync::Mutex<Option<SecretString>>,
+    pub(crate) throttle: guard::Throttle,
 }
 
 impl AppInner {
@@ -85,6 +105,8 @@ pub(crate) type App = Arc<AppInner>;
 pub fn router(state: WebState) -> Router {
     let app: App = Arc::new(AppInner {
         hub: state.hub,
+        setup_code: std::sync::Mutex::new(state.settings.setup_code.clone()),
+        throttle: guard::Throttle::new(state.settings.sign_in.clone()),
         settings: state.settings,
         password_synced: tokio::sync::OnceCell::new(),
     });

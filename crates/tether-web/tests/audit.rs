@@ -56,6 +56,10 @@ impl Env {
             ("auto-approve", json!({"enabled": true})),
         ] {
             http.post(format!("{sb}/_sandbox/{path}"))
+                .header(
+                    tether_sandbox::CONTROL_TOKEN_HEADER,
+                    sandbox.control_token(),
+                )
                 .json(&body)
                 .send()
                 .await?
@@ -97,12 +101,16 @@ impl Env {
             settings: WebSettings {
                 admin_password: Some(PASSWORD.to_owned().into()),
                 secure_cookies: false,
+                ..Default::default()
             },
         });
         tokio::spawn(async move {
-            axum::serve(listener, router)
-                .await
-                .expect("the web UI serves");
+            axum::serve(
+                listener,
+                router.into_make_service_with_connect_info::<std::net::SocketAddr>(),
+            )
+            .await
+            .expect("the web UI serves");
         });
         Ok(Env {
             base,
@@ -218,6 +226,10 @@ async fn the_audit_page_shows_web_actions_filtered_and_no_secret() -> Result<()>
             "{}/_sandbox/credential",
             env.sandbox.fake_url("testapp")
         ))
+        .header(
+            tether_sandbox::CONTROL_TOKEN_HEADER,
+            env.sandbox.control_token(),
+        )
         .json(&json!({"org": "acme"}))
         .send()
         .await?

@@ -112,9 +112,17 @@ async fn start() -> Result<Env> {
         settings: WebSettings {
             admin_password: Some(PASSWORD.to_owned().into()),
             secure_cookies: false,
+            ..Default::default()
         },
     });
-    tokio::spawn(async move { axum::serve(listener, router).await.unwrap() });
+    tokio::spawn(async move {
+        axum::serve(
+            listener,
+            router.into_make_service_with_connect_info::<std::net::SocketAddr>(),
+        )
+        .await
+        .unwrap()
+    });
     Ok(Env {
         base,
         store,

@@ -44,11 +44,19 @@ impl Env {
         let sb = sandbox.fake_url("testapp");
         let http = Client::new();
         http.post(format!("{sb}/_sandbox/directory"))
+            .header(
+                tether_sandbox::CONTROL_TOKEN_HEADER,
+                sandbox.control_token(),
+            )
             .json(&json!({"org": "acme", "users": 50}))
             .send()
             .await?
             .error_for_status()?;
         http.post(format!("{sb}/_sandbox/clients"))
+            .header(
+                tether_sandbox::CONTROL_TOKEN_HEADER,
+                sandbox.control_token(),
+            )
             .json(&json!({
                 "client_id": CLIENT_ID,
                 "client_secret": CLIENT_SECRET,
@@ -60,6 +68,10 @@ impl Env {
             .await?
             .error_for_status()?;
         http.post(format!("{sb}/_sandbox/auto-approve"))
+            .header(
+                tether_sandbox::CONTROL_TOKEN_HEADER,
+                sandbox.control_token(),
+            )
             .json(&json!({"enabled": true}))
             .send()
             .await?
@@ -104,12 +116,16 @@ impl Env {
             settings: WebSettings {
                 admin_password: admin_password.map(|p| p.to_owned().into()),
                 secure_cookies: false,
+                ..Default::default()
             },
         });
         tokio::spawn(async move {
-            axum::serve(listener, router)
-                .await
-                .expect("the web UI serves");
+            axum::serve(
+                listener,
+                router.into_make_service_with_connect_info::<std::net::SocketAddr>(),
+            )
+            .await
+            .expect("the web UI serves");
         });
         Ok(Env {
             base,
@@ -707,6 +723,10 @@ async fn connect_expire_and_reconnect() -> Result<()> {
     assert!(!res.text().await?.contains("tta_not-a-real-token"));
     let token: serde_json::Value = Client::new()
         .post(env.sb("/_sandbox/credential"))
+        .header(
+            tether_sandbox::CONTROL_TOKEN_HEADER,
+            env.sandbox.control_token(),
+        )
         .json(&json!({"org": "acme"}))
         .send()
         .await?
@@ -759,6 +779,10 @@ impl Env {
     async fn sandbox_post(&self, path: &str, body: serde_json::Value) -> Result<serde_json::Value> {
         Ok(Client::new()
             .post(self.sb(path))
+            .header(
+                tether_sandbox::CONTROL_TOKEN_HEADER,
+                self.sandbox.control_token(),
+            )
             .json(&body)
             .send()
             .await?
@@ -958,6 +982,10 @@ async fn a_pkce_mismatch_and_a_failing_token_endpoint_are_clear_pages() -> Resul
         .await?;
         Client::new()
             .delete(env.sb("/_sandbox/faults"))
+            .header(
+                tether_sandbox::CONTROL_TOKEN_HEADER,
+                env.sandbox.control_token(),
+            )
             .send()
             .await?
             .error_for_status()?;
@@ -1003,6 +1031,10 @@ async fn deleting_an_oauth_connection_revokes_its_token_at_the_app() -> Result<(
     };
     let grants: serde_json::Value = Client::new()
         .get(env.sb("/_sandbox/grants"))
+        .header(
+            tether_sandbox::CONTROL_TOKEN_HEADER,
+            env.sandbox.control_token(),
+        )
         .send()
         .await?
         .json()
@@ -1022,6 +1054,10 @@ async fn deleting_an_oauth_connection_revokes_its_token_at_the_app() -> Result<(
     );
     let grants: serde_json::Value = Client::new()
         .get(env.sb("/_sandbox/grants"))
+        .header(
+            tether_sandbox::CONTROL_TOKEN_HEADER,
+            env.sandbox.control_token(),
+        )
         .send()
         .await?
         .json()

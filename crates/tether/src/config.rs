@@ -121,10 +121,15 @@ impl Default for SyncConfig {
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct DemoConfig {
-    /// `auto` (when no app has an OAuth client configured), `on` or `off`.
+    /// `auto`, `on` or `off`. `auto` turns the demo on only for a database
+    /// with no connections but the demo's own, a loopback listen address,
+    /// no public base URL and no app with an OAuth client configured.
     pub mode: String,
     /// Where the demo's sandbox listens.
     pub sandbox_listen: std::net::SocketAddr,
+    /// The sandbox's control token (default: a fresh random one each start,
+    /// printed).
+    pub control_token: Option<String>,
 }
 
 impl Default for DemoConfig {
@@ -132,6 +137,7 @@ impl Default for DemoConfig {
         DemoConfig {
             mode: "auto".into(),
             sandbox_listen: "127.0.0.1:9090".parse().expect("a valid address"),
+            control_token: None,
         }
     }
 }

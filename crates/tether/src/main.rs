@@ -237,6 +237,9 @@ struct SandboxArgs {
     /// redirects), when it sits behind a proxy.
     #[arg(long)]
     public_url: Option<String>,
+    /// The control endpoints' token (default: a fresh random one, printed).
+    #[arg(long, env = "TETHER_SANDBOX_TOKEN")]
+    control_token: Option<String>,
 }
 
 fn main() -> std::process::ExitCode {
@@ -617,10 +620,16 @@ async fn sandbox(args: SandboxArgs) -> Result<std::process::ExitCode> {
         listen: args.listen,
         public_base_url: args.public_url,
         only: Some(demo::shown_fakes()),
+        control_token: args.control_token,
         ..Default::default()
     })
     .await?;
     println!("sandbox listening on {}", sandbox.base_url());
+    println!(
+        "control token: {} (send it in the {} header; a browser opens the control page once with ?token=)",
+        sandbox.control_token(),
+        tether_sandbox::CONTROL_TOKEN_HEADER
+    );
     for fake in sandbox.fakes() {
         println!(
             "  {:<12} {} (controls: {}/_sandbox/)",

@@ -25,6 +25,10 @@ pub struct ServeArgs {
     /// Run without the sandbox demo even when no app is configured.
     #[arg(long)]
     no_demo: bool,
+    /// Run the sandbox demo even on a non-loopback address or with a public
+    /// URL (refused when the database holds real connections).
+    #[arg(long, conflicts_with = "no_demo")]
+    demo: bool,
 }
 
 pub fn health_router(store: Store) -> Router {
@@ -68,15 +72,31 @@ pub async fn serve(store: Store, config: Config, args: ServeArgs) -> Result<Exit
 
     let mut catalog = apps::catalog(&config)?;
     let mut hub_config = apps::hub_config(&config, public_base_url.clone());
-    let demo_wanted = match config.demo.mode.as_str() {
-        "on" => true,
-        "off" => false,
-        _ => !config.has_oauth_clients(),
-    };
-    let _demo = if demo_wanted && !args.no_demo {
+    let sandbox_base = demo::sandbox_base(config.demo.sandbox_listen);
+    let real_connections: Vec<String> = store
+        .list_connections()
+        .await?
+        .iter()
+        .filter(|c| !demo::is_demo_connection(&c.settings, &sandbox_base))
+        .map(|c| c.display_name.clone())
+        .collect();
+    let demo_wanted = demo::decide(
+        &config.demo.mode,
+        args.demo,
+        args.no_demo,
+        &real_connections,
+        addr,
+        config.public_base_url.is_some(),
+        config.has_oauth_clients(),
+    )?;
+    if let Err(why) = &demo_wanted {
+        tracing::info!("{why}");
+    }
+    let _demo = if demo_wanted.is_ok() {
         let callback = public_base_url.join("oauth/callback")?;
         let demo = demo::start(
             config.demo.sandbox_listen,
+            config.demo.control_token.clone(),
             &callback,
             &mut catalog,
             &mut hub_config,
@@ -84,11 +104,19 @@ pub async fn serve(store: Store, config: Config, args: ServeArgs) -> Result<Exit
         .await?;
         let apps: Vec<&str> = demo.sandbox.fakes().map(|m| m.display_name).collect();
         println!(
-            "demo mode: no app credentials are configured, so {} {} the sandbox at {} (controls: {}/_sandbox/)",
+            "demo mode: {} {} the sandbox at {} (controls: {}/_sandbox/)",
             apps.join(", "),
             if apps.len() == 1 { "is" } else { "are" },
             demo.sandbox.base_url(),
             demo.sandbox.base_url()
+        );
+        // Like a notebook server's token: on stderr, for the operator only.
+        eprintln!(
+            "demo sandbox control token: {token} (send it in the {header} header; a browser opens \
+             the control page once with {base}/_sandbox/?token={token})",
+            token = demo.sandbox.control_token(),
+            header = tether_sandbox::CONTROL_TOKEN_HEADER,
+            base = demo.sandbox.base_url(),
         );
         Some(demo)
     } else {
@@ -104,25 +132,56 @@ pub async fn serve(store: Store, config: Config, args: ServeArgs) -> Result<Exit
     // Provisioning tasks of native connections.
     let _tasks = hub.spawn_task_runner(tether_hub::RunnerOptions::default());
 
+    let admin_password = config.admin_password()?;
+    // First-run setup from another machine needs this one-time code.
+    let setup_code = if admin_password.is_none()
+        && store
+            .web_auth_settings()
+            .await?
+            .admin_password_hash
+            .is_none()
+    {
+        let code = tether_web::new_setup_code();
+        eprintln!(
+            "first-run setup: no admin password is set. Set it at {public_base_url}setup from this \
+             machine (through localhost), or from another one with the one-time setup code {}",
+            secrecy::ExposeSecret::expose_secret(&code)
+        );
+        Some(code)
+    } else {
+        None
+    };
     let web = tether_web::WebState {
         hub: hub.clone(),
         settings: tether_web::WebSettings {
-            admin_password: config.admin_password()?,
+            admin_password,
             secure_cookies: public_base_url.scheme() == "https",
+            setup_code,
+            ..Default::default()
         },
     };
-    let app = Router::new()
-        .merge(health_router(store))
-        .merge(tether_api::router(hub.clone()))
-        .merge(tether_bridge::router(hub.clone()))
-        .merge(tether_web::router(web));
+    // Every page and API answer checks the Host header (DNS rebinding);
+    // the health check stays open to probes that name the bare address.
+    let hosts = tether_web::HostPolicy::for_server(config.public_base_url.as_ref(), addr);
+    let app = tether_web::guard_hosts(
+        Router::new()
+            .merge(tether_api::router(hub.clone()))
+            .merge(tether_bridge::router(hub.clone()))
+            .merge(tether_web::router(web)),
+        hosts,
+    )
+    .merge(health_router(store));
     tracing::info!(%addr, "tether is listening");
     println!("tether listening on http://{addr} (public URL {public_base_url})");
     println!("Bridge base URL: {}", hub.bridge_base_url());
-    axum::serve(listener, app)
-        .with_graceful_shutdown(async {
-            let _ = tokio::signal::ctrl_c().await;
-        })
-        .await?;
+    axum::serve(
+        listener,
+        // The peer's address: sign-in throttling, setup from this machine.
+        app.into_make_service_with_connect_info::<std::net::SocketAddr>(),
+    )
+    .with_graceful_shutdown(async {
+        let _ = tokio::signal::ctrl_c().await;
+    })
+    .await?;
     Ok(ExitCode::SUCCESS)
 }

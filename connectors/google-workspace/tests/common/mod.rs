@@ -30,6 +30,15 @@ impl Setup {
         self.sandbox.fake_url(SLUG)
     }
 
+    /// A client for the sandbox's control endpoints (it sends the control
+    /// token).
+    pub fn control(&self) -> reqwest::Client {
+        reqwest::Client::builder()
+            .default_headers(self.sandbox.control_headers())
+            .build()
+            .expect("a client")
+    }
+
     /// The connection settings the fake hands out, with `extra`.
     pub fn settings(&self, extra: &[(&str, &str)]) -> Map<String, Value> {
         let mut s = self.fake().fake.connection(&self.org).settings;
@@ -66,7 +75,7 @@ impl Setup {
 
     /// A service account's JSON key for the org, from the fake.
     pub async fn service_account_key(&self) -> Value {
-        reqwest::Client::new()
+        self.control()
             .post(format!("{}/_sandbox/google/service-account", self.base()))
             .json(&serde_json::json!({"org": self.org}))
             .send()

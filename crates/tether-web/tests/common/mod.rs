@@ -70,9 +70,17 @@ pub async fn start() -> Result<Web> {
         settings: WebSettings {
             admin_password: Some(PASSWORD.to_owned().into()),
             secure_cookies: false,
+            ..Default::default()
         },
     });
-    tokio::spawn(async move { axum::serve(listener, router).await.unwrap() });
+    tokio::spawn(async move {
+        axum::serve(
+            listener,
+            router.into_make_service_with_connect_info::<std::net::SocketAddr>(),
+        )
+        .await
+        .unwrap()
+    });
     Ok(Web {
         store,
         hub,
@@ -95,6 +103,10 @@ impl Web {
         spec["org"] = org.into();
         let made: Value = Client::new()
             .post(format!("{fake}/_sandbox/directory"))
+            .header(
+                tether_sandbox::CONTROL_TOKEN_HEADER,
+                self.sandbox.control_token(),
+            )
             .json(&spec)
             .send()
             .await?
