@@ -364,8 +364,11 @@ impl Hub {
         let expires_at = tokens
             .expires_in
             .map(|d| chrono_now_ms() + d.as_millis() as i64);
-        self.store()
-            .set_secret(
+        // Under the refresh lease, so a refresh of the old grant still in
+        // flight can neither overwrite these tokens nor expire the
+        // connection.
+        self.tokens()
+            .store_connected_tokens(
                 connection.id,
                 &Secret::Token {
                     access_token: tokens.access_token,
@@ -375,7 +378,7 @@ impl Hub {
                 },
             )
             .await
-            .map_err(HubError::from)?;
+            .map_err(|e| HubError::Conflict(e.to_string()))?;
         self.store()
             .set_connection_grant(connection.id, &token_fields, &granted_scopes)
             .await

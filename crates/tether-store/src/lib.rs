@@ -567,35 +567,7 @@ impl Store {
         reason: Option<&str>,
     ) -> Result<()> {
         let mut tx = self.write_tx().await?;
-        let current: Option<(String, Option<String>)> =
-            sqlx::query_as("SELECT status, status_reason FROM connections WHERE id = ?")
-                .bind(id)
-                .fetch_optional(&mut *tx)
-                .await?;
-        let Some((from, from_reason)) = current else {
-            return Err(StoreError::NotFound(format!("no connection with id {id}")));
-        };
-        if from == status.as_str() && from_reason.as_deref() == reason {
-            return Ok(());
-        }
-        let now = now_ms();
-        sqlx::query(
-            "UPDATE connections SET status = ?, status_reason = ?, updated_at = ? WHERE id = ?",
-        )
-        .bind(status.as_str())
-        .bind(reason)
-        .bind(now)
-        .bind(id)
-        .execute(&mut *tx)
-        .await?;
-        sqlx::query("INSERT INTO connection_events (connection_id, at, from_status, to_status, reason) VALUES (?, ?, ?, ?, ?)")
-            .bind(id)
-            .bind(now)
-            .bind(from)
-            .bind(status.as_str())
-            .bind(reason)
-            .execute(&mut *tx)
-            .await?;
+        put_status(&mut tx, id, status, reason).await?;
         tx.commit().await?;
         Ok(())
     }
@@ -720,6 +692,46 @@ impl Store {
             })?;
         Ok(Some(Secret::from_wire(wire)))
     }
+}
+
+/// Sets a connection's status in `tx`, recording the change in its history
+/// (nothing when status and reason are unchanged).
+pub(crate) async fn put_status(
+    tx: &mut sqlx::Transaction<'_, sqlx::Sqlite>,
+    id: i64,
+    status: ConnectionStatus,
+    reason: Option<&str>,
+) -> Result<()> {
+    let current: Option<(String, Option<String>)> =
+        sqlx::query_as("SELECT status, status_reason FROM connections WHERE id = ?")
+            .bind(id)
+            .fetch_optional(&mut **tx)
+            .await?;
+    let Some((from, from_reason)) = current else {
+        return Err(StoreError::NotFound(format!("no connection with id {id}")));
+    };
+    if from == status.as_str() && from_reason.as_deref() == reason {
+        return Ok(());
+    }
+    let now = now_ms();
+    sqlx::query(
+        "UPDATE connections SET status = ?, status_reason = ?, updated_at = ? WHERE id = ?",
+    )
+    .bind(status.as_str())
+    .bind(reason)
+    .bind(now)
+    .bind(id)
+    .execute(&mut **tx)
+    .await?;
+    sqlx::query("INSERT INTO connection_events (connection_id, at, from_status, to_status, reason) VALUES (?, ?, ?, ?, ?)")
+        .bind(id)
+        .bind(now)
+        .bind(from)
+        .bind(status.as_str())
+        .bind(reason)
+        .execute(&mut **tx)
+        .await?;
+    Ok(())
 }
 
 fn aad(connection_id: i64) -> Vec<u8> {

@@ -4,10 +4,16 @@
 //! The token manager (`tether-oauth`) takes the lease before it sends a
 //! refresh token to the app, re-reads the credentials once it holds it (the
 //! previous holder may have refreshed already), and releases it afterwards.
+//!
+//! What a refresh (or a reconnect) writes is **fenced** by that lease:
+//! [`Store::set_secret_fenced`] and [`Store::expire_fenced`] check, in the
+//! write transaction, that the row still names the writer's owner and fence.
+//! A holder whose lease was taken over writes nothing: another process has
+//! started (or finished) a refresh of its own, and its outcome stands.
 
 use std::time::Duration;
 
-use crate::{now_ms, Result, Store};
+use crate::{now_ms, ConnectionStatus, Result, Secret, Store};
 
 /// A held refresh lease. Pass `fence` back to [`Store::unlock_refresh`].
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -82,6 +88,75 @@ impl Store {
         .execute(self.pool())
         .await?;
         Ok(done.rows_affected() > 0)
+    }
+
+    /// Whether `owner` still holds the refresh lease with `fence`, read in
+    /// the write transaction `tx` (so no one can take it over meanwhile).
+    ///
+    /// A lease whose time ran out but which nobody took over still counts:
+    /// nobody else can have started a refresh without taking the row, and
+    /// whoever takes it next re-reads what this holder wrote.
+    async fn lease_held(
+        tx: &mut sqlx::Transaction<'_, sqlx::Sqlite>,
+        connection_id: i64,
+        owner: &str,
+        fence: i64,
+    ) -> Result<bool> {
+        let held: Option<i64> = sqlx::query_scalar(
+            "SELECT 1 FROM token_locks WHERE connection_id = ? AND owner = ? AND fence = ?",
+        )
+        .bind(connection_id)
+        .bind(owner)
+        .bind(fence)
+        .fetch_optional(&mut **tx)
+        .await?;
+        Ok(held.is_some())
+    }
+
+    /// Replaces a connection's credentials only while `owner` holds its
+    /// refresh lease with `fence`, in one transaction. Returns `false`, with
+    /// nothing written, when the lease was lost (taken over by another
+    /// process after it ran out).
+    pub async fn set_secret_fenced(
+        &self,
+        connection_id: i64,
+        secret: &Secret,
+        owner: &str,
+        fence: i64,
+    ) -> Result<bool> {
+        let mut tx = self.write_tx().await?;
+        if !Self::lease_held(&mut tx, connection_id, owner, fence).await? {
+            return Ok(false);
+        }
+        self.put_secret(&mut tx, connection_id, secret).await?;
+        tx.commit().await?;
+        Ok(true)
+    }
+
+    /// Marks a connection expired with `reason` only while `owner` holds its
+    /// refresh lease with `fence`. Returns `false`, changing nothing, when
+    /// the lease was lost: the refusal the holder saw may be of a refresh
+    /// token another process has meanwhile rotated.
+    pub async fn expire_fenced(
+        &self,
+        connection_id: i64,
+        reason: &str,
+        owner: &str,
+        fence: i64,
+    ) -> Result<bool> {
+        let mut tx = self.write_tx().await?;
+        if !Self::lease_held(&mut tx, connection_id, owner, fence).await? {
+            return Ok(false);
+        }
+        crate::put_status(
+            &mut tx,
+            connection_id,
+            ConnectionStatus::Expired,
+            Some(reason),
+        )
+        .await?;
+        tx.commit().await?;
+        Ok(true)
     }
 
     /// Who holds a connection's refresh lease: (owner, fence, expires_at).
