@@ -13,6 +13,7 @@ pub mod events;
 mod hosts;
 pub mod people;
 mod reasons;
+mod shutdown;
 mod syncs;
 mod tasks;
 
@@ -329,6 +330,8 @@ struct Inner {
     syncs: Mutex<HashMap<i64, SyncState>>,
     /// A correlation of people is scheduled (see `Hub::correlate_soon`).
     correlation_due: std::sync::atomic::AtomicBool,
+    /// `true` once the hub is shutting down (see `shutdown.rs`).
+    shutdown: tokio::sync::watch::Sender<bool>,
 }
 
 /// The hub. Cheap to clone.
@@ -405,6 +408,7 @@ impl Hub {
                 events,
                 syncs: Mutex::new(HashMap::new()),
                 correlation_due: Default::default(),
+                shutdown: tokio::sync::watch::Sender::new(false),
             }),
         }
     }

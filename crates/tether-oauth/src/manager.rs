@@ -269,12 +269,26 @@ impl TokenManager {
     /// tokens expiring within the margin and those idle for
     /// `idle_check_interval`.
     pub fn spawn_scheduler(&self) -> tokio::task::JoinHandle<()> {
+        self.spawn_scheduler_until(std::future::pending())
+    }
+
+    /// [`TokenManager::spawn_scheduler`] until `stop` resolves: a pass under
+    /// way finishes (a refresh in flight stores its tokens), then the task
+    /// ends.
+    pub fn spawn_scheduler_until(
+        &self,
+        stop: impl std::future::Future<Output = ()> + Send + 'static,
+    ) -> tokio::task::JoinHandle<()> {
         let this = self.clone();
         tokio::spawn(async move {
             let mut tick = tokio::time::interval(this.inner.config.scheduler_tick);
             tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Skip);
+            tokio::pin!(stop);
             loop {
-                tick.tick().await;
+                tokio::select! {
+                    _ = tick.tick() => {}
+                    () = &mut stop => break,
+                }
                 this.run_scheduler_once().await;
             }
         })

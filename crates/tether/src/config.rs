@@ -39,7 +39,8 @@
 //! ```
 //!
 //! Environment overrides: `TETHER_LISTEN`, `TETHER_PUBLIC_BASE_URL`,
-//! `TETHER_DATABASE_URL`, `TETHER_ADMIN_PASSWORD`, `TETHER_SYNC_FULL_EVERY`, and per app
+//! `TETHER_DATABASE_URL`, `TETHER_ADMIN_PASSWORD`, `TETHER_SYNC_FULL_EVERY`,
+//! `TETHER_SHUTDOWN_TIMEOUT_SECS`, and per app
 //! `TETHER_APPS_<APP>_CLIENT_ID` / `TETHER_APPS_<APP>_CLIENT_SECRET` and
 //! `TETHER_APPS_<APP>_ALLOWED_HOSTS` (comma-separated; the app key
 //! upper-cased, `-` as `_`).
@@ -70,6 +71,10 @@ pub struct Config {
     pub apps: BTreeMap<String, AppConfig>,
     #[serde(default)]
     pub custom_apps: BTreeMap<String, CustomAppConfig>,
+    /// How long `tether serve` waits, on SIGTERM or Ctrl-C, for running
+    /// syncs, tasks, webhook deliveries and requests to finish before it
+    /// exits anyway (default 30; `TETHER_SHUTDOWN_TIMEOUT_SECS`).
+    pub shutdown_timeout_secs: Option<u64>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -236,6 +241,11 @@ impl Config {
         }
         if let Some(v) = env("TETHER_ADMIN_PASSWORD") {
             config.admin_password = Some(v);
+        }
+        if let Some(v) = env("TETHER_SHUTDOWN_TIMEOUT_SECS") {
+            config.shutdown_timeout_secs = Some(v.parse().with_context(|| {
+                format!("TETHER_SHUTDOWN_TIMEOUT_SECS must be a whole number of seconds, not `{v}`")
+            })?);
         }
         if let Some(v) = env("TETHER_SYNC_FULL_EVERY") {
             config.sync.full_every = v.parse().with_context(|| {
