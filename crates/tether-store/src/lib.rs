@@ -448,8 +448,9 @@ impl Store {
         let now = now_ms();
         let mut tx = self.write_tx().await?;
         let id: i64 = sqlx::query_scalar(
-            "INSERT INTO connections (app, display_name, settings, auth_kind, status, created_at, updated_at)
-             VALUES (?, ?, ?, ?, ?, ?, ?) RETURNING id",
+            // The next id never given (migration 0017): ids are not reused.
+            "INSERT INTO connections (id, app, display_name, settings, auth_kind, status, created_at, updated_at)
+             VALUES ((SELECT last + 1 FROM connection_ids WHERE singleton = 1), ?, ?, ?, ?, ?, ?, ?) RETURNING id",
         )
         .bind(new.app)
         .bind(new.display_name)
@@ -624,16 +625,26 @@ impl Store {
             tx.commit().await?;
             return Ok(());
         }
+        // The credentials and the sign-ins still outstanding go with the
+        // connection: a callback for one of its states finds nothing.
+        let mut tx = self.write_tx().await?;
         sqlx::query("DELETE FROM credentials WHERE connection_id = ?")
             .bind(id)
-            .execute(&self.pool)
+            .execute(&mut *tx)
             .await?;
-        self.set_connection_status(
+        sqlx::query("DELETE FROM oauth_states WHERE connection_id = ?")
+            .bind(id)
+            .execute(&mut *tx)
+            .await?;
+        put_status(
+            &mut tx,
             id,
             ConnectionStatus::Disabled,
             Some("deleted; synced data kept"),
         )
-        .await
+        .await?;
+        tx.commit().await?;
+        Ok(())
     }
 
     // ---- credentials -------------------------------------------------------
