@@ -78,7 +78,8 @@ mod client;
 mod manager;
 
 pub use client::{
-    authorize, client_credentials, exchange_code, refresh, revoke, AuthorizeRequest, ClientAuth,
-    OAuthApp, OAuthError, TokenDialect, TokenSet, UrlTemplate, UrlTemplateError,
+    authorize, check_issuer, client_credentials, exchange_code, refresh, revoke, AuthorizeRequest,
+    ClientAuth, Issuer, IssuerError, OAuthApp, OAuthError, TokenDialect, TokenSet, UrlTemplate,
+    UrlTemplateError,
 };
 pub use manager::{ExpiryHook, TokenError, TokenManager, TokenManagerConfig};

@@ -181,6 +181,7 @@ impl Env {
             client_auth: ClientAuth::RequestBody,
             dialect: tether_core::TokenDialect::RFC6749,
             hosts: None,
+            issuer: None,
         });
         m
     }

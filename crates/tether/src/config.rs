@@ -139,6 +139,13 @@ pub struct AppConfig {
     /// Defaults for new connections' settings.
     #[serde(default)]
     pub settings: serde_json::Map<String, serde_json::Value>,
+    /// The authorization server's issuer identifier (RFC 8414; a template
+    /// like the URLs), replacing the connector's: an `iss` in an
+    /// authorization response must equal it (RFC 9207).
+    pub issuer: Option<String>,
+    /// The server's metadata says it sends `iss` in every authorization
+    /// response (RFC 9207): one without it is refused. Needs an issuer.
+    pub authorization_response_iss_parameter_supported: Option<bool>,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -172,6 +179,13 @@ pub struct CustomAppConfig {
     /// `body` (client_id/secret as form fields) or `basic`.
     #[serde(default = "body")]
     pub client_auth: String,
+    /// The authorization server's issuer identifier (RFC 8414): an `iss` in
+    /// an authorization response must equal it (RFC 9207).
+    pub issuer: Option<String>,
+    /// The server's metadata says it sends `iss` in every authorization
+    /// response (RFC 9207): one without it is refused. Needs `issuer`.
+    #[serde(default)]
+    pub authorization_response_iss_parameter_supported: bool,
 }
 
 fn space() -> String {
