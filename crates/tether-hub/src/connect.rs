@@ -369,10 +369,13 @@ impl Hub {
                     tether_core::Credentials::static_token(tokens.access_token.clone()),
                     (&token_fields, &granted_scopes),
                 ) {
-                    Ok(source) => source.verify().await.map_err(|error| CallbackError::Verify {
-                        app: app.display_name.clone(),
-                        error,
-                    }),
+                    Ok(source) => source
+                        .verify()
+                        .await
+                        .map_err(|error| CallbackError::Verify {
+                            app: app.display_name.clone(),
+                            error,
+                        }),
                     Err(e) => Err(e.into()),
                 };
                 match checked {
@@ -484,8 +487,12 @@ impl Hub {
             )
             .await
         {
-            Ok(()) => tracing::info!(connection = %connection.display_name, app = %app.key, "revoked the tokens of a refused sign-in"),
-            Err(e) => tracing::warn!(connection = %connection.display_name, app = %app.key, error = %e, "could not revoke the tokens of a refused sign-in; revoke Tether's access in the app by hand"),
+            Ok(()) => {
+                tracing::info!(connection = %connection.display_name, app = %app.key, "revoked the tokens of a refused sign-in")
+            }
+            Err(e) => {
+                tracing::warn!(connection = %connection.display_name, app = %app.key, error = %e, "could not revoke the tokens of a refused sign-in; revoke Tether's access in the app by hand")
+            }
         }
     }
 }
