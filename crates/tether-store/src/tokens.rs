@@ -49,8 +49,8 @@ impl Store {
     ) -> Result<Option<LockGuard>> {
         let now = now_ms();
         let expires_at = now.saturating_add(ttl.as_millis().min(i64::MAX as u128) as i64);
-        // The fence is at least the current time, so it keeps growing even
-        // after a released row was deleted.
+        // A released lease keeps its row (expired at 0), so the fence keeps
+        // growing across holders; it is at least the current time too.
         let row: Option<(i64, i64)> = sqlx::query_as(
             "INSERT INTO token_locks (connection_id, owner, fence, expires_at) VALUES (?1, ?2, ?3, ?4)
              ON CONFLICT (connection_id) DO UPDATE SET owner = excluded.owner,
@@ -72,7 +72,8 @@ impl Store {
     }
 
     /// Releases the refresh lease, only if `owner` still holds it with
-    /// `fence`. Returns whether it was released.
+    /// `fence`. Returns whether it was released. The row stays, expired, so
+    /// the next holder's fence is larger.
     pub async fn unlock_refresh(
         &self,
         connection_id: i64,
@@ -80,7 +81,8 @@ impl Store {
         fence: i64,
     ) -> Result<bool> {
         let done = sqlx::query(
-            "DELETE FROM token_locks WHERE connection_id = ? AND owner = ? AND fence = ?",
+            "UPDATE token_locks SET expires_at = 0
+             WHERE connection_id = ? AND owner = ? AND fence = ? AND expires_at > 0",
         )
         .bind(connection_id)
         .bind(owner)
@@ -95,7 +97,8 @@ impl Store {
     ///
     /// A lease whose time ran out but which nobody took over still counts:
     /// nobody else can have started a refresh without taking the row, and
-    /// whoever takes it next re-reads what this holder wrote.
+    /// whoever takes it next re-reads what this holder wrote. A released
+    /// lease does not.
     async fn lease_held(
         tx: &mut sqlx::Transaction<'_, sqlx::Sqlite>,
         connection_id: i64,
@@ -103,7 +106,8 @@ impl Store {
         fence: i64,
     ) -> Result<bool> {
         let held: Option<i64> = sqlx::query_scalar(
-            "SELECT 1 FROM token_locks WHERE connection_id = ? AND owner = ? AND fence = ?",
+            "SELECT 1 FROM token_locks
+             WHERE connection_id = ? AND owner = ? AND fence = ? AND expires_at > 0",
         )
         .bind(connection_id)
         .bind(owner)
@@ -159,13 +163,15 @@ impl Store {
         Ok(true)
     }
 
-    /// Who holds a connection's refresh lease: (owner, fence, expires_at).
+    /// Who holds a connection's refresh lease: (owner, fence, expires_at);
+    /// `None` once released. A lease that ran out without a release is
+    /// still shown (nobody took it over yet).
     pub async fn refresh_lock_holder(
         &self,
         connection_id: i64,
     ) -> Result<Option<(String, i64, i64)>> {
         Ok(sqlx::query_as(
-            "SELECT owner, fence, expires_at FROM token_locks WHERE connection_id = ?",
+            "SELECT owner, fence, expires_at FROM token_locks WHERE connection_id = ? AND expires_at > 0",
         )
         .bind(connection_id)
         .fetch_optional(self.pool())
