@@ -80,6 +80,8 @@ const OAUTH2: OAuth2Spec = OAuth2Spec {
     extra_authorize_params: &[],
     client_auth: ClientAuth::RequestBody,
     dialect: oauth::DIALECT,
+    issuer: None,
+    sends_iss: false,
 };
 
 /// App-only access: `grant_type=client_credentials` with

@@ -94,6 +94,8 @@ const OAUTH2: OAuth2Spec = OAuth2Spec {
     extra_authorize_params: &[],
     client_auth: ClientAuth::RequestBody,
     dialect: oauth::DIALECT,
+    issuer: None,
+    sends_iss: false,
 };
 
 tether_core::inventory::submit! {

@@ -87,6 +87,8 @@ const OAUTH2: OAuth2Spec = OAuth2Spec {
     extra_authorize_params: &[("access_type", "offline"), ("prompt", "consent")],
     client_auth: ClientAuth::RequestBody,
     dialect: tether_core::TokenDialect::RFC6749,
+    issuer: None,
+    sends_iss: false,
 };
 
 tether_core::inventory::submit! {

@@ -115,6 +115,14 @@ pub struct OAuth2Spec {
     /// How the token endpoint deviates from RFC 6749.
     #[serde(skip)]
     pub dialect: TokenDialect,
+    /// The authorization server's issuer identifier (RFC 8414), a template
+    /// over the connection's settings like the URLs. When the app sends
+    /// `iss` in its authorization response (RFC 9207), it must be this.
+    pub issuer: Option<&'static str>,
+    /// The app always sends `iss` in its authorization response (its
+    /// metadata's `authorization_response_iss_parameter_supported`): a
+    /// response without one is refused. Needs `issuer`.
+    pub sends_iss: bool,
 }
 
 /// OAuth 2.0 client credentials (RFC 6749 section 4.4): the operator gives

@@ -272,6 +272,9 @@ struct Inner {
     config: WebhookConfig,
     client: reqwest::Client,
     wake: Notify,
+    /// Set by [`Webhooks::stop`]: the worker claims nothing more, finishes
+    /// the attempts under way and ends.
+    stopping: std::sync::atomic::AtomicBool,
 }
 
 /// Webhook subscriptions and their deliveries. Cheap to clone; clones share
@@ -299,6 +302,7 @@ impl Webhooks {
                 config,
                 client,
                 wake: Notify::new(),
+                stopping: Default::default(),
             }),
         }
     }
@@ -438,6 +442,17 @@ impl Webhooks {
         let inner = self.inner.clone();
         tokio::spawn(run_worker(inner))
     }
+
+    /// Tells the worker to stop (the hub is shutting down): it claims no
+    /// more deliveries, lets the attempts under way finish (each records its
+    /// outcome; an unsent delivery stays due and goes out after the
+    /// restart), then its task ends.
+    pub fn stop(&self) {
+        self.inner
+            .stopping
+            .store(true, std::sync::atomic::Ordering::SeqCst);
+        self.inner.wake.notify_one();
+    }
 }
 
 #[async_trait::async_trait]
@@ -457,6 +472,18 @@ async fn run_worker(inner: Arc<Inner>) {
     let mut busy: HashMap<tokio::task::Id, i64> = HashMap::new();
     tracing::debug!("webhook worker started");
     loop {
+        if inner.stopping.load(std::sync::atomic::Ordering::SeqCst) {
+            let n = in_flight.len();
+            if n > 0 {
+                tracing::info!(
+                    attempts = n,
+                    "shutdown: waiting for webhook delivery attempts under way"
+                );
+            }
+            while in_flight.join_next().await.is_some() {}
+            tracing::debug!("webhook worker stopped");
+            return;
+        }
         let mut trouble = false;
         if in_flight.len() < concurrency {
             let busy_subs: Vec<i64> = busy.values().copied().collect();

@@ -28,6 +28,8 @@ pub struct CallbackParams {
     pub code: Option<String>,
     pub error: Option<String>,
     pub error_description: Option<String>,
+    /// The authorization server's issuer identifier (RFC 9207).
+    pub iss: Option<String>,
 }
 
 /// Why a callback did not connect anything. Each has a page title and a
@@ -42,6 +44,10 @@ pub enum CallbackError {
     UnknownState,
     #[error("this sign-in took too long and expired; start the connection again")]
     StateExpired,
+    #[error("this sign-in belongs to a connection that was deleted; nothing was connected (add the connection again)")]
+    ConnectionDeleted,
+    #[error("{0}; nothing was connected, start the connection again (and check the app's `issuer` setting if it keeps failing)")]
+    Issuer(tether_oauth::IssuerError),
     #[error("this sign-in link was already used; if the connection is not active, start it again")]
     StateReplayed,
     #[error("this sign-in was started in another browser session; finish it in the browser that started it, or start again here")]
@@ -77,7 +83,9 @@ impl CallbackError {
             }
             CallbackError::UnknownState
             | CallbackError::StateExpired
-            | CallbackError::StateReplayed => "This sign-in link can't be used",
+            | CallbackError::StateReplayed
+            | CallbackError::ConnectionDeleted => "This sign-in link can't be used",
+            CallbackError::Issuer(_) => "Wrong authorization server",
             CallbackError::WrongSession => "Sign-in started in another browser",
             CallbackError::ConsentDenied { .. } => "Access not granted",
             CallbackError::TokenExchange { .. } => "The app refused the sign-in",
@@ -94,6 +102,8 @@ impl CallbackError {
             CallbackError::UnknownState
             | CallbackError::StateExpired
             | CallbackError::StateReplayed
+            | CallbackError::ConnectionDeleted
+            | CallbackError::Issuer(_)
             | CallbackError::WrongSession => 400,
             CallbackError::ConsentDenied { .. } | CallbackError::WrongAccount { .. } => 403,
             CallbackError::TokenExchange { .. } | CallbackError::Verify { .. } => 502,
@@ -110,6 +120,9 @@ impl CallbackError {
             CallbackError::UnknownState => "unknown_state",
             CallbackError::StateExpired => "state_expired",
             CallbackError::StateReplayed => "state_replayed",
+            CallbackError::ConnectionDeleted => "connection_deleted",
+            CallbackError::Issuer(tether_oauth::IssuerError::Missing { .. }) => "issuer_missing",
+            CallbackError::Issuer(_) => "issuer_mismatch",
             CallbackError::WrongSession => "wrong_session",
             CallbackError::ConsentDenied { .. } => "consent_denied",
             CallbackError::TokenExchange { .. } => "token_exchange_failed",
@@ -257,8 +270,28 @@ impl Hub {
             StateCheck::WrongSession => return Err(CallbackError::WrongSession),
         };
         let connection = self.connection(taken.connection_id).await?;
+        if connection.status == ConnectionStatus::Disabled {
+            return Err(CallbackError::ConnectionDeleted);
+        }
         let app = self.app(&connection.app)?.clone();
         let fresh = taken.purpose == OAuthPurpose::Connect;
+
+        // RFC 9207: the response (an error too) must come from the app's
+        // authorization server, or its code could be a mix-up attacker's.
+        if let Some(oauth) = &app.oauth {
+            if let Err(e) =
+                tether_oauth::check_issuer(oauth, &connection.settings, params.iss.as_deref())
+            {
+                tracing::warn!(connection = %connection.display_name, error = %e, "refused an authorization response from another issuer");
+                if fresh {
+                    self.store()
+                        .delete_connection(connection.id, true)
+                        .await
+                        .map_err(HubError::from)?;
+                }
+                return Err(CallbackError::Issuer(e));
+            }
+        }
 
         if let Some(error) = &params.error {
             if fresh {
@@ -329,27 +362,35 @@ impl Hub {
         // What does the token reach? A reconnect must reach the same place.
         let identity = match app.descriptor {
             Some(descriptor) => {
-                let source = self.build_source(
+                let checked = match self.build_source(
                     descriptor,
                     &connection.display_name,
                     connection.settings.clone(),
                     tether_core::Credentials::static_token(tokens.access_token.clone()),
                     (&token_fields, &granted_scopes),
-                )?;
-                Some(
-                    source
+                ) {
+                    Ok(source) => source
                         .verify()
                         .await
                         .map_err(|error| CallbackError::Verify {
                             app: app.display_name.clone(),
                             error,
-                        })?,
-                )
+                        }),
+                    Err(e) => Err(e.into()),
+                };
+                match checked {
+                    Ok(identity) => Some(identity),
+                    Err(e) => {
+                        self.revoke_discarded(&app, &connection, &tokens).await;
+                        return Err(e);
+                    }
+                }
             }
             None => None,
         };
         if let (Some(expected), Some(got)) = (&connection.connected_external_id, &identity) {
             if *expected != got.external_id {
+                self.revoke_discarded(&app, &connection, &tokens).await;
                 return Err(CallbackError::WrongAccount {
                     app: app.display_name.clone(),
                     expected: connection
@@ -364,8 +405,11 @@ impl Hub {
         let expires_at = tokens
             .expires_in
             .map(|d| chrono_now_ms() + d.as_millis() as i64);
-        self.store()
-            .set_secret(
+        // Under the refresh lease, so a refresh of the old grant still in
+        // flight can neither overwrite these tokens nor expire the
+        // connection.
+        self.tokens()
+            .store_connected_tokens(
                 connection.id,
                 &Secret::Token {
                     access_token: tokens.access_token,
@@ -375,7 +419,7 @@ impl Hub {
                 },
             )
             .await
-            .map_err(HubError::from)?;
+            .map_err(|e| HubError::Conflict(e.to_string()))?;
         self.store()
             .set_connection_grant(connection.id, &token_fields, &granted_scopes)
             .await
@@ -421,6 +465,35 @@ impl Hub {
             let _ = self.sync_now(connection.id, actor);
         }
         Ok(connection)
+    }
+}
+
+impl Hub {
+    /// Revokes at the app the tokens a callback received and then refused
+    /// (wrong organisation, a failed check), so no grant is left behind that
+    /// nothing holds. Best effort: a failure is logged for the operator.
+    async fn revoke_discarded(
+        &self,
+        app: &crate::AppEntry,
+        connection: &Connection,
+        tokens: &tether_oauth::TokenSet,
+    ) {
+        match self
+            .revoke_at_provider(
+                app,
+                connection,
+                tokens.access_token.clone(),
+                tokens.refresh_token.clone(),
+            )
+            .await
+        {
+            Ok(()) => {
+                tracing::info!(connection = %connection.display_name, app = %app.key, "revoked the tokens of a refused sign-in")
+            }
+            Err(e) => {
+                tracing::warn!(connection = %connection.display_name, app = %app.key, error = %e, "could not revoke the tokens of a refused sign-in; revoke Tether's access in the app by hand")
+            }
+        }
     }
 }
 

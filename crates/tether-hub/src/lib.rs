@@ -13,6 +13,7 @@ pub mod events;
 mod hosts;
 pub mod people;
 mod reasons;
+mod shutdown;
 mod syncs;
 mod tasks;
 
@@ -333,6 +334,8 @@ struct Inner {
     syncs: Mutex<HashMap<i64, SyncState>>,
     /// A correlation of people is scheduled (see `Hub::correlate_soon`).
     correlation_due: std::sync::atomic::AtomicBool,
+    /// `true` once the hub is shutting down (see `shutdown.rs`).
+    shutdown: tokio::sync::watch::Sender<bool>,
 }
 
 /// The hub. Cheap to clone.
@@ -409,6 +412,7 @@ impl Hub {
                 events,
                 syncs: Mutex::new(HashMap::new()),
                 correlation_due: Default::default(),
+                shutdown: tokio::sync::watch::Sender::new(false),
             }),
         }
     }
@@ -663,38 +667,10 @@ impl Hub {
             })),
         ) = (self.app(&connection.app), self.inner.store.secret(id).await)
         {
-            if let (Some(oauth), true) = (&app.oauth, connection.auth_kind.is_oauth()) {
-                let result = match app.descriptor.and_then(|d| d.revoke_token) {
-                    // The app's own revocation (GitHub's is not RFC 7009).
-                    Some(revoke) => revoke(tether_core::registry::RevokeRequest {
-                        http: self.inner.http.clone(),
-                        // The client secret goes only to the app's configured
-                        // host, never to one a connection's creator chose.
-                        settings: self.configured_settings(app),
-                        client_id: oauth.client_id.clone(),
-                        client_secret: oauth.client_secret.clone(),
-                        token: access_token,
-                    })
-                    .await
-                    .map_err(|e| e.to_string()),
-                    None if oauth.revoke_url.is_some() => {
-                        let mut result = Ok(());
-                        for token in refresh_token.iter().chain(std::iter::once(&access_token)) {
-                            if let Err(e) = tether_oauth::revoke(
-                                &self.inner.http,
-                                oauth,
-                                &connection.settings,
-                                token,
-                            )
-                            .await
-                            {
-                                result = Err(e.to_string());
-                            }
-                        }
-                        result
-                    }
-                    None => Ok(()),
-                };
+            if connection.auth_kind.is_oauth() {
+                let result = self
+                    .revoke_at_provider(app, &connection, access_token, refresh_token)
+                    .await;
                 if let Err(e) = result {
                     tracing::warn!(connection = %connection.display_name, error = %e, "revoking the token at the provider failed; revoke the app's access there by hand");
                     warning = Some(format!(
@@ -719,6 +695,48 @@ impl Hub {
             })
             .await;
         Ok(warning)
+    }
+
+    /// Revokes a connection's tokens at its app: through the connector's own
+    /// revocation when it has one (GitHub's is not RFC 7009), else at the
+    /// app's RFC 7009 endpoint (the refresh token, then the access token);
+    /// nothing when the app has neither.
+    pub(crate) async fn revoke_at_provider(
+        &self,
+        app: &AppEntry,
+        connection: &Connection,
+        access_token: secrecy::SecretString,
+        refresh_token: Option<secrecy::SecretString>,
+    ) -> std::result::Result<(), String> {
+        let Some(oauth) = &app.oauth else {
+            return Ok(());
+        };
+        match app.descriptor.and_then(|d| d.revoke_token) {
+            Some(revoke) => revoke(tether_core::registry::RevokeRequest {
+                http: self.inner.http.clone(),
+                // The client secret goes only to the app's configured
+                // host, never to one a connection's creator chose.
+                settings: self.configured_settings(app),
+                client_id: oauth.client_id.clone(),
+                client_secret: oauth.client_secret.clone(),
+                token: access_token,
+            })
+            .await
+            .map_err(|e| e.to_string()),
+            None if oauth.revoke_url.is_some() => {
+                let mut result = Ok(());
+                for token in refresh_token.iter().chain(std::iter::once(&access_token)) {
+                    if let Err(e) =
+                        tether_oauth::revoke(&self.inner.http, oauth, &connection.settings, token)
+                            .await
+                    {
+                        result = Err(e.to_string());
+                    }
+                }
+                result
+            }
+            None => Ok(()),
+        }
     }
 
     /// The source that syncs a connection, with credentials that refresh

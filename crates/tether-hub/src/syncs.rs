@@ -63,6 +63,11 @@ impl Hub {
         actor: &Actor,
         request: SyncRequest,
     ) -> Result<()> {
+        if self.is_shutting_down() {
+            return Err(HubError::Conflict(
+                "Tether is shutting down, so no sync starts; it runs after the restart".into(),
+            ));
+        }
         {
             let mut syncs = self.inner.syncs.lock().expect("sync map lock");
             if syncs.contains_key(&connection_id) {
@@ -85,6 +90,12 @@ impl Hub {
         let hub = self.clone();
         let actor = actor.clone();
         tokio::spawn(async move {
+            // The connection stops showing as syncing here however the task
+            // ends, a panic included.
+            let _running = Running {
+                hub: hub.clone(),
+                connection_id,
+            };
             if let Ok(c) = hub.connection(connection_id).await {
                 let mut rec = AuditRecord::connection(&c).detail("app", c.app.as_str());
                 if request.full {
@@ -93,13 +104,12 @@ impl Hub {
                 hub.audit_quietly(&actor, Action::SyncStarted, rec).await;
             }
             let result = hub.run_sync_with(connection_id, &actor, request).await;
-            hub.inner
-                .syncs
-                .lock()
-                .expect("sync map lock")
-                .remove(&connection_id);
-            if let Err(e) = result {
-                tracing::warn!(connection_id, error = %e, "sync failed");
+            match result {
+                Err(e) if hub.is_shutting_down() => {
+                    tracing::info!(connection_id, error = %e, "sync interrupted by the shutdown");
+                }
+                Err(e) => tracing::warn!(connection_id, error = %e, "sync failed"),
+                Ok(_) => {}
             }
         });
         Ok(())
@@ -142,13 +152,17 @@ impl Hub {
                 s.elapsed_ms = started.elapsed().as_millis() as u64;
             }
         };
-        let result = tether_sync::sync(
+        let shutdown = self.shutdown_requested();
+        let result = tether_sync::sync_until(
             self.store(),
             &connection,
             &*source,
             &options,
             &progress,
-            std::future::pending(),
+            async move {
+                shutdown.await;
+                tether_sync::Cancel::Shutdown
+            },
         )
         .await;
         let conn_ref = (&connection).into();
@@ -195,9 +209,10 @@ impl Hub {
             }
             Err(e) => {
                 let run_id = match &e {
-                    SyncError::Source { run_id, .. } | SyncError::Cancelled { run_id, .. } => {
-                        Some(*run_id)
-                    }
+                    SyncError::Source { run_id, .. }
+                    | SyncError::Cancelled { run_id, .. }
+                    | SyncError::Interrupted { run_id, .. } => Some(*run_id),
+                    SyncError::Crashed { run_id, .. } => *run_id,
                     _ => None,
                 };
                 // OAuth connections are expired (and announced) by the token
@@ -252,14 +267,23 @@ impl Hub {
     }
 
     /// Starts the background work: token refreshes and scheduled syncs.
+    /// Both end once the hub begins shutting down (a pass under way
+    /// finishes first).
     pub fn spawn_scheduler(&self, tick: Duration) -> Vec<tokio::task::JoinHandle<()>> {
-        let tokens = self.tokens().spawn_scheduler();
+        let tokens = self
+            .tokens()
+            .spawn_scheduler_until(self.shutdown_requested());
         let hub = self.clone();
         let syncs = tokio::spawn(async move {
             let mut interval = tokio::time::interval(tick);
             interval.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+            let stop = hub.shutdown_requested();
+            tokio::pin!(stop);
             loop {
-                interval.tick().await;
+                tokio::select! {
+                    _ = interval.tick() => {}
+                    () = &mut stop => break,
+                }
                 if let Err(e) = hub.start_due_syncs().await {
                     tracing::warn!(error = %e, "the sync scheduler could not read the connections; retrying at the next tick");
                 }
@@ -271,6 +295,9 @@ impl Hub {
     /// Starts the syncs that are due: each connection syncs every
     /// `sync_interval`, stretched by a per-connection share of the jitter.
     pub async fn start_due_syncs(&self) -> Result<usize> {
+        if self.is_shutting_down() {
+            return Ok(0);
+        }
         let interval = self.config().sync_interval.as_millis() as i64;
         let jitter = self.config().sync_jitter.clamp(0.0, 1.0);
         let now = std::time::SystemTime::now()
@@ -292,5 +319,23 @@ impl Hub {
             }
         }
         Ok(started)
+    }
+}
+
+/// Removes a sync from the running ones when its task ends (normally, by an
+/// error or by a panic).
+struct Running {
+    hub: Hub,
+    connection_id: i64,
+}
+
+impl Drop for Running {
+    fn drop(&mut self) {
+        // A poisoned map (a panic while it was held) is still cleaned.
+        let mut syncs = match self.hub.inner.syncs.lock() {
+            Ok(s) => s,
+            Err(poisoned) => poisoned.into_inner(),
+        };
+        syncs.remove(&self.connection_id);
     }
 }

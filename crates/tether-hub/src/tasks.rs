@@ -527,11 +527,16 @@ impl Hub {
     pub async fn run_due_tasks(&self, opts: &RunnerOptions) -> Result<usize> {
         let apps = self.provisioning_apps();
         let mut n = 0;
-        while let Some(claimed) = self
-            .store()
-            .claim_task(&opts.owner, &apps, opts.lease.as_millis() as i64)
-            .await?
-        {
+        // While shutting down, the attempt under way finishes and no other
+        // starts.
+        while !self.is_shutting_down() {
+            let Some(claimed) = self
+                .store()
+                .claim_task(&opts.owner, &apps, opts.lease.as_millis() as i64)
+                .await?
+            else {
+                break;
+            };
             n += 1;
             self.execute_claimed(claimed, opts).await;
         }
@@ -544,8 +549,13 @@ impl Hub {
         tokio::spawn(async move {
             let mut interval = tokio::time::interval(opts.poll);
             interval.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+            let stop = hub.shutdown_requested();
+            tokio::pin!(stop);
             loop {
-                interval.tick().await;
+                tokio::select! {
+                    _ = interval.tick() => {}
+                    () = &mut stop => break,
+                }
                 if let Err(e) = hub.run_due_tasks(&opts).await {
                     tracing::warn!(error = %e, "the task runner could not claim tasks; retrying at the next tick");
                 }

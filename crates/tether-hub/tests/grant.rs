@@ -72,6 +72,8 @@ tether_core::inventory::submit! {
             extra_authorize_params: &[],
             client_auth: ClientAuth::RequestBody,
             dialect: TokenDialect::RFC6749,
+            issuer: None,
+            sends_iss: false,
         })],
         settings: &[
             SettingSpec { key: "tenant", label: "Tenant", help: "", required: true, default: None },

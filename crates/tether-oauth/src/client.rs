@@ -207,6 +207,93 @@ pub struct OAuthApp {
     pub dialect: TokenDialect,
     /// Where resolved URLs may point; the hub sets the app's policy.
     pub hosts: Option<Arc<HostPolicy>>,
+    /// The authorization server's issuer, checked against the `iss` of its
+    /// authorization responses (RFC 9207; see [`check_issuer`]).
+    pub issuer: Option<Issuer>,
+}
+
+/// An authorization server's issuer identifier (RFC 8414 section 2) as the
+/// client expects it in authorization responses (RFC 9207).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Issuer {
+    /// The identifier, `{key}` placeholders filled from the connection's
+    /// settings (`https://login.example.com/{tenant}/v2.0`).
+    pub template: String,
+    /// The server always sends `iss` (its metadata's
+    /// `authorization_response_iss_parameter_supported`): a response without
+    /// one is refused.
+    pub required: bool,
+}
+
+/// Why an authorization response's `iss` was refused (RFC 9207 section 2.4).
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum IssuerError {
+    #[error("the authorization response came from `{got}`, but {app}'s authorization server is `{expected}`; it was refused so that a code from another server is never sent to {app} (RFC 9207 mix-up defence)")]
+    Mismatch {
+        app: String,
+        expected: String,
+        got: String,
+    },
+    #[error("{app}'s authorization server always names itself (`iss`) in its responses, but this one did not; it was refused (RFC 9207 mix-up defence)")]
+    Missing { app: String },
+    #[error("{app}'s issuer cannot be worked out for this connection: {0}", .reason)]
+    Unresolved { app: String, reason: String },
+}
+
+/// Checks the `iss` parameter of an authorization response (success or
+/// error) against the app's issuer, by simple string comparison (RFC 9207
+/// section 2.4). An app with no issuer declared is not checked; one whose
+/// server always sends `iss` must send it.
+pub fn check_issuer(
+    app: &OAuthApp,
+    settings: &Map<String, Value>,
+    iss: Option<&str>,
+) -> Result<(), IssuerError> {
+    let Some(issuer) = &app.issuer else {
+        return Ok(());
+    };
+    let expected = fill_placeholders(&issuer.template, settings).map_err(|reason| {
+        IssuerError::Unresolved {
+            app: app.display_name.clone(),
+            reason,
+        }
+    })?;
+    match iss {
+        Some(got) if got == expected => Ok(()),
+        Some(got) => Err(IssuerError::Mismatch {
+            app: app.display_name.clone(),
+            expected,
+            got: got.chars().take(200).collect(),
+        }),
+        None if issuer.required => Err(IssuerError::Missing {
+            app: app.display_name.clone(),
+        }),
+        None => Ok(()),
+    }
+}
+
+/// `template` with its `{key}`s filled from `settings`, as is (an issuer is
+/// compared as a string, so it is not normalised as a URL would be).
+fn fill_placeholders(template: &str, settings: &Map<String, Value>) -> Result<String, String> {
+    let t = UrlTemplate(template.to_owned());
+    let dummy: Map<String, Value> = t
+        .placeholders()
+        .into_iter()
+        .map(|k| (k.to_owned(), Value::String("x".into())))
+        .collect();
+    // The same rules as the URLs: every value a plain name.
+    t.resolve(&dummy)?;
+    t.resolve(settings)?;
+    let mut text = template.to_owned();
+    for key in t.placeholders() {
+        let value = settings
+            .get(key)
+            .and_then(Value::as_str)
+            .map(str::trim)
+            .unwrap_or_default();
+        text = text.replace(&format!("{{{key}}}"), value);
+    }
+    Ok(text)
 }
 
 impl OAuthApp {
@@ -270,6 +357,10 @@ impl OAuthApp {
             client_auth: spec.client_auth,
             dialect: spec.dialect,
             hosts: None,
+            issuer: spec.issuer.map(|template| Issuer {
+                template: template.to_owned(),
+                required: spec.sends_iss,
+            }),
         }
     }
 
@@ -299,6 +390,7 @@ impl OAuthApp {
             client_auth: spec.client_auth,
             dialect: spec.dialect,
             hosts: None,
+            issuer: None,
         }
     }
 

@@ -81,8 +81,8 @@ mod manager;
 mod fuzz;
 
 pub use client::{
-    authorize, client_credentials, exchange_code, max_answer_bytes, refresh, revoke,
-    set_max_answer_bytes, AuthorizeRequest, ClientAuth, OAuthApp, OAuthError, TokenDialect,
-    TokenSet, UrlTemplate, UrlTemplateError, TOKEN_LIMIT_SETTING,
+    authorize, check_issuer, client_credentials, exchange_code, max_answer_bytes, refresh, revoke,
+    set_max_answer_bytes, AuthorizeRequest, ClientAuth, Issuer, IssuerError, OAuthApp, OAuthError,
+    TokenDialect, TokenSet, UrlTemplate, UrlTemplateError, TOKEN_LIMIT_SETTING,
 };
 pub use manager::{ExpiryHook, TokenError, TokenManager, TokenManagerConfig};

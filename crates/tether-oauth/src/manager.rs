@@ -31,7 +31,9 @@ pub struct TokenManagerConfig {
     /// How often the background scheduler looks for due tokens.
     pub scheduler_tick: Duration,
     /// How long the cross-process refresh lease lasts; a holder that dies is
-    /// taken over after it. Must exceed a refresh with all its retries.
+    /// taken over after it. A refresh (all its attempts and backoff) gives
+    /// up at half of it, so it never outlives its lease; what it writes is
+    /// fenced by the lease all the same.
     pub lock_ttl: Duration,
     /// Longest wait for one answer from the token endpoint.
     pub request_timeout: Duration,
@@ -267,12 +269,26 @@ impl TokenManager {
     /// tokens expiring within the margin and those idle for
     /// `idle_check_interval`.
     pub fn spawn_scheduler(&self) -> tokio::task::JoinHandle<()> {
+        self.spawn_scheduler_until(std::future::pending())
+    }
+
+    /// [`TokenManager::spawn_scheduler`] until `stop` resolves: a pass under
+    /// way finishes (a refresh in flight stores its tokens), then the task
+    /// ends.
+    pub fn spawn_scheduler_until(
+        &self,
+        stop: impl std::future::Future<Output = ()> + Send + 'static,
+    ) -> tokio::task::JoinHandle<()> {
         let this = self.clone();
         tokio::spawn(async move {
             let mut tick = tokio::time::interval(this.inner.config.scheduler_tick);
             tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Skip);
+            tokio::pin!(stop);
             loop {
-                tick.tick().await;
+                tokio::select! {
+                    _ = tick.tick() => {}
+                    () = &mut stop => break,
+                }
                 this.run_scheduler_once().await;
             }
         })
@@ -370,7 +386,7 @@ impl TokenManager {
             Lease::Refreshed(token) => return Ok(token),
             Lease::Held(guard) => guard,
         };
-        let result = self.refresh_locked(id, app_key, want).await;
+        let result = self.refresh_locked(id, app_key, want, &guard).await;
         match self
             .inner
             .store
@@ -475,7 +491,11 @@ impl TokenManager {
         id: i64,
         app_key: Option<&str>,
         want: Want<'_>,
+        guard: &LockGuard,
     ) -> Result<SecretString, TokenError> {
+        // Give up well before the lease runs out, so no other process takes
+        // it over (and sends the same refresh token) while ours is in flight.
+        let deadline = Instant::now() + self.inner.config.lock_ttl / 2;
         let store = &self.inner.store;
         // The previous holder may have refreshed already.
         let creds = self.load(id).await?;
@@ -504,15 +524,11 @@ impl TokenManager {
                     app.display_name
                 ),
             };
-            store
-                .set_connection_status(id, ConnectionStatus::Expired, Some(&reason))
-                .await?;
-            self.expired(id, &reason);
-            return Err(TokenError::Rejected { reason });
+            return self.expire_under_lease(id, guard, reason, want).await;
         };
 
         match self
-            .refresh_with_retries(&app, &conn.settings, &refresh_token)
+            .refresh_with_retries(&app, &conn.settings, &refresh_token, deadline)
             .await
         {
             Ok(set) => {
@@ -522,7 +538,9 @@ impl TokenManager {
                 let scopes = set.scope.as_deref().map(split_scopes);
                 let mut fields = conn.token_fields.clone();
                 fields.extend(set.extra.clone());
-                self.persist(id, set, &creds, refresh_token).await?;
+                if !self.persist(id, set, &creds, refresh_token, guard).await? {
+                    return self.lease_lost(id, want).await;
+                }
                 if fields != conn.token_fields
                     || scopes.as_ref().is_some_and(|s| *s != conn.granted_scopes)
                 {
@@ -557,11 +575,7 @@ impl TokenManager {
                     app.display_name
                 );
                 tracing::warn!(connection = id, app = %app.key, %reason, "refresh refused; connection expired");
-                store
-                    .set_connection_status(id, ConnectionStatus::Expired, Some(&reason))
-                    .await?;
-                self.expired(id, &reason);
-                Err(TokenError::Rejected { reason })
+                self.expire_under_lease(id, guard, reason, want).await
             }
             Err(OAuthError::Misconfigured(m)) => {
                 let message = format!(
@@ -662,25 +676,72 @@ impl TokenManager {
         }
     }
 
+    /// Marks the connection expired, unless the lease was lost meanwhile
+    /// (then another process refreshed, and its outcome stands).
+    async fn expire_under_lease(
+        &self,
+        id: i64,
+        guard: &LockGuard,
+        reason: String,
+        want: Want<'_>,
+    ) -> Result<SecretString, TokenError> {
+        if !self
+            .inner
+            .store
+            .expire_fenced(id, &reason, &self.inner.owner, guard.fence)
+            .await?
+        {
+            return self.lease_lost(id, want).await;
+        }
+        self.expired(id, &reason);
+        Err(TokenError::Rejected { reason })
+    }
+
+    /// What a refresh whose lease was taken over reports: the token the
+    /// new holder stored if it is usable, else "lease lost" (never expired).
+    async fn lease_lost(&self, id: i64, want: Want<'_>) -> Result<SecretString, TokenError> {
+        tracing::warn!(
+            connection = id,
+            "the refresh lease was lost (another process took it over and refreshed); this refresh's outcome was not stored"
+        );
+        let now = self.load(id).await?;
+        if let Some(token) = self.usable(&now, want) {
+            return Ok(token);
+        }
+        Err(TokenError::Transient(format!(
+            "lease lost: another Tether process took over the refresh lease of connection {id} and refreshed; this process stored nothing and the connection keeps that process's outcome"
+        )))
+    }
+
     async fn refresh_with_retries(
         &self,
         app: &OAuthApp,
         settings: &serde_json::Map<String, serde_json::Value>,
         refresh_token: &SecretString,
+        deadline: Instant,
     ) -> Result<TokenSet, OAuthError> {
         let cfg = &self.inner.config;
         let mut attempt = 0u32;
+        let half_lease = (cfg.lock_ttl / 2).as_secs_f64();
         loop {
+            let left = deadline.saturating_duration_since(Instant::now());
+            let limit = cfg.request_timeout.min(left);
             let attempt_result = tokio::time::timeout(
-                cfg.request_timeout,
+                limit,
                 refresh(&self.inner.http, app, settings, refresh_token),
             )
             .await
             .unwrap_or_else(|_| {
-                Err(OAuthError::Transient(format!(
-                    "the token endpoint did not answer within {} s",
-                    cfg.request_timeout.as_secs()
-                )))
+                Err(OAuthError::Transient(if limit < cfg.request_timeout {
+                    format!(
+                        "the token endpoint did not answer before the refresh's deadline ({half_lease:.1} s, half the refresh lease); gave up so that no other process refreshes while this request may still be in flight"
+                    )
+                } else {
+                    format!(
+                        "the token endpoint did not answer within {} s",
+                        cfg.request_timeout.as_secs()
+                    )
+                }))
             });
             match attempt_result {
                 Err(e) if e.is_transient() && attempt < cfg.max_transient_retries => {
@@ -688,6 +749,11 @@ impl TokenManager {
                         .base_backoff
                         .saturating_mul(1u32 << attempt.min(16))
                         .min(Duration::from_secs(60));
+                    // No attempt starts that could not finish before the
+                    // deadline.
+                    if Instant::now() + wait >= deadline {
+                        return Err(e);
+                    }
                     tracing::warn!(app = %app.key, attempt = attempt + 1, wait_ms = wait.as_millis() as u64, error = %e, "token refresh failed; retrying");
                     tokio::time::sleep(wait).await;
                     attempt += 1;
@@ -698,14 +764,16 @@ impl TokenManager {
     }
 
     /// Stores the new access token with the rotated (or kept) refresh token
-    /// in one write, before anyone gets the new token.
+    /// in one write, before anyone gets the new token, only while the lease
+    /// is held. Returns whether it was stored.
     async fn persist(
         &self,
         id: i64,
         set: TokenSet,
         old: &Creds,
         used_refresh: SecretString,
-    ) -> Result<(), TokenError> {
+        guard: &LockGuard,
+    ) -> Result<bool, TokenError> {
         let secret = Secret::Token {
             access_token: set.access_token,
             refresh_token: Some(set.refresh_token.unwrap_or(used_refresh)),
@@ -714,10 +782,14 @@ impl TokenManager {
                 .map(|d| now_ms().saturating_add(d.as_millis().min(i64::MAX as u128) as i64)),
             scope: set.scope.or_else(|| old.scope.clone()),
         };
-        self.inner.store.set_secret(id, &secret).await.map_err(|e| {
-            tracing::error!(connection = id, error = %e, "refreshed tokens could not be stored");
-            TokenError::Transient(format!("the refreshed tokens could not be stored: {e}"))
-        })
+        self.inner
+            .store
+            .set_secret_fenced(id, &secret, &self.inner.owner, guard.fence)
+            .await
+            .map_err(|e| {
+                tracing::error!(connection = id, error = %e, "refreshed tokens could not be stored");
+                TokenError::Transient(format!("the refreshed tokens could not be stored: {e}"))
+            })
     }
 
     fn record_failure(&self, id: i64, message: &str) {
@@ -732,6 +804,58 @@ impl TokenManager {
                     message: message.to_owned(),
                 },
             );
+    }
+
+    /// Stores the tokens a reconnect (or a first connect) brought, under
+    /// the same single flight as a refresh: after any refresh of the
+    /// connection running in this process has finished, while holding the
+    /// cross-process refresh lease, and fenced by it. So a refresh that
+    /// started before the reconnect cannot overwrite its tokens, nor expire
+    /// the connection with the old grant's refusal. Clears a failed
+    /// refresh's cooldown.
+    pub async fn store_connected_tokens(
+        &self,
+        connection_id: i64,
+        secret: &Secret,
+    ) -> Result<(), TokenError> {
+        let local = self.local_lock(connection_id);
+        let _local = local.lock().await;
+        let store = &self.inner.store;
+        let ttl = self.inner.config.lock_ttl;
+        let deadline = Instant::now() + ttl + Duration::from_secs(5);
+        let mut wait = Duration::from_millis(25);
+        let guard = loop {
+            if let Some(guard) = store
+                .try_lock_refresh(connection_id, &self.inner.owner, ttl)
+                .await?
+            {
+                break guard;
+            }
+            if Instant::now() > deadline {
+                return Err(TokenError::Transient(format!(
+                    "another Tether process has held the refresh lease of connection {connection_id} for over {} s, so the new tokens were not stored; connect again",
+                    ttl.as_secs()
+                )));
+            }
+            tokio::time::sleep(wait).await;
+            wait = (wait * 2).min(Duration::from_millis(500));
+        };
+        let stored = store
+            .set_secret_fenced(connection_id, secret, &self.inner.owner, guard.fence)
+            .await;
+        if let Err(e) = store
+            .unlock_refresh(connection_id, &self.inner.owner, guard.fence)
+            .await
+        {
+            tracing::warn!(connection = connection_id, error = %e, "cannot release the refresh lease; it expires on its own");
+        }
+        if !stored? {
+            return Err(TokenError::Transient(format!(
+                "lease lost: another Tether process took over the refresh lease of connection {connection_id} while the new tokens were being stored; nothing was stored, connect again"
+            )));
+        }
+        self.clear_failure(connection_id);
+        Ok(())
     }
 
     /// Forgets a failed refresh (after a reconnect brought new tokens).

@@ -59,6 +59,7 @@ fn app(base: &Url) -> OAuthApp {
         client_auth: ClientAuth::RequestBody,
         dialect: TokenDialect::RFC6749,
         hosts: None,
+        issuer: None,
     }
 }
 

@@ -28,13 +28,26 @@ struct Fake {
     garbage: AtomicBool,
     /// Send no refresh token (non-rotating app).
     no_rotation: AtomicBool,
+    /// Hold the first request this long before reading it (a token
+    /// endpoint that hangs once).
+    first_delay_ms: AtomicU64,
+    /// A refresh token presented again after it was used revokes the whole
+    /// grant (Atlassian's rotating refresh tokens do).
+    reuse_revokes: AtomicBool,
+    /// Every refresh token issued and used so far.
+    used: Mutex<Vec<String>>,
 }
 
 async fn token(
     State(fake): State<Arc<Fake>>,
     Form(form): Form<HashMap<String, String>>,
 ) -> Response {
-    fake.requests.fetch_add(1, Ordering::SeqCst);
+    if fake.requests.fetch_add(1, Ordering::SeqCst) == 0 {
+        let first = fake.first_delay_ms.load(Ordering::SeqCst);
+        if first > 0 {
+            tokio::time::sleep(Duration::from_millis(first)).await;
+        }
+    }
     let delay = fake.delay_ms.load(Ordering::SeqCst);
     if delay > 0 {
         tokio::time::sleep(Duration::from_millis(delay)).await;
@@ -59,6 +72,10 @@ async fn token(
     assert_eq!(form["client_id"], "cid");
     assert_eq!(form["client_secret"], "csecret");
     let mut current = fake.current_refresh.lock().unwrap();
+    let mut used = fake.used.lock().unwrap();
+    if fake.reuse_revokes.load(Ordering::SeqCst) && used.contains(&form["refresh_token"]) {
+        *current = "revoked".into();
+    }
     if form["refresh_token"] != *current {
         // RFC 6749 section 5.2.
         return (
@@ -70,6 +87,7 @@ async fn token(
         )
             .into_response();
     }
+    used.push(current.clone());
     let n = fake.generation.fetch_add(1, Ordering::SeqCst) + 1;
     let mut body = serde_json::json!({
         "access_token": format!("tta_{n}"),
@@ -87,6 +105,8 @@ async fn token(
 
 struct Env {
     _dir: tempfile::TempDir,
+    url: String,
+    key: [u8; 32],
     store: Store,
     fake: Arc<Fake>,
     token_url: Url,
@@ -96,7 +116,9 @@ impl Env {
     async fn new() -> Env {
         let dir = tempfile::tempdir().unwrap();
         let url = format!("sqlite://{}", dir.path().join("t.db").display());
-        let store = Store::open(&url, MasterKey::generate(), &KeySource::Env)
+        let key: [u8; 32] =
+            std::array::from_fn(|i| (rand_suffix() as u8).wrapping_mul(31) ^ i as u8);
+        let store = Store::open(&url, MasterKey::from_bytes(key), &KeySource::Env)
             .await
             .unwrap();
         let fake = Arc::new(Fake::default());
@@ -110,6 +132,8 @@ impl Env {
         let token_url = Url::parse(&format!("http://{addr}/oauth/token")).unwrap();
         Env {
             _dir: dir,
+            url,
+            key,
             store,
             fake,
             token_url,
@@ -130,7 +154,18 @@ impl Env {
     }
 
     fn manager_with(&self, config: TokenManagerConfig) -> TokenManager {
-        let m = TokenManager::new(self.store.clone(), reqwest::Client::new(), config);
+        self.manager_on(self.store.clone(), config)
+    }
+
+    /// Another process: a store of its own on the same database.
+    async fn other_store(&self) -> Store {
+        Store::open(&self.url, MasterKey::from_bytes(self.key), &KeySource::Env)
+            .await
+            .unwrap()
+    }
+
+    fn manager_on(&self, store: Store, config: TokenManagerConfig) -> TokenManager {
+        let m = TokenManager::new(store, reqwest::Client::new(), config);
         m.register_app(OAuthApp {
             key: "testapp".into(),
             display_name: "Test App".into(),
@@ -146,6 +181,7 @@ impl Env {
             client_auth: ClientAuth::RequestBody,
             dialect: tether_core::TokenDialect::RFC6749,
             hosts: None,
+            issuer: None,
         });
         m
     }
@@ -552,4 +588,184 @@ async fn the_scheduler_uses_idle_refresh_tokens_and_skips_fresh_ones() {
     });
     assert_eq!(idle.run_scheduler_once().await, 1);
     assert_eq!(env.stored(id).await.0, "tta_1");
+}
+
+fn token_set(access: &str, refresh: &str) -> Secret {
+    Secret::Token {
+        access_token: SecretString::from(access),
+        refresh_token: Some(SecretString::from(refresh)),
+        expires_at: Some(chrono_now_ms() + HOUR),
+        scope: None,
+    }
+}
+
+#[tokio::test]
+async fn writes_after_the_lease_was_taken_over_are_refused() {
+    let env = Env::new().await;
+    let id = env.connection(HOUR, Some("ttr_0")).await;
+    let other = env.other_store().await;
+    let first = env
+        .store
+        .try_lock_refresh(id, "p1", Duration::from_millis(100))
+        .await
+        .unwrap()
+        .unwrap();
+    // While p1 holds the lease, its writes go through.
+    assert!(env
+        .store
+        .set_secret_fenced(id, &token_set("tta_p1", "ttr_p1"), "p1", first.fence)
+        .await
+        .unwrap());
+    assert_eq!(env.stored(id).await.0, "tta_p1");
+    // Nobody else may write under p1's lease, even with its fence.
+    assert!(!other
+        .set_secret_fenced(id, &token_set("tta_x", "ttr_x"), "p2", first.fence)
+        .await
+        .unwrap());
+    tokio::time::sleep(Duration::from_millis(120)).await;
+    // p1's lease ran out and p2, another process, took it over.
+    let second = other
+        .try_lock_refresh(id, "p2", Duration::from_secs(60))
+        .await
+        .unwrap()
+        .unwrap();
+    assert!(!env
+        .store
+        .set_secret_fenced(id, &token_set("tta_late", "ttr_late"), "p1", first.fence)
+        .await
+        .unwrap());
+    assert!(!env
+        .store
+        .expire_fenced(id, "refused", "p1", first.fence)
+        .await
+        .unwrap());
+    assert_eq!(
+        env.stored(id).await.0,
+        "tta_p1",
+        "the late write stored nothing"
+    );
+    assert_eq!(
+        env.store.connection(id).await.unwrap().status,
+        ConnectionStatus::Active,
+        "a lost lease never expires the connection"
+    );
+    assert!(other
+        .set_secret_fenced(id, &token_set("tta_p2", "ttr_p2"), "p2", second.fence)
+        .await
+        .unwrap());
+    assert_eq!(env.stored(id).await.0, "tta_p2");
+}
+
+/// The token endpoint hangs on the first refresh. The process that sent it
+/// gives up at half its lease, before the lease runs out, so the second
+/// process (a store of its own on the same database) refreshes only after
+/// the first stopped waiting: the refresh token is used once, the grant
+/// stays alive, the connection is not marked expired, and the token stored
+/// is the second process's, written under its lease.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_refresh_gives_up_before_its_lease_runs_out() {
+    let env = Env::new().await;
+    env.fake.first_delay_ms.store(60_000, Ordering::SeqCst);
+    env.fake.reuse_revokes.store(true, Ordering::SeqCst);
+    let id = env.connection(EXPIRED, Some("ttr_0")).await;
+    let config = TokenManagerConfig {
+        lock_ttl: Duration::from_secs(2),
+        ..Env::config()
+    };
+    let a = env.manager_on(env.store.clone(), config.clone());
+    let b = env.manager_on(env.other_store().await, config);
+    let first = tokio::spawn({
+        let a = a.clone();
+        async move { a.access_token(id).await }
+    });
+    // B asks once A holds the lease.
+    while env.store.refresh_lock_holder(id).await.unwrap().is_none() {
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    let second = tokio::spawn({
+        let b = b.clone();
+        async move { b.access_token(id).await }
+    });
+    let first = first.await.unwrap();
+    match &first {
+        Err(TokenError::Transient(m)) => assert!(m.contains("half the refresh lease"), "{m}"),
+        other => panic!("A gives up with a transient error, got {other:?}"),
+    }
+    let second = second.await.unwrap().expect("B refreshes");
+    assert_eq!(second.expose_secret(), "tta_1");
+    let conn = env.store.connection(id).await.unwrap();
+    assert_eq!(
+        conn.status,
+        ConnectionStatus::Active,
+        "{:?}",
+        conn.status_reason
+    );
+    assert_eq!(
+        env.stored(id).await.0,
+        "tta_1",
+        "the surviving token is the one written under B's lease"
+    );
+    assert_eq!(env.stored(id).await.1.as_deref(), Some("ttr_1"));
+    assert_eq!(
+        *env.fake.current_refresh.lock().unwrap(),
+        "ttr_1",
+        "the refresh token was never sent twice, so the grant lives"
+    );
+    assert!(env.store.refresh_lock_holder(id).await.unwrap().is_none());
+}
+
+#[tokio::test]
+async fn a_reconnect_writes_under_the_refresh_lease() {
+    let env = Env::new().await;
+    let id = env.connection(HOUR, Some("ttr_0")).await;
+    let other = env.other_store().await;
+    // Another process is refreshing the old grant.
+    let held = other
+        .try_lock_refresh(id, "refresher", Duration::from_secs(60))
+        .await
+        .unwrap()
+        .unwrap();
+    let m = env.manager();
+    let reconnect = tokio::spawn({
+        let m = m.clone();
+        async move {
+            m.store_connected_tokens(id, &token_set("tta_new", "ttr_new"))
+                .await
+        }
+    });
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    assert_eq!(
+        env.stored(id).await.0,
+        "tta_0",
+        "the reconnect waits for the lease"
+    );
+    assert!(!reconnect.is_finished());
+    // The refresher's late write lands before it lets go ...
+    assert!(other
+        .set_secret_fenced(
+            id,
+            &token_set("tta_old", "ttr_old"),
+            "refresher",
+            held.fence
+        )
+        .await
+        .unwrap());
+    assert!(other
+        .unlock_refresh(id, "refresher", held.fence)
+        .await
+        .unwrap());
+    // ... and the reconnect's tokens, written after it under a new lease, win.
+    reconnect.await.unwrap().unwrap();
+    assert_eq!(env.stored(id).await.0, "tta_new");
+    assert!(!other
+        .set_secret_fenced(
+            id,
+            &token_set("tta_stale", "ttr_stale"),
+            "refresher",
+            held.fence
+        )
+        .await
+        .unwrap());
+    assert_eq!(env.stored(id).await.0, "tta_new");
+    assert!(env.store.refresh_lock_holder(id).await.unwrap().is_none());
 }

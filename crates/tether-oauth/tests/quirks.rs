@@ -127,6 +127,7 @@ fn app(base: &Url, path: &str, format: TokenDialect, auth: ClientAuth) -> OAuthA
         client_auth: auth,
         dialect: format,
         hosts: None,
+        issuer: None,
     }
 }
 

@@ -190,8 +190,8 @@ impl Store {
         let now = now_ms();
         let settings = serde_json::json!({ "bridge_app_id": id }).to_string();
         let connection_id: i64 = sqlx::query_scalar(
-            "INSERT INTO connections (app, display_name, settings, auth_kind, status, created_at, updated_at, created_by)
-             VALUES (?, ?, ?, 'token', 'active', ?, ?, ?) RETURNING id",
+            "INSERT INTO connections (id, app, display_name, settings, auth_kind, status, created_at, updated_at, created_by)
+             VALUES ((SELECT last + 1 FROM connection_ids WHERE singleton = 1), ?, ?, ?, 'token', 'active', ?, ?, ?) RETURNING id",
         )
         .bind(BRIDGE_APP)
         .bind(&display_name)

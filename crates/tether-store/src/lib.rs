@@ -515,8 +515,9 @@ impl Store {
         let now = now_ms();
         let mut tx = self.write_tx().await?;
         let id: i64 = sqlx::query_scalar(
-            "INSERT INTO connections (app, display_name, settings, auth_kind, status, created_at, updated_at)
-             VALUES (?, ?, ?, ?, ?, ?, ?) RETURNING id",
+            // The next id never given (migration 0016): ids are not reused.
+            "INSERT INTO connections (id, app, display_name, settings, auth_kind, status, created_at, updated_at)
+             VALUES ((SELECT last + 1 FROM connection_ids WHERE singleton = 1), ?, ?, ?, ?, ?, ?, ?) RETURNING id",
         )
         .bind(new.app)
         .bind(new.display_name)
@@ -637,35 +638,7 @@ impl Store {
         let reason = reason.map(tether_core::text::sanitize_message);
         let reason = reason.as_deref();
         let mut tx = self.write_tx().await?;
-        let current: Option<(String, Option<String>)> =
-            sqlx::query_as("SELECT status, status_reason FROM connections WHERE id = ?")
-                .bind(id)
-                .fetch_optional(&mut *tx)
-                .await?;
-        let Some((from, from_reason)) = current else {
-            return Err(StoreError::NotFound(format!("no connection with id {id}")));
-        };
-        if from == status.as_str() && from_reason.as_deref() == reason {
-            return Ok(());
-        }
-        let now = now_ms();
-        sqlx::query(
-            "UPDATE connections SET status = ?, status_reason = ?, updated_at = ? WHERE id = ?",
-        )
-        .bind(status.as_str())
-        .bind(reason)
-        .bind(now)
-        .bind(id)
-        .execute(&mut *tx)
-        .await?;
-        sqlx::query("INSERT INTO connection_events (connection_id, at, from_status, to_status, reason) VALUES (?, ?, ?, ?, ?)")
-            .bind(id)
-            .bind(now)
-            .bind(from)
-            .bind(status.as_str())
-            .bind(reason)
-            .execute(&mut *tx)
-            .await?;
+        put_status(&mut tx, id, status, reason).await?;
         tx.commit().await?;
         Ok(())
     }
@@ -722,16 +695,26 @@ impl Store {
             tx.commit().await?;
             return Ok(());
         }
+        // The credentials and the sign-ins still outstanding go with the
+        // connection: a callback for one of its states finds nothing.
+        let mut tx = self.write_tx().await?;
         sqlx::query("DELETE FROM credentials WHERE connection_id = ?")
             .bind(id)
-            .execute(&self.pool)
+            .execute(&mut *tx)
             .await?;
-        self.set_connection_status(
+        sqlx::query("DELETE FROM oauth_states WHERE connection_id = ?")
+            .bind(id)
+            .execute(&mut *tx)
+            .await?;
+        put_status(
+            &mut tx,
             id,
             ConnectionStatus::Disabled,
             Some("deleted; synced data kept"),
         )
-        .await
+        .await?;
+        tx.commit().await?;
+        Ok(())
     }
 
     // ---- credentials -------------------------------------------------------
@@ -790,6 +773,46 @@ impl Store {
             })?;
         Ok(Some(Secret::from_wire(wire)))
     }
+}
+
+/// Sets a connection's status in `tx`, recording the change in its history
+/// (nothing when status and reason are unchanged).
+pub(crate) async fn put_status(
+    tx: &mut sqlx::Transaction<'_, sqlx::Sqlite>,
+    id: i64,
+    status: ConnectionStatus,
+    reason: Option<&str>,
+) -> Result<()> {
+    let current: Option<(String, Option<String>)> =
+        sqlx::query_as("SELECT status, status_reason FROM connections WHERE id = ?")
+            .bind(id)
+            .fetch_optional(&mut **tx)
+            .await?;
+    let Some((from, from_reason)) = current else {
+        return Err(StoreError::NotFound(format!("no connection with id {id}")));
+    };
+    if from == status.as_str() && from_reason.as_deref() == reason {
+        return Ok(());
+    }
+    let now = now_ms();
+    sqlx::query(
+        "UPDATE connections SET status = ?, status_reason = ?, updated_at = ? WHERE id = ?",
+    )
+    .bind(status.as_str())
+    .bind(reason)
+    .bind(now)
+    .bind(id)
+    .execute(&mut **tx)
+    .await?;
+    sqlx::query("INSERT INTO connection_events (connection_id, at, from_status, to_status, reason) VALUES (?, ?, ?, ?, ?)")
+        .bind(id)
+        .bind(now)
+        .bind(from)
+        .bind(status.as_str())
+        .bind(reason)
+        .execute(&mut **tx)
+        .await?;
+    Ok(())
 }
 
 fn aad(connection_id: i64) -> Vec<u8> {

@@ -4,10 +4,16 @@
 //! The token manager (`tether-oauth`) takes the lease before it sends a
 //! refresh token to the app, re-reads the credentials once it holds it (the
 //! previous holder may have refreshed already), and releases it afterwards.
+//!
+//! What a refresh (or a reconnect) writes is **fenced** by that lease:
+//! [`Store::set_secret_fenced`] and [`Store::expire_fenced`] check, in the
+//! write transaction, that the row still names the writer's owner and fence.
+//! A holder whose lease was taken over writes nothing: another process has
+//! started (or finished) a refresh of its own, and its outcome stands.
 
 use std::time::Duration;
 
-use crate::{now_ms, Result, Store};
+use crate::{now_ms, ConnectionStatus, Result, Secret, Store};
 
 /// A held refresh lease. Pass `fence` back to [`Store::unlock_refresh`].
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -43,8 +49,8 @@ impl Store {
     ) -> Result<Option<LockGuard>> {
         let now = now_ms();
         let expires_at = now.saturating_add(ttl.as_millis().min(i64::MAX as u128) as i64);
-        // The fence is at least the current time, so it keeps growing even
-        // after a released row was deleted.
+        // A released lease keeps its row (expired at 0), so the fence keeps
+        // growing across holders; it is at least the current time too.
         let row: Option<(i64, i64)> = sqlx::query_as(
             "INSERT INTO token_locks (connection_id, owner, fence, expires_at) VALUES (?1, ?2, ?3, ?4)
              ON CONFLICT (connection_id) DO UPDATE SET owner = excluded.owner,
@@ -66,7 +72,8 @@ impl Store {
     }
 
     /// Releases the refresh lease, only if `owner` still holds it with
-    /// `fence`. Returns whether it was released.
+    /// `fence`. Returns whether it was released. The row stays, expired, so
+    /// the next holder's fence is larger.
     pub async fn unlock_refresh(
         &self,
         connection_id: i64,
@@ -74,7 +81,8 @@ impl Store {
         fence: i64,
     ) -> Result<bool> {
         let done = sqlx::query(
-            "DELETE FROM token_locks WHERE connection_id = ? AND owner = ? AND fence = ?",
+            "UPDATE token_locks SET expires_at = 0
+             WHERE connection_id = ? AND owner = ? AND fence = ? AND expires_at > 0",
         )
         .bind(connection_id)
         .bind(owner)
@@ -84,13 +92,86 @@ impl Store {
         Ok(done.rows_affected() > 0)
     }
 
-    /// Who holds a connection's refresh lease: (owner, fence, expires_at).
+    /// Whether `owner` still holds the refresh lease with `fence`, read in
+    /// the write transaction `tx` (so no one can take it over meanwhile).
+    ///
+    /// A lease whose time ran out but which nobody took over still counts:
+    /// nobody else can have started a refresh without taking the row, and
+    /// whoever takes it next re-reads what this holder wrote. A released
+    /// lease does not.
+    async fn lease_held(
+        tx: &mut sqlx::Transaction<'_, sqlx::Sqlite>,
+        connection_id: i64,
+        owner: &str,
+        fence: i64,
+    ) -> Result<bool> {
+        let held: Option<i64> = sqlx::query_scalar(
+            "SELECT 1 FROM token_locks
+             WHERE connection_id = ? AND owner = ? AND fence = ? AND expires_at > 0",
+        )
+        .bind(connection_id)
+        .bind(owner)
+        .bind(fence)
+        .fetch_optional(&mut **tx)
+        .await?;
+        Ok(held.is_some())
+    }
+
+    /// Replaces a connection's credentials only while `owner` holds its
+    /// refresh lease with `fence`, in one transaction. Returns `false`, with
+    /// nothing written, when the lease was lost (taken over by another
+    /// process after it ran out).
+    pub async fn set_secret_fenced(
+        &self,
+        connection_id: i64,
+        secret: &Secret,
+        owner: &str,
+        fence: i64,
+    ) -> Result<bool> {
+        let mut tx = self.write_tx().await?;
+        if !Self::lease_held(&mut tx, connection_id, owner, fence).await? {
+            return Ok(false);
+        }
+        self.put_secret(&mut tx, connection_id, secret).await?;
+        tx.commit().await?;
+        Ok(true)
+    }
+
+    /// Marks a connection expired with `reason` only while `owner` holds its
+    /// refresh lease with `fence`. Returns `false`, changing nothing, when
+    /// the lease was lost: the refusal the holder saw may be of a refresh
+    /// token another process has meanwhile rotated.
+    pub async fn expire_fenced(
+        &self,
+        connection_id: i64,
+        reason: &str,
+        owner: &str,
+        fence: i64,
+    ) -> Result<bool> {
+        let mut tx = self.write_tx().await?;
+        if !Self::lease_held(&mut tx, connection_id, owner, fence).await? {
+            return Ok(false);
+        }
+        crate::put_status(
+            &mut tx,
+            connection_id,
+            ConnectionStatus::Expired,
+            Some(reason),
+        )
+        .await?;
+        tx.commit().await?;
+        Ok(true)
+    }
+
+    /// Who holds a connection's refresh lease: (owner, fence, expires_at);
+    /// `None` once released. A lease that ran out without a release is
+    /// still shown (nobody took it over yet).
     pub async fn refresh_lock_holder(
         &self,
         connection_id: i64,
     ) -> Result<Option<(String, i64, i64)>> {
         Ok(sqlx::query_as(
-            "SELECT owner, fence, expires_at FROM token_locks WHERE connection_id = ?",
+            "SELECT owner, fence, expires_at FROM token_locks WHERE connection_id = ? AND expires_at > 0",
         )
         .bind(connection_id)
         .fetch_optional(self.pool())

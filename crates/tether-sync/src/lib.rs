@@ -24,12 +24,22 @@
 //! removed, what was written stays), except [`SourceError::Unavailable`] or
 //! [`SourceError::ScopeMissing`] on an optional stream, which skips that
 //! stream and spares its kinds from removal.
+//!
+//! A panic inside a sync (a connector bug) never leaves the connection
+//! `syncing` or its run's lease held: [`sync`] catches it, ends the run as
+//! `error` ("the sync crashed: ...; it will be retried") and sets the
+//! connection `error`, so the scheduler retries it. A run cancelled by the
+//! operator or interrupted by the hub shutting down ([`Cancel`]) keeps what
+//! it committed and ends as `abandoned`, its lease released.
 
 use std::collections::{BTreeMap, BTreeSet, HashMap, VecDeque};
 use std::future::Future;
+use std::panic::AssertUnwindSafe;
+use std::sync::atomic::{AtomicI64, Ordering};
 use std::time::{Duration, Instant};
 
 use futures::stream::{FuturesUnordered, StreamExt};
+use futures::FutureExt;
 use tether_core::{
     Cursor, Kind, Pacer, PageRequest, Removal, Source, SourceError, StreamSpec, StreamState,
     SyncMode,
@@ -138,6 +148,16 @@ pub enum SyncError {
     },
     #[error("sync of `{connection}` was cancelled (run {run_id}); nothing was removed and what was fetched is kept")]
     Cancelled { connection: String, run_id: i64 },
+    #[error("sync of `{connection}` was interrupted because Tether is shutting down (run {run_id}); nothing was removed, what was fetched is kept, and the next sync runs after the restart")]
+    Interrupted { connection: String, run_id: i64 },
+    /// The sync panicked (a bug, usually the connector's); the run ended as
+    /// `error` and the connection is `error`, so it will be retried.
+    #[error("sync of `{connection}` crashed{}: {message}; it will be retried", run_id.map(|r| format!(" (run {r})")).unwrap_or_default())]
+    Crashed {
+        connection: String,
+        run_id: Option<i64>,
+        message: String,
+    },
     #[error(transparent)]
     Store(#[from] StoreError),
     #[error("the connector declares stream `{0}` as a child of an unknown stream")]
@@ -201,6 +221,15 @@ async fn choose_mode(
     })
 }
 
+/// Why a sync stops before its end.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Cancel {
+    /// The operator cancelled it.
+    Operator,
+    /// The hub is shutting down: the run commits what it has and ends.
+    Shutdown,
+}
+
 /// Runs one sync of `connection` through `source`.
 ///
 /// `cancel` resolves when the operator cancels; the run then ends as
@@ -212,6 +241,79 @@ pub async fn sync(
     options: &SyncOptions,
     progress: &(dyn Fn(&Progress) + Send + Sync),
     cancel: impl Future<Output = ()>,
+) -> Result<SyncOutcome, SyncError> {
+    sync_until(
+        store,
+        connection,
+        source,
+        options,
+        progress,
+        cancel.map(|()| Cancel::Operator),
+    )
+    .await
+}
+
+/// [`sync`], with the reason of the cancellation given by `cancel` (the hub
+/// passes [`Cancel::Shutdown`] when it stops).
+///
+/// A panic inside the sync is caught here: the run ends as `error` with
+/// "the sync crashed: <panic message>; it will be retried", its lease is
+/// released and the connection is set `error` (never left `syncing`).
+pub async fn sync_until(
+    store: &Store,
+    connection: &Connection,
+    source: &dyn Source,
+    options: &SyncOptions,
+    progress: &(dyn Fn(&Progress) + Send + Sync),
+    cancel: impl Future<Output = Cancel>,
+) -> Result<SyncOutcome, SyncError> {
+    let run = AtomicI64::new(0);
+    let result = AssertUnwindSafe(run_sync(
+        store, connection, source, options, progress, cancel, &run,
+    ))
+    .catch_unwind()
+    .await;
+    let panic = match result {
+        Ok(result) => return result,
+        Err(panic) => panic,
+    };
+    let message = panic
+        .downcast_ref::<&str>()
+        .map(|s| (*s).to_owned())
+        .or_else(|| panic.downcast_ref::<String>().cloned())
+        .unwrap_or_else(|| "a panic without a message".to_owned());
+    let run_id = Some(run.load(Ordering::SeqCst)).filter(|r| *r > 0);
+    let reason = format!("the sync crashed: {message}; it will be retried");
+    tracing::error!(connection = %connection.display_name, run_id, %message, "the sync crashed; its run ends as error and its lease is released");
+    if let Some(run_id) = run_id {
+        if let Err(e) = store
+            .end_run(run_id, RunStatus::Error, "crashed", &reason)
+            .await
+        {
+            tracing::error!(run_id, error = %e, "cannot end the crashed run; its lease runs out on its own");
+        }
+    }
+    if let Err(e) = store
+        .set_connection_status(connection.id, ConnectionStatus::Error, Some(&reason))
+        .await
+    {
+        tracing::error!(connection = connection.id, error = %e, "cannot record the crashed sync on the connection");
+    }
+    Err(SyncError::Crashed {
+        connection: connection.display_name.clone(),
+        run_id,
+        message,
+    })
+}
+
+async fn run_sync(
+    store: &Store,
+    connection: &Connection,
+    source: &dyn Source,
+    options: &SyncOptions,
+    progress: &(dyn Fn(&Progress) + Send + Sync),
+    cancel: impl Future<Output = Cancel>,
+    run: &AtomicI64,
 ) -> Result<SyncOutcome, SyncError> {
     let streams = source.streams();
     let by_name: BTreeMap<&str, &StreamSpec> = streams.iter().map(|s| (s.name, s)).collect();
@@ -232,6 +334,7 @@ pub async fn sync(
         .begin_run(connection.id, &roots, &owner, owner_alive)
         .await?;
     let run_id = start.run_id;
+    run.store(run_id, Ordering::SeqCst);
     // A resumed run keeps the mode it started with.
     let mode = if start.resumed {
         store.run_mode(run_id).await?
@@ -394,12 +497,12 @@ pub async fn sync(
     let pacer = &pacer;
     let mut in_flight = FuturesUnordered::new();
     let mut failure: Option<(String, SourceError)> = None;
-    let mut cancelled = false;
+    let mut cancelled: Option<Cancel> = None;
     let mut writer_gone = false;
     tokio::pin!(cancel);
 
     loop {
-        while failure.is_none() && !cancelled && in_flight.len() < max_in_flight {
+        while failure.is_none() && cancelled.is_none() && in_flight.len() < max_in_flight {
             let Some(item) = queue.pop_front() else { break };
             let listing = (item.stream.clone(), item.scope.clone().unwrap_or_default());
             let stream_state = if expired.contains(&listing) {
@@ -443,8 +546,8 @@ pub async fn sync(
         }
         let (item, had_state, had_validator, result) = tokio::select! {
             next = in_flight.next() => next.expect("in_flight is not empty"),
-            () = &mut cancel, if !cancelled => {
-                cancelled = true;
+            why = &mut cancel, if cancelled.is_none() => {
+                cancelled = Some(why);
                 continue;
             }
         };
@@ -616,25 +719,29 @@ pub async fn sync(
             .await;
         return Err(e.into());
     }
-    if cancelled {
-        store
-            .end_run(
-                run_id,
-                RunStatus::Abandoned,
+    if let Some(why) = cancelled {
+        let (code, message, status) = match why {
+            Cancel::Operator => (
                 "cancelled",
                 "cancelled by the operator",
-            )
+                "the last sync was cancelled",
+            ),
+            Cancel::Shutdown => (
+                "interrupted",
+                "interrupted: Tether shut down; what was fetched is kept",
+                "the last sync was interrupted when Tether shut down; it runs again after the restart",
+            ),
+        };
+        store
+            .end_run(run_id, RunStatus::Abandoned, code, message)
             .await?;
         store
-            .set_connection_status(
-                connection.id,
-                ConnectionStatus::Error,
-                Some("the last sync was cancelled"),
-            )
+            .set_connection_status(connection.id, ConnectionStatus::Error, Some(status))
             .await?;
-        return Err(SyncError::Cancelled {
-            connection: connection.display_name.clone(),
-            run_id,
+        let connection = connection.display_name.clone();
+        return Err(match why {
+            Cancel::Operator => SyncError::Cancelled { connection, run_id },
+            Cancel::Shutdown => SyncError::Interrupted { connection, run_id },
         });
     }
     if let Some((stream, error)) = failure {

@@ -19,6 +19,8 @@ struct FakeOrg {
     fail: Mutex<Option<(&'static str, SourceError)>>,
     requests: AtomicU64,
     copilot: Option<SourceError>,
+    /// A stream whose listing panics after this many of its pages.
+    panic_in: Mutex<Option<(&'static str, usize)>>,
 }
 
 impl FakeOrg {
@@ -29,6 +31,7 @@ impl FakeOrg {
             fail: Mutex::new(None),
             requests: AtomicU64::new(0),
             copilot: None,
+            panic_in: Mutex::new(None),
         }
     }
 }
@@ -68,6 +71,12 @@ impl Source for FakeOrg {
             }
         }
         let page_no: usize = req.cursor.map(|c| c.0.parse().unwrap()).unwrap_or(0);
+        let panic_in = *self.panic_in.lock().unwrap();
+        if let Some((stream, after)) = panic_in {
+            if stream == req.stream && page_no >= after {
+                panic!("index out of bounds in the {stream} parser");
+            }
+        }
         match req.stream {
             "members" => {
                 let members = self.members.lock().unwrap().clone();
@@ -413,4 +422,62 @@ async fn a_run_whose_owner_died_is_resumed_from_its_checkpoint() {
         "the interrupted run is taken over, not duplicated"
     );
     assert_eq!(s.kinds["account"].seen, 9);
+}
+
+#[tokio::test]
+async fn a_panicking_connector_ends_the_run_as_error_and_releases_the_lease() {
+    let (_dir, store, conn) = setup().await;
+    let org = FakeOrg::new(10, 3);
+    *org.panic_in.lock().unwrap() = Some(("members", 1));
+    let err = run(&store, &conn, &org, &SyncOptions::default())
+        .await
+        .expect_err("the panic ends the sync");
+    let SyncError::Crashed {
+        run_id: Some(run_id),
+        message,
+        ..
+    } = &err
+    else {
+        panic!("expected a crash, got {err:?}");
+    };
+    assert!(
+        message.contains("index out of bounds in the members parser"),
+        "{message}"
+    );
+    let summary = store.run_summary(*run_id).await.unwrap();
+    assert_eq!(summary.status, RunStatus::Error);
+    assert_eq!(summary.error_code.as_deref(), Some("crashed"));
+    let reason = summary.error_message.unwrap();
+    assert!(
+        reason.starts_with("the sync crashed: index out of bounds")
+            && reason.ends_with("it will be retried"),
+        "{reason}"
+    );
+    let c = store.connection(conn.id).await.unwrap();
+    assert_eq!(c.status, ConnectionStatus::Error, "never left syncing");
+    assert_eq!(c.status_reason.as_deref(), Some(reason.as_str()));
+    // The lease is free: a live owner elsewhere starts a new run at once.
+    let next = store
+        .begin_run(conn.id, &["members"], "elsewhere:1", |_| Some(true))
+        .await
+        .expect("the crashed run's lease was released");
+    assert_ne!(next.run_id, *run_id);
+    assert!(!next.resumed);
+    store
+        .end_run(next.run_id, RunStatus::Abandoned, "test", "test")
+        .await
+        .unwrap();
+
+    // Fixed, the next sync completes.
+    *org.panic_in.lock().unwrap() = None;
+    let s = completed(
+        run(&store, &conn, &org, &SyncOptions::default())
+            .await
+            .unwrap(),
+    );
+    assert_eq!(s.kinds["account"].seen, 10);
+    assert_eq!(
+        store.connection(conn.id).await.unwrap().status,
+        ConnectionStatus::Active
+    );
 }

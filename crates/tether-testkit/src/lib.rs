@@ -92,6 +92,8 @@ const OAUTH2: OAuth2Spec = OAuth2Spec {
     extra_authorize_params: &[],
     client_auth: ClientAuth::BasicAuth,
     dialect: tether_core::TokenDialect::RFC6749,
+    issuer: None,
+    sends_iss: false,
 };
 
 tether_core::inventory::submit! {

@@ -89,6 +89,7 @@ async fn start() -> Result<Env> {
         client_auth: tether_core::ClientAuth::RequestBody,
         dialect: tether_core::TokenDialect::RFC6749,
         hosts: None,
+        issuer: None,
     };
     let hub = Hub::new(
         store.clone(),

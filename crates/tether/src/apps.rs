@@ -45,6 +45,22 @@ pub fn catalog(config: &Config) -> Result<Vec<AppEntry>> {
                 if let Some(s) = &app_config.scopes {
                     oauth.scopes = s.clone();
                 }
+                let required = app_config
+                    .authorization_response_iss_parameter_supported
+                    .or(oauth.issuer.as_ref().map(|i| i.required))
+                    .unwrap_or(false);
+                if let Some(issuer) = app_config
+                    .issuer
+                    .clone()
+                    .or(oauth.issuer.as_ref().map(|i| i.template.clone()))
+                {
+                    oauth.issuer = Some(tether_oauth::Issuer {
+                        template: issuer,
+                        required,
+                    });
+                } else if required {
+                    anyhow::bail!("[apps.{}] authorization_response_iss_parameter_supported needs the server's `issuer`", descriptor.slug);
+                }
                 Some(oauth)
             }
             _ => None,
@@ -69,6 +85,9 @@ pub fn catalog(config: &Config) -> Result<Vec<AppEntry>> {
             ),
         };
         let display_name = custom.display_name.clone().unwrap_or_else(|| key.clone());
+        if custom.authorization_response_iss_parameter_supported && custom.issuer.is_none() {
+            anyhow::bail!("[custom_apps.{key}] authorization_response_iss_parameter_supported needs the server's `issuer`");
+        }
         match custom.grant.as_str() {
             "authorization_code" if custom.authorize_url.is_none() => anyhow::bail!(
                 "[custom_apps.{key}] needs `authorize_url` (or `grant = \"client_credentials\"` for an app without a consent page)"
@@ -110,6 +129,10 @@ pub fn catalog(config: &Config) -> Result<Vec<AppEntry>> {
                 // No connector: RFC 6749 as the app answers it.
                 dialect: tether_core::TokenDialect::RFC6749,
                 hosts: None,
+                issuer: custom.issuer.clone().map(|template| tether_oauth::Issuer {
+                    template,
+                    required: custom.authorization_response_iss_parameter_supported,
+                }),
             }),
             _ => None,
         };
@@ -180,6 +203,7 @@ pub fn hub_config(config: &Config, public_base_url: url::Url) -> HubConfig {
                         client_auth,
                         dialect: tether_core::TokenDialect::RFC6749,
                         hosts: None,
+                        issuer: None,
                     },
                 )
             })

@@ -39,7 +39,8 @@
 //! ```
 //!
 //! Environment overrides: `TETHER_LISTEN`, `TETHER_PUBLIC_BASE_URL`,
-//! `TETHER_DATABASE_URL`, `TETHER_ADMIN_PASSWORD`, `TETHER_SYNC_FULL_EVERY`, and per app
+//! `TETHER_DATABASE_URL`, `TETHER_ADMIN_PASSWORD`, `TETHER_SYNC_FULL_EVERY`,
+//! `TETHER_SHUTDOWN_TIMEOUT_SECS`, and per app
 //! `TETHER_APPS_<APP>_CLIENT_ID` / `TETHER_APPS_<APP>_CLIENT_SECRET` and
 //! `TETHER_APPS_<APP>_ALLOWED_HOSTS` (comma-separated; the app key
 //! upper-cased, `-` as `_`).
@@ -72,6 +73,10 @@ pub struct Config {
     pub custom_apps: BTreeMap<String, CustomAppConfig>,
     #[serde(default)]
     pub limits: LimitsConfig,
+    /// How long `tether serve` waits, on SIGTERM or Ctrl-C, for running
+    /// syncs, tasks, webhook deliveries and requests to finish before it
+    /// exits anyway (default 30; `TETHER_SHUTDOWN_TIMEOUT_SECS`).
+    pub shutdown_timeout_secs: Option<u64>,
 }
 
 /// How much of an app's answer Tether reads (`[limits]`).
@@ -161,6 +166,13 @@ pub struct AppConfig {
     /// Defaults for new connections' settings.
     #[serde(default)]
     pub settings: serde_json::Map<String, serde_json::Value>,
+    /// The authorization server's issuer identifier (RFC 8414; a template
+    /// like the URLs), replacing the connector's: an `iss` in an
+    /// authorization response must equal it (RFC 9207).
+    pub issuer: Option<String>,
+    /// The server's metadata says it sends `iss` in every authorization
+    /// response (RFC 9207): one without it is refused. Needs an issuer.
+    pub authorization_response_iss_parameter_supported: Option<bool>,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -194,6 +206,13 @@ pub struct CustomAppConfig {
     /// `body` (client_id/secret as form fields) or `basic`.
     #[serde(default = "body")]
     pub client_auth: String,
+    /// The authorization server's issuer identifier (RFC 8414): an `iss` in
+    /// an authorization response must equal it (RFC 9207).
+    pub issuer: Option<String>,
+    /// The server's metadata says it sends `iss` in every authorization
+    /// response (RFC 9207): one without it is refused. Needs `issuer`.
+    #[serde(default)]
+    pub authorization_response_iss_parameter_supported: bool,
 }
 
 fn space() -> String {
@@ -275,6 +294,11 @@ impl Config {
         }
         if let Some(v) = env("TETHER_ADMIN_PASSWORD") {
             config.admin_password = Some(v);
+        }
+        if let Some(v) = env("TETHER_SHUTDOWN_TIMEOUT_SECS") {
+            config.shutdown_timeout_secs = Some(v.parse().with_context(|| {
+                format!("TETHER_SHUTDOWN_TIMEOUT_SECS must be a whole number of seconds, not `{v}`")
+            })?);
         }
         if let Some(v) = env("TETHER_SYNC_FULL_EVERY") {
             config.sync.full_every = v.parse().with_context(|| {

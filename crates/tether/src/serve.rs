@@ -124,13 +124,14 @@ pub async fn serve(store: Store, config: Config, args: ServeArgs) -> Result<Exit
     };
 
     let webhooks = tether_events::Webhooks::new(store.clone());
-    let _deliveries = webhooks.spawn_worker();
-    let hub = apps::hub(&store, hub_config, catalog, Arc::new(webhooks))?;
+    let deliveries = webhooks.spawn_worker();
+    let hub = apps::hub(&store, hub_config, catalog, Arc::new(webhooks.clone()))?;
     hub.resume_bridge_completions().await?;
-    let _background =
+    let background =
         hub.spawn_scheduler(Duration::from_secs(config.sync.scheduler_tick_secs.max(1)));
     // Provisioning tasks of native connections.
-    let _tasks = hub.spawn_task_runner(tether_hub::RunnerOptions::default());
+    let tasks = hub.spawn_task_runner(tether_hub::RunnerOptions::default());
+    let shutdown_bound = Duration::from_secs(config.shutdown_timeout_secs.unwrap_or(30));
 
     let admin_password = config.admin_password()?;
     // First-run setup from another machine needs this one-time code.
@@ -174,14 +175,103 @@ pub async fn serve(store: Store, config: Config, args: ServeArgs) -> Result<Exit
     tracing::info!(%addr, "tether is listening");
     println!("tether listening on http://{addr} (public URL {public_base_url})");
     println!("Bridge base URL: {}", hub.bridge_base_url());
-    axum::serve(
-        listener,
-        // The peer's address: sign-in throttling, setup from this machine.
-        app.into_make_service_with_connect_info::<std::net::SocketAddr>(),
-    )
-    .with_graceful_shutdown(async {
+    let stopping = hub.shutdown_requested();
+    let mut server = tokio::spawn(async move {
+        axum::serve(
+            listener,
+            // The peer's address: sign-in throttling, setup from this machine.
+            app.into_make_service_with_connect_info::<std::net::SocketAddr>(),
+        )
+        .with_graceful_shutdown(stopping)
+        .await
+    });
+    tokio::select! {
+        signal = shutdown_signal() => {
+            tracing::info!(%signal, bound_s = shutdown_bound.as_secs(), "shutting down: no new requests or syncs; waiting for the work under way");
+            println!("tether: {signal} received; shutting down (waiting up to {} s for the work under way)", shutdown_bound.as_secs());
+        }
+        served = &mut server => {
+            // The server stopped on its own: an error to report.
+            served.context("the HTTP server task failed")??;
+            anyhow::bail!("the HTTP server stopped unexpectedly");
+        }
+    }
+    hub.begin_shutdown();
+    webhooks.stop();
+    let started = std::time::Instant::now();
+    let left = || shutdown_bound.saturating_sub(started.elapsed());
+    let still_syncing = hub.wait_idle(left()).await;
+    let mut unfinished: Vec<String> = Vec::new();
+    if !still_syncing.is_empty() {
+        unfinished.push(format!("syncs of connections {still_syncing:?}"));
+    }
+    let server = tokio::spawn(async move {
+        if let Ok(Err(e)) = server.await {
+            tracing::warn!(error = %e, "the HTTP server failed while shutting down");
+        }
+    });
+    let workers = [
+        ("the HTTP server's open requests", server),
+        ("the webhook worker's delivery attempts", deliveries),
+        ("the task runner's attempt", tasks),
+    ]
+    .into_iter()
+    .chain(
+        background
+            .into_iter()
+            .map(|h| ("the token and sync schedulers", h)),
+    );
+    for (what, mut handle) in workers {
+        tracing::info!("shutdown: waiting for {what}");
+        match tokio::time::timeout(left(), &mut handle).await {
+            Ok(_) => {}
+            Err(_) => {
+                handle.abort();
+                unfinished.push(what.to_owned());
+            }
+        }
+    }
+    if unfinished.is_empty() {
+        tracing::info!(
+            elapsed_ms = started.elapsed().as_millis() as u64,
+            "shut down cleanly"
+        );
+        println!("tether: shut down cleanly");
+        Ok(ExitCode::SUCCESS)
+    } else {
+        // What is left is recovered at the next start: a sync's lease is
+        // taken over (its owner is gone), a task's claim lapses and is
+        // retried, a webhook delivery stays due.
+        tracing::warn!(bound_s = shutdown_bound.as_secs(), unfinished = ?unfinished, "the shutdown bound ran out; exiting with work unfinished (it resumes at the next start)");
+        println!(
+            "tether: shutdown bound of {} s ran out with {} unfinished; exiting",
+            shutdown_bound.as_secs(),
+            unfinished.join(", ")
+        );
+        Ok(ExitCode::from(1))
+    }
+}
+
+/// Resolves on SIGTERM or Ctrl-C (SIGINT), naming it.
+async fn shutdown_signal() -> &'static str {
+    #[cfg(unix)]
+    {
+        use tokio::signal::unix::{signal, SignalKind};
+        match signal(SignalKind::terminate()) {
+            Ok(mut term) => tokio::select! {
+                _ = term.recv() => "SIGTERM",
+                _ = tokio::signal::ctrl_c() => "Ctrl-C",
+            },
+            Err(e) => {
+                tracing::warn!(error = %e, "cannot listen for SIGTERM; only Ctrl-C stops the hub gracefully");
+                let _ = tokio::signal::ctrl_c().await;
+                "Ctrl-C"
+            }
+        }
+    }
+    #[cfg(not(unix))]
+    {
         let _ = tokio::signal::ctrl_c().await;
-    })
-    .await?;
-    Ok(ExitCode::SUCCESS)
+        "Ctrl-C"
+    }
 }
