@@ -115,7 +115,10 @@ pub fn run(bin: &Path, args: &[&str]) -> Result<()> {
     let env = |cmd: &mut Command| {
         cmd.env("TETHER_DATABASE_URL", &db)
             .env("TETHER_MASTER_KEY", &key_hex)
-            .env("TETHER_LOG", "warn")
+            .env(
+                "TETHER_LOG",
+                std::env::var("TETHER_LOG").unwrap_or_else(|_| "warn".into()),
+            )
             .env("TETHER_TENANT_SLUG", "bench");
     };
     let mut create = Command::new(bin);

