@@ -9,7 +9,10 @@ use std::process::Command;
 use anyhow::{bail, Context, Result};
 
 /// (package, test target and filter) of each fuzz test.
-const TARGETS: &[(&str, &[&str])] = &[("tether-oauth", &["--lib", "fuzz"])];
+const TARGETS: &[(&str, &[&str])] = &[
+    ("tether-oauth", &["--lib", "fuzz"]),
+    ("tether-bridge", &["--lib", "fuzz"]),
+];
 
 pub fn run(root: &Path, args: &[&str]) -> Result<()> {
     let mut seconds = 60u64;

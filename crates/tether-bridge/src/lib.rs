@@ -9,6 +9,8 @@
 //! unknown paths, wrong methods and bodies that are not JSON. Decisions Iden
 //! does not document are in the README's "Bridge API" section.
 
+#[cfg(test)]
+mod fuzz;
 mod openapi;
 mod records;
 

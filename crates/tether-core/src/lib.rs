@@ -24,6 +24,7 @@
 
 pub mod auth;
 pub mod error;
+pub mod fuzz;
 pub mod http;
 pub mod model;
 pub mod pacing;
