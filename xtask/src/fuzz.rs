@@ -12,6 +12,7 @@ use anyhow::{bail, Context, Result};
 const TARGETS: &[(&str, &[&str])] = &[
     ("tether-oauth", &["--lib", "fuzz"]),
     ("tether-bridge", &["--lib", "fuzz"]),
+    ("tether-web", &["--test", "callback_fuzz"]),
 ];
 
 pub fn run(root: &Path, args: &[&str]) -> Result<()> {
