@@ -55,8 +55,14 @@ async fn sigterm_interrupts_a_running_sync_and_exits_cleanly() {
     let conn = db.find_connection(NAME).await.unwrap();
     let wait_from = Instant::now();
     let run_id = loop {
+        // The run is recorded, then the connection shown syncing: wait for
+        // both.
         let runs = db.runs(conn.id, 1).await.unwrap();
-        if let Some(r) = runs.first().filter(|r| r.status == RunStatus::InProgress) {
+        let syncing = db.connection(conn.id).await.unwrap().status == ConnectionStatus::Syncing;
+        if let Some(r) = runs
+            .first()
+            .filter(|r| r.status == RunStatus::InProgress && syncing)
+        {
             break r.run_id;
         }
         assert!(
@@ -65,10 +71,6 @@ async fn sigterm_interrupts_a_running_sync_and_exits_cleanly() {
         );
         tokio::time::sleep(Duration::from_millis(100)).await;
     };
-    assert_eq!(
-        db.connection(conn.id).await.unwrap().status,
-        ConnectionStatus::Syncing
-    );
     tokio::time::sleep(Duration::from_millis(1500)).await;
 
     let mut server = server;
