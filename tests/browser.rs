@@ -78,10 +78,14 @@ async fn wait_for_row(c: &Client, base: &str, id: &str, status: &str) -> u64 {
     let deadline = Instant::now() + Duration::from_secs(90);
     loop {
         c.goto(&format!("{base}/")).await.unwrap();
-        let row = c
-            .find(Locator::Id(&format!("connection-{id}")))
-            .await
-            .unwrap();
+        let row = match c.find(Locator::Id(&format!("connection-{id}"))).await {
+            Ok(row) => row,
+            Err(e) => panic!(
+                "no row for connection {id} on {} ({e}); the page:\n{}",
+                c.current_url().await.unwrap(),
+                c.source().await.unwrap_or_default()
+            ),
+        };
         let current = row.attr("data-status").await.unwrap().unwrap_or_default();
         let accounts: u64 = row
             .find(Locator::Css("td.count-accounts"))
