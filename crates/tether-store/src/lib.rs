@@ -794,6 +794,11 @@ pub(crate) async fn put_status(
     if from == status.as_str() && from_reason.as_deref() == reason {
         return Ok(());
     }
+    // A deleted connection stays deleted: a sync or a token refresh that
+    // ends after the delete does not bring it back.
+    if from == ConnectionStatus::Disabled.as_str() {
+        return Ok(());
+    }
     let now = now_ms();
     sqlx::query(
         "UPDATE connections SET status = ?, status_reason = ?, updated_at = ? WHERE id = ?",

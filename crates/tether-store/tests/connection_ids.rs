@@ -81,3 +81,20 @@ async fn a_deleted_connections_pending_sign_ins_die_with_it() {
         StateCheck::Unknown
     ));
 }
+
+#[tokio::test]
+async fn a_status_written_after_a_delete_does_not_bring_the_connection_back() {
+    let (_dir, store) = store().await;
+    let id = create(&store, "a").await;
+    // Deleted keeping its synced data, while a sync of it was still running.
+    store.delete_connection(id, false).await.unwrap();
+    // The sync ends and records its outcome.
+    store
+        .set_connection_status(id, ConnectionStatus::Active, None)
+        .await
+        .unwrap();
+    assert_eq!(
+        store.connection(id).await.unwrap().status,
+        ConnectionStatus::Disabled
+    );
+}
