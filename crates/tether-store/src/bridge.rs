@@ -33,7 +33,10 @@ use serde::{Deserialize, Serialize};
 use sqlx::{QueryBuilder, Sqlite, SqliteConnection};
 use tether_core::{Edge, EdgeKind, Kind, Record, TypeKey};
 
-use crate::identities::{holder_columns, type_scope, HOLDER_ACCOUNT, HOLDER_GROUP};
+use crate::identities::{
+    holder_columns, type_scope, Writer, HOLDER_ACCOUNT, HOLDER_GROUP, RUN_EDGE_UPSERT,
+    RUN_END_UPSERT,
+};
 use crate::runs::{write_pages, PageWrite, RunStatus, LEASE_MS};
 use crate::{now_ms, Result, Store, StoreError};
 
@@ -1097,9 +1100,8 @@ async fn merge_group(
     let mut sp = tx.begin().await?;
     let written = async {
         let started_at = crate::runs::fence(&mut sp, run_id, BRIDGE_OWNER, 0).await?;
-        let guard = |t: &str| {
-            format!("({t}.provisioned_at IS NULL OR {t}.provisioned_at < {started_at})")
-        };
+        let writer = Writer::Run { run_id, started_at };
+        let guard = |t: &str| writer.run_condition(t).expect("a run's writes are guarded");
         let (resources_guard, edges_guard) = (guard("resources"), guard("edges"));
         let (conn, run) = (connection_id, run_id);
         // Every end (a target, a holding group) gets a row; one this run
@@ -1113,11 +1115,7 @@ async fn merge_group(
                       coalesce(e.value ->> 1, '') AS t, e.value ->> 2 AS id FROM {STAGED_EDGES}
                UNION
                SELECT 'group', e.value ->> 4, e.value ->> 5 FROM {STAGED_EDGES} AND e.value ->> 3 = {HOLDER_GROUP})
-             WHERE true
-             ON CONFLICT (connection_id, kind, rtype, external_id) DO UPDATE SET
-               changed_run = CASE WHEN resources.removed_at IS NOT NULL
-                                  THEN excluded.last_seen_run ELSE resources.changed_run END,
-               last_seen_run = excluded.last_seen_run, removed_at = NULL
+             WHERE true{RUN_END_UPSERT}
              WHERE resources.last_seen_run <> excluded.last_seen_run AND {resources_guard}"
         ))
         .bind(first)
@@ -1135,14 +1133,7 @@ async fn merge_group(
                     coalesce(e.value ->> 6, ''), e.value ->> 7, e.value ->> 8, e.value -> 9,
                     {run}, {run}, {run}, NULL
                FROM {STAGED_EDGES}
-              ORDER BY 2, 3, 4, 5, 6, 7, 8
-             ON CONFLICT (connection_id, kind, target_type, target_external_id, holder, holder_type,
-                 holder_external_id, scope) DO UPDATE SET
-               changed_run = CASE WHEN edges.role IS NOT excluded.role OR edges.inherited IS NOT excluded.inherited
-                                    OR edges.attributes IS NOT excluded.attributes OR edges.removed_at IS NOT NULL
-                                  THEN excluded.last_seen_run ELSE edges.changed_run END,
-               role = excluded.role, inherited = excluded.inherited, attributes = excluded.attributes,
-               last_seen_run = excluded.last_seen_run, removed_at = NULL
+              ORDER BY 2, 3, 4, 5, 6, 7, 8{RUN_EDGE_UPSERT}
              WHERE {edges_guard}"
         ))
         .bind(first)

@@ -105,7 +105,7 @@ impl Writer {
     }
 
     /// The condition of [`Writer::run_guard`] alone; `None` for a task.
-    fn run_condition(self, table: &str) -> Option<String> {
+    pub(crate) fn run_condition(self, table: &str) -> Option<String> {
         match self {
             Writer::Run { started_at, .. } => Some(format!(
                 "({table}.provisioned_at IS NULL OR {table}.provisioned_at < {started_at})"
@@ -316,6 +316,24 @@ pub(crate) const HOLDER_ACCOUNT: i64 = 0;
 /// A group.
 pub(crate) const HOLDER_GROUP: i64 = 4;
 
+/// How a run's write of an edge's end (a target, a holding group) meets a
+/// stored row: seen again, brought back if it was removed.
+pub(crate) const RUN_END_UPSERT: &str =
+    " ON CONFLICT (connection_id, kind, rtype, external_id) DO UPDATE SET
+               changed_run = CASE WHEN resources.removed_at IS NOT NULL
+                                  THEN excluded.last_seen_run ELSE resources.changed_run END,
+               last_seen_run = excluded.last_seen_run, removed_at = NULL";
+
+/// How a run's write of an edge meets a stored one: its facets replaced,
+/// marked changed when they differ or it was removed.
+pub(crate) const RUN_EDGE_UPSERT: &str = " ON CONFLICT (connection_id, kind, target_type, target_external_id, holder, holder_type,
+                 holder_external_id, scope) DO UPDATE SET
+               changed_run = CASE WHEN edges.role IS NOT excluded.role OR edges.inherited IS NOT excluded.inherited
+                                    OR edges.attributes IS NOT excluded.attributes OR edges.removed_at IS NOT NULL
+                                  THEN excluded.last_seen_run ELSE edges.changed_run END,
+               role = excluded.role, inherited = excluded.inherited, attributes = excluded.attributes,
+               last_seen_run = excluded.last_seen_run, removed_at = NULL";
+
 /// Writes edges, first creating a minimal record for any target (group, role
 /// or license) and any holding group not stored yet; the record is filled in
 /// when it is synced. Accounts named by an alternate key are written as
@@ -376,12 +394,7 @@ pub(crate) async fn upsert_edges(
         // An edge seen in this run (or reported by a task) proves its ends
         // exist in the app.
         q.push(match writer {
-            Writer::Run { .. } => {
-                " ON CONFLICT (connection_id, kind, rtype, external_id) DO UPDATE SET
-               changed_run = CASE WHEN resources.removed_at IS NOT NULL
-                                  THEN excluded.last_seen_run ELSE resources.changed_run END,
-               last_seen_run = excluded.last_seen_run, removed_at = NULL"
-            }
+            Writer::Run { .. } => RUN_END_UPSERT,
             Writer::Task { .. } => {
                 " ON CONFLICT (connection_id, kind, rtype, external_id) DO UPDATE SET
                removed_at = NULL, provisioned_at = CASE WHEN resources.removed_at IS NOT NULL
@@ -447,13 +460,7 @@ pub(crate) async fn upsert_edges(
                role = excluded.role, attributes = excluded.attributes,
                last_seen_run = excluded.last_seen_run, removed_at = NULL"
         } else {
-            " ON CONFLICT (connection_id, kind, target_type, target_external_id, holder, holder_type,
-                 holder_external_id, scope) DO UPDATE SET
-               changed_run = CASE WHEN edges.role IS NOT excluded.role OR edges.inherited IS NOT excluded.inherited
-                                    OR edges.attributes IS NOT excluded.attributes OR edges.removed_at IS NOT NULL
-                                  THEN excluded.last_seen_run ELSE edges.changed_run END,
-               role = excluded.role, inherited = excluded.inherited, attributes = excluded.attributes,
-               last_seen_run = excluded.last_seen_run, removed_at = NULL"
+            RUN_EDGE_UPSERT
         });
         q.push(writer.run_guard("edges"));
         q.build().execute(&mut *conn).await?;
