@@ -80,6 +80,19 @@ async fn wait_for_row(c: &Client, base: &str, id: &str, status: &str) -> u64 {
         c.goto(&format!("{base}/")).await.unwrap();
         let row = match c.find(Locator::Id(&format!("connection-{id}"))).await {
             Ok(row) => row,
+            // A navigation still under way when `goto` was called (the
+            // redirect after a form's POST, a page's meta refresh) can land
+            // after it and replace the list: load the list again.
+            Err(_)
+                if Instant::now() < deadline
+                    && c.current_url()
+                        .await
+                        .map(|u| u.path() != "/")
+                        .unwrap_or(true) =>
+            {
+                tokio::time::sleep(Duration::from_millis(200)).await;
+                continue;
+            }
             Err(e) => panic!(
                 "no row for connection {id} on {} ({e}); the page:\n{}",
                 c.current_url().await.unwrap(),
@@ -217,12 +230,14 @@ async fn connect_two_accounts_expire_one_and_reconnect_it() {
     c.goto(&format!("{base}/connections/{}", ids[0]))
         .await
         .unwrap();
-    c.find(Locator::Css("#sync-form button"))
-        .await
-        .unwrap()
-        .click()
-        .await
-        .unwrap();
+    let sync = c.find(Locator::Css("#sync-form button")).await.unwrap();
+    sync.click().await.unwrap();
+    // Let the form's POST and its redirect finish before leaving the page
+    // (the old page's button goes stale once the new page is loaded).
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while sync.is_displayed().await.is_ok() && Instant::now() < deadline {
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
     wait_for_row(&c, &base, &ids[0], "expired").await;
     let row = c
         .find(Locator::Id(&format!("connection-{}", ids[0])))
