@@ -653,7 +653,25 @@ impl EntraIdSource {
                     .push(Removal::record(Kind::Account, u.id.clone()));
                 continue;
             }
-            page.records.push(Record::Account(u.account()));
+            let mut account = u.account();
+            if pos.in_delta {
+                // A delta round cannot select `signInActivity` (see
+                // `USER_SELECT_NO_SIGN_IN`): keep the stored last sign-in.
+                account.last_login_unknown = true;
+                // A delta round returns the properties its first request
+                // selected, the old value where one did not change
+                // (<https://learn.microsoft.com/en-us/graph/api/user-delta>,
+                // "Properties returned"): a user the round names with its
+                // licenses carries the whole set, so the licenses it no
+                // longer lists are gone.
+                if u.assigned_licenses.is_some() || u.license_assignment_states.is_some() {
+                    page.removed.push(Removal::HeldEdges {
+                        kind: EdgeKind::LicenseAssignment,
+                        holder: Holder::account(u.id.clone()),
+                    });
+                }
+            }
+            page.records.push(Record::Account(account));
             u.license_edges(&mut page.edges);
         }
         self.finish(&mut page, &body, &pos)?;

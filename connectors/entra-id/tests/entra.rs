@@ -276,8 +276,37 @@ async fn delta_rounds_apply_changes_and_removals_and_410_expires_the_state() {
             .is_some_and(|n| n.ends_with("(1)")),
         _ => false,
     }));
-    let removed: Vec<&Removal> = u.iter().flat_map(|p| &p.removed).collect();
+    let removed: Vec<&Removal> = u
+        .iter()
+        .flat_map(|p| &p.removed)
+        .filter(|r| matches!(r, Removal::Record { .. }))
+        .collect();
     assert_eq!(removed.len(), 3, "{removed:?}");
+    // A user the round names comes without its last sign-in (delta cannot
+    // select it), which the store then keeps, and with its whole license
+    // set, replacing the licenses it held.
+    let named: Vec<&tether_core::Account> = records(&u)
+        .into_iter()
+        .filter_map(|r| match r {
+            Record::Account(a) => Some(a),
+            _ => None,
+        })
+        .collect();
+    assert!(named.iter().all(|a| a.last_login_unknown));
+    let replaced = u
+        .iter()
+        .flat_map(|p| &p.removed)
+        .filter(|r| {
+            matches!(
+                r,
+                Removal::HeldEdges {
+                    kind: EdgeKind::LicenseAssignment,
+                    ..
+                }
+            )
+        })
+        .count();
+    assert_eq!(replaced, named.len(), "one license set per named user");
     assert!(u.last().unwrap().state.is_some());
 
     let g = list(&*src, "groups", None, SyncMode::Incremental, Some(&gstate))

@@ -175,6 +175,11 @@ pub struct Account {
     pub account_type: AccountType,
     pub is_admin: bool,
     pub last_login_at: Option<DateTime<Utc>>,
+    /// The app did not report the last sign-in this time (Microsoft Graph's
+    /// delta query cannot select `signInActivity`): the store keeps the one
+    /// it has, rather than forgetting it.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub last_login_unknown: bool,
     pub created_at: Option<DateTime<Utc>>,
     /// The app's own attributes, kept as the app reported them.
     pub attributes: serde_json::Map<String, serde_json::Value>,

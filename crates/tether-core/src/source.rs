@@ -177,6 +177,12 @@ pub enum Removal {
         holder: Holder,
         scope: Option<String>,
     },
+    /// Every edge of `kind` that `holder` holds and that this run has not
+    /// seen. For an app that gives a holder's complete set of one kind with
+    /// the holder (Graph's `assignedLicenses` on a user a delta round names):
+    /// what the set no longer has is gone. Put it on the page that carries
+    /// the set; the host applies it after that page's edges are written.
+    HeldEdges { kind: EdgeKind, holder: Holder },
 }
 
 impl Removal {
@@ -204,7 +210,7 @@ impl Removal {
     pub fn kind(&self) -> Kind {
         match self {
             Removal::Record { kind, .. } => *kind,
-            Removal::Edge { kind, .. } => kind.kind(),
+            Removal::Edge { kind, .. } | Removal::HeldEdges { kind, .. } => kind.kind(),
         }
     }
 }

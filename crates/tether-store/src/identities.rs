@@ -5,6 +5,8 @@
 //! saw it and last changed it; a content hash decides "changed". Reading is
 //! for the CLI, the API and the tests.
 
+use std::collections::HashMap;
+
 use serde::Serialize;
 use sqlx::{QueryBuilder, Sqlite, SqliteConnection};
 use tether_core::{Account, AccountKey, Edge, Holder, Kind, Record, TypeKey};
@@ -121,6 +123,12 @@ pub(crate) async fn upsert_accounts(
     writer: Writer,
     accounts: &[&Account],
 ) -> Result<()> {
+    let known = with_stored_last_login(conn, connection_id, accounts).await?;
+    let accounts: Vec<&Account> = match &known {
+        Some(known) => known.iter().collect(),
+        None => accounts.to_vec(),
+    };
+    let accounts = accounts.as_slice();
     let run_id = writer.run_id();
     let provisioned = writer.provisioned_sql();
     for chunk in statement_chunks(accounts, ROWS_PER_STATEMENT) {
@@ -172,6 +180,53 @@ pub(crate) async fn upsert_accounts(
         q.build().execute(&mut *conn).await?;
     }
     Ok(())
+}
+
+/// Accounts whose app did not report the last sign-in this time
+/// ([`Account::last_login_unknown`]) take the one stored, so that the row and
+/// its hash are what a listing that did report it would have written. `None`
+/// when no account of `accounts` needs it.
+async fn with_stored_last_login(
+    conn: &mut SqliteConnection,
+    connection_id: i64,
+    accounts: &[&Account],
+) -> Result<Option<Vec<Account>>> {
+    if !accounts.iter().any(|a| a.last_login_unknown) {
+        return Ok(None);
+    }
+    let ids: Vec<&str> = accounts
+        .iter()
+        .filter(|a| a.last_login_unknown)
+        .map(|a| a.external_id.as_str())
+        .collect();
+    let mut stored: HashMap<String, i64> = HashMap::new();
+    for chunk in ids.chunks(ROWS_PER_STATEMENT) {
+        let rows: Vec<(String, i64)> = sqlx::query_as(
+            "SELECT external_id, last_login_at FROM accounts
+             WHERE connection_id = ?1 AND last_login_at IS NOT NULL
+               AND external_id IN (SELECT value FROM json_each(?2))",
+        )
+        .bind(connection_id)
+        .bind(serde_json::to_string(chunk).expect("strings serialise"))
+        .fetch_all(&mut *conn)
+        .await?;
+        stored.extend(rows);
+    }
+    Ok(Some(
+        accounts
+            .iter()
+            .map(|a| {
+                let mut a = (*a).clone();
+                if a.last_login_unknown {
+                    a.last_login_unknown = false;
+                    a.last_login_at = stored
+                        .get(&a.external_id)
+                        .and_then(|ms| chrono::DateTime::from_timestamp_millis(*ms));
+                }
+                a
+            })
+            .collect(),
+    ))
 }
 
 /// An account's other emails as stored: a JSON array, `None` when empty.

@@ -521,6 +521,23 @@ async fn apply_removals(
                     .entry(tether_core::TypeKey::new(kind.kind(), target_type.as_deref()).label())
                     .or_default() += n as i64;
             }
+            Removal::HeldEdges { kind, holder } => {
+                let (hcode, htype, hid) = holder_columns(holder);
+                let code = edge_kind_code(kind.kind()).expect("an edge kind");
+                remove_edges_where(
+                    conn,
+                    connection_id,
+                    now,
+                    &guard("edges"),
+                    &format!(
+                        "kind = {code} AND holder = {hcode} AND holder_type = ?3 AND holder_external_id = ?4
+                         AND (last_seen_run IS NULL OR last_seen_run <> {run_id})"
+                    ),
+                    &[htype, hid],
+                    &mut counts,
+                )
+                .await?;
+            }
         }
     }
     for (label, n) in counts.into_iter().filter(|(_, n)| *n > 0) {

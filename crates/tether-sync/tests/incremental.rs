@@ -520,3 +520,125 @@ async fn an_interrupted_incremental_run_resumes_in_its_mode() {
     let (accounts, _) = snapshot(&store, &conn).await;
     assert_eq!(ids(&accounts), ["u0", "u1", "u2", "u3", "u9"]);
 }
+
+/// An app like Graph's users delta: a full listing carries each user's last
+/// sign-in and licenses; a delta round names a changed user with its whole
+/// license set and without its sign-in time.
+struct Licensed;
+
+#[async_trait]
+impl Source for Licensed {
+    fn streams(&self) -> Vec<StreamSpec> {
+        vec![StreamSpec::new("users", &[Kind::Account, Kind::LicenseAssignment]).incremental()]
+    }
+
+    fn requests_made(&self) -> u64 {
+        0
+    }
+
+    async fn verify(&self) -> Result<ConnectedIdentity, SourceError> {
+        Ok(ConnectedIdentity {
+            external_id: "1".into(),
+            name: "acme".into(),
+            discovered_settings: Default::default(),
+        })
+    }
+
+    async fn list_page(&self, req: PageRequest<'_>) -> Result<Page, SourceError> {
+        let signed_in = chrono::DateTime::from_timestamp(1_700_000_000, 0);
+        let user = |name: &str| Account {
+            external_id: "u1".into(),
+            display_name: Some(name.into()),
+            last_login_at: signed_in,
+            ..Default::default()
+        };
+        let mut page = Page {
+            state: Some(StreamState::new("next")),
+            ..Page::default()
+        };
+        if req.state.is_some() {
+            // u1 lost E5: the round lists its licenses without it.
+            page.records.push(Record::Account(Account {
+                last_login_at: None,
+                last_login_unknown: true,
+                ..user("Ann")
+            }));
+            page.edges.push(Edge::license_assignment("u1", "E3"));
+            page.removed.push(Removal::HeldEdges {
+                kind: tether_core::EdgeKind::LicenseAssignment,
+                holder: tether_core::Holder::account("u1"),
+            });
+        } else {
+            page.records.push(Record::Account(user("Ann")));
+            page.records.push(Record::Account(Account {
+                external_id: "u2".into(),
+                ..Default::default()
+            }));
+            page.edges.push(Edge::license_assignment("u1", "E3"));
+            page.edges.push(Edge::license_assignment("u1", "E5"));
+            page.edges.push(Edge::license_assignment("u2", "E5"));
+        }
+        Ok(page)
+    }
+}
+
+#[tokio::test]
+async fn a_delta_keeps_what_the_app_did_not_say_and_drops_what_a_whole_set_no_longer_has() {
+    let (_dir, store, conn) = setup().await;
+    let run = |force_full: bool| {
+        let (store, conn) = (&store, &conn);
+        async move {
+            match sync(
+                store,
+                conn,
+                &Licensed,
+                &opts(force_full),
+                &|_| {},
+                std::future::pending(),
+            )
+            .await
+            .unwrap()
+            {
+                SyncOutcome::Completed(s) => s,
+                other => panic!("expected a completed run, got {other:?}"),
+            }
+        }
+    };
+    run(false).await;
+    let delta = run(false).await;
+    assert_eq!(delta.mode, "incremental");
+    let licenses = |store: &Store| {
+        let store = store.clone();
+        let id = conn.id;
+        async move {
+            let mut held: Vec<(String, String)> = store
+                .query_edges(
+                    id,
+                    &TypeKey::from(Kind::LicenseAssignment),
+                    &EdgeQuery {
+                        limit: 100,
+                        ..Default::default()
+                    },
+                )
+                .await
+                .unwrap()
+                .into_iter()
+                .filter(|e| e.removed_at.is_none())
+                .map(|e| (e.holder_external_id, e.target_external_id))
+                .collect();
+            held.sort();
+            held
+        }
+    };
+    assert_eq!(
+        licenses(&store).await,
+        [("u1".into(), "E3".into()), ("u2".into(), "E5".into())],
+        "u1's E5 is gone, u2's is not"
+    );
+    // The delta kept u1's last sign-in: a full run after it, which reports
+    // it, finds nothing of u1 changed.
+    let full = run(true).await;
+    assert_eq!(full.mode, "full");
+    let accounts = &full.kinds["account"];
+    assert_eq!(accounts.updated, 0, "{:?}", full.kinds);
+}
