@@ -1,4 +1,4 @@
-//! `cargo xtask bench load [--members 1m] [--clients 200]`: REST API
+//! `cargo xtask bench load [--members 1m] [--clients 200] [--tether PATH]`: REST API
 //! latency while a big sync runs (issue 10, §7).
 //!
 //! The release `tether serve` runs in its own process against the release
@@ -13,7 +13,7 @@
 //! durations and the slowdown, and the targets with met / not met:
 //! p99 <= 100 ms, no errors, slowdown <= 25%.
 
-use std::path::Path;
+use std::path::PathBuf;
 use std::process::{Command, Stdio};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Mutex;
@@ -88,12 +88,17 @@ impl Api {
     }
 }
 
-pub fn run(bin: &Path, args: &[&str]) -> Result<()> {
+pub fn run(args: &[&str]) -> Result<()> {
     let mut members = 1_000_000u64;
     let mut clients = 200usize;
+    let mut bin: Option<PathBuf> = None;
     let mut it = args.iter();
     while let Some(a) = it.next() {
         match *a {
+            // A `tether` binary instead of building the release one: for
+            // checking the bench itself, whose figures mean something only
+            // in release.
+            "--tether" => bin = Some(it.next().context("--tether needs a path")?.into()),
             "--members" => {
                 members = crate::parse_size(it.next().context("--members needs a value")?)?
             }
@@ -112,6 +117,11 @@ pub fn run(bin: &Path, args: &[&str]) -> Result<()> {
     if clients == 0 {
         bail!("--clients must be at least 1");
     }
+    let bin = match bin {
+        Some(b) => b,
+        None => crate::release_tether()?,
+    };
+    let bin = bin.as_path();
     let slug = "github";
     let sandbox = SandboxProc::start(bin)?;
     sandbox.control(slug, "config", json!({"rate_limit": 1_000_000_000u64}))?;
@@ -136,9 +146,17 @@ pub fn run(bin: &Path, args: &[&str]) -> Result<()> {
     let db = format!("sqlite://{}", dir.path().join("bench.db").display());
     let key_hex = "42".repeat(32);
     let allowed = crate::sandbox_host(&sandbox.url);
+    // The scheduler would start both first syncs at once: it ticks once a
+    // day, so that the bench starts each sync itself.
+    let config = dir.path().join("tether.toml");
+    std::fs::write(
+        &config,
+        "[sync]\nscheduler_tick_secs = 86400\n[demo]\nmode = \"off\"\n",
+    )?;
     let tether = |args: &[&str]| {
         let mut c = Command::new(bin);
         c.args(args)
+            .env("TETHER_CONFIG", &config)
             .env("TETHER_DATABASE_URL", &db)
             .env("TETHER_MASTER_KEY", &key_hex)
             .env(
@@ -148,34 +166,6 @@ pub fn run(bin: &Path, args: &[&str]) -> Result<()> {
             .env("TETHER_APPS_GITHUB_ALLOWED_HOSTS", &allowed);
         c
     };
-    for (label, created) in &orgs {
-        let token = created["credential"]["access_token"]
-            .as_str()
-            .context("the fake issued no token")?;
-        let mut add: Vec<String> = ["connections", "add", slug, "--name", label]
-            .map(String::from)
-            .to_vec();
-        for (k, v) in created["connection"]["settings"]
-            .as_object()
-            .into_iter()
-            .flatten()
-        {
-            add.push("--setting".into());
-            add.push(format!(
-                "{k}={}",
-                v.as_str().map(str::to_owned).unwrap_or(v.to_string())
-            ));
-        }
-        add.extend(["--token-env".into(), "BENCH_TOKEN".into()]);
-        let add: Vec<&str> = add.iter().map(String::as_str).collect();
-        let out = tether(&add).env("BENCH_TOKEN", token).output()?;
-        if !out.status.success() {
-            bail!(
-                "adding connection {label} failed: {}",
-                String::from_utf8_lossy(&out.stderr)
-            );
-        }
-    }
     let out = tether(&["api-keys", "create", "bench-load"]).output()?;
     if !out.status.success() {
         bail!(
@@ -206,15 +196,45 @@ pub fn run(bin: &Path, args: &[&str]) -> Result<()> {
     let _serve = Serve(child);
     let api = Api::new(&base, &format!("Api-Key {key}"));
     let t = Instant::now();
-    let connections = loop {
+    loop {
         match api.ok("GET", "/connections", None) {
-            Ok(v) => break v,
+            Ok(_) => break,
             Err(e) if t.elapsed() > Duration::from_secs(30) => {
                 bail!("tether serve did not answer within 30 s: {e}")
             }
             Err(_) => std::thread::sleep(Duration::from_millis(100)),
         }
-    };
+    }
+    // Added once the hub runs, after the scheduler's first tick.
+    for (label, created) in &orgs {
+        let token = created["credential"]["access_token"]
+            .as_str()
+            .context("the fake issued no token")?;
+        let mut add: Vec<String> = ["connections", "add", slug, "--name", label]
+            .map(String::from)
+            .to_vec();
+        for (k, v) in created["connection"]["settings"]
+            .as_object()
+            .into_iter()
+            .flatten()
+        {
+            add.push("--setting".into());
+            add.push(format!(
+                "{k}={}",
+                v.as_str().map(str::to_owned).unwrap_or(v.to_string())
+            ));
+        }
+        add.extend(["--token-env".into(), "BENCH_TOKEN".into()]);
+        let add: Vec<&str> = add.iter().map(String::as_str).collect();
+        let out = tether(&add).env("BENCH_TOKEN", token).output()?;
+        if !out.status.success() {
+            bail!(
+                "adding connection {label} failed: {}",
+                String::from_utf8_lossy(&out.stderr)
+            );
+        }
+    }
+    let connections = api.ok("GET", "/connections", None)?;
     let id_of = |name: &str| -> Result<i64> {
         connections
             .as_array()
@@ -287,12 +307,8 @@ pub fn run(bin: &Path, args: &[&str]) -> Result<()> {
     let (p50, p95, p99, max) = (pct(0.50), pct(0.95), pct(0.99), pct(1.0));
     let met = |ok: bool| if ok { "met" } else { "NOT MET" };
     println!(
-        "bench load: {members} members, {clients} clients ({}) ",
-        if cfg!(debug_assertions) {
-            "xtask debug build; the hub is release"
-        } else {
-            "release"
-        }
+        "bench load: {members} members, {clients} clients, hub {}",
+        bin.display()
     );
     println!(
         "  API latency: p50 {p50:.1} ms, p95 {p95:.1} ms, p99 {p99:.1} ms, max {max:.1} ms over {} requests ({:.0}/s), {errors} errors",

@@ -43,7 +43,7 @@ fn main() -> Result<()> {
     {
         ["bench", "sync", rest @ ..] => bench_sync(rest),
         ["bench", "bridge", rest @ ..] => bench_bridge::run(&release_tether()?, rest),
-        ["bench", "load", rest @ ..] => bench_load::run(&release_tether()?, rest),
+        ["bench", "load", rest @ ..] => bench_load::run(rest),
         ["new-connector", rest @ ..] => new_connector::run(&workspace_root(), rest),
         ["fuzz", rest @ ..] => fuzz::run(&workspace_root(), rest),
         _ => {
