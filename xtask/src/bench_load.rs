@@ -285,7 +285,7 @@ pub fn run(args: &[&str]) -> Result<()> {
         std::thread::sleep(Duration::from_secs(2));
         let synced = sync(&api, loaded, Some(&current_run));
         stop.store(true, Ordering::SeqCst);
-        let mut latencies: Vec<u32> = Vec::new();
+        let mut latencies: Vec<(usize, u32)> = Vec::new();
         for h in handles {
             latencies.extend(h.join().expect("a client thread"));
         }
@@ -293,15 +293,9 @@ pub fn run(args: &[&str]) -> Result<()> {
         Ok((took, run, latencies))
     })?;
 
-    let mut lat = latencies;
+    let mut lat: Vec<u32> = latencies.iter().map(|(_, l)| *l).collect();
     lat.sort_unstable();
-    let pct = |p: f64| -> f64 {
-        if lat.is_empty() {
-            return 0.0;
-        }
-        let i = ((p * lat.len() as f64).ceil() as usize).clamp(1, lat.len()) - 1;
-        f64::from(lat[i]) / 1000.0
-    };
+    let pct = |p: f64| percentile(&lat, p);
     let errors = errors.load(Ordering::SeqCst);
     let slowdown = loaded_took.as_secs_f64() / base_took.as_secs_f64().max(1e-9) - 1.0;
     let (p50, p95, p99, max) = (pct(0.50), pct(0.95), pct(0.99), pct(1.0));
@@ -315,6 +309,21 @@ pub fn run(args: &[&str]) -> Result<()> {
         lat.len(),
         lat.len() as f64 / loaded_took.as_secs_f64().max(1e-9)
     );
+    for (kind, name) in ENDPOINTS.iter().enumerate() {
+        let mut of: Vec<u32> = latencies
+            .iter()
+            .filter(|(k, _)| *k == kind)
+            .map(|(_, l)| *l)
+            .collect();
+        of.sort_unstable();
+        println!(
+            "    {name}: p50 {:.1} ms, p99 {:.1} ms, max {:.1} ms ({} requests)",
+            percentile(&of, 0.5),
+            percentile(&of, 0.99),
+            percentile(&of, 1.0),
+            of.len()
+        );
+    }
     for e in first_errors.lock().unwrap().iter() {
         println!("    error: {e}");
     }
@@ -334,6 +343,25 @@ pub fn run(args: &[&str]) -> Result<()> {
         met(slowdown <= SLOWDOWN_TARGET)
     );
     Ok(())
+}
+
+/// The endpoints the readers call, by the index [`reader`] records.
+const ENDPOINTS: [&str; 6] = [
+    "GET /connections/{id}/accounts",
+    "GET /connections",
+    "GET /connections/{id}",
+    "GET /connections/{id}/runs",
+    "GET /connections/{id}/types",
+    "GET /runs/{run_id}",
+];
+
+/// The `p` quantile of sorted latencies (µs), in ms.
+fn percentile(sorted: &[u32], p: f64) -> f64 {
+    if sorted.is_empty() {
+        return 0.0;
+    }
+    let i = ((p * sorted.len() as f64).ceil() as usize).clamp(1, sorted.len()) - 1;
+    f64::from(sorted[i]) / 1000.0
 }
 
 /// Starts a full sync of `connection` and waits for its run to end; the
@@ -387,7 +415,7 @@ fn reader(
     errors: &AtomicU64,
     first_errors: &Mutex<Vec<String>>,
     current_run: &AtomicU64,
-) -> Vec<u32> {
+) -> Vec<(usize, u32)> {
     let mut latencies = Vec::with_capacity(4096);
     // A small deterministic generator per client: the mix, not security.
     let mut state = (i as u64 + 1).wrapping_mul(0x9E37_79B9_7F4A_7C15);
@@ -403,6 +431,15 @@ fn reader(
         let c = (r >> 8) as usize % 2;
         let id = connections[c];
         let run = current_run.load(Ordering::Relaxed);
+        let kind = match r % 20 {
+            0..=11 => 0,
+            12 | 13 => 1,
+            14 | 15 => 2,
+            16 | 17 => 3,
+            18 => 4,
+            _ if run > 0 => 5,
+            _ => 2,
+        };
         let path = match r % 20 {
             0..=11 => {
                 let after = cursor[c]
@@ -420,7 +457,10 @@ fn reader(
         };
         let t = Instant::now();
         let outcome = api.call("GET", &path, None);
-        latencies.push(t.elapsed().as_micros().min(u128::from(u32::MAX)) as u32);
+        latencies.push((
+            kind,
+            t.elapsed().as_micros().min(u128::from(u32::MAX)) as u32,
+        ));
         let failure = match outcome {
             Ok((s, v)) if (200..300).contains(&s) => {
                 if path.contains("/accounts") {
