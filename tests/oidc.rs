@@ -249,3 +249,202 @@ extra_authorize_params = {{ prompt = "consent" }}
         "{c}"
     );
 }
+
+/// Signs in to the hub with the admin password.
+async fn sign_in(http: &reqwest::Client, base: &str) {
+    let page = http
+        .get(format!("{base}/login"))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    let resp = http
+        .post(format!("{base}/login"))
+        .form(&[
+            ("login_csrf", input_value(&page, "login_csrf").as_str()),
+            ("next", "/"),
+            ("password", "admin-password"),
+        ])
+        .send()
+        .await
+        .unwrap();
+    assert!(
+        resp.status().is_redirection(),
+        "signed in: {}",
+        resp.status()
+    );
+}
+
+/// Starts connecting `app`, signs in at the IdP and consents, following its
+/// redirects by hand; the hub URL the IdP sends the browser back to (the
+/// callback), not yet requested.
+async fn authorize_at_idp(
+    http: &reqwest::Client,
+    base: &str,
+    app: &str,
+    name: &str,
+) -> reqwest::Url {
+    let apps = http
+        .get(format!("{base}/apps"))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    let resp = http
+        .post(format!("{base}/connect/{app}"))
+        .form(&[
+            ("csrf", input_value(&apps, "csrf").as_str()),
+            ("display_name", name),
+        ])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(
+        resp.status(),
+        303,
+        "{}",
+        resp.text().await.unwrap_or_default()
+    );
+    let mut url = location(&resp, &base.parse().unwrap());
+    loop {
+        let resp = http.get(url.clone()).send().await.unwrap();
+        if resp.status().is_redirection() {
+            let next = location(&resp, &url);
+            if next.as_str().starts_with(base) {
+                return next;
+            }
+            url = next;
+            continue;
+        }
+        let html = resp.text().await.unwrap();
+        let action = url.join(&form_action(&html)).unwrap();
+        let prompt = input_value(&html, "prompt");
+        let form: Vec<(&str, &str)> = if prompt == "login" {
+            vec![("prompt", "login"), ("login", "alice"), ("password", "any")]
+        } else {
+            vec![("prompt", "consent")]
+        };
+        let resp = http.post(action.clone()).form(&form).send().await.unwrap();
+        assert!(
+            resp.status().is_redirection(),
+            "{prompt}: {}",
+            resp.status()
+        );
+        url = location(&resp, &action);
+    }
+}
+
+/// RFC 9207 against a server that sends `iss` in its authorization
+/// responses (oidc-provider does): with the app's issuer declared, the right
+/// `iss` connects; an app declaring another issuer refuses the same kind of
+/// response and never sends the code to the token endpoint.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_authorization_responses_iss_is_checked_against_the_declared_issuer() {
+    let hub = Hub::new();
+    let hub_port = free_port();
+    let idp_port = free_port();
+    let base = format!("http://127.0.0.1:{hub_port}");
+    let idp = format!("http://127.0.0.1:{idp_port}");
+    let _idp = start_oidc_provider(idp_port, &format!("{base}/oauth/callback"));
+    let app = |key: &str, issuer: &str| {
+        format!(
+            r#"
+[custom_apps.{key}]
+display_name = "OIDC test IdP ({key})"
+authorize_url = "{idp}/auth"
+token_url = "{idp}/token"
+scopes = ["openid", "offline_access"]
+client_id = "tether"
+client_secret = "tether-oidc-test-secret"
+client_auth = "basic"
+extra_authorize_params = {{ prompt = "consent" }}
+issuer = "{issuer}"
+authorization_response_iss_parameter_supported = true
+"#
+        )
+    };
+    let _server = hub.serve_on(
+        &format!(
+            "[demo]\nmode = \"off\"\n{}{}",
+            app("rightiss", &idp),
+            app("wrongiss", "https://idp.example.test")
+        ),
+        hub_port,
+    );
+    let http = reqwest::Client::builder()
+        .cookie_store(true)
+        .redirect(reqwest::redirect::Policy::none())
+        .build()
+        .unwrap();
+    sign_in(&http, &base).await;
+    let token_requests = || async {
+        let stats: Value = http
+            .get(format!("{idp}/_test/stats"))
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap();
+        stats["token_requests"].as_u64().unwrap()
+    };
+
+    // Another issuer declared: refused before the exchange.
+    let callback = authorize_at_idp(&http, &base, "wrongiss", "IdP - Wrong").await;
+    let iss = callback
+        .query_pairs()
+        .find(|(k, _)| k == "iss")
+        .map(|(_, v)| v.into_owned());
+    assert_eq!(
+        iss.as_deref(),
+        Some(idp.as_str()),
+        "the server sends iss: {callback}"
+    );
+    let resp = http.get(callback).send().await.unwrap();
+    assert_eq!(resp.status(), 400);
+    let page = resp.text().await.unwrap();
+    assert!(
+        page.contains(&idp) && page.contains("https://idp.example.test"),
+        "the refusal names both issuers: {page}"
+    );
+    assert_eq!(
+        token_requests().await,
+        0,
+        "the code was never sent to the token endpoint"
+    );
+
+    // Its own issuer declared: connected.
+    let callback = authorize_at_idp(&http, &base, "rightiss", "IdP - Right").await;
+    let resp = http.get(callback).send().await.unwrap();
+    assert!(resp.status().is_redirection(), "{}", resp.status());
+    let to = location(&resp, &base.parse().unwrap());
+    assert!(to.path().starts_with("/connections/"), "{to}");
+    assert_eq!(token_requests().await, 1);
+    let out = tokio::task::block_in_place(|| tether(&hub, &["connections", "list", "--json"]));
+    let list: Value = serde_json::from_slice(&out.stdout).unwrap();
+    let statuses: Vec<(String, String)> = list
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|c| {
+            (
+                c["display_name"].as_str().unwrap_or("").to_owned(),
+                c["status"].as_str().unwrap_or("").to_owned(),
+            )
+        })
+        .collect();
+    assert!(
+        statuses.contains(&("IdP - Right".to_owned(), "active".to_owned())),
+        "{statuses:?}"
+    );
+    assert!(
+        !statuses
+            .iter()
+            .any(|(n, s)| n == "IdP - Wrong" && s == "active"),
+        "{statuses:?}"
+    );
+}

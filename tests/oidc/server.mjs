@@ -9,7 +9,8 @@
 //
 // Test-only routes (not part of oidc-provider):
 //   POST /_test/revoke-all   forget every grant and token (an admin revoking access)
-//   GET  /_test/stats        {"refreshes": n, "reuse_detected": n}
+//   GET  /_test/stats        {"refreshes": n, "reuse_detected": n, "token_requests": n}
+//                            (token_requests: every POST to the token endpoint)
 import Provider from 'oidc-provider';
 
 const port = Number(process.argv[2]);
@@ -50,7 +51,7 @@ class MemoryAdapter {
   }
 }
 
-const stats = { refreshes: 0, reuse_detected: 0 };
+const stats = { refreshes: 0, reuse_detected: 0, token_requests: 0 };
 
 const provider = new Provider(issuer, {
   adapter: MemoryAdapter,
@@ -92,6 +93,7 @@ provider.use(async (ctx, next) => {
     ctx.body = stats;
     return;
   }
+  if (ctx.path === '/token' && ctx.method === 'POST') stats.token_requests += 1;
   await next();
 });
 

@@ -13,6 +13,12 @@ const TARGETS: &[(&str, &[&str])] = &[
     ("tether-oauth", &["--lib", "fuzz"]),
     ("tether-bridge", &["--lib", "fuzz"]),
     ("tether-web", &["--test", "callback_fuzz"]),
+    // Each connector's page parsers, against its fake's pages mutated
+    // (`tether_conformance::fuzz`).
+    ("tether-github", &["--test", "fuzz_pages"]),
+    ("tether-slack", &["--test", "fuzz_pages"]),
+    ("tether-google-workspace", &["--test", "fuzz_pages"]),
+    ("tether-entra-id", &["--test", "fuzz_pages"]),
 ];
 
 pub fn run(root: &Path, args: &[&str]) -> Result<()> {

@@ -11,6 +11,9 @@
 //!   `--resync` syncs each organisation a second time, unchanged, and prints
 //!   that sync's requests, rate-limit budget spent (where the fake reports
 //!   `rate_limit_spent`) and wall time, each also as a share of the first's.
+//! * `cargo xtask bench load [--members 1m] [--clients 200]`: REST API
+//!   latency percentiles and errors while a sync runs, and the sync's
+//!   slowdown against a baseline without load (see `bench_load.rs`).
 //! * `cargo xtask fuzz [--seconds 60]`: the fuzz and property tests in
 //!   release, each for that long (see `fuzz.rs`).
 
@@ -25,6 +28,7 @@ use std::time::{Duration, Instant};
 use anyhow::{bail, Context, Result};
 
 mod bench_bridge;
+mod bench_load;
 mod fuzz;
 mod new_connector;
 use serde_json::{json, Value};
@@ -39,6 +43,7 @@ fn main() -> Result<()> {
     {
         ["bench", "sync", rest @ ..] => bench_sync(rest),
         ["bench", "bridge", rest @ ..] => bench_bridge::run(&release_tether()?, rest),
+        ["bench", "load", rest @ ..] => bench_load::run(rest),
         ["new-connector", rest @ ..] => new_connector::run(&workspace_root(), rest),
         ["fuzz", rest @ ..] => fuzz::run(&workspace_root(), rest),
         _ => {

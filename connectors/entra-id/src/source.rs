@@ -297,7 +297,7 @@ fn check_id(id: &str) -> Result<&str, SourceError> {
         Ok(id)
     } else {
         Err(SourceError::bad_data(
-            "a Graph object id is not a GUID",
+            "Microsoft Graph sent an object id that is not a GUID",
             id.as_bytes(),
         ))
     }

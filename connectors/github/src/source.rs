@@ -504,7 +504,7 @@ pub(crate) fn decode<T: DeserializeOwned>(
 ) -> Result<T, SourceError> {
     resp.json::<T>().map_err(|e| match e {
         SourceError::BadData { message, excerpt } => SourceError::BadData {
-            message: format!("GET {path}: {message}"),
+            message: format!("GitHub's answer to GET {path}: {message}"),
             excerpt,
         },
         other => other,
@@ -711,8 +711,10 @@ impl CopilotBilling {
         if let Some(v) = &self.plan_type {
             attributes.insert("plan_type".into(), json!(v));
         }
+        // Counts beyond i64 when added are not counts (found by the page
+        // fuzzer): the total stands in, as when a count is missing.
         let used = match (b.active_this_cycle, b.inactive_this_cycle) {
-            (Some(a), Some(i)) => Some(a + i),
+            (Some(a), Some(i)) => a.checked_add(i).or(b.total),
             _ => b.total,
         };
         License {
@@ -757,4 +759,26 @@ fn not_modified() -> Page {
 /// The page's `ETag`, to send as `If-None-Match` next time.
 fn etag(resp: &RawResponse) -> Option<String> {
     resp.header("etag").map(|v| v.trim().to_owned())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A regression case of the page fuzzer: seat counts whose sum
+    /// overflows panicked in debug builds.
+    #[test]
+    fn copilot_seat_counts_that_overflow_when_added_fall_back_to_the_total() {
+        let billing: CopilotBilling = serde_json::from_value(json!({
+            "seat_breakdown": {
+                "total": 12,
+                "active_this_cycle": i64::MAX,
+                "inactive_this_cycle": 1
+            }
+        }))
+        .unwrap();
+        let license = billing.license();
+        assert_eq!(license.used_seats, Some(12));
+        assert_eq!(license.total_seats, Some(12));
+    }
 }

@@ -364,7 +364,7 @@ impl GoogleWorkspaceSource {
     async fn members(&self, group: &str, req: &PageRequest<'_>) -> Result<Page, SourceError> {
         if group.is_empty() || group.contains(['/', '?', '#']) {
             return Err(SourceError::bad_data(
-                "a group id from groups.list cannot be used in a URL",
+                "Google listed a group id in groups.list that cannot be used in a URL",
                 group.as_bytes(),
             ));
         }
@@ -755,7 +755,7 @@ impl Assignment {
         if self.scope_type.as_deref() == Some("ORG_UNIT") {
             let Some(ou) = self.org_unit_id.filter(|o| !o.is_empty()) else {
                 return Err(SourceError::bad_data(
-                    "a role assignment scoped to an org unit names no orgUnitId",
+                    "Google listed a role assignment scoped to an org unit that names no orgUnitId",
                     self.role_assignment_id.unwrap_or_default().as_bytes(),
                 ));
             };

@@ -47,6 +47,7 @@ use tether_store::{
 use tether_sync::{SyncError, SyncOptions, SyncOutcome};
 
 pub mod alloc;
+pub mod fuzz;
 
 /// Maps the counts a fake answers for an organisation (the JSON of
 /// [`tether_sandbox::Fake::create_directory`]) to the records and edges a

@@ -234,6 +234,17 @@ impl PasswordChecks {
         self.completed.load(Ordering::SeqCst)
     }
 
+    /// Takes every verification slot until the answer is dropped, as a
+    /// burst of sign-ins still being verified would: for tests of what a
+    /// sign-in answers when none comes free.
+    #[doc(hidden)]
+    pub async fn occupy_all(&self) -> tokio::sync::SemaphorePermit<'_> {
+        self.semaphore
+            .acquire_many(self.permits as u32)
+            .await
+            .expect("the verification semaphore is never closed")
+    }
+
     /// Waits (at most the configured time) for a verification slot.
     pub(crate) async fn slot(&self) -> Result<Slot<'_>, Busy> {
         let permit = tokio::time::timeout(self.wait, self.semaphore.acquire())

@@ -244,6 +244,32 @@ async fn password_verifications_run_at_most_n_at_once() -> Result<()> {
     Ok(())
 }
 
+#[tokio::test]
+async fn a_sign_in_with_every_verification_slot_taken_answers_503_and_verifies_nothing(
+) -> Result<()> {
+    let checks = Arc::new(PasswordChecks::new(2, Duration::from_millis(200)));
+    let env = Env::start(with_password(Default::default(), checks.clone())).await?;
+    let admin = Env::browser_from("127.0.0.1");
+    let busy = checks.occupy_all().await;
+    // Even the right password: the queue is full, nothing is checked.
+    let res = env.login(&admin, PASSWORD).await?;
+    assert_eq!(res.status(), StatusCode::SERVICE_UNAVAILABLE);
+    assert_eq!(retry_after(&res), Some(5));
+    let page = res.text().await?;
+    assert!(
+        page.contains("Tether is checking too many sign-ins at once; try again in 5 s."),
+        "{page}"
+    );
+    assert_eq!(checks.completed(), 0, "no verification ran");
+    // Once a slot is free, the same address signs in.
+    drop(busy);
+    let res = env.login(&admin, PASSWORD).await?;
+    assert_eq!(res.status(), StatusCode::OK);
+    assert_eq!(res.url().path(), "/");
+    assert_eq!(checks.completed(), 1);
+    Ok(())
+}
+
 /// A request that reaches the hub through a proxy, as from another machine.
 fn remote(req: reqwest::RequestBuilder) -> reqwest::RequestBuilder {
     req.header("x-forwarded-for", "203.0.113.7")
