@@ -1256,13 +1256,11 @@ mod tests {
     }
 
     async fn session_for(store: &Store, id: &str, user_id: i64) {
-        store.create_web_session(id, "csrf").await.unwrap();
-        sqlx::query("UPDATE web_sessions SET user_id = ? WHERE id_hash = ?")
-            .bind(user_id)
-            .bind(hash(id))
-            .execute(store.pool())
-            .await
-            .unwrap();
+        store.create_web_session(id, "csrf", user_id).await.unwrap();
+        assert_eq!(
+            store.web_session(id).await.unwrap().unwrap().user_id,
+            user_id
+        );
     }
 
     #[tokio::test]
@@ -1480,6 +1478,7 @@ mod tests {
 
         store.set_workspace_user_active(u.id, false).await.unwrap();
         assert_eq!(session_count(&store, u.id).await, 0);
+        assert!(store.web_session("s-u1").await.unwrap().is_none());
         assert_eq!(
             session_count(&store, o.id).await,
             1,
