@@ -527,7 +527,11 @@ mod tests {
         };
         assert_eq!(
             (u.kind(), u.id(), u.to_string()),
-            ("user", "user:7".to_owned(), "user:7 (ada@example.com)".to_owned())
+            (
+                "user",
+                "user:7".to_owned(),
+                "user:7 (ada@example.com)".to_owned()
+            )
         );
         assert_eq!(Actor::System.to_string(), "system");
         assert_eq!(Actor::Cli { user: None }.to_string(), "cli");

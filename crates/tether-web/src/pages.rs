@@ -452,8 +452,6 @@ pub(crate) async fn connect(
     }
 }
 
-/// Who acts in the web UI: the UI has one admin.
-
 pub(crate) async fn connect_token(
     State(app): State<App>,
     auth: Auth,
