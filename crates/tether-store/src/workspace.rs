@@ -1797,12 +1797,21 @@ mod tests {
             1,
             "the session stays, as the owner"
         );
-        assert!(store
-            .web_auth_settings()
-            .await
-            .unwrap()
-            .admin_password_hash
-            .is_none());
+        let column: Option<String> =
+            sqlx::query_scalar("SELECT admin_password_hash FROM web_settings WHERE id = 1")
+                .fetch_one(store.pool())
+                .await
+                .unwrap();
+        assert!(column.is_none(), "the hash lives with the owner only");
+        assert_eq!(
+            store
+                .web_auth_settings()
+                .await
+                .unwrap()
+                .admin_password_hash
+                .as_deref(),
+            Some("$argon2id$old")
+        );
     }
 
     #[tokio::test]
