@@ -34,6 +34,9 @@ pub enum Actor {
     System,
     /// A Bridge connector, by the API key it authenticated with.
     Bridge { key_id: i64, key_name: String },
+    /// A signed-in workspace user, by id and what it is called (its email,
+    /// else its user name).
+    User { id: i64, label: String },
 }
 
 impl Actor {
@@ -51,9 +54,18 @@ impl Actor {
         }
     }
 
-    /// `web`, `api-key`, `cli`, `system` or `bridge`.
+    /// A workspace user.
+    pub fn user(u: &tether_store::WorkspaceUser) -> Actor {
+        Actor::User {
+            id: u.id,
+            label: u.label().to_owned(),
+        }
+    }
+
+    /// `web`, `api-key`, `cli`, `system`, `bridge` or `user`.
     pub fn kind(&self) -> &'static str {
         match self {
+            Actor::User { .. } => "user",
             Actor::Web { .. } => "web",
             Actor::ApiKey { .. } => "api-key",
             Actor::Cli { .. } => "cli",
@@ -71,6 +83,7 @@ impl Actor {
             Actor::Cli { .. } => "cli".into(),
             Actor::System => "system".into(),
             Actor::Bridge { key_id, .. } => format!("bridge:{key_id}"),
+            Actor::User { id, .. } => format!("user:{id}"),
         }
     }
 }
@@ -80,7 +93,9 @@ impl Actor {
 impl fmt::Display for Actor {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
-            Actor::ApiKey { name, .. } | Actor::Bridge { key_name: name, .. } => {
+            Actor::ApiKey { name, .. }
+            | Actor::Bridge { key_name: name, .. }
+            | Actor::User { label: name, .. } => {
                 write!(f, "{} ({name})", self.id())
             }
             Actor::Cli { user: Some(user) } => write!(f, "cli ({user})"),
@@ -122,6 +137,17 @@ pub enum Action {
     /// An operator put an account in a person, or kept it out of one.
     PersonLinked,
     PersonUnlinked,
+    /// Workspace users (the hub's own identity).
+    UserCreated,
+    UserInvited,
+    UserInvitationAccepted,
+    UserInvitationRevoked,
+    UserRoleChanged,
+    UserActivated,
+    UserDeactivated,
+    UserDeleted,
+    UserPasswordReset,
+    UserSignedIn,
 }
 
 impl Action {
@@ -146,6 +172,16 @@ impl Action {
         Action::TaskExecuted,
         Action::PersonLinked,
         Action::PersonUnlinked,
+        Action::UserCreated,
+        Action::UserInvited,
+        Action::UserInvitationAccepted,
+        Action::UserInvitationRevoked,
+        Action::UserRoleChanged,
+        Action::UserActivated,
+        Action::UserDeactivated,
+        Action::UserDeleted,
+        Action::UserPasswordReset,
+        Action::UserSignedIn,
     ];
 
     pub fn as_str(self) -> &'static str {
@@ -169,6 +205,16 @@ impl Action {
             Action::TaskExecuted => "task.executed",
             Action::PersonLinked => "person.linked",
             Action::PersonUnlinked => "person.unlinked",
+            Action::UserCreated => "user.created",
+            Action::UserInvited => "user.invited",
+            Action::UserInvitationAccepted => "user.invitation_accepted",
+            Action::UserInvitationRevoked => "user.invitation_revoked",
+            Action::UserRoleChanged => "user.role_changed",
+            Action::UserActivated => "user.activated",
+            Action::UserDeactivated => "user.deactivated",
+            Action::UserDeleted => "user.deleted",
+            Action::UserPasswordReset => "user.password_reset",
+            Action::UserSignedIn => "user.signed_in",
         }
     }
 
@@ -475,6 +521,18 @@ mod tests {
         assert_eq!((key.kind(), key.id()), ("api-key", "api-key:3".into()));
         assert_eq!(key.to_string(), "api-key:3 (ci)");
         assert_eq!(Actor::web_admin().to_string(), "web:admin");
+        let u = Actor::User {
+            id: 7,
+            label: "ada@example.com".into(),
+        };
+        assert_eq!(
+            (u.kind(), u.id(), u.to_string()),
+            (
+                "user",
+                "user:7".to_owned(),
+                "user:7 (ada@example.com)".to_owned()
+            )
+        );
         assert_eq!(Actor::System.to_string(), "system");
         assert_eq!(Actor::Cli { user: None }.to_string(), "cli");
         assert_eq!(
@@ -537,7 +595,8 @@ mod tests {
                 "settings",
                 "webhook",
                 "task",
-                "person"
+                "person",
+                "user"
             ]
         );
     }

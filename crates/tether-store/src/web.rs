@@ -1,5 +1,6 @@
-//! What the web UI keeps: the admin password's hash, the session settings
-//! and the signed-in browser sessions.
+//! What the web UI keeps: the session settings and the signed-in browser
+//! sessions, each of one workspace user (migration 0017). The "admin
+//! password" of earlier versions is the password of the owner `admin`.
 //!
 //! A session id never reaches the database: only its SHA-256 is stored, so a
 //! copy of the database cannot be used to sign in. A session is valid until
@@ -18,7 +19,8 @@ fn hash(s: &str) -> Vec<u8> {
 /// The web UI's settings row.
 #[derive(Debug, Clone, Serialize)]
 pub struct WebAuthSettings {
-    /// A PHC string (argon2id), if a password is set.
+    /// The password hash (PHC, argon2id) of the user `admin`, if it exists
+    /// and has one: the admin password of earlier versions.
     #[serde(skip)]
     pub admin_password_hash: Option<String>,
     pub session_duration_secs: i64,
@@ -28,6 +30,8 @@ pub struct WebAuthSettings {
 /// A signed-in browser session.
 #[derive(Debug, Clone, Serialize)]
 pub struct WebSession {
+    /// The workspace user signed in.
+    pub user_id: i64,
     #[serde(skip)]
     pub csrf_token: String,
     pub generation: i64,
@@ -41,7 +45,8 @@ impl Store {
     pub async fn web_auth_settings(&self) -> Result<WebAuthSettings> {
         let (admin_password_hash, session_duration_secs, generation): (Option<String>, i64, i64) =
             sqlx::query_as(
-                "SELECT admin_password_hash, session_duration_secs, generation FROM web_settings WHERE id = 1",
+                "SELECT (SELECT password_hash FROM workspace_users WHERE user_name = 'admin'),
+                    session_duration_secs, generation FROM web_settings WHERE id = 1",
             )
             .fetch_one(self.pool())
             .await?;
@@ -52,40 +57,45 @@ impl Store {
         })
     }
 
-    /// Stores the admin password's hash, replacing any. With
-    /// `sign_out_everyone`, every session ends (the generation is bumped).
+    /// Stores the password hash of the user `admin` (an owner, made if
+    /// missing: `tether admin set-password` of earlier versions), replacing
+    /// any. With `sign_out_everyone`, every session ends (the generation is
+    /// bumped).
     pub async fn set_admin_password_hash(&self, phc: &str, sign_out_everyone: bool) -> Result<()> {
         let mut tx = self.write_tx().await?;
-        sqlx::query(
-            "UPDATE web_settings SET admin_password_hash = ?, updated_at = ?,
-               generation = generation + CASE WHEN ? THEN 1 ELSE 0 END WHERE id = 1",
+        let now = now_ms();
+        let updated = sqlx::query(
+            "UPDATE workspace_users SET password_hash = ?, version = version + 1, updated_at = ?
+             WHERE user_name = 'admin'",
         )
         .bind(phc)
-        .bind(now_ms())
-        .bind(sign_out_everyone)
+        .bind(now)
         .execute(&mut *tx)
         .await?;
+        if updated.rows_affected() == 0 {
+            sqlx::query(
+                "INSERT INTO workspace_users (user_name, role, active, password_hash, source,
+                    created_at, updated_at) VALUES ('admin', 'owner', 1, ?, 'local', ?, ?)",
+            )
+            .bind(phc)
+            .bind(now)
+            .bind(now)
+            .execute(&mut *tx)
+            .await?;
+        }
         if sign_out_everyone {
+            sqlx::query(
+                "UPDATE web_settings SET generation = generation + 1, updated_at = ? WHERE id = 1",
+            )
+            .bind(now)
+            .execute(&mut *tx)
+            .await?;
             sqlx::query("DELETE FROM web_sessions")
                 .execute(&mut *tx)
                 .await?;
         }
         tx.commit().await?;
         Ok(())
-    }
-
-    /// Stores the first admin password; `false` when one is already set (two
-    /// people racing through the setup page: the first wins).
-    pub async fn set_first_admin_password_hash(&self, phc: &str) -> Result<bool> {
-        let done = sqlx::query(
-            "UPDATE web_settings SET admin_password_hash = ?, updated_at = ?
-             WHERE id = 1 AND admin_password_hash IS NULL",
-        )
-        .bind(phc)
-        .bind(now_ms())
-        .execute(self.pool())
-        .await?;
-        Ok(done.rows_affected() == 1)
     }
 
     /// How long new sessions last. Sessions already signed in keep theirs.
@@ -123,6 +133,7 @@ impl Store {
         &self,
         session_id: &str,
         csrf_token: &str,
+        user_id: i64,
     ) -> Result<WebSession> {
         let now = now_ms();
         let mut tx = self.write_tx().await?;
@@ -131,18 +142,20 @@ impl Store {
             .execute(&mut *tx)
             .await?;
         let (generation, expires_at): (i64, i64) = sqlx::query_as(
-            "INSERT INTO web_sessions (id_hash, csrf_token, generation, created_at, expires_at)
-             SELECT ?, ?, generation, ?, ? + session_duration_secs * 1000 FROM web_settings WHERE id = 1
+            "INSERT INTO web_sessions (id_hash, csrf_token, generation, created_at, expires_at, user_id)
+             SELECT ?, ?, generation, ?, ? + session_duration_secs * 1000, ? FROM web_settings WHERE id = 1
              RETURNING generation, expires_at",
         )
         .bind(hash(session_id))
         .bind(csrf_token)
         .bind(now)
         .bind(now)
+        .bind(user_id)
         .fetch_one(&mut *tx)
         .await?;
         tx.commit().await?;
         Ok(WebSession {
+            user_id,
             csrf_token: csrf_token.to_owned(),
             generation,
             created_at: now,
@@ -150,12 +163,13 @@ impl Store {
         })
     }
 
-    /// The session with this id, if it is signed in: not expired and of the
-    /// current generation.
+    /// The session with this id, if it is signed in: not expired, of the
+    /// current generation, and of an active user.
     pub async fn web_session(&self, session_id: &str) -> Result<Option<WebSession>> {
-        let row: Option<(String, i64, i64, i64)> = sqlx::query_as(
-            "SELECT s.csrf_token, s.generation, s.created_at, s.expires_at
+        let row: Option<(i64, String, i64, i64, i64)> = sqlx::query_as(
+            "SELECT s.user_id, s.csrf_token, s.generation, s.created_at, s.expires_at
              FROM web_sessions s JOIN web_settings w ON w.id = 1
+             JOIN workspace_users u ON u.id = s.user_id AND u.active
              WHERE s.id_hash = ? AND s.expires_at > ? AND s.generation = w.generation",
         )
         .bind(hash(session_id))
@@ -163,7 +177,8 @@ impl Store {
         .fetch_optional(self.pool())
         .await?;
         Ok(row.map(
-            |(csrf_token, generation, created_at, expires_at)| WebSession {
+            |(user_id, csrf_token, generation, created_at, expires_at)| WebSession {
+                user_id,
                 csrf_token,
                 generation,
                 created_at,

@@ -97,7 +97,7 @@ fn filters(q: &AuditQuery) -> Markup {
             }
             label for="actor" { "Actor" }
             input #actor type="text" name="actor" value=(q.actor)
-                placeholder="web, api-key, api-key:3, cli, system, bridge";
+                placeholder="user, user:3, api-key, api-key:3, cli, system, bridge";
             label for="connection" { "Connection" }
             input #connection type="text" name="connection" value=(q.connection)
                 placeholder="id or display name at the time";

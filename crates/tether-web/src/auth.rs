@@ -1,4 +1,6 @@
-//! The admin password, sign-in, sessions and CSRF tokens.
+//! Sign-in of workspace users (by email or user name, and password),
+//! first-run setup of the owner, sessions, the role each request needs, and
+//! CSRF tokens.
 
 use argon2::password_hash::{
     rand_core::OsRng as PhcRng, PasswordHash, PasswordHasher, PasswordVerifier, SaltString,
@@ -14,7 +16,9 @@ use rand::RngCore;
 use secrecy::{ExposeSecret, SecretString};
 use serde::Deserialize;
 use tether_hub::audit::{self, Action, Actor, AuditRecord};
-use tether_store::{Store, StoreError, WebSession};
+use tether_store::{
+    NewWorkspaceUser, Store, StoreError, UserSource, WebSession, WorkspaceRole, WorkspaceUser,
+};
 
 use crate::guard;
 use crate::views::{self, layout};
@@ -39,7 +43,7 @@ pub enum PasswordError {
     Store(#[from] StoreError),
 }
 
-fn check_password_rules(password: &str) -> Result<(), PasswordError> {
+pub(crate) fn check_password_rules(password: &str) -> Result<(), PasswordError> {
     if password.chars().count() < MIN_PASSWORD_LEN {
         return Err(PasswordError::TooShort);
     }
@@ -145,6 +149,12 @@ pub(crate) struct Client {
     local: bool,
 }
 
+impl Client {
+    pub(crate) fn ip(&self) -> Option<std::net::IpAddr> {
+        self.ip
+    }
+}
+
 impl<S: Send + Sync> FromRequestParts<S> for Client {
     type Rejection = std::convert::Infallible;
 
@@ -233,15 +243,11 @@ pub(crate) async fn sync_configured_password(app: &App) -> WebResult<()> {
     Ok(())
 }
 
-/// Whether an admin password is set (stored or configured).
+/// Whether the workspace has a user (the first-run setup is done, or an
+/// admin password is configured).
 async fn password_is_set(app: &App) -> WebResult<bool> {
     sync_configured_password(app).await?;
-    Ok(app
-        .store()
-        .web_auth_settings()
-        .await?
-        .admin_password_hash
-        .is_some())
+    Ok(app.store().count_workspace_users().await? > 0)
 }
 
 pub(crate) fn random_token() -> String {
@@ -283,13 +289,24 @@ fn set_cookie(app: &App, name: &str, value: &str, max_age_secs: i64) -> HeaderVa
     .expect("cookie values are URL-safe base64")
 }
 
-/// A signed-in browser.
+/// A signed-in browser: its session, its user and the role it acts with.
 pub(crate) struct Auth {
     pub(crate) session_id: String,
     pub(crate) session: WebSession,
+    pub(crate) user: WorkspaceUser,
+    pub(crate) role: WorkspaceRole,
 }
 
 impl Auth {
+    /// Who the audit log names: `user:<id> (<email>)`.
+    pub(crate) fn actor(&self) -> Actor {
+        Actor::user(&self.user)
+    }
+
+    pub(crate) fn is_owner(&self) -> bool {
+        self.role == WorkspaceRole::Owner
+    }
+
     pub(crate) fn csrf(&self) -> &str {
         &self.session.csrf_token
     }
@@ -311,10 +328,76 @@ pub(crate) async fn current_session(app: &App, headers: &HeaderMap) -> WebResult
     if id.len() > 128 {
         return Ok(None);
     }
-    Ok(app.store().web_session(&id).await?.map(|session| Auth {
+    let Some(session) = app.store().web_session(&id).await? else {
+        return Ok(None);
+    };
+    let Some(user) = app.store().workspace_user(session.user_id).await? else {
+        return Ok(None);
+    };
+    if !user.active {
+        return Ok(None);
+    }
+    let role = app
+        .store()
+        .effective_role(user.id)
+        .await?
+        .unwrap_or(WorkspaceRole::Viewer);
+    Ok(Some(Auth {
         session_id: id,
         session,
+        user,
+        role,
     }))
+}
+
+/// The role a request needs, by its method and path. Checked for every
+/// request that carries a session (the [`Auth`] extractor), so no page or
+/// form can forget it:
+///
+/// * users and identity settings (`/users…`, `/settings/identity…`): owner;
+/// * any other POST but signing out: admin;
+/// * reading any other page: viewer.
+pub(crate) fn required_role(method: &axum::http::Method, path: &str) -> WorkspaceRole {
+    let under = |prefix: &str| {
+        path == prefix
+            || path
+                .strip_prefix(prefix)
+                .is_some_and(|rest| rest.starts_with('/'))
+    };
+    if under("/users")
+        || under("/settings/identity")
+        // The older addresses of the identity forms.
+        || path == "/settings/session-duration"
+        || path == "/settings/force-reauth"
+    {
+        return WorkspaceRole::Owner;
+    }
+    if method == axum::http::Method::GET || method == axum::http::Method::HEAD {
+        return WorkspaceRole::Viewer;
+    }
+    if path == "/logout" {
+        return WorkspaceRole::Viewer;
+    }
+    WorkspaceRole::Admin
+}
+
+/// The page a request gets when its user's role is not enough.
+pub(crate) fn forbidden_page(auth: &Auth, needed: WorkspaceRole) -> Response {
+    let what = match needed {
+        WorkspaceRole::Owner => "Only an owner can manage users and identity settings.",
+        _ => "Your role only lets you read: changes need an admin or an owner.",
+    };
+    views::error_page(
+        StatusCode::FORBIDDEN,
+        "Not allowed",
+        &format!(
+            "{what} You are signed in as {} with the role {}. Nothing was changed; ask an owner              for another role.",
+            auth.user.label(),
+            auth.role
+        ),
+        "forbidden_role",
+        Some(("/", "Back to Connected Apps")),
+    )
 }
 
 /// Where to go after signing in: a local path only.
@@ -357,17 +440,33 @@ impl FromRequestParts<App> for Auth {
 
     async fn from_request_parts(parts: &mut Parts, app: &App) -> Result<Self, Self::Rejection> {
         match current_session(app, &parts.headers).await {
-            Ok(Some(auth)) => Ok(auth),
+            Ok(Some(auth)) => {
+                let needed = required_role(&parts.method, parts.uri.path());
+                if auth.role < needed {
+                    tracing::info!(
+                        user = auth.user.id,
+                        role = %auth.role,
+                        path = parts.uri.path(),
+                        "a request was refused: the user's role is not enough"
+                    );
+                    return Err(forbidden_page(&auth, needed));
+                }
+                Ok(auth)
+            }
             Ok(None) => Err(login_redirect(parts)),
             Err(e) => Err(e.into_response()),
         }
     }
 }
 
-/// Starts a session and answers with its cookie and a redirect.
-async fn sign_in(app: &App, next: &str) -> WebResult {
+/// Starts a session of `user` and answers with its cookie and a redirect.
+pub(crate) async fn sign_in(app: &App, user: &WorkspaceUser, next: &str) -> WebResult {
     let id = random_token();
-    let session = app.store().create_web_session(&id, &random_token()).await?;
+    let session = app
+        .store()
+        .create_web_session(&id, &random_token(), user.id)
+        .await?;
+    app.store().record_workspace_sign_in(user.id).await?;
     let max_age = ((session.expires_at - session.created_at) / 1000).max(0);
     Ok((
         AppendHeaders([
@@ -389,6 +488,10 @@ pub(crate) struct LoginQuery {
 
 #[derive(Deserialize)]
 pub(crate) struct LoginForm {
+    /// An email or a user name; empty: `admin` (the owner the admin
+    /// password of earlier versions became).
+    #[serde(default)]
+    login: String,
     #[serde(default)]
     password: String,
     next: Option<String>,
@@ -396,7 +499,7 @@ pub(crate) struct LoginForm {
 }
 
 /// The pre-session CSRF token: reuse the browser's, or make one.
-fn login_token(app: &App, headers: &HeaderMap) -> (String, Option<HeaderValue>) {
+pub(crate) fn login_token(app: &App, headers: &HeaderMap) -> (String, Option<HeaderValue>) {
     match cookie(headers, LOGIN_COOKIE).filter(|t| t.len() <= 64) {
         Some(t) => (t, None),
         None => {
@@ -407,7 +510,7 @@ fn login_token(app: &App, headers: &HeaderMap) -> (String, Option<HeaderValue>) 
     }
 }
 
-fn check_login_token(headers: &HeaderMap, form_token: Option<&str>) -> WebResult<()> {
+pub(crate) fn check_login_token(headers: &HeaderMap, form_token: Option<&str>) -> WebResult<()> {
     match (cookie(headers, LOGIN_COOKIE), form_token) {
         (Some(c), Some(f)) if constant_time_eq(&c, f) => Ok(()),
         _ => Err(WebError::Csrf),
@@ -428,8 +531,10 @@ fn login_view(
             form method="post" action="/login" #login-form {
                 input type="hidden" name="login_csrf" value=(token);
                 input type="hidden" name="next" value=(next);
-                label for="password" { "Admin password" }
-                input #password type="password" name="password" autocomplete="current-password" required autofocus;
+                label for="login" { "Email or user name" }
+                input #login type="text" name="login" autocomplete="username" autofocus;
+                label for="password" { "Password" }
+                input #password type="password" name="password" autocomplete="current-password" required;
                 button.primary type="submit" { "Sign in" }
             }
         }
@@ -468,12 +573,31 @@ pub(crate) async fn login(
         return Ok(Redirect::to("/setup").into_response());
     }
     let next = safe_next(form.next.as_deref());
-    let phc = app.store().web_auth_settings().await?.admin_password_hash;
-    let ok = match phc {
-        Some(phc) if !form.password.is_empty() && form.password.len() <= 1024 => {
+    let login = match form.login.trim() {
+        "" => "admin",
+        l => l,
+    };
+    let user = if login.len() <= 320 {
+        app.store().workspace_user_by_login(login).await?
+    } else {
+        None
+    };
+    // An unknown, inactive or password-less user costs the same
+    // verification as a known one (against a hash no password matches),
+    // so the answer's timing does not tell which users exist.
+    let target = user
+        .as_ref()
+        .filter(|u| u.active)
+        .and_then(|u| u.password_hash.clone());
+    let ok = match target {
+        target if !form.password.is_empty() && form.password.len() <= 1024 => {
             let password = SecretString::from(form.password);
-            bounded(&app, &client, move || {
-                verify_password(password.expose_secret(), &phc)
+            bounded(&app, &client, move || match target {
+                Some(phc) => verify_password(password.expose_secret(), &phc),
+                None => {
+                    verify_password(password.expose_secret(), dummy_hash());
+                    false
+                }
             })
             .await
         }
@@ -501,20 +625,39 @@ pub(crate) async fn login(
             )));
         }
     };
-    if !ok {
-        app.throttle.fail(client.ip);
-        tracing::warn!(peer = ?client.ip, "a sign-in to the web UI failed: wrong password");
-        let (token, cookie) = login_token(&app, &headers);
-        return Ok(login_view(
-            StatusCode::UNAUTHORIZED,
-            &token,
-            &next,
-            Some("Wrong password. Try again."),
-            cookie,
-        ));
-    }
+    let user = match user {
+        Some(u) if ok => u,
+        _ => {
+            app.throttle.fail(client.ip);
+            tracing::warn!(peer = ?client.ip, "a sign-in to the web UI failed: unknown user or wrong password");
+            let (token, cookie) = login_token(&app, &headers);
+            return Ok(login_view(
+                StatusCode::UNAUTHORIZED,
+                &token,
+                &next,
+                Some("Wrong email, user name or password. Try again."),
+                cookie,
+            ));
+        }
+    };
     app.throttle.succeed(client.ip);
-    sign_in(&app, &next).await
+    audit::record_quietly(
+        app.store(),
+        &Actor::user(&user),
+        Action::UserSignedIn,
+        AuditRecord::new().detail("method", "password"),
+    )
+    .await;
+    sign_in(&app, &user, &next).await
+}
+
+/// An argon2id hash of a random password nobody knows: what an unknown
+/// user's sign-in is checked against.
+fn dummy_hash() -> &'static str {
+    static DUMMY: std::sync::OnceLock<String> = std::sync::OnceLock::new();
+    DUMMY.get_or_init(|| {
+        hash_password(&SecretString::from(random_token())).unwrap_or_else(|_| String::new())
+    })
 }
 
 #[derive(Deserialize)]
@@ -545,9 +688,9 @@ fn setup_view(
 ) -> Response {
     let body = html! {
         section.auth-card {
-            h1 { "Set the admin password" }
-            p { "Tether has no admin password yet. Choose one now: it protects this web UI. "
-                "You can change it later in Settings, or set it in the configuration file." }
+            h1 { "Create the owner" }
+            p { "Tether has no users yet. Create the first one now: its owner, who can invite "
+                "others and choose their roles. You can change the password later in Settings." }
             @if let Some(e) = error { p.flash.error #setup-error role="alert" { (e) } }
             form method="post" action="/setup" #setup-form {
                 input type="hidden" name="login_csrf" value=(token);
@@ -557,15 +700,19 @@ fn setup_view(
                     label for="setup_code" { "Setup code" }
                     input #setup_code type="text" name="setup_code" autocomplete="off" spellcheck="false" required;
                 }
+                label for="email" { "Email" }
+                input #email type="email" name="email" autocomplete="email" required autofocus;
+                label for="name" { "Name" }
+                input #name type="text" name="name" autocomplete="name";
                 label for="password" { "Password (at least " (MIN_PASSWORD_LEN) " characters)" }
-                input #password type="password" name="password" autocomplete="new-password" minlength=(MIN_PASSWORD_LEN) required autofocus;
+                input #password type="password" name="password" autocomplete="new-password" minlength=(MIN_PASSWORD_LEN) required;
                 label for="confirm" { "Repeat the password" }
                 input #confirm type="password" name="confirm" autocomplete="new-password" required;
-                button.primary type="submit" { "Set password and sign in" }
+                button.primary type="submit" { "Create the owner and sign in" }
             }
         }
     };
-    let mut res = (status, layout("Set the admin password", None, false, body)).into_response();
+    let mut res = (status, layout("Create the owner", None, false, body)).into_response();
     if let Some(c) = cookie {
         res.headers_mut().append(header::SET_COOKIE, c);
     }
@@ -593,6 +740,10 @@ pub(crate) async fn setup_page(
 #[derive(Deserialize)]
 pub(crate) struct SetupForm {
     #[serde(default)]
+    email: String,
+    #[serde(default)]
+    name: String,
+    #[serde(default)]
     password: String,
     #[serde(default)]
     confirm: String,
@@ -612,7 +763,7 @@ pub(crate) async fn setup(
         return Ok(views::error_page(
             StatusCode::FORBIDDEN,
             "Already set up",
-            "An admin password is already set; sign in with it.",
+            "Tether already has its owner; sign in.",
             "already_set_up",
             Some(("/login", "Sign in")),
         ));
@@ -660,7 +811,10 @@ pub(crate) async fn setup(
             }
         }
     }
-    let error = if form.password != form.confirm {
+    let email = form.email.trim().to_owned();
+    let error = if !plausible_email(&email) {
+        Some("Enter the owner's email address (it is how the owner signs in).".to_owned())
+    } else if form.password != form.confirm {
         Some("The two passwords differ.".to_owned())
     } else {
         check_password_rules(&form.password).err().map(|e| {
@@ -681,38 +835,72 @@ pub(crate) async fn setup(
             return Ok(refusal.finish(retry(&refusal.message(), refusal.status())));
         }
     };
-    let first = app.store().set_first_admin_password_hash(&phc).await?;
+    let name = form.name.trim();
+    let first = app
+        .store()
+        .create_first_owner(&NewWorkspaceUser {
+            email: Some(&email),
+            display_name: (!name.is_empty()).then_some(name),
+            password_hash: Some(&phc),
+            ..NewWorkspaceUser::new(&email, WorkspaceRole::Owner, UserSource::Local)
+        })
+        .await?;
     // The code dies once setup is done, whoever did it.
     app.setup_code.lock().expect("the setup code lock").take();
-    if !first {
+    let Some(owner) = first else {
         return Ok(Redirect::to("/login").into_response());
-    }
+    };
     tracing::info!(
         from_this_machine = client.local,
-        "the admin password was set on the setup page"
+        user = owner.id,
+        "the owner was created on the setup page"
     );
-    audit_password(
+    audit::record_quietly(
         app.store(),
-        &crate::pages::web_actor(),
-        if client.local {
-            "first set on the setup page"
-        } else {
-            "first set on the setup page with the setup code"
-        },
+        &Actor::user(&owner),
+        Action::UserCreated,
+        AuditRecord::new()
+            .target(format!("user:{}", owner.id))
+            .detail("role", "owner")
+            .detail(
+                "how",
+                if client.local {
+                    "first-run setup"
+                } else {
+                    "first-run setup with the setup code"
+                },
+            ),
     )
     .await;
-    sign_in(&app, "/").await
+    sign_in(&app, &owner, "/").await
+}
+
+/// Good enough to be an email address: something, `@`, a domain with a dot.
+pub(crate) fn plausible_email(s: &str) -> bool {
+    match s.split_once('@') {
+        Some((local, domain)) => {
+            !local.is_empty()
+                && domain.contains('.')
+                && !domain.starts_with('.')
+                && !domain.ends_with('.')
+                && s.len() <= 320
+                && !s.chars().any(|c| c.is_whitespace() || c.is_control())
+                && !domain.contains('@')
+        }
+        None => false,
+    }
 }
 
 /// Checks the current password and stores a new one; every other session
 /// is signed out, this one gets a fresh session.
 pub(crate) async fn change_password(
     app: &App,
+    auth: &Auth,
     current: String,
     new: String,
     confirm: String,
 ) -> WebResult<Result<Response, String>> {
-    let phc = app.store().web_auth_settings().await?.admin_password_hash;
+    let phc = auth.user.password_hash.clone();
     let busy = "Tether is checking too many passwords at once; try again in a few seconds.";
     let ok = match phc {
         Some(phc) if current.len() <= 1024 => {
@@ -738,14 +926,20 @@ pub(crate) async fn change_password(
     let phc = hash_blocking(SecretString::from(new))
         .await
         .map_err(|e| WebError::Internal(e.to_string()))?;
-    app.store().set_admin_password_hash(&phc, true).await?;
-    audit_password(
+    let user = app
+        .store()
+        .set_workspace_user_password(auth.user.id, Some(&phc), true)
+        .await?;
+    audit::record_quietly(
         app.store(),
-        &crate::pages::web_actor(),
-        "changed in settings",
+        &auth.actor(),
+        Action::UserPasswordReset,
+        AuditRecord::new()
+            .target(format!("user:{}", user.id))
+            .detail("how", "changed in settings"),
     )
     .await;
-    Ok(Ok(sign_in(app, "/settings?saved=password").await?))
+    Ok(Ok(sign_in(app, &user, "/settings?saved=password").await?))
 }
 
 #[cfg(test)]
@@ -762,6 +956,44 @@ mod tests {
         assert_eq!(safe_next(Some("https://evil.example/")), "/");
         assert_eq!(safe_next(Some("/\\evil")), "/");
         assert_eq!(safe_next(None), "/");
+    }
+
+    #[test]
+    fn each_request_needs_its_role() {
+        use axum::http::Method;
+        let need = |m: Method, p: &str| required_role(&m, p);
+        assert_eq!(need(Method::GET, "/"), WorkspaceRole::Viewer);
+        assert_eq!(need(Method::GET, "/audit"), WorkspaceRole::Viewer);
+        assert_eq!(need(Method::GET, "/settings"), WorkspaceRole::Viewer);
+        assert_eq!(need(Method::POST, "/logout"), WorkspaceRole::Viewer);
+        assert_eq!(
+            need(Method::POST, "/connections/1/sync"),
+            WorkspaceRole::Admin
+        );
+        assert_eq!(
+            need(Method::POST, "/settings/password"),
+            WorkspaceRole::Admin
+        );
+        assert_eq!(need(Method::GET, "/users"), WorkspaceRole::Owner);
+        assert_eq!(need(Method::POST, "/users/3/role"), WorkspaceRole::Owner);
+        assert_eq!(
+            need(Method::GET, "/settings/identity"),
+            WorkspaceRole::Owner
+        );
+        assert_eq!(
+            need(Method::POST, "/settings/identity/scim/tokens"),
+            WorkspaceRole::Owner
+        );
+        assert_eq!(
+            need(Method::POST, "/settings/force-reauth"),
+            WorkspaceRole::Owner
+        );
+        // A prefix is a path segment, not a string prefix.
+        assert_eq!(need(Method::GET, "/usersx"), WorkspaceRole::Viewer);
+        assert!(plausible_email("a@example.com"));
+        assert!(!plausible_email("admin"));
+        assert!(!plausible_email("a@b"));
+        assert!(!plausible_email("a b@example.com"));
     }
 
     #[test]

@@ -20,6 +20,7 @@ mod pages;
 mod people;
 mod settings;
 mod tasks;
+mod users;
 mod views;
 
 use std::sync::Arc;
@@ -37,6 +38,7 @@ pub use auth::{
     SESSION_COOKIE,
 };
 pub use guard::{guard_hosts, HostPolicy, PasswordChecks, SignInLimits};
+pub use users::{invitation_link, invite_user, reset_password_link, UserError, INVITATION_TTL_MS};
 
 /// What the web UI needs.
 #[derive(Clone)]
@@ -149,6 +151,29 @@ pub fn router(state: WebState) -> Router {
         .route("/settings/force-reauth", post(settings::force_reauth))
         .route("/settings/password", post(settings::change_password))
         .route("/audit", get(audit::page))
+        // Workspace users (owners only: auth::required_role).
+        .route("/users", get(users::page))
+        .route("/users/invite", post(users::invite))
+        .route("/users/{id}/role", post(users::set_role))
+        .route("/users/{id}/active", post(users::set_active))
+        .route("/users/{id}/delete", post(users::delete))
+        .route("/users/{id}/resend", post(users::resend))
+        .route("/users/{id}/revoke", post(users::revoke))
+        .route(
+            "/invite/{token}",
+            get(users::accept_page).post(users::accept),
+        )
+        // Identity settings (owners only): session duration, force
+        // re-authentication, single sign-on, and the SCIM section.
+        .route("/settings/identity", get(settings::identity_page))
+        .route(
+            "/settings/identity/session-duration",
+            post(settings::session_duration),
+        )
+        .route(
+            "/settings/identity/force-reauth",
+            post(settings::force_reauth),
+        )
         .route("/people", get(people::list))
         .route("/people/findings", get(people::findings))
         .route(
@@ -256,7 +281,9 @@ impl WebError {
         match self {
             WebError::Hub(e) => hub_status(e),
             WebError::Store(StoreError::NotFound(_)) => StatusCode::NOT_FOUND,
-            WebError::Store(StoreError::Conflict(_)) => StatusCode::CONFLICT,
+            WebError::Store(StoreError::Conflict(_) | StoreError::VersionMismatch { .. }) => {
+                StatusCode::CONFLICT
+            }
             WebError::Store(_) | WebError::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
             WebError::Csrf => StatusCode::FORBIDDEN,
             WebError::BadRequest(_) => StatusCode::BAD_REQUEST,
@@ -267,7 +294,9 @@ impl WebError {
         match self {
             WebError::Hub(e) => e.code(),
             WebError::Store(StoreError::NotFound(_)) => "not_found",
-            WebError::Store(StoreError::Conflict(_)) => "conflict",
+            WebError::Store(StoreError::Conflict(_) | StoreError::VersionMismatch { .. }) => {
+                "conflict"
+            }
             WebError::Store(_) | WebError::Internal(_) => "internal",
             WebError::Csrf => "csrf",
             WebError::BadRequest(_) => "bad_request",

@@ -10,7 +10,7 @@ use maud::{html, Markup};
 use secrecy::SecretString;
 use serde::Deserialize;
 use tether_core::{Kind, TypeKey};
-use tether_hub::{Actor, CallbackParams, CatalogEntry, HubError};
+use tether_hub::{CallbackParams, CatalogEntry, HubError};
 use tether_store::{AccountQuery, EdgeQuery};
 use tether_store::{Connection, ConnectionStatus};
 
@@ -435,7 +435,7 @@ pub(crate) async fn connect(
             &form.display_name,
             form.settings,
             &auth.session_id,
-            &web_actor(),
+            &auth.actor(),
         )
         .await
     {
@@ -450,11 +450,6 @@ pub(crate) async fn connect(
             e,
         )),
     }
-}
-
-/// Who acts in the web UI: the UI has one admin.
-pub(crate) fn web_actor() -> Actor {
-    Actor::web_admin()
 }
 
 pub(crate) async fn connect_token(
@@ -491,13 +486,13 @@ pub(crate) async fn connect_token(
     }
     match app
         .hub
-        .add_token_connection(&app_key, name, form.settings, token, true, &web_actor())
+        .add_token_connection(&app_key, name, form.settings, token, true, &auth.actor())
         .await
     {
         Ok(c) => {
             if app.hub.app(&c.app).is_ok_and(|a| a.descriptor.is_some()) {
                 // The initial sync, as after an OAuth connect.
-                let _ = app.hub.sync_now(c.id, &web_actor());
+                let _ = app.hub.sync_now(c.id, &auth.actor());
             }
             Ok(Redirect::to(&format!("/connections/{}", c.id)).into_response())
         }
@@ -557,14 +552,14 @@ pub(crate) async fn connect_client_credentials(
             form.settings.clone(),
             &form.client_id,
             secret,
-            &web_actor(),
+            &auth.actor(),
         )
         .await
     {
         Ok(c) => {
             if app.hub.app(&c.app).is_ok_and(|a| a.descriptor.is_some()) {
                 // The initial sync, as after an OAuth connect.
-                let _ = app.hub.sync_now(c.id, &web_actor());
+                let _ = app.hub.sync_now(c.id, &auth.actor());
             }
             Ok(Redirect::to(&format!("/connections/{}", c.id)).into_response())
         }
@@ -597,7 +592,7 @@ pub(crate) async fn oauth_callback(
     };
     match app
         .hub
-        .complete_oauth(&params, &auth.session_id, &web_actor())
+        .complete_oauth(&params, &auth.session_id, &auth.actor())
         .await
     {
         Ok(c) => Ok(Redirect::to(&format!("/connections/{}", c.id)).into_response()),
@@ -1125,7 +1120,7 @@ pub(crate) async fn confirm_removals(
         );
     }
     app.hub
-        .confirm_bridge_run(form.run_id, &web_actor())
+        .confirm_bridge_run(form.run_id, &auth.actor())
         .await?;
     Ok(Redirect::to(&format!("/connections/{id}")).into_response())
 }
@@ -1155,7 +1150,7 @@ pub(crate) async fn sync_now(
     let request = tether_hub::SyncRequest {
         full: form.mode.as_deref() == Some("full"),
     };
-    match app.hub.sync_now_with(c.id, &web_actor(), request) {
+    match app.hub.sync_now_with(c.id, &auth.actor(), request) {
         // Already running: the page shows its progress.
         Ok(()) | Err(HubError::Conflict(_)) => {
             Ok(Redirect::to(&format!("/connections/{id}")).into_response())
@@ -1173,7 +1168,7 @@ pub(crate) async fn reconnect(
     auth.check_csrf(form.csrf.as_deref())?;
     let start = app
         .hub
-        .begin_reconnect(id, &auth.session_id, &web_actor())
+        .begin_reconnect(id, &auth.session_id, &auth.actor())
         .await?;
     Ok(Redirect::to(&start.authorize_url).into_response())
 }
@@ -1192,7 +1187,9 @@ pub(crate) async fn rename(
     Form(form): Form<RenameForm>,
 ) -> WebResult {
     auth.check_csrf(form.csrf.as_deref())?;
-    app.hub.rename(id, &form.display_name, &web_actor()).await?;
+    app.hub
+        .rename(id, &form.display_name, &auth.actor())
+        .await?;
     Ok(Redirect::to(&format!("/connections/{id}")).into_response())
 }
 
@@ -1219,7 +1216,7 @@ pub(crate) async fn delete(
         }
     };
     let c = app.hub.connection(id).await?;
-    let warning = app.hub.delete(id, purge, &web_actor()).await?;
+    let warning = app.hub.delete(id, purge, &auth.actor()).await?;
     let body = html! {
         section.deleted #deleted {
             h1 { "Deleted " (c.display_name) }

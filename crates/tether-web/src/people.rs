@@ -8,7 +8,6 @@ use axum::extract::{Form, Path, Query, State};
 use axum::response::{IntoResponse, Redirect};
 use maud::{html, Markup};
 use serde::Deserialize;
-use tether_hub::Actor;
 use tether_store::{FindingQuery, NewRule, PeopleQuery, PeopleSettings, FINDING_KINDS};
 
 use crate::auth::{Auth, CsrfForm};
@@ -247,7 +246,7 @@ pub(crate) async fn link(
             id,
             form.connection_id,
             form.account_id.trim(),
-            &Actor::web_admin(),
+            &auth.actor(),
         )
         .await?;
     Ok(Redirect::to(&format!("/people/{id}")).into_response())
@@ -261,12 +260,7 @@ pub(crate) async fn unlink(
 ) -> WebResult {
     auth.check_csrf(form.csrf.as_deref())?;
     app.hub
-        .unlink_account(
-            id,
-            form.connection_id,
-            &form.account_id,
-            &Actor::web_admin(),
-        )
+        .unlink_account(id, form.connection_id, &form.account_id, &auth.actor())
         .await?;
     // The person may be gone if that was its last account.
     match app.store().person(id).await {
@@ -452,7 +446,7 @@ pub(crate) async fn save_settings(
         dormant_days: parse_opt_i64(&form.dormant_days, "dormant days")?,
     };
     app.hub
-        .set_people_settings(&settings, &Actor::web_admin())
+        .set_people_settings(&settings, &auth.actor())
         .await?;
     Ok(Redirect::to("/people/settings").into_response())
 }
@@ -481,7 +475,7 @@ pub(crate) async fn create_rule(
         target: form.target,
     };
     app.hub
-        .create_correlation_rule(&rule, &Actor::web_admin())
+        .create_correlation_rule(&rule, &auth.actor())
         .await?;
     Ok(Redirect::to("/people/settings#rules").into_response())
 }
@@ -493,8 +487,6 @@ pub(crate) async fn delete_rule(
     Form(form): Form<CsrfForm>,
 ) -> WebResult {
     auth.check_csrf(form.csrf.as_deref())?;
-    app.hub
-        .delete_correlation_rule(id, &Actor::web_admin())
-        .await?;
+    app.hub.delete_correlation_rule(id, &auth.actor()).await?;
     Ok(Redirect::to("/people/settings#rules").into_response())
 }

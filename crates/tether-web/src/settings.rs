@@ -1,5 +1,6 @@
-//! The settings page: session duration, force re-authentication and the
-//! admin password.
+//! The settings page (API keys, one's own password) and the Identity
+//! settings page (owners only): session duration, force re-authentication,
+//! single sign-on, the users list, and the SCIM section.
 
 use axum::extract::{Form, Query, State};
 use axum::http::StatusCode;
@@ -10,7 +11,6 @@ use serde::Deserialize;
 use tether_hub::audit::{self, Action, AuditRecord};
 
 use crate::auth::{self, Auth, MIN_PASSWORD_LEN};
-use crate::pages::web_actor;
 use crate::views::{datetime, duration_words, layout};
 use crate::{App, WebError, WebResult};
 
@@ -29,12 +29,13 @@ async fn render(
     notice: Option<&str>,
     error: Option<&str>,
 ) -> WebResult {
-    let settings = app.store().web_auth_settings().await?;
-    let sessions = app.store().count_web_sessions().await?;
     let configured = app.settings.admin_password.is_some();
     let keys = app.store().list_api_keys().await?;
     let body = html! {
         div.page-head { h1 { "Settings" } }
+        @if auth.is_owner() {
+            p #identity-link { a href="/settings/identity" { "Identity settings" } ": users, session duration, force re-authentication, single sign-on, SCIM." }
+        }
         @if let Some(n) = notice { p.flash.ok #settings-notice role="status" { (n) } }
         @if let Some(e) = error { p.flash.error #settings-error role="alert" { (e) } }
 
@@ -70,11 +71,53 @@ async fn render(
             }
         }
 
+        section.card #password {
+            h2 { "Your password" }
+            p { "Signed in as " strong #signed-in-as { (auth.user.label()) } " (" (auth.role.as_str()) ")." }
+            @if configured && auth.user.user_name == "admin" {
+                p.hint { "The password of the user admin is set in the configuration; a password changed here is replaced by it when Tether restarts." }
+            }
+            form method="post" action="/settings/password" #password-form {
+                input type="hidden" name="csrf" value=(auth.csrf());
+                label for="current" { "Current password" }
+                input #current type="password" name="current" autocomplete="current-password" required;
+                label for="new" { "New password (at least " (MIN_PASSWORD_LEN) " characters)" }
+                input #new type="password" name="new" autocomplete="new-password" minlength=(MIN_PASSWORD_LEN) required;
+                label for="confirm-new" { "Repeat the new password" }
+                input #confirm-new type="password" name="confirm" autocomplete="new-password" required;
+                button type="submit" { "Change password and sign out other sessions" }
+            }
+        }
+    };
+    Ok((status, layout("Settings", Some(auth), false, body)).into_response())
+}
+
+async fn render_identity(
+    app: &App,
+    auth: &Auth,
+    status: StatusCode,
+    notice: Option<&str>,
+    error: Option<&str>,
+) -> WebResult {
+    let settings = app.store().web_auth_settings().await?;
+    let sessions = app.store().count_web_sessions().await?;
+    let users = app.store().count_workspace_users().await?;
+    let body = html! {
+        div.page-head { h1 { "Identity" } }
+        @if let Some(n) = notice { p.flash.ok #identity-notice role="status" { (n) } }
+        @if let Some(e) = error { p.flash.error #identity-error role="alert" { (e) } }
+
+        section.card #users-link {
+            h2 { "Users" }
+            p { (users) " " @if users == 1 { "user" } @else { "users" } ". "
+                a href="/users" { "Manage users, roles and invitations" } "." }
+        }
+
         section.card #session-duration {
             h2 { "Session duration" }
             p { "How long a sign-in lasts before Tether asks for the password again. "
                 "Applies to sessions signed in from now on." }
-            form method="post" action="/settings/session-duration" #session-duration-form {
+            form method="post" action="/settings/identity/session-duration" #session-duration-form {
                 input type="hidden" name="csrf" value=(auth.csrf());
                 label for="duration" { "Session duration" }
                 select #duration name="secs" {
@@ -95,34 +138,23 @@ async fn render(
             p { "Signs out every session, this one included: everyone must sign in again. "
                 "Use it after a password change you did not make, or when a browser may have been left signed in. "
                 (sessions) " " @if sessions == 1 { "session is" } @else { "sessions are" } " signed in now." }
-            form method="post" action="/settings/force-reauth" #force-reauth-form {
+            form method="post" action="/settings/identity/force-reauth" #force-reauth-form {
                 input type="hidden" name="csrf" value=(auth.csrf());
                 label.checkbox { input type="checkbox" name="confirm" value="yes" required; " Yes, sign everyone out" }
                 button.danger type="submit" { "Force re-authentication" }
             }
         }
 
-        section.card #password {
-            h2 { "Admin password" }
-            @if configured {
-                p.hint { "The admin password is set in the configuration; a password changed here is replaced by it when Tether restarts." }
-            }
-            form method="post" action="/settings/password" #password-form {
-                input type="hidden" name="csrf" value=(auth.csrf());
-                label for="current" { "Current password" }
-                input #current type="password" name="current" autocomplete="current-password" required;
-                label for="new" { "New password (at least " (MIN_PASSWORD_LEN) " characters)" }
-                input #new type="password" name="new" autocomplete="new-password" minlength=(MIN_PASSWORD_LEN) required;
-                label for="confirm-new" { "Repeat the new password" }
-                input #confirm-new type="password" name="confirm" autocomplete="new-password" required;
-                button type="submit" { "Change password and sign out other sessions" }
-            }
-        }
+
+        // ---- SCIM provisioning -------------------------------------------
+        // The SCIM service provider's section (crates/tether-web/src/
+        // identity_scim.rs, written with the service provider) goes here:
+        // the integrator wires its one call in place of this comment.
     };
-    Ok((status, layout("Settings", Some(auth), false, body)).into_response())
+    Ok((status, layout("Identity", Some(auth), false, body)).into_response())
 }
 
-pub(crate) async fn page(
+pub(crate) async fn identity_page(
     State(app): State<App>,
     auth: Auth,
     Query(q): Query<SettingsQuery>,
@@ -131,6 +163,17 @@ pub(crate) async fn page(
         Some("duration") => {
             Some("Saved. New sessions last as long as chosen; this one keeps its expiry.")
         }
+        _ => None,
+    };
+    render_identity(&app, &auth, StatusCode::OK, notice, None).await
+}
+
+pub(crate) async fn page(
+    State(app): State<App>,
+    auth: Auth,
+    Query(q): Query<SettingsQuery>,
+) -> WebResult {
+    let notice = match q.saved.as_deref() {
         Some("password") => Some("Password changed. Every other session was signed out."),
         _ => None,
     };
@@ -164,8 +207,8 @@ pub(crate) async fn session_duration(
         .target("session_duration_secs")
         .detail("from", from)
         .detail("to", secs);
-    audit::record_quietly(app.store(), &web_actor(), Action::SettingsChanged, rec).await;
-    Ok(Redirect::to("/settings?saved=duration").into_response())
+    audit::record_quietly(app.store(), &auth.actor(), Action::SettingsChanged, rec).await;
+    Ok(Redirect::to("/settings/identity?saved=duration").into_response())
 }
 
 #[derive(Deserialize)]
@@ -181,7 +224,7 @@ pub(crate) async fn force_reauth(
 ) -> WebResult {
     auth.check_csrf(form.csrf.as_deref())?;
     if form.confirm.as_deref() != Some("yes") {
-        return render(
+        return render_identity(
             &app,
             &auth,
             StatusCode::BAD_REQUEST,
@@ -195,7 +238,7 @@ pub(crate) async fn force_reauth(
     let rec = AuditRecord::new()
         .target("sessions")
         .detail("signed_out", "every session");
-    audit::record_quietly(app.store(), &web_actor(), Action::SettingsChanged, rec).await;
+    audit::record_quietly(app.store(), &auth.actor(), Action::SettingsChanged, rec).await;
     Ok(Redirect::to("/login").into_response())
 }
 
@@ -216,7 +259,7 @@ pub(crate) async fn change_password(
     Form(form): Form<PasswordForm>,
 ) -> WebResult<Response> {
     auth.check_csrf(form.csrf.as_deref())?;
-    match auth::change_password(&app, form.current, form.new, form.confirm).await? {
+    match auth::change_password(&app, &auth, form.current, form.new, form.confirm).await? {
         Ok(response) => Ok(response),
         Err(message) => render(&app, &auth, StatusCode::BAD_REQUEST, None, Some(&message)).await,
     }

@@ -11,7 +11,7 @@ use maud::{html, Markup};
 use secrecy::{ExposeSecret, SecretString};
 use serde::Deserialize;
 use tether_core::{Kind, TargetRef, TaskAction};
-use tether_hub::{Actor, Hub, NewTaskRequest, ProvisioningChange};
+use tether_hub::{Hub, NewTaskRequest, ProvisioningChange};
 use tether_store::{AccountQuery, EdgeQuery, TaskInfo, TaskStatus};
 
 use crate::auth::{Auth, CsrfForm};
@@ -363,7 +363,7 @@ pub(crate) async fn create(
                 password: given.map(SecretString::from),
                 ..Default::default()
             },
-            &Actor::web_admin(),
+            &auth.actor(),
         )
         .await?;
     let notice = html! {
@@ -408,7 +408,7 @@ pub(crate) async fn set_provisioning(
     };
     match app
         .hub
-        .set_provisioning(id, enabled, Some(&auth.session_id), &Actor::web_admin())
+        .set_provisioning(id, enabled, Some(&auth.session_id), &auth.actor())
         .await?
     {
         ProvisioningChange::NeedsConsent {
@@ -426,6 +426,6 @@ pub(crate) async fn cancel(
     Form(form): Form<CsrfForm>,
 ) -> WebResult {
     auth.check_csrf(form.csrf.as_deref())?;
-    let t = app.hub.cancel_task(&task_id, &Actor::web_admin()).await?;
+    let t = app.hub.cancel_task(&task_id, &auth.actor()).await?;
     Ok(Redirect::to(&format!("/connections/{}/tasks#tasks", t.connection_id)).into_response())
 }

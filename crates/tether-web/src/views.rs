@@ -29,6 +29,7 @@ pub(crate) fn layout(title: &str, auth: Option<&Auth>, refresh: bool, body: Mark
                             a href="/apps" { "Add an app" }
                             a href="/people" { "People" }
                             a href="/settings" { "Settings" }
+                            @if auth.is_owner() { a href="/users" { "Users" } }
                             a href="/audit" { "Audit log" }
                             form.inline method="post" action="/logout" #logout-form {
                                 input type="hidden" name="csrf" value=(auth.csrf());

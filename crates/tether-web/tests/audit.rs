@@ -302,7 +302,7 @@ async fn the_audit_page_shows_web_actions_filtered_and_no_secret() -> Result<()>
     assert_eq!(
         all,
         [
-            "settings.changed",
+            "user.password_reset",
             "settings.changed",
             "api_key.created",
             "connection.removed",
@@ -312,13 +312,16 @@ async fn the_audit_page_shows_web_actions_filtered_and_no_secret() -> Result<()>
             "sync.started",
             "connection.created",
             "connection.connect_started",
+            "user.signed_in",
             "settings.changed",
         ],
         "{page}"
     );
     // The configured password stored at the first sign-in is the system's.
     assert!(page.contains("admin_password") && page.contains("system"));
-    assert!(page.contains("web:admin"));
+    // The web UI's actions name the signed-in user.
+    assert!(page.contains("user:1 (admin)"));
+    assert!(!page.contains("web:admin"));
     assert!(page.contains("session_duration_secs"));
     // Markup in a name is escaped.
     assert!(page.contains("&lt;script&gt;alert(1)&lt;/script&gt; PAT"));
@@ -359,9 +362,11 @@ async fn the_audit_page_shows_web_actions_filtered_and_no_secret() -> Result<()>
     let (_, p) = env.audit_page(&browser, "?actor=cli").await?;
     assert_eq!(actions(&p), ["api_key.created"]);
     let (_, p) = env
-        .audit_page(&browser, "?actor=web&since=2000-01-01T00%3A00&until=")
+        .audit_page(&browser, "?actor=user&since=2000-01-01T00%3A00&until=")
         .await?;
-    assert_eq!(actions(&p).len(), 9);
+    assert_eq!(actions(&p).len(), 10);
+    let (_, p) = env.audit_page(&browser, "?actor=user:1").await?;
+    assert_eq!(actions(&p).len(), 10);
     let (_, p) = env.audit_page(&browser, "?until=2000-01-01").await?;
     assert!(actions(&p).is_empty() && p.contains("No entries match."));
     let (status, p) = env.audit_page(&browser, "?since=last+tuesday").await?;

@@ -292,6 +292,7 @@ async fn post_setup(
     let token = field(&page, "login_csrf").context("the setup form's CSRF field")?;
     let mut form = vec![
         ("login_csrf", token.as_str()),
+        ("email", "owner@example.com"),
         ("password", "first password"),
         ("confirm", "first password"),
     ];
@@ -316,12 +317,11 @@ async fn setup_from_this_machine_needs_no_code() -> Result<()> {
     let res = post_setup(&env, &Env::browser_from("127.0.0.1"), None, false).await?;
     assert_eq!(res.status(), StatusCode::OK);
     assert_eq!(res.url().path(), "/");
-    assert!(env
-        .store
-        .web_auth_settings()
-        .await?
-        .admin_password_hash
-        .is_some());
+    assert_eq!(
+        env.store.count_workspace_users().await?,
+        1,
+        "the owner was made"
+    );
     Ok(())
 }
 
@@ -333,24 +333,22 @@ async fn setup_from_elsewhere_takes_the_code_once() -> Result<()> {
         let res = post_setup(&env, &browser, wrong, true).await?;
         assert_eq!(res.status(), StatusCode::FORBIDDEN);
         assert!(res.text().await?.contains("The setup code is wrong"));
-        assert!(env
-            .store
-            .web_auth_settings()
-            .await?
-            .admin_password_hash
-            .is_none());
+        assert_eq!(
+            env.store.count_workspace_users().await?,
+            0,
+            "no user was made"
+        );
     }
     // As typed: lower case, without the dashes.
     let typed = SETUP_CODE.replace('-', "").to_lowercase();
     let res = post_setup(&env, &browser, Some(&typed), true).await?;
     assert_eq!(res.status(), StatusCode::OK);
     assert_eq!(res.url().path(), "/");
-    assert!(env
-        .store
-        .web_auth_settings()
-        .await?
-        .admin_password_hash
-        .is_some());
+    assert_eq!(
+        env.store.count_workspace_users().await?,
+        1,
+        "the owner was made"
+    );
 
     // The code is spent: it claims nothing again.
     let other = Env::browser_from("127.0.0.2");
@@ -359,6 +357,7 @@ async fn setup_from_elsewhere_takes_the_code_once() -> Result<()> {
     let token = field(&page.text().await?, "login_csrf").context("a CSRF field")?;
     let res = remote(other.post(env.url("/setup")).form(&[
         ("login_csrf", token.as_str()),
+        ("email", "owner@example.com"),
         ("password", "hijack password"),
         ("confirm", "hijack password"),
         ("setup_code", SETUP_CODE),
@@ -384,12 +383,11 @@ async fn setup_from_elsewhere_without_a_code_is_refused() -> Result<()> {
         .text()
         .await?
         .contains("can only be claimed from the machine Tether runs on"));
-    assert!(env
-        .store
-        .web_auth_settings()
-        .await?
-        .admin_password_hash
-        .is_none());
+    assert_eq!(
+        env.store.count_workspace_users().await?,
+        0,
+        "no user was made"
+    );
     // A request naming another host than loopback is not "this machine"
     // either, even from a loopback peer.
     let res = Client::new()

@@ -286,7 +286,10 @@ async fn sign_in_sessions_and_csrf() -> Result<()> {
     let browser = Env::browser();
     let res = env.login(&browser, "not the password").await?;
     assert_eq!(res.status(), StatusCode::UNAUTHORIZED);
-    assert!(res.text().await?.contains("Wrong password"));
+    assert!(res
+        .text()
+        .await?
+        .contains("Wrong email, user name or password"));
     // A sign-in form without its CSRF cookie/field pair is refused.
     let res = Env::browser()
         .post(env.url("/login"))
@@ -362,7 +365,8 @@ async fn sign_in_sessions_and_csrf() -> Result<()> {
         .send()
         .await?;
     assert_eq!(res.status(), StatusCode::OK);
-    assert_eq!(res.url().path(), "/settings");
+    // The session settings are on the Identity page now.
+    assert_eq!(res.url().path(), "/settings/identity");
     let page = res.text().await?;
     assert!(
         page.contains("<option value=\"3600\" selected>1 hour</option>"),
@@ -476,6 +480,7 @@ async fn first_start_sets_the_password() -> Result<()> {
         .post(env.url("/setup"))
         .form(&[
             ("login_csrf", token.as_str()),
+            ("email", "owner@example.com"),
             ("password", "short"),
             ("confirm", "short"),
         ])
@@ -487,6 +492,7 @@ async fn first_start_sets_the_password() -> Result<()> {
         .post(env.url("/setup"))
         .form(&[
             ("login_csrf", token.as_str()),
+            ("email", "owner@example.com"),
             ("password", "first password"),
             ("confirm", "other password"),
         ])
@@ -497,6 +503,7 @@ async fn first_start_sets_the_password() -> Result<()> {
         .post(env.url("/setup"))
         .form(&[
             ("login_csrf", token.as_str()),
+            ("email", "owner@example.com"),
             ("password", "first password"),
             ("confirm", "first password"),
         ])
@@ -504,12 +511,13 @@ async fn first_start_sets_the_password() -> Result<()> {
         .await?;
     assert_eq!(res.status(), StatusCode::OK);
     assert_eq!(res.url().path(), "/");
-    let phc = env
+    let owner = env
         .store
-        .web_auth_settings()
+        .workspace_user_by_email("owner@example.com")
         .await?
-        .admin_password_hash
-        .context("a stored hash")?;
+        .context("the owner")?;
+    assert_eq!(owner.role, tether_store::WorkspaceRole::Owner);
+    let phc = owner.password_hash.context("a stored hash")?;
     assert!(phc.starts_with("$argon2id$") && !phc.contains("first password"));
 
     // Setup is closed now.
@@ -522,6 +530,7 @@ async fn first_start_sets_the_password() -> Result<()> {
         .post(env.url("/setup"))
         .form(&[
             ("login_csrf", token.as_str()),
+            ("email", "owner@example.com"),
             ("password", "hijack password"),
             ("confirm", "hijack password"),
         ])

@@ -10,6 +10,7 @@ mod people_cmd;
 mod serve;
 mod sync_cmd;
 mod tasks_cmd;
+mod users_cmd;
 
 use std::path::PathBuf;
 
@@ -63,6 +64,9 @@ enum Command {
     /// Administers the hub's own sign-in.
     #[command(subcommand)]
     Admin(AdminCmd),
+    /// Manages the hub's own workspace users (who may sign in to Tether).
+    #[command(subcommand)]
+    Users(users_cmd::UsersCmd),
     /// Manages webhook subscriptions and shows their deliveries.
     #[command(subcommand)]
     Webhooks(WebhooksCmd),
@@ -120,8 +124,8 @@ fn parse_expiry(s: &str) -> Result<Expiry, String> {
 
 #[derive(Subcommand)]
 enum AdminCmd {
-    /// Sets the admin password of the web UI (read from standard input) and
-    /// signs every session out.
+    /// Sets the password of the owner `admin` (read from standard input;
+    /// the user is made if missing) and signs every session out.
     SetPassword,
 }
 
@@ -322,6 +326,10 @@ async fn run(cli: Cli) -> Result<std::process::ExitCode> {
                     Ok(std::process::ExitCode::SUCCESS)
                 }
             }
+        }
+        Command::Users(cmd) => {
+            let store = open_store(&database_url, cli.key_file.as_deref()).await?;
+            users_cmd::run(&store, &config, cmd).await
         }
         Command::Admin(AdminCmd::SetPassword) => {
             let store = open_store(&database_url, cli.key_file.as_deref()).await?;

@@ -135,16 +135,10 @@ pub async fn serve(store: Store, config: Config, args: ServeArgs) -> Result<Exit
 
     let admin_password = config.admin_password()?;
     // First-run setup from another machine needs this one-time code.
-    let setup_code = if admin_password.is_none()
-        && store
-            .web_auth_settings()
-            .await?
-            .admin_password_hash
-            .is_none()
-    {
+    let setup_code = if admin_password.is_none() && store.count_workspace_users().await? == 0 {
         let code = tether_web::new_setup_code();
         eprintln!(
-            "first-run setup: no admin password is set. Set it at {public_base_url}setup from this \
+            "first-run setup: Tether has no users yet. Create the owner at {public_base_url}setup from this \
              machine (through localhost), or from another one with the one-time setup code {}",
             secrecy::ExposeSecret::expose_secret(&code)
         );
