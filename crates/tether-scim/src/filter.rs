@@ -179,7 +179,11 @@ fn lex(s: &str) -> Result<Vec<Token>, ScimError> {
             }
             _ => {
                 let start = i;
-                while i < b.len() && !matches!(b[i], b' ' | b'\t' | b'\n' | b'\r' | b'(' | b')' | b'[' | b']' | b'"')
+                while i < b.len()
+                    && !matches!(
+                        b[i],
+                        b' ' | b'\t' | b'\n' | b'\r' | b'(' | b')' | b'[' | b']' | b'"'
+                    )
                 {
                     i += 1;
                 }
@@ -257,7 +261,8 @@ impl Parser<'_> {
         }
     }
     fn attr_exp(&mut self, word: &str) -> Result<Filter, ScimError> {
-        let path = AttrPath::parse(word).map_err(|_| self.err(&format!("`{word}` is not an attribute path")))?;
+        let path = AttrPath::parse(word)
+            .map_err(|_| self.err(&format!("`{word}` is not an attribute path")))?;
         if self.peek() == Some(&Token::LBracket) {
             if self.in_brackets || path.sub.is_some() {
                 return Err(self.err("nested value filter"));
@@ -278,7 +283,8 @@ impl Parser<'_> {
         if op.eq_ignore_ascii_case("pr") {
             return Ok(Filter::Present(path));
         }
-        let op = CompareOp::parse(&op).ok_or_else(|| self.err(&format!("unknown operator `{op}`")))?;
+        let op =
+            CompareOp::parse(&op).ok_or_else(|| self.err(&format!("unknown operator `{op}`")))?;
         let value = match self.next() {
             Some(Token::Str(s)) => Value::String(s),
             Some(Token::Word(w)) => match w.to_ascii_lowercase().as_str() {
@@ -447,11 +453,17 @@ impl Scope<'_> {
         let top = self.top(path)?;
         match &path.sub {
             Some(s) => top.sub(s),
-            None if top.ty == AttrType::Complex && top.multi_valued => top.sub("value").or(Some(top)),
+            None if top.ty == AttrType::Complex && top.multi_valued => {
+                top.sub("value").or(Some(top))
+            }
             None => Some(top),
         }
     }
-    fn object_for<'o>(&self, path: &AttrPath, obj: &'o Map<String, Value>) -> Option<&'o Map<String, Value>> {
+    fn object_for<'o>(
+        &self,
+        path: &AttrPath,
+        obj: &'o Map<String, Value>,
+    ) -> Option<&'o Map<String, Value>> {
         match (self, &path.urn) {
             (Scope::Root(rt), Some(u)) if !u.eq_ignore_ascii_case(rt.schema.id) => {
                 get_ci(obj, u)?.as_object()
@@ -602,14 +614,18 @@ impl PatchPath {
         }
         let attr = AttrPath::parse(s[..open].trim())?;
         if attr.sub.is_some() {
-            return Err(bad("a value filter follows an attribute, not a sub-attribute"));
+            return Err(bad(
+                "a value filter follows an attribute, not a sub-attribute",
+            ));
         }
         let filter = Filter::parse(&s[open + 1..close]).map_err(|e| bad(&e.detail))?;
         let rest = s[close + 1..].trim();
         let sub_after_filter = if rest.is_empty() {
             None
         } else {
-            let sub = rest.strip_prefix('.').ok_or_else(|| bad("expected `.subAttribute` after `]`"))?;
+            let sub = rest
+                .strip_prefix('.')
+                .ok_or_else(|| bad("expected `.subAttribute` after `]`"))?;
             if !valid_name(sub) {
                 return Err(bad("bad sub-attribute"));
             }
@@ -657,8 +673,14 @@ mod tests {
 
     #[test]
     fn operators_on_strings_honour_case_exactness() {
-        assert!(m(r#"userName eq "bjensen@example.com""#), "userName is caseExact=false");
-        assert!(m(r#"USERNAME Eq "BJENSEN@EXAMPLE.COM""#), "names and operators ignore case");
+        assert!(
+            m(r#"userName eq "bjensen@example.com""#),
+            "userName is caseExact=false"
+        );
+        assert!(
+            m(r#"USERNAME Eq "BJENSEN@EXAMPLE.COM""#),
+            "names and operators ignore case"
+        );
         assert!(!m(r#"externalId eq "ext-1""#), "externalId is caseExact");
         assert!(m(r#"externalId eq "Ext-1""#));
         assert!(m(r#"name.familyName co "ens""#));
@@ -673,13 +695,18 @@ mod tests {
 
     #[test]
     fn presence_booleans_dates_and_logic() {
-        assert!(m("title pr") == false);
+        assert!(!m("title pr"));
         assert!(m("name.familyName pr"));
         assert!(m("active eq true") && !m("active eq false") && m("active ne false"));
         assert!(m(r#"meta.lastModified gt "2026-05-01T00:00:00Z""#));
-        assert!(!m(r#"meta.lastModified gt "2026-05-13T06:42:34+02:00""#), "same instant");
+        assert!(
+            !m(r#"meta.lastModified gt "2026-05-13T06:42:34+02:00""#),
+            "same instant"
+        );
         assert!(m(r#"meta.lastModified ge "2026-05-13T06:42:34+02:00""#));
-        assert!(m(r#"userName sw "b" and (active eq false or name.givenName eq "barbara")"#));
+        assert!(m(
+            r#"userName sw "b" and (active eq false or name.givenName eq "barbara")"#
+        ));
         assert!(!m(r#"not (userName sw "b")"#));
         assert!(m(r#"not (userName sw "x") and not(title pr)"#));
         // and binds tighter than or
@@ -689,7 +716,10 @@ mod tests {
 
     #[test]
     fn multi_valued_and_value_paths_and_extensions() {
-        assert!(m(r#"emails co "jensen.org""#), "a complex attribute alone compares its value");
+        assert!(
+            m(r#"emails co "jensen.org""#),
+            "a complex attribute alone compares its value"
+        );
         assert!(m(r#"emails.value eq "babs@jensen.org""#));
         assert!(m(r#"emails[type eq "work" and value co "@example.com"]"#));
         assert!(!m(r#"emails[type eq "home" and value co "@example.com"]"#));
@@ -698,8 +728,13 @@ mod tests {
         assert!(m(
             r#"urn:ietf:params:scim:schemas:extension:enterprise:2.0:User:department eq "tour operations""#
         ));
-        assert!(m(r#"urn:ietf:params:scim:schemas:core:2.0:User:userName sw "bj""#));
-        assert!(!m(r#"nosuchattribute eq "x""#), "unknown attributes match nothing");
+        assert!(m(
+            r#"urn:ietf:params:scim:schemas:core:2.0:User:userName sw "bj""#
+        ));
+        assert!(
+            !m(r#"nosuchattribute eq "x""#),
+            "unknown attributes match nothing"
+        );
     }
 
     #[test]
@@ -721,7 +756,12 @@ mod tests {
             assert_eq!(e.status, 400, "{f}");
             assert_eq!(e.scim_type, Some(crate::ScimType::InvalidFilter), "{f}");
         }
-        for f in ["active gt true", "name eq \"x\"", "active co \"t\"", r#"meta.created gt "yesterday""#] {
+        for f in [
+            "active gt true",
+            "name eq \"x\"",
+            "active co \"t\"",
+            r#"meta.created gt "yesterday""#,
+        ] {
             let e = Filter::parse(f).unwrap().check(user_type()).expect_err(f);
             assert_eq!(e.scim_type, Some(crate::ScimType::InvalidFilter), "{f}");
         }
@@ -740,7 +780,9 @@ mod tests {
         );
         let g = json!({"displayName": "a \"quoted\" é"});
         assert!(f.matches(group_type(), g.as_object().unwrap()));
-        assert!(matches!(Filter::parse("x gt 1.5").unwrap(), Filter::Compare(_, CompareOp::Gt, v) if v == json!(1.5)));
+        assert!(
+            matches!(Filter::parse("x gt 1.5").unwrap(), Filter::Compare(_, CompareOp::Gt, v) if v == json!(1.5))
+        );
     }
 
     #[test]
@@ -750,13 +792,29 @@ mod tests {
         assert_eq!(p.sub_after_filter.as_deref(), Some("value"));
         assert!(p.filter.is_some());
         let p = PatchPath::parse("name.familyName").unwrap();
-        assert_eq!((p.attr.name.as_str(), p.attr.sub.as_deref()), ("name", Some("familyName")));
-        let p = PatchPath::parse("urn:ietf:params:scim:schemas:extension:enterprise:2.0:User:manager.value").unwrap();
+        assert_eq!(
+            (p.attr.name.as_str(), p.attr.sub.as_deref()),
+            ("name", Some("familyName"))
+        );
+        let p = PatchPath::parse(
+            "urn:ietf:params:scim:schemas:extension:enterprise:2.0:User:manager.value",
+        )
+        .unwrap();
         assert_eq!(p.attr.urn.as_deref(), Some(crate::schema::ENTERPRISE_USER));
-        assert_eq!((p.attr.name.as_str(), p.attr.sub.as_deref()), ("manager", Some("value")));
+        assert_eq!(
+            (p.attr.name.as_str(), p.attr.sub.as_deref()),
+            ("manager", Some("value"))
+        );
         let p = PatchPath::parse(r#"members[value eq "2"]"#).unwrap();
         assert!(p.filter.is_some() && p.sub_after_filter.is_none());
-        for bad in ["", "emails[", "emails]x[", "emails[type eq \"w\"]value", "1abc", "name.familyName[x pr]"] {
+        for bad in [
+            "",
+            "emails[",
+            "emails]x[",
+            "emails[type eq \"w\"]value",
+            "1abc",
+            "name.familyName[x pr]",
+        ] {
             assert_eq!(PatchPath::parse(bad).unwrap_err().status, 400, "{bad}");
         }
     }

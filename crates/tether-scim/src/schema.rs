@@ -269,9 +269,12 @@ fn user_schema() -> Schema {
         name: "User",
         description: "A person who may sign in to the hub.",
         attributes: vec![
-            A::string("userName", "Unique identifier of the user, used to sign in.")
-                .required()
-                .unique(),
+            A::string(
+                "userName",
+                "Unique identifier of the user, used to sign in.",
+            )
+            .required()
+            .unique(),
             A::complex(
                 "name",
                 "The user's name.",
@@ -286,8 +289,12 @@ fn user_schema() -> Schema {
             ),
             A::string("displayName", "The name shown for the user."),
             A::string("nickName", "The casual name of the user."),
-            A::new("profileUrl", AttrType::Reference, "The user's profile page.")
-                .refs(&["external"]),
+            A::new(
+                "profileUrl",
+                AttrType::Reference,
+                "The user's profile page.",
+            )
+            .refs(&["external"]),
             A::string("title", "The user's title."),
             A::string("userType", "The relationship to the organisation."),
             A::string("preferredLanguage", "Preferred language (RFC 7231 §5.3.5)."),
