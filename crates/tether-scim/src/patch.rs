@@ -156,6 +156,9 @@ fn apply_object(
                 return Err(ScimError::invalid_value(format!("`{k}` takes an object")));
             };
             for (ek, evv) in ev {
+                if ek.eq_ignore_ascii_case("schemas") {
+                    continue;
+                }
                 let pp = PatchPath::parse(&format!("{}:{ek}", ext.id))?;
                 apply_path(rt, doc, op, &pp, Some(evv))?;
             }

@@ -184,6 +184,35 @@ impl ListParams {
 /// Filters, sorts and pages `resources` (full documents with `meta`) into a
 /// `ListResponse`. `count` is capped at [`MAX_RESULTS`].
 pub fn list(rt: &ResourceType, p: &ListParams, resources: Vec<Map<String, Value>>) -> Value {
+    let matched = filter_sort(rt, p, resources);
+    page(p, matched.into_iter().map(|r| (rt, r)).collect())
+}
+
+/// One page of `(type, resource)` pairs as a `ListResponse`, projected.
+pub fn page(p: &ListParams, matched: Vec<(&ResourceType, Map<String, Value>)>) -> Value {
+    let total = matched.len();
+    let count = p.count.unwrap_or(MAX_RESULTS).min(MAX_RESULTS);
+    let page: Vec<Value> = matched
+        .into_iter()
+        .skip(p.start_index - 1)
+        .take(count)
+        .map(|(rt, r)| Value::Object(project(rt, &p.projection, r)))
+        .collect();
+    json!({
+        "schemas": [crate::LIST_RESPONSE],
+        "totalResults": total,
+        "itemsPerPage": page.len(),
+        "startIndex": p.start_index,
+        "Resources": page,
+    })
+}
+
+/// The resources matching the filter, sorted.
+pub fn filter_sort(
+    rt: &ResourceType,
+    p: &ListParams,
+    resources: Vec<Map<String, Value>>,
+) -> Vec<Map<String, Value>> {
     let mut matched: Vec<Map<String, Value>> = match &p.filter {
         Some(f) => resources.into_iter().filter(|r| f.matches(rt, r)).collect(),
         None => resources,
@@ -215,21 +244,7 @@ pub fn list(rt: &ResourceType, p: &ListParams, resources: Vec<Map<String, Value>
             }
         });
     }
-    let total = matched.len();
-    let count = p.count.unwrap_or(MAX_RESULTS).min(MAX_RESULTS);
-    let page: Vec<Value> = matched
-        .into_iter()
-        .skip(p.start_index - 1)
-        .take(count)
-        .map(|r| Value::Object(project(rt, &p.projection, r)))
-        .collect();
-    json!({
-        "schemas": [crate::LIST_RESPONSE],
-        "totalResults": total,
-        "itemsPerPage": page.len(),
-        "startIndex": p.start_index,
-        "Resources": page,
-    })
+    matched
 }
 
 /// The value a resource sorts by: for a multi-valued attribute its primary
