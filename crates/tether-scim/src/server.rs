@@ -406,7 +406,7 @@ fn resource_response(
     r
 }
 
-fn header_str<'h>(h: &'h HeaderMap, name: header::HeaderName) -> Option<&'h str> {
+fn header_str(h: &HeaderMap, name: header::HeaderName) -> Option<&str> {
     h.get(name).and_then(|v| v.to_str().ok())
 }
 
