@@ -20,6 +20,7 @@ mod tasks;
 mod tokens;
 mod web;
 mod webhooks;
+mod workspace;
 
 use std::str::FromStr;
 use std::time::Duration;
@@ -58,6 +59,10 @@ pub use webhooks::{
     AttemptOutcome, ClaimedDelivery, DeliveryStatus, WebhookAttempt, WebhookDelivery,
     WebhookSubscription, WebhookTarget,
 };
+pub use workspace::{
+    Invitation, InvitationPurpose, NewWorkspaceUser, UserSource, WorkspaceGroup,
+    WorkspaceGroupFields, WorkspaceRole, WorkspaceUser, WorkspaceUserPage, WorkspaceUserUpdate,
+};
 
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {
@@ -72,6 +77,14 @@ pub enum StoreError {
     NotFound(String),
     #[error("{0}")]
     Conflict(String),
+    /// An update named the version it expected (a SCIM `If-Match`) and the
+    /// row has moved on: read it again.
+    #[error("{what} was changed since version {expected} (it is at version {current}); read it again and retry")]
+    VersionMismatch {
+        what: String,
+        expected: i64,
+        current: i64,
+    },
     #[error("stored credentials of connection {connection} cannot be decrypted (the data is damaged or was written under another key); reconnect it")]
     Undecryptable { connection: i64 },
     /// A part of the store cannot take writes now (its writer stopped);
