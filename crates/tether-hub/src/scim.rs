@@ -107,10 +107,16 @@ impl ScimService {
         mut doc: Map<String, Value>,
         groups: &[&WorkspaceGroup],
     ) -> Stored {
+        // `active` is shown when it was set by SCIM, for users made in the
+        // hub, and always when false; a SCIM client that removed it reads it
+        // absent (absent means active, see `user_columns`).
+        let show_active = doc.is_empty() || doc.contains_key("active") || !u.active;
         doc.insert("userName".into(), json!(u.user_name));
         set_opt(&mut doc, "displayName", u.display_name.as_deref());
         set_opt(&mut doc, "externalId", u.external_id.as_deref());
-        doc.insert("active".into(), json!(u.active));
+        if show_active {
+            doc.insert("active".into(), json!(u.active));
+        }
         let mut name = doc
             .remove("name")
             .and_then(|n| n.as_object().cloned())
@@ -175,11 +181,10 @@ impl ScimService {
                     g.members
                         .iter()
                         .map(|m| {
-                            let mut v = json!({"value": m.to_string(), "$ref": self.user_ref(*m), "type": "User"});
-                            if let Some(u) = users.get(m) {
-                                v["display"] = json!(u.name());
-                            }
-                            v
+                            // No `display`: a client compares the members it wrote
+                            // with those it reads back (scim2-tester does).
+                            let _ = users.get(m);
+                            json!({"value": m.to_string(), "$ref": self.user_ref(*m), "type": "User"})
                         })
                         .collect(),
                 ),
@@ -317,8 +322,9 @@ fn user_columns(doc: &Map<String, Value>) -> UserColumns {
         display_name: str_at(doc, &["displayName"]).map(str::to_owned),
         given_name: str_at(doc, &["name", "givenName"]).map(str::to_owned),
         family_name: str_at(doc, &["name", "familyName"]).map(str::to_owned),
-        // An absent `active` is active (RFC 7643 §4.1.1 gives no default;
-        // IdPs send it on every create).
+        // An absent `active` is active: RFC 7643 §4.1.1 leaves its meaning
+        // to the service provider, and here a user is active unless
+        // `active` is false (so removing the attribute reactivates).
         active: doc.get("active").and_then(Value::as_bool).unwrap_or(true),
         external_id: str_at(doc, &["externalId"]).map(str::to_owned),
     }
@@ -671,4 +677,63 @@ fn obj(v: Value) -> Map<String, Value> {
         Value::Object(m) => m,
         _ => Map::new(),
     }
+}
+
+fn audit_actor(actor: &crate::Actor) -> (String, String, &'static str) {
+    (actor.to_string(), actor.id(), actor.kind())
+}
+
+/// Makes a SCIM token named `name` (audited); the token is shown once.
+pub async fn create_token(
+    store: &Store,
+    name: &str,
+    actor: &crate::Actor,
+) -> crate::Result<(tether_store::ScimToken, secrecy::SecretString)> {
+    let (actor_s, actor_id, kind) = audit_actor(actor);
+    let (t, secret) = store.create_scim_token(name, &actor_s).await?;
+    let details = obj(json!({"id": t.id, "name": t.name}));
+    store
+        .append_audit(&NewAuditEntry {
+            actor: &actor_s,
+            actor_id: &actor_id,
+            actor_kind: kind,
+            action: "scim.token.created",
+            connection: None,
+            target: Some(&t.prefix),
+            details: &details,
+            outcome: "ok",
+        })
+        .await?;
+    tracing::info!(token = t.id, prefix = %t.prefix, name = %t.name, "SCIM token created");
+    Ok((t, secret))
+}
+
+/// Revokes a SCIM token (audited); false when there is no live token `id`.
+pub async fn revoke_token(store: &Store, id: i64, actor: &crate::Actor) -> crate::Result<bool> {
+    let Some(t) = store.scim_token(id).await? else {
+        return Ok(false);
+    };
+    if !store.revoke_scim_token(id).await? {
+        return Ok(false);
+    }
+    let (actor_s, actor_id, kind) = audit_actor(actor);
+    let details = obj(json!({"id": t.id, "name": t.name}));
+    store
+        .append_audit(&NewAuditEntry {
+            actor: &actor_s,
+            actor_id: &actor_id,
+            actor_kind: kind,
+            action: "scim.token.revoked",
+            connection: None,
+            target: Some(&t.prefix),
+            details: &details,
+            outcome: "ok",
+        })
+        .await?;
+    Ok(true)
+}
+
+/// The endpoint an IdP is given: `{public_base_url}/scim/v2`.
+pub fn endpoint(public_base_url: &str) -> String {
+    format!("{}/scim/v2", public_base_url.trim_end_matches('/'))
 }
