@@ -1,6 +1,6 @@
 //! The hub's SCIM 2.0 service provider (`/scim/v2`): the
-//! [`tether_scim::server::Backend`] over the store's workspace users and
-//! groups, SCIM tokens and request log. The protocol is `tether-scim`'s.
+//! [`tether_scim_server::server::Backend`] over the store's workspace users and
+//! groups, SCIM tokens and request log. The protocol is `tether-scim-server`'s.
 //!
 //! - A user's columns (`userName`, the primary email, `displayName`,
 //!   `name.givenName`/`familyName`, `active`, `externalId`) are
@@ -17,9 +17,9 @@
 use std::collections::HashMap;
 
 use serde_json::{json, Map, Value};
-use tether_scim::resource::Meta;
-use tether_scim::server::{Backend, Caller, Kind, RequestRecord, Stored};
-use tether_scim::ScimError;
+use tether_scim_server::resource::Meta;
+use tether_scim_server::server::{Backend, Caller, Kind, RequestRecord, Stored};
+use tether_scim_server::ScimError;
 use tether_store::{
     NewAuditEntry, NewScimRequest, NewWorkspaceUser, ScimKind, Store, StoreError, UserSource,
     WorkspaceGroup, WorkspaceGroupFields, WorkspaceRole, WorkspaceUser, WorkspaceUserUpdate,
@@ -44,7 +44,7 @@ impl ScimService {
     /// The router to nest at `/scim/v2`.
     pub fn router(self) -> axum::Router {
         let base = self.base_url.clone();
-        tether_scim::server::router(std::sync::Arc::new(self), base)
+        tether_scim_server::server::router(std::sync::Arc::new(self), base)
     }
 
     async fn audit(
@@ -153,9 +153,9 @@ impl ScimService {
                 ),
             );
         }
-        let mut schemas = vec![json!(tether_scim::schema::USER)];
-        if doc.contains_key(tether_scim::schema::ENTERPRISE_USER) {
-            schemas.push(json!(tether_scim::schema::ENTERPRISE_USER));
+        let mut schemas = vec![json!(tether_scim_server::schema::USER)];
+        if doc.contains_key(tether_scim_server::schema::ENTERPRISE_USER) {
+            schemas.push(json!(tether_scim_server::schema::ENTERPRISE_USER));
         }
         doc.insert("schemas".into(), Value::Array(schemas));
         Stored {
@@ -190,7 +190,7 @@ impl ScimService {
                 ),
             );
         }
-        doc.insert("schemas".into(), json!([tether_scim::schema::GROUP]));
+        doc.insert("schemas".into(), json!([tether_scim_server::schema::GROUP]));
         Stored {
             meta: meta(g.id, g.created_at, g.updated_at, g.version),
             doc,

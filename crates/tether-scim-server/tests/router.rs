@@ -5,9 +5,9 @@ use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 
 use serde_json::{json, Map, Value};
-use tether_scim::resource::Meta;
-use tether_scim::server::{router, Backend, Caller, Kind, RequestRecord, Stored};
-use tether_scim::ScimError;
+use tether_scim_server::resource::Meta;
+use tether_scim_server::server::{router, Backend, Caller, Kind, RequestRecord, Stored};
+use tether_scim_server::ScimError;
 
 const TOKEN: &str = "test-token-123";
 
@@ -237,7 +237,7 @@ async fn crud_filter_sort_patch_etag_through_http() {
             "POST",
             &format!("{base}/Users"),
             Some(json!({
-                "schemas": [tether_scim::schema::USER],
+                "schemas": [tether_scim_server::schema::USER],
                 "userName": n, "name": {"givenName": given}, "active": true,
                 "emails": [{"value": format!("{n}@example.com"), "type": "work", "primary": true}]
             })),
@@ -317,7 +317,7 @@ async fn crud_filter_sort_patch_etag_through_http() {
     assert_eq!((s, h["etag"].to_str().unwrap()), (200, "W/\"1\""));
     let (s, _, _) = call(&c, "GET", &url, None, &[("if-none-match", "W/\"1\"")]).await;
     assert_eq!(s, 304);
-    let okta = json!({"schemas": [tether_scim::PATCH_OP], "Operations": [{"op": "replace", "value": {"active": false}}]});
+    let okta = json!({"schemas": [tether_scim_server::PATCH_OP], "Operations": [{"op": "replace", "value": {"active": false}}]});
     let (s, _, e) = call(
         &c,
         "PATCH",
@@ -370,7 +370,7 @@ async fn crud_filter_sort_patch_etag_through_http() {
     let (_, _, u) = call(&c, "GET", &url, None, &[]).await;
     assert_eq!(u["groups"][0]["display"], json!("Eng"));
     let gurl = g["meta"]["location"].as_str().unwrap().to_owned();
-    let rm = json!({"schemas": [tether_scim::PATCH_OP], "Operations": [{"op": "remove", "path": format!("members[value eq \"{id}\"]")}]});
+    let rm = json!({"schemas": [tether_scim_server::PATCH_OP], "Operations": [{"op": "remove", "path": format!("members[value eq \"{id}\"]")}]});
     let (s, _, g) = call(&c, "PATCH", &gurl, Some(rm), &[]).await;
     assert_eq!(s, 200);
     assert!(g.get("members").is_none());
