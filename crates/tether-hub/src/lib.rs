@@ -13,6 +13,7 @@ pub mod events;
 mod hosts;
 pub mod people;
 mod reasons;
+pub mod scim;
 mod shutdown;
 mod syncs;
 mod tasks;

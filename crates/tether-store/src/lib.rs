@@ -15,6 +15,7 @@ mod oauth_states;
 mod people;
 mod queries;
 mod runs;
+mod scim;
 mod stream_state;
 mod tasks;
 mod tokens;
@@ -48,6 +49,7 @@ pub use runs::{
     Completion, KindCounts, PageWrite, RunStart, RunStatus, RunSummary, RunWriter, StreamOutcome,
     WorkItem,
 };
+pub use scim::{NewScimRequest, ScimKind, ScimRequest, ScimToken, SCIM_LOG_KEEP};
 pub use stream_state::{PageExtra, PageKey, StoredPage};
 pub use tasks::{
     new_task_id, BridgeOutcome, ClaimedTask, NewTask, TaskEvent, TaskInfo, TaskOutcome, TaskPage,

@@ -16,6 +16,7 @@
 mod audit;
 mod auth;
 pub mod guard;
+mod identity_scim;
 mod pages;
 mod people;
 mod settings;
@@ -185,6 +186,15 @@ pub fn router(state: WebState) -> Router {
         .route("/people/{id}", get(people::person))
         .route("/people/{id}/link", post(people::link))
         .route("/people/{id}/unlink", post(people::unlink))
+        .route("/settings/identity/scim", get(identity_scim::page))
+        .route(
+            "/settings/identity/scim/tokens",
+            post(identity_scim::create_token),
+        )
+        .route(
+            "/settings/identity/scim/tokens/{id}/revoke",
+            post(identity_scim::revoke_token),
+        )
         .route("/static/tether.css", get(stylesheet))
         .fallback(not_found)
         .layer(axum::middleware::map_response(body_too_large))

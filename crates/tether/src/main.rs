@@ -7,6 +7,7 @@ mod config;
 mod connectors;
 mod demo;
 mod people_cmd;
+mod scim_cmd;
 mod serve;
 mod sync_cmd;
 mod tasks_cmd;
@@ -85,6 +86,9 @@ enum Command {
     People(people_cmd::PeopleCmd),
     /// Lists findings: accounts that should not be there.
     Findings(people_cmd::FindingsArgs),
+    /// The hub's SCIM 2.0 service provider (`/scim/v2`): its bearer tokens.
+    #[command(subcommand)]
+    Scim(scim_cmd::ScimCmd),
 }
 
 #[derive(Subcommand)]
@@ -407,6 +411,18 @@ async fn run(cli: Cli) -> Result<std::process::ExitCode> {
             let store = open_store(&database_url, cli.key_file.as_deref()).await?;
             let hub = cli_hub(&store, &config)?;
             people_cmd::run(&hub, cmd).await
+        }
+        Command::Scim(cmd) => {
+            let store = open_store(&database_url, cli.key_file.as_deref()).await?;
+            let base = config
+                .public_base_url
+                .as_ref()
+                .map(|u| u.to_string())
+                .unwrap_or_else(|| match config.listen {
+                    Some(l) => format!("http://{l}"),
+                    None => "http://127.0.0.1:8080".into(),
+                });
+            scim_cmd::run(&store, &base, cmd).await
         }
         Command::Findings(args) => {
             let store = open_store(&database_url, cli.key_file.as_deref()).await?;

@@ -162,7 +162,15 @@ pub async fn serve(store: Store, config: Config, args: ServeArgs) -> Result<Exit
         Router::new()
             .merge(tether_api::router(hub.clone()))
             .merge(tether_bridge::router(hub.clone()))
-            .merge(tether_web::router(web)),
+            .merge(tether_web::router(web))
+            .nest(
+                "/scim/v2",
+                tether_hub::scim::ScimService::new(
+                    store.clone(),
+                    tether_hub::scim::endpoint(public_base_url.as_str()),
+                )
+                .router(),
+            ),
         hosts,
     )
     .merge(health_router(store));
