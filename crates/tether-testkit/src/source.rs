@@ -628,6 +628,7 @@ impl UserBody {
             account_type,
             is_admin: self.admin,
             last_login_at: self.last_login_at,
+            last_login_unknown: false,
             created_at: None,
             attributes: self.attributes,
         })

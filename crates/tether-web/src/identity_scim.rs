@@ -14,7 +14,6 @@ use secrecy::{ExposeSecret, SecretString};
 use serde::Deserialize;
 
 use crate::auth::Auth;
-use crate::pages::web_actor;
 use crate::views::{datetime, layout};
 use crate::{App, WebError, WebResult};
 
@@ -134,7 +133,7 @@ pub(crate) async fn create_token(
 ) -> WebResult {
     auth.check_csrf(form.csrf.as_deref())?;
     let name = form.name.unwrap_or_default();
-    let (t, secret) = tether_hub::scim::create_token(app.store(), &name, &web_actor())
+    let (t, secret) = tether_hub::scim::create_token(app.store(), &name, &auth.actor())
         .await
         .map_err(|e| match e {
             tether_hub::HubError::Conflict(m) => WebError::BadRequest(m),
@@ -156,7 +155,7 @@ pub(crate) async fn revoke_token(
     Form(form): Form<RevokeForm>,
 ) -> WebResult {
     auth.check_csrf(form.csrf.as_deref())?;
-    if !tether_hub::scim::revoke_token(app.store(), id, &web_actor()).await? {
+    if !tether_hub::scim::revoke_token(app.store(), id, &auth.actor()).await? {
         return Err(WebError::BadRequest(format!(
             "there is no active SCIM token {id}"
         )));

@@ -102,6 +102,7 @@ async fn render_identity(
     let settings = app.store().web_auth_settings().await?;
     let sessions = app.store().count_web_sessions().await?;
     let users = app.store().count_workspace_users().await?;
+    let scim = crate::identity_scim::section(app, auth, None).await?;
     let body = html! {
         div.page-head { h1 { "Identity" } }
         @if let Some(n) = notice { p.flash.ok #identity-notice role="status" { (n) } }
@@ -145,11 +146,8 @@ async fn render_identity(
             }
         }
 
-
-        // ---- SCIM provisioning -------------------------------------------
-        // The SCIM service provider's section (crates/tether-web/src/
-        // identity_scim.rs, written with the service provider) goes here:
-        // the integrator wires its one call in place of this comment.
+        // SCIM provisioning (crates/tether-web/src/identity_scim.rs).
+        (scim)
     };
     Ok((status, layout("Identity", Some(auth), false, body)).into_response())
 }
