@@ -119,6 +119,16 @@ impl<T> Listing<T> {
     }
 }
 
+/// One request: its method, its path under the base URL, its query, its
+/// JSON body and the ETag it sends as `If-Match`.
+pub(crate) struct Call<'a> {
+    pub method: Method,
+    pub path: &'a str,
+    pub query: &'a [(&'a str, String)],
+    pub body: Option<&'a Value>,
+    pub if_match: Option<&'a str>,
+}
+
 /// How requests authenticate.
 #[derive(Clone)]
 pub(crate) enum Auth {
@@ -170,14 +180,17 @@ impl Scim {
     /// caller to read; others are classified into errors.
     pub(crate) async fn send(
         &self,
-        method: Method,
-        path: &str,
-        query: &[(&str, String)],
-        body: Option<&Value>,
-        if_match: Option<&str>,
+        call: Call<'_>,
         pass: &[u16],
         what: &str,
     ) -> Result<RawResponse, SourceError> {
+        let Call {
+            method,
+            path,
+            query,
+            body,
+            if_match,
+        } = call;
         let url = self.url(path);
         let Auth::Bearer(tokens) = &self.auth;
         let body = body.map(|b| b.to_string());
@@ -221,7 +234,17 @@ impl Scim {
         what: &str,
     ) -> Result<Value, SourceError> {
         let resp = self
-            .send(Method::GET, path, query, None, None, &[], what)
+            .send(
+                Call {
+                    method: Method::GET,
+                    path,
+                    query,
+                    body: None,
+                    if_match: None,
+                },
+                &[],
+                what,
+            )
             .await?;
         read_object(&resp, what)
     }
@@ -240,11 +263,13 @@ impl Scim {
         let what = "reading /ServiceProviderConfig";
         let resp = self
             .send(
-                Method::GET,
-                "/ServiceProviderConfig",
-                &[],
-                None,
-                None,
+                Call {
+                    method: Method::GET,
+                    path: "/ServiceProviderConfig",
+                    query: &[],
+                    body: None,
+                    if_match: None,
+                },
                 &[404],
                 what,
             )
@@ -279,11 +304,13 @@ impl Scim {
         // (404, 501) is taken to have the RFC's User and Group types.
         let resp = self
             .send(
-                Method::GET,
-                "/ResourceTypes",
-                &[],
-                None,
-                None,
+                Call {
+                    method: Method::GET,
+                    path: "/ResourceTypes",
+                    query: &[],
+                    body: None,
+                    if_match: None,
+                },
                 &[404, 501],
                 "reading /ResourceTypes",
             )
@@ -314,11 +341,13 @@ impl Scim {
         }
         let resp = self
             .send(
-                Method::GET,
-                "/Schemas",
-                &[],
-                None,
-                None,
+                Call {
+                    method: Method::GET,
+                    path: "/Schemas",
+                    query: &[],
+                    body: None,
+                    if_match: None,
+                },
                 &[404, 501],
                 "reading /Schemas",
             )

@@ -20,7 +20,7 @@ use tether_core::provision::{Applied, ProvisionError, Provisioner, Task, TaskAct
 use tether_core::{ConnectorContext, Edge, Kind, Record, SourceError};
 
 use crate::client::{
-    etag_of, read_object, Capabilities, Scim, ENTERPRISE_SCHEMA, PATCH_SCHEMA, USER_SCHEMA,
+    etag_of, read_object, Call, Capabilities, Scim, ENTERPRISE_SCHEMA, PATCH_SCHEMA, USER_SCHEMA,
 };
 use crate::errors::task_error;
 use crate::map;
@@ -193,7 +193,17 @@ impl ScimProvisioner {
     ) -> Result<Option<(Value, Option<String>)>, ProvisionError> {
         let resp = self
             .scim
-            .send(Method::GET, path, &[], None, None, &[404], what)
+            .send(
+                Call {
+                    method: Method::GET,
+                    path,
+                    query: &[],
+                    body: None,
+                    if_match: None,
+                },
+                &[404],
+                what,
+            )
             .await?;
         if resp.status.as_u16() == 404 {
             return Ok(None);
@@ -238,11 +248,13 @@ impl ScimProvisioner {
             let resp = self
                 .scim
                 .send(
-                    write.method,
-                    path,
-                    &[],
-                    Some(&write.body),
-                    if_match,
+                    Call {
+                        method: write.method,
+                        path,
+                        query: &[],
+                        body: Some(&write.body),
+                        if_match,
+                    },
                     &[400, 404, 409, 412],
                     what,
                 )
@@ -293,7 +305,7 @@ impl ScimProvisioner {
         })
     }
 
-    fn account_of<'t>(task: &'t Task) -> Result<&'t str, ProvisionError> {
+    fn account_of(task: &Task) -> Result<&str, ProvisionError> {
         task.account
             .as_deref()
             .ok_or_else(|| ProvisionError::rejected("invalid_payload", "the task names no account"))
@@ -364,11 +376,13 @@ impl ScimProvisioner {
         let resp = self
             .scim
             .send(
-                Method::POST,
-                &caps.users_endpoint,
-                &[],
-                Some(&user),
-                None,
+                Call {
+                    method: Method::POST,
+                    path: &caps.users_endpoint,
+                    query: &[],
+                    body: Some(&user),
+                    if_match: None,
+                },
                 &[400, 409],
                 what,
             )
@@ -537,11 +551,13 @@ impl ScimProvisioner {
             let resp = self
                 .scim
                 .send(
-                    Method::DELETE,
-                    &path,
-                    &[],
-                    None,
-                    if_match,
+                    Call {
+                        method: Method::DELETE,
+                        path: &path,
+                        query: &[],
+                        body: None,
+                        if_match,
+                    },
                     &[404, 409, 412],
                     &what,
                 )

@@ -21,7 +21,7 @@ use tether_core::{
     SourceError, StreamSpec,
 };
 
-use crate::client::{read_object, Scim};
+use crate::client::{read_object, Call, Scim};
 use crate::map;
 
 /// The most partition chains one listing is split into.
@@ -372,11 +372,13 @@ impl ScimSource {
         let resp = self
             .scim
             .send(
-                reqwest::Method::GET,
-                &path,
-                &[("attributes", "members".into())],
-                None,
-                None,
+                Call {
+                    method: reqwest::Method::GET,
+                    path: &path,
+                    query: &[("attributes", "members".into())],
+                    body: None,
+                    if_match: None,
+                },
                 &[404],
                 &what,
             )

@@ -236,7 +236,7 @@ async fn types_h(State(sh): St, Path(org): Path<String>, headers: HeaderMap) -> 
     if let Err(r) = guard(&sh, &format!("/{org}/v2/ResourceTypes"), &headers, &org).await {
         return r;
     }
-    let types = vec![
+    let types = [
         json!({"id": "User", "name": "User", "endpoint": "/Users", "schema": "urn:ietf:params:scim:schemas:core:2.0:User",
                "schemaExtensions": [{"schema": "urn:ietf:params:scim:schemas:extension:enterprise:2.0:User", "required": false}]}),
         json!({"id": "Group", "name": "Group", "endpoint": "/Groups", "schema": "urn:ietf:params:scim:schemas:core:2.0:Group"}),
