@@ -2,7 +2,8 @@
 //! `sandbox`), serving the kit's directory under `/{org}/v2`:
 //! `/ServiceProviderConfig`, `/ResourceTypes`, `/Schemas`, `/Users`,
 //! `/Groups` and `/Groups/{id}`, paged by `startIndex`/`count` (RFC 7644
-//! section 3.4.2.4) with `filter.maxResults` 100, errors as SCIM error
+//! section 3.4.2.4) with `filter.maxResults` 100 (groups, with their members
+//! inline, 10 a page), errors as SCIM error
 //! bodies (section 3.12).
 //!
 //! It lists group members inline and, like several providers, ignores
@@ -185,8 +186,19 @@ fn group_json(dir: &Directory, num: usize) -> Value {
     })
 }
 
-/// One page of a listing of `len` resources (RFC 7644 section 3.4.2).
-fn listing(len: usize, q: &HashMap<String, String>, item: impl Fn(usize) -> Value) -> Response {
+/// The most groups one page holds: fewer than `count` asks for, as RFC
+/// 7644 section 3.4.2.4 allows ("a service provider MAY return fewer
+/// results than requested"), since each carries its members inline.
+const GROUPS_PER_PAGE: usize = 10;
+
+/// One page of a listing of `len` resources (RFC 7644 section 3.4.2), at
+/// most `cap` of them.
+fn listing(
+    len: usize,
+    q: &HashMap<String, String>,
+    cap: usize,
+    item: impl Fn(usize) -> Value,
+) -> Response {
     let start: usize = q
         .get("startIndex")
         .and_then(|v| v.parse().ok())
@@ -196,7 +208,7 @@ fn listing(len: usize, q: &HashMap<String, String>, item: impl Fn(usize) -> Valu
         .get("count")
         .and_then(|v| v.parse().ok())
         .unwrap_or(MAX_RESULTS)
-        .min(MAX_RESULTS);
+        .min(cap);
     let from = (start - 1).min(len);
     let to = (from + count).min(len);
     let resources: Vec<Value> = (from..to).map(item).collect();
@@ -241,7 +253,9 @@ async fn types_h(State(sh): St, Path(org): Path<String>, headers: HeaderMap) -> 
                "schemaExtensions": [{"schema": "urn:ietf:params:scim:schemas:extension:enterprise:2.0:User", "required": false}]}),
         json!({"id": "Group", "name": "Group", "endpoint": "/Groups", "schema": "urn:ietf:params:scim:schemas:core:2.0:Group"}),
     ];
-    listing(types.len(), &HashMap::new(), |i| types[i].clone())
+    listing(types.len(), &HashMap::new(), MAX_RESULTS, |i| {
+        types[i].clone()
+    })
 }
 
 async fn schemas_h(State(sh): St, Path(org): Path<String>, headers: HeaderMap) -> Response {
@@ -256,6 +270,7 @@ async fn schemas_h(State(sh): St, Path(org): Path<String>, headers: HeaderMap) -
     listing(
         ids.len(),
         &HashMap::new(),
+        MAX_RESULTS,
         |i| json!({"id": ids[i], "attributes": []}),
     )
 }
@@ -273,7 +288,9 @@ async fn users_h(
     if q.contains_key("filter") {
         return scim_error(StatusCode::FORBIDDEN, None, "filtering is not supported");
     }
-    listing(dir.users.len(), &q, |i| user_json(&dir, &org, i))
+    listing(dir.users.len(), &q, MAX_RESULTS, |i| {
+        user_json(&dir, &org, i)
+    })
 }
 
 async fn groups_h(
@@ -287,7 +304,9 @@ async fn groups_h(
         Err(r) => return r,
     };
     // `excludedAttributes` is ignored on purpose (see the module docs).
-    listing(dir.groups.len(), &q, |i| group_json(&dir, i))
+    listing(dir.groups.len(), &q, GROUPS_PER_PAGE, |i| {
+        group_json(&dir, i)
+    })
 }
 
 async fn group_h(
