@@ -187,8 +187,8 @@ fn group_json(dir: &Directory, num: usize) -> Value {
 }
 
 /// The most groups one page holds: fewer than `count` asks for, as RFC
-/// 7644 section 3.4.2.4 allows ("a service provider MAY return fewer
-/// results than requested"), since each carries its members inline.
+/// 7644 section 3.4.2.4 lets a provider give fewer results than asked
+/// for), since each carries its members inline.
 const GROUPS_PER_PAGE: usize = 10;
 
 /// One page of a listing of `len` resources (RFC 7644 section 3.4.2), at
