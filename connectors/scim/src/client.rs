@@ -9,10 +9,11 @@
 use std::sync::Arc;
 
 use reqwest::Method;
+use secrecy::SecretString;
 use serde::Deserialize;
 use serde_json::Value;
 use tether_core::http::{HttpClient, RawResponse};
-use tether_core::{ConnectorContext, SourceError, TokenSource};
+use tether_core::{ConnectorContext, Credentials, SourceError, TokenSource};
 use tokio::sync::OnceCell;
 
 use crate::errors;
@@ -129,10 +130,30 @@ pub(crate) struct Call<'a> {
     pub if_match: Option<&'a str>,
 }
 
-/// How requests authenticate.
+/// How requests authenticate (RFC 7644 section 2: a bearer token, or
+/// HTTP Basic, RFC 7617).
 #[derive(Clone)]
 pub(crate) enum Auth {
     Bearer(Arc<dyn TokenSource>),
+    /// The username; the password is the token source's "token".
+    Basic(String, Arc<dyn TokenSource>),
+}
+
+/// A password as the token source of HTTP Basic requests: it cannot be
+/// refreshed, so a 401 expires the connection.
+struct Password(SecretString);
+
+#[async_trait::async_trait]
+impl TokenSource for Password {
+    async fn access_token(&self) -> Result<SecretString, SourceError> {
+        Ok(self.0.clone())
+    }
+
+    async fn token_rejected(&self, _rejected: &SecretString) -> Result<SecretString, SourceError> {
+        Err(SourceError::CredentialsRejected {
+            reason: "the username and password were refused; give the connection valid ones".into(),
+        })
+    }
 }
 
 /// One connection's client.
@@ -161,7 +182,12 @@ impl Scim {
                 ),
             });
         }
-        let auth = Auth::Bearer(ctx.token_source()?);
+        let auth = match &ctx.credentials {
+            Credentials::Token(t) => Auth::Bearer(t.clone()),
+            Credentials::UsernamePassword { username, password } => {
+                Auth::Basic(username.clone(), Arc::new(Password(password.clone())))
+            }
+        };
         Ok(Scim {
             base: raw.trim_end_matches('/').to_owned(),
             connection: ctx.connection_name.clone(),
@@ -192,7 +218,10 @@ impl Scim {
             if_match,
         } = call;
         let url = self.url(path);
-        let Auth::Bearer(tokens) = &self.auth;
+        let (tokens, basic_user) = match &self.auth {
+            Auth::Bearer(t) => (t, None),
+            Auth::Basic(user, t) => (t, Some(user.as_str())),
+        };
         let body = body.map(|b| b.to_string());
         self.http
             .send(
@@ -200,8 +229,11 @@ impl Scim {
                 |c, token| {
                     let mut r = c
                         .request(method.clone(), &url)
-                        .header(reqwest::header::ACCEPT, SCIM_JSON)
-                        .bearer_auth(token);
+                        .header(reqwest::header::ACCEPT, SCIM_JSON);
+                    r = match basic_user {
+                        Some(user) => r.basic_auth(user, Some(token)),
+                        None => r.bearer_auth(token),
+                    };
                     if !query.is_empty() {
                         r = r.query(query);
                     }

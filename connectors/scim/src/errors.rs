@@ -67,7 +67,7 @@ pub fn classify(resp: &RawResponse, connection: &str, what: &str) -> Result<(), 
     Err(match status {
         401 => SourceError::CredentialsRejected {
             reason: format!(
-                "the SCIM provider of connection `{connection}` refused the credentials while {what} ({said}); give the connection a valid token"
+                "the SCIM provider of connection `{connection}` refused the credentials while {what} ({said}); give the connection a valid token, or username and password"
             ),
         },
         403 => SourceError::ScopeMissing {

@@ -38,10 +38,17 @@ tether_core::inventory::submit! {
         slug: "scim",
         display_name: "SCIM 2.0 directory",
         description: "Any SCIM 2.0 service provider (RFC 7643/7644): users with the enterprise extension, groups with their members and nested groups; provisions users and group members.",
-        auth_methods: &[AuthMethod::Token {
-            label: "bearer token",
-            help: "The provider's SCIM API token (an OAuth bearer token, RFC 6750), sent as `Authorization: Bearer`. Give it read access to /Users and /Groups, and write access when provisioning is enabled.",
-        }],
+        auth_methods: &[
+            AuthMethod::Token {
+                label: "bearer token",
+                help: "The provider's SCIM API token (an OAuth bearer token, RFC 6750), sent as `Authorization: Bearer`. Give it read access to /Users and /Groups, and write access when provisioning is enabled.",
+            },
+            AuthMethod::UsernamePassword {
+                username_label: "Username",
+                password_label: "Password",
+                help: "For providers that take HTTP Basic credentials (RFC 7644 section 2, RFC 7617): a service account allowed to read /Users and /Groups, and to write them when provisioning is enabled.",
+            },
+        ],
         settings: &[
             SettingSpec {
                 key: BASE_URL,

@@ -254,3 +254,55 @@ async fn a_scim_error_body_becomes_the_task_error() {
         "{msg}"
     );
 }
+
+/// A provider that takes only HTTP Basic `alice:s3cret` (RFC 7617).
+async fn basic_only(headers: HeaderMap) -> Response {
+    // base64("alice:s3cret")
+    if headers.get("authorization").and_then(|v| v.to_str().ok()) != Some("Basic YWxpY2U6czNjcmV0")
+    {
+        return error(401, "", "Authorization failure");
+    }
+    scim(StatusCode::OK, json!({"totalResults": 0, "Resources": []}))
+}
+
+fn basic_context(base: &str, password: &str) -> ConnectorContext {
+    let mut ctx = context(base);
+    ctx.credentials =
+        Credentials::username_password("alice", SecretString::from(password.to_owned()));
+    ctx
+}
+
+#[tokio::test]
+async fn basic_credentials_are_sent_and_a_refusal_names_the_connection() {
+    let app = axum::Router::new()
+        .route("/scim/ServiceProviderConfig", get(basic_only))
+        .route("/scim/Users", get(basic_only));
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let base = format!("http://{}/scim", listener.local_addr().unwrap());
+    tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
+    let d = find("scim").unwrap();
+    assert!(d
+        .auth_methods
+        .iter()
+        .any(|m| matches!(m, tether_core::AuthMethod::UsernamePassword { .. })));
+    let src = (d.build)(basic_context(&base, "s3cret")).unwrap();
+    src.verify().await.unwrap();
+    let page = src
+        .list_page(PageRequest::new("users", None, None))
+        .await
+        .unwrap();
+    assert!(page.records.is_empty() && page.next.is_none());
+    let wrong = (d.build)(basic_context(&base, "nope")).unwrap();
+    let e = wrong.verify().await.unwrap_err();
+    let tether_core::SourceError::CredentialsRejected { reason } = &e else {
+        panic!("{e:?}")
+    };
+    assert!(
+        reason.contains("SCIM - quirks") && reason.contains("username and password"),
+        "{reason}"
+    );
+    assert!(
+        !reason.contains("nope"),
+        "the password is never in a message"
+    );
+}
