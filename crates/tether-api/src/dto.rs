@@ -31,9 +31,21 @@ pub struct AppDto {
     pub oauth_configured: bool,
     /// A token (API key, personal access token) can be used.
     pub token_auth: bool,
+    /// A username and password can be used (`"auth": "username_password"`),
+    /// with the app's names for the two fields; absent when not.
+    pub username_password: Option<UsernamePasswordDto>,
     /// Declared in configuration only: connections are kept alive, not synced.
     pub custom: bool,
     pub settings: Vec<SettingDto>,
+}
+
+/// The app's words for a username-and-password connection's fields.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct UsernamePasswordDto {
+    /// "Bind DN", "Username".
+    pub username_label: String,
+    pub password_label: String,
+    pub help: String,
 }
 
 #[derive(Debug, Serialize, ToSchema)]
@@ -53,6 +65,11 @@ impl From<tether_hub::CatalogEntry> for AppDto {
             description: c.description,
             oauth_configured: c.oauth_configured,
             token_auth: c.token_auth,
+            username_password: c.username_password.map(|u| UsernamePasswordDto {
+                username_label: u.username_label,
+                password_label: u.password_label,
+                help: u.help,
+            }),
             custom: c.kind == tether_hub::AppKind::CustomOauth,
             settings: c
                 .settings
@@ -83,7 +100,7 @@ pub struct ConnectionDto {
     /// Who created the connection (`web admin`, `API key `ci` (#3)`,
     /// `CLI (alice)`); absent for connections made before Tether recorded it.
     pub created_by: Option<String>,
-    /// `oauth2`, `client_credentials` or `token`.
+    /// `oauth2`, `client_credentials`, `token` or `username_password`.
     pub auth: String,
     /// `pending`, `syncing`, `active`, `expired`, `error` or `disabled`.
     pub status: String,
@@ -197,6 +214,9 @@ pub enum AuthChoice {
     ClientCredentials,
     /// A token (personal access token, API key) given in `token`.
     Token,
+    /// A username and password given in `username` and `password` (an LDAP
+    /// bind DN, HTTP Basic credentials), for apps that take them.
+    UsernamePassword,
 }
 
 /// A connection to make.
@@ -212,8 +232,8 @@ pub struct CreateConnectionRequest {
     #[serde(default)]
     #[schema(value_type = Object)]
     pub settings: serde_json::Map<String, serde_json::Value>,
-    /// `oauth2` (the default without `token`), `client_credentials` or
-    /// `token`.
+    /// `oauth2` (the default without `token`), `client_credentials`,
+    /// `token` or `username_password`.
     pub auth: Option<AuthChoice>,
     /// With `auth: client_credentials`: the connection's OAuth client id.
     pub client_id: Option<String>,
@@ -224,8 +244,14 @@ pub struct CreateConnectionRequest {
     /// With `auth: token`: the token. Stored encrypted, never returned.
     #[schema(value_type = Option<String>, write_only)]
     pub token: Option<SecretString>,
-    /// With `auth: token`: check the token against the app first (default
-    /// true).
+    /// With `auth: username_password`: the username (an LDAP bind DN, say).
+    pub username: Option<String>,
+    /// With `auth: username_password`: the password. Stored encrypted, never
+    /// returned.
+    #[schema(value_type = Option<String>, write_only)]
+    pub password: Option<SecretString>,
+    /// With `auth: token` or `username_password`: check the credentials
+    /// against the app first (default true).
     pub verify: Option<bool>,
     /// With `auth: oauth2`: the browser session the OAuth callback must come
     /// from. Tether's callback only completes a flow in the session that

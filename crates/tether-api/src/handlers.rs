@@ -161,7 +161,8 @@ pub async fn get_connection(
 }
 
 /// Makes a connection: over OAuth (answers where to send a person to
-/// consent) or with a token (checked against the app, then stored encrypted).
+/// consent), or with a token or a username and password (checked against
+/// the app, then stored encrypted).
 #[utoipa::path(post, path = "/api/v1/connections", tag = "connections",
     request_body = CreateConnectionRequest,
     responses(
@@ -194,7 +195,46 @@ pub async fn create_connection(
             "`client_id` and `client_secret` only go with `\"auth\": \"client_credentials\"`",
         ));
     }
+    if auth != AuthChoice::UsernamePassword && (req.username.is_some() || req.password.is_some()) {
+        return Err(ApiError::validation(
+            "`username` and `password` only go with `\"auth\": \"username_password\"`",
+        ));
+    }
     match auth {
+        AuthChoice::UsernamePassword => {
+            if req.token.is_some() || req.session.is_some() {
+                return Err(ApiError::validation(
+                    "`token` and `session` do not go with `\"auth\": \"username_password\"`",
+                ));
+            }
+            let (Some(username), Some(password)) = (req.username, req.password) else {
+                return Err(ApiError::validation(
+                    "`\"auth\": \"username_password\"` needs `username` and `password`",
+                ));
+            };
+            if username.trim().is_empty()
+                || secrecy::ExposeSecret::expose_secret(&password).is_empty()
+            {
+                return Err(ApiError::validation("`username` or `password` is empty"));
+            }
+            let c = hub
+                .add_username_password_connection(
+                    &req.app,
+                    name,
+                    req.settings,
+                    &username,
+                    password,
+                    req.verify.unwrap_or(true),
+                    &actor(&hub, key).await?,
+                )
+                .await?;
+            Ok((
+                StatusCode::CREATED,
+                Json(CreatedConnection::Token(Box::new(
+                    connection_dto(&hub, c).await?,
+                ))),
+            ))
+        }
         AuthChoice::ClientCredentials => {
             if req.token.is_some() || req.session.is_some() {
                 return Err(ApiError::validation(

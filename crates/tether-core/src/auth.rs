@@ -44,11 +44,6 @@ impl TokenSource for StaticToken {
 }
 
 /// How a connection authenticates, as the store keeps it.
-///
-/// Username-and-password (HTTP Basic, LDAP bind) credentials are not
-/// offered: no connector uses them, so nothing could check them end to end.
-/// The connector that needs them (LDAP, say) adds the variant with its CLI,
-/// API and web forms.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, serde::Serialize, serde::Deserialize)]
 pub enum AuthKind {
     /// OAuth 2.0 authorization code: refreshed by the token manager.
@@ -61,6 +56,10 @@ pub enum AuthKind {
     /// A token the operator gave (API key, personal access token).
     #[serde(rename = "token")]
     Token,
+    /// A username and a password the operator gave (an LDAP bind DN and its
+    /// password, HTTP Basic credentials). The store seals both.
+    #[serde(rename = "username_password")]
+    UsernamePassword,
 }
 
 impl AuthKind {
@@ -69,6 +68,7 @@ impl AuthKind {
             AuthKind::OAuth2 => "oauth2",
             AuthKind::ClientCredentials => "client_credentials",
             AuthKind::Token => "token",
+            AuthKind::UsernamePassword => "username_password",
         }
     }
 
@@ -77,6 +77,7 @@ impl AuthKind {
             "oauth2" => Some(AuthKind::OAuth2),
             "client_credentials" => Some(AuthKind::ClientCredentials),
             "token" => Some(AuthKind::Token),
+            "username_password" => Some(AuthKind::UsernamePassword),
             _ => None,
         }
     }
@@ -104,11 +105,24 @@ impl std::fmt::Display for AuthKind {
 pub enum Credentials {
     /// A bearer token: OAuth access token, personal access token or API key.
     Token(Arc<dyn TokenSource>),
+    /// A username and password (LDAP simple bind, HTTP Basic). They cannot
+    /// be refreshed: when the app refuses them the connection is expired.
+    UsernamePassword {
+        username: String,
+        password: SecretString,
+    },
 }
 
 impl Credentials {
     pub fn static_token(token: SecretString) -> Self {
         Credentials::Token(Arc::new(StaticToken::new(token)))
+    }
+
+    pub fn username_password(username: impl Into<String>, password: SecretString) -> Self {
+        Credentials::UsernamePassword {
+            username: username.into(),
+            password,
+        }
     }
 }
 
@@ -116,6 +130,10 @@ impl std::fmt::Debug for Credentials {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         match self {
             Credentials::Token(_) => f.write_str("Credentials::Token([redacted])"),
+            Credentials::UsernamePassword { username, .. } => f
+                .debug_struct("Credentials::UsernamePassword")
+                .field("username", username)
+                .finish_non_exhaustive(),
         }
     }
 }

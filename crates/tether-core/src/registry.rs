@@ -152,6 +152,14 @@ pub enum AuthMethod {
         label: &'static str,
         help: &'static str,
     },
+    /// A username and password the operator types (an LDAP bind DN and its
+    /// password, HTTP Basic credentials). The labels are the app's words
+    /// ("Bind DN").
+    UsernamePassword {
+        username_label: &'static str,
+        password_label: &'static str,
+        help: &'static str,
+    },
 }
 
 impl AuthMethod {
@@ -221,6 +229,26 @@ impl ConnectorContext {
     pub fn token_source(&self) -> Result<std::sync::Arc<dyn crate::TokenSource>, SourceError> {
         match &self.credentials {
             Credentials::Token(t) => Ok(t.clone()),
+            Credentials::UsernamePassword { .. } => Err(SourceError::Misconfigured {
+                message: format!(
+                    "connection `{}` holds a username and password, but this app needs a token; delete it and connect again with a token or OAuth",
+                    self.connection_name
+                ),
+            }),
+        }
+    }
+
+    /// The username and password, for connectors that bind or send HTTP
+    /// Basic credentials.
+    pub fn username_password(&self) -> Result<(&str, &SecretString), SourceError> {
+        match &self.credentials {
+            Credentials::UsernamePassword { username, password } => Ok((username, password)),
+            Credentials::Token(_) => Err(SourceError::Misconfigured {
+                message: format!(
+                    "connection `{}` holds a token, but this app needs a username and password; delete it and connect again with them",
+                    self.connection_name
+                ),
+            }),
         }
     }
 }

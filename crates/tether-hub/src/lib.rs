@@ -176,11 +176,23 @@ pub struct CatalogEntry {
     pub oauth_configured: bool,
     /// A token (API key, personal access token) can be used.
     pub token_auth: bool,
+    /// A username and password can be used (LDAP bind, HTTP Basic), with
+    /// the app's names for them.
+    pub username_password: Option<UsernamePasswordInfo>,
     /// A connection can be made with its own OAuth client id and secret
     /// (the client-credentials grant, RFC 6749 section 4.4).
     pub client_credentials: bool,
     pub kind: AppKind,
     pub settings: Vec<SettingInfo>,
+}
+
+/// The app's words for a username-and-password connection's two fields.
+#[derive(Debug, Clone, Serialize)]
+pub struct UsernamePasswordInfo {
+    /// "Bind DN", "Username".
+    pub username_label: String,
+    pub password_label: String,
+    pub help: String,
 }
 
 #[derive(Debug, Clone, Serialize)]
@@ -540,6 +552,20 @@ impl Hub {
                         .iter()
                         .any(|m| matches!(m, tether_core::AuthMethod::Token { .. }))
                 }),
+                username_password: a.descriptor.and_then(|d| {
+                    d.auth_methods.iter().find_map(|m| match m {
+                        tether_core::AuthMethod::UsernamePassword {
+                            username_label,
+                            password_label,
+                            help,
+                        } => Some(UsernamePasswordInfo {
+                            username_label: (*username_label).into(),
+                            password_label: (*password_label).into(),
+                            help: (*help).into(),
+                        }),
+                        _ => None,
+                    })
+                }),
                 client_credentials: self.offers_client_credentials(a),
                 kind: a.kind(),
                 settings: a
@@ -785,11 +811,8 @@ impl Hub {
                         connection.display_name
                     )))
                 }
-                Some(tether_store::Secret::Basic { .. }) => {
-                    return Err(HubError::Conflict(format!(
-                        "connection `{}` holds a username and password, which no connector accepts; delete it and connect again with a token or OAuth",
-                        connection.display_name
-                    )))
+                Some(tether_store::Secret::Basic { username, password }) => {
+                    tether_core::Credentials::username_password(username, password)
                 }
                 None => {
                     return Err(HubError::Conflict(format!(
@@ -964,6 +987,85 @@ impl Hub {
         verify: bool,
         actor: &Actor,
     ) -> Result<Connection> {
+        self.add_static_connection(
+            app_key,
+            display_name,
+            settings,
+            tether_core::Credentials::static_token(token.clone()),
+            tether_store::Secret::Token {
+                access_token: token,
+                refresh_token: None,
+                expires_at: None,
+                scope: None,
+            },
+            verify,
+            actor,
+        )
+        .await
+    }
+
+    /// Adds a connection authenticated by a username and password (an LDAP
+    /// bind DN and its password, HTTP Basic credentials), after checking
+    /// them against the app. The store seals both; neither is logged or
+    /// returned. Only apps whose connector offers
+    /// [`AuthMethod::UsernamePassword`](tether_core::AuthMethod) accept it.
+    #[allow(clippy::too_many_arguments)]
+    pub async fn add_username_password_connection(
+        &self,
+        app_key: &str,
+        display_name: &str,
+        settings: serde_json::Map<String, serde_json::Value>,
+        username: &str,
+        password: SecretString,
+        verify: bool,
+        actor: &Actor,
+    ) -> Result<Connection> {
+        let app = self.app(app_key)?;
+        let offered = app.descriptor.is_some_and(|d| {
+            d.auth_methods
+                .iter()
+                .any(|m| matches!(m, tether_core::AuthMethod::UsernamePassword { .. }))
+        });
+        if !offered {
+            return Err(HubError::BadRequest(format!(
+                "{} cannot be connected with a username and password",
+                app.display_name
+            )));
+        }
+        if username.trim().is_empty() {
+            return Err(HubError::BadRequest("the username is empty".into()));
+        }
+        if secrecy::ExposeSecret::expose_secret(&password).is_empty() {
+            return Err(HubError::BadRequest("the password is empty".into()));
+        }
+        self.add_static_connection(
+            app_key,
+            display_name,
+            settings,
+            tether_core::Credentials::username_password(username, password.clone()),
+            tether_store::Secret::Basic {
+                username: username.to_owned(),
+                password,
+            },
+            verify,
+            actor,
+        )
+        .await
+    }
+
+    /// Adds a connection whose credentials the operator gave and the token
+    /// manager never refreshes (a token, a username and password).
+    #[allow(clippy::too_many_arguments)]
+    async fn add_static_connection(
+        &self,
+        app_key: &str,
+        display_name: &str,
+        settings: serde_json::Map<String, serde_json::Value>,
+        credentials: tether_core::Credentials,
+        secret: tether_store::Secret,
+        verify: bool,
+        actor: &Actor,
+    ) -> Result<Connection> {
         let app = self.app(app_key)?;
         let descriptor = app.descriptor.ok_or_else(|| {
             HubError::BadRequest(format!(
@@ -971,13 +1073,17 @@ impl Hub {
                 app.display_name
             ))
         })?;
+        let auth_kind = match &secret {
+            tether_store::Secret::Basic { .. } => tether_core::AuthKind::UsernamePassword,
+            _ => tether_core::AuthKind::Token,
+        };
         let settings = self.checked_settings(app, settings)?;
         let identity = if verify {
             let source = self.build_source(
                 descriptor,
                 display_name,
                 settings.clone(),
-                tether_core::Credentials::static_token(token.clone()),
+                credentials,
                 (&serde_json::Map::new(), &[]),
             )?;
             Some(source.verify().await?)
@@ -991,14 +1097,9 @@ impl Hub {
                 app: descriptor.slug,
                 display_name,
                 settings,
-                auth_kind: tether_core::AuthKind::Token,
+                auth_kind,
                 status: tether_store::ConnectionStatus::Active,
-                secret: Some(tether_store::Secret::Token {
-                    access_token: token,
-                    refresh_token: None,
-                    expires_at: None,
-                    scope: None,
-                }),
+                secret: Some(secret),
             })
             .await?;
         self.inner

@@ -119,6 +119,10 @@ pub fn router(state: WebState) -> Router {
         .route("/connect/{app}", post(pages::connect))
         .route("/connect/{app}/token", post(pages::connect_token))
         .route(
+            "/connect/{app}/password",
+            post(pages::connect_username_password),
+        )
+        .route(
             "/connect/{app}/client-credentials",
             post(pages::connect_client_credentials),
         )

@@ -70,6 +70,7 @@ fn status_detail(app: &App, auth: &Auth, c: &Connection, status: &str) -> Markup
                     tether_core::AuthKind::OAuth2 => (reconnect_button(auth, c)),
                     tether_core::AuthKind::ClientCredentials => div.hint { "Connected with client credentials: delete this connection and add it again with the app's current client secret." },
                     tether_core::AuthKind::Token => div.hint { "Connected with a token: delete this connection and add it again with a new token." },
+                    tether_core::AuthKind::UsernamePassword => div.hint { "Connected with a username and password: delete this connection and add it again with the current password." },
                 }
             }
             "error" => {
@@ -239,6 +240,7 @@ enum FormKind {
     OAuth,
     Token,
     ClientCredentials,
+    UsernamePassword,
 }
 
 fn connect_fields(
@@ -286,7 +288,7 @@ fn catalog_view(app: &App, auth: &Auth, failed: Option<&FailedForm>) -> Markup {
                         (connect_fields(entry, failed_here.filter(|f| f.form == FormKind::OAuth).map(|f| &f.values), &format!("{}-oauth", entry.key)))
                         button.primary type="submit" { "Connect" }
                     }
-                } @else if !entry.client_credentials {
+                } @else if !entry.client_credentials && entry.username_password.is_none() {
                     p.not-configured {
                         "Not configured: "
                         (HubError::AppNotConfigured { app: entry.key.clone() }.to_string())
@@ -301,6 +303,23 @@ fn catalog_view(app: &App, auth: &Auth, failed: Option<&FailedForm>) -> Markup {
                             label for=(format!("{}-token-secret", entry.key)) { "Token" }
                             input id=(format!("{}-token-secret", entry.key)) type="password" name="token" autocomplete="off" required;
                             button type="submit" { "Connect with token" }
+                        }
+                    }
+                }
+                @if let Some(up) = &entry.username_password {
+                    @let up_failed = failed_here.filter(|f| f.form == FormKind::UsernamePassword);
+                    details.password-connect open[up_failed.is_some() || !entry.oauth_configured] {
+                        summary { "Connect with " (up.username_label.to_lowercase()) " and " (up.password_label.to_lowercase()) }
+                        form.password-form method="post" action=(format!("/connect/{}/password", entry.key)) {
+                            (csrf_field(auth))
+                            (connect_fields(entry, up_failed.map(|f| &f.values), &format!("{}-up", entry.key)))
+                            label for=(format!("{}-up-username", entry.key)) { (up.username_label) }
+                            input id=(format!("{}-up-username", entry.key)) type="text" name="username" autocomplete="off" required
+                                value=[up_failed.and_then(|f| f.values.get("username"))];
+                            @if !up.help.is_empty() { div.help { (up.help) } }
+                            label for=(format!("{}-up-password", entry.key)) { (up.password_label) }
+                            input id=(format!("{}-up-password", entry.key)) type="password" name="password" autocomplete="off" required;
+                            button type="submit" { "Connect" }
                         }
                     }
                 }
@@ -344,6 +363,8 @@ struct ConnectForm {
     token: Option<SecretString>,
     client_id: String,
     client_secret: Option<SecretString>,
+    username: String,
+    password: Option<SecretString>,
     /// What to show again if it fails (never the token or the secret).
     values: HashMap<String, String>,
 }
@@ -356,6 +377,8 @@ fn parse_connect_form(fields: Vec<(String, String)>) -> ConnectForm {
         token: None,
         client_id: String::new(),
         client_secret: None,
+        username: String::new(),
+        password: None,
         values: HashMap::new(),
     };
     for (k, v) in fields {
@@ -363,6 +386,11 @@ fn parse_connect_form(fields: Vec<(String, String)>) -> ConnectForm {
             "csrf" => form.csrf = Some(v),
             "token" => form.token = Some(SecretString::from(v)),
             "client_secret" => form.client_secret = Some(SecretString::from(v)),
+            "password" => form.password = Some(SecretString::from(v)),
+            "username" => {
+                form.username = v.trim().to_owned();
+                form.values.insert(k, v);
+            }
             "client_id" => {
                 form.client_id = v.trim().to_owned();
                 form.values.insert(k, v);
@@ -566,6 +594,63 @@ pub(crate) async fn connect_client_credentials(
                 // The initial sync, as after an OAuth connect.
                 let _ = app.hub.sync_now(c.id, &web_actor());
             }
+            Ok(Redirect::to(&format!("/connections/{}", c.id)).into_response())
+        }
+        Err(HubError::NotFound(m)) => Err(WebError::Hub(HubError::NotFound(m))),
+        Err(e) => Ok(failed(e)),
+    }
+}
+
+pub(crate) async fn connect_username_password(
+    State(app): State<App>,
+    auth: Auth,
+    Path(app_key): Path<String>,
+    Form(fields): Form<Vec<(String, String)>>,
+) -> WebResult {
+    let form = parse_connect_form(fields);
+    auth.check_csrf(form.csrf.as_deref())?;
+    let failed = |e: HubError| {
+        connect_failed(
+            &app,
+            &auth,
+            app_key.clone(),
+            FormKind::UsernamePassword,
+            form.values.clone(),
+            e,
+        )
+    };
+    let name = form.display_name.trim();
+    if name.is_empty() || name.len() > 200 {
+        return Ok(failed(HubError::BadRequest(
+            "a display name must be 1 to 200 characters".into(),
+        )));
+    }
+    if form.username.is_empty() {
+        return Ok(failed(HubError::BadRequest("enter the username".into())));
+    }
+    let Some(password) = form
+        .password
+        .clone()
+        .filter(|t| !secrecy::ExposeSecret::expose_secret(t).is_empty())
+    else {
+        return Ok(failed(HubError::BadRequest("enter the password".into())));
+    };
+    match app
+        .hub
+        .add_username_password_connection(
+            &app_key,
+            name,
+            form.settings.clone(),
+            &form.username,
+            password,
+            true,
+            &web_actor(),
+        )
+        .await
+    {
+        Ok(c) => {
+            // The initial sync, as after an OAuth connect.
+            let _ = app.hub.sync_now(c.id, &web_actor());
             Ok(Redirect::to(&format!("/connections/{}", c.id)).into_response())
         }
         Err(HubError::NotFound(m)) => Err(WebError::Hub(HubError::NotFound(m))),
@@ -837,7 +922,7 @@ pub(crate) async fn connection(
                 div.sub {
                     (app_name(&app, &c.app))
                     @if let Some(org) = &c.connected_name { " · connected to " strong #connected-name { (org) } }
-                    " · " @match c.auth_kind { tether_core::AuthKind::OAuth2 => "OAuth", tether_core::AuthKind::ClientCredentials => "OAuth client credentials", tether_core::AuthKind::Token => "token" }
+                    " · " @match c.auth_kind { tether_core::AuthKind::OAuth2 => "OAuth", tether_core::AuthKind::ClientCredentials => "OAuth client credentials", tether_core::AuthKind::Token => "token", tether_core::AuthKind::UsernamePassword => "username and password" }
                 }
             }
             div.status-block {

@@ -148,8 +148,10 @@ enum WebhooksCmd {
 
 #[derive(Subcommand)]
 enum ConnectionsCmd {
-    /// Adds a connection authenticated by a token, or by its own OAuth client
-    /// id and secret (`--client-id`, the client-credentials grant). OAuth
+    /// Adds a connection authenticated by a token, by a username and
+    /// password (`--username`, for apps that take them), or by its own
+    /// OAuth client id and secret (`--client-id`, the client-credentials
+    /// grant). OAuth
     /// connections with a consent page are made from the web UI.
     Add(AddArgs),
     /// Lists connections.
@@ -185,11 +187,28 @@ struct AddArgs {
     #[arg(long = "setting", value_name = "KEY=VALUE")]
     settings: Vec<String>,
     /// Read the token from this environment variable.
-    #[arg(long, value_name = "VAR", conflicts_with_all = ["token_stdin", "client_id"])]
+    #[arg(long, value_name = "VAR", conflicts_with_all = ["token_stdin", "client_id", "username"])]
     token_env: Option<String>,
     /// Read the token from standard input.
-    #[arg(long, conflicts_with = "client_id")]
+    #[arg(long, conflicts_with_all = ["client_id", "username"])]
     token_stdin: bool,
+    /// Connect with a username and password, for apps that take them
+    /// (`tether apps --json` shows the app's name for it: an LDAP bind DN,
+    /// say). The password comes from `--password-env` or
+    /// `--password-stdin`, never the command line.
+    #[arg(long, value_name = "NAME", conflicts_with = "client_id")]
+    username: Option<String>,
+    /// Read the password from this environment variable.
+    #[arg(
+        long,
+        value_name = "VAR",
+        requires = "username",
+        conflicts_with = "password_stdin"
+    )]
+    password_env: Option<String>,
+    /// Read the password from standard input.
+    #[arg(long, requires = "username")]
+    password_stdin: bool,
     /// Connect with the client-credentials grant (RFC 6749 section 4.4):
     /// the connection's own OAuth client id. The secret comes from
     /// `--client-secret-env` or `--client-secret-stdin`, never the command
@@ -207,7 +226,8 @@ struct AddArgs {
     /// Read the client secret from standard input.
     #[arg(long, requires = "client_id")]
     client_secret_stdin: bool,
-    /// Store the connection without checking the token against the app.
+    /// Store the connection without checking the token (or the username and
+    /// password) against the app.
     #[arg(long, conflicts_with = "client_id")]
     no_verify: bool,
 }
@@ -513,6 +533,7 @@ fn apps(json: bool) -> Result<std::process::ExitCode> {
                     tether_core::AuthMethod::OAuth2(_) => "oauth2",
                     tether_core::AuthMethod::ClientCredentials(_) => "client_credentials",
                     tether_core::AuthMethod::Token { .. } => "token",
+                    tether_core::AuthMethod::UsernamePassword { .. } => "username_password",
                 })
                 .collect();
             println!(
@@ -548,6 +569,24 @@ async fn add_connection(hub: &tether_hub::Hub, args: AddArgs) -> Result<std::pro
             settings,
             client_id,
             secret,
+            &created_by,
+        )
+        .await
+        .with_context(|| format!("adding `{}`; nothing was saved", args.name))?
+    } else if let Some(username) = &args.username {
+        let password = read_secret(
+            args.password_env.as_deref(),
+            args.password_stdin,
+            "password",
+        )?
+        .context("give the password with --password-env VAR or --password-stdin (never on the command line)")?;
+        hub.add_username_password_connection(
+            &args.app,
+            &args.name,
+            settings,
+            username,
+            password,
+            !args.no_verify,
             &created_by,
         )
         .await
