@@ -10,4 +10,5 @@ pub fn ensure_linked() {
     tether_slack::ensure_linked();
     tether_entra_id::ensure_linked();
     tether_google_workspace::ensure_linked();
+    tether_ldap::ensure_linked();
 }
