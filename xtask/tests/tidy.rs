@@ -216,6 +216,15 @@ fn every_connector_is_a_member_and_linked() {
     assert!(problems.is_empty(), "{}", problems.join("\n"));
 }
 
+/// Connectors that speak no HTTP, so the sandbox's HTTP fakes and the
+/// conformance suite built on them do not apply: (directory, the test that
+/// runs it against a real server it starts, why).
+const NO_HTTP_FAKE: &[(&str, &str, &str)] = &[(
+    "ldap",
+    "tests/slapd.rs",
+    "speaks LDAP, not HTTP: its test starts a real slapd",
+)];
+
 #[test]
 fn every_connector_has_readme_fake_and_conformance_test() {
     let root = root();
@@ -224,6 +233,15 @@ fn every_connector_has_readme_fake_and_conformance_test() {
         let dir = root.join("connectors").join(&c.dir);
         if !dir.join("README.md").is_file() {
             problems.push(format!("connectors/{} has no README.md", c.dir));
+        }
+        if let Some((_, test, _)) = NO_HTTP_FAKE.iter().find(|(d, _, _)| *d == c.dir) {
+            if !dir.join(test).is_file() {
+                problems.push(format!(
+                    "connectors/{} has no {test}, the real-server test that stands in for its fake",
+                    c.dir
+                ));
+            }
+            continue;
         }
         if !dir.join("src/fake/mod.rs").is_file() && !dir.join("src/fake.rs").is_file() {
             problems.push(format!(

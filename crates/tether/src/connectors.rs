@@ -11,4 +11,5 @@ pub fn ensure_linked() {
     tether_entra_id::ensure_linked();
     tether_google_workspace::ensure_linked();
     tether_scim::ensure_linked();
+    tether_ldap::ensure_linked();
 }
