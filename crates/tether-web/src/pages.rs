@@ -639,13 +639,13 @@ pub(crate) async fn connect_username_password(
             &form.username,
             password,
             true,
-            &web_actor(),
+            &auth.actor(),
         )
         .await
     {
         Ok(c) => {
             // The initial sync, as after an OAuth connect.
-            let _ = app.hub.sync_now(c.id, &web_actor());
+            let _ = app.hub.sync_now(c.id, &auth.actor());
             Ok(Redirect::to(&format!("/connections/{}", c.id)).into_response())
         }
         Err(HubError::NotFound(m)) => Err(WebError::Hub(HubError::NotFound(m))),
