@@ -316,3 +316,70 @@ async fn scim2_cli_compliance_test() {
         String::from_utf8_lossy(&out.stderr)
     );
 }
+
+/// A user the IdP deprovisions (Okta's path-less PATCH of `active`) is
+/// signed out at once: its open session's next request goes to sign-in.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_deprovisioned_user_is_signed_out_at_once() {
+    let hub = Hub::new();
+    let (tok, _) = token(&hub, "okta");
+    let server = hub.serve("");
+    let scim = Scim {
+        base: format!("{}/scim/v2", server.url),
+        http: reqwest::Client::new(),
+        token: tok,
+    };
+    let (s, _, u) = scim
+        .call(
+            "POST",
+            "/Users",
+            Some(json!({
+                "schemas": ["urn:ietf:params:scim:schemas:core:2.0:User"],
+                "userName": "sam@example.com",
+                "emails": [{"value": "sam@example.com", "primary": true}],
+                "active": true
+            })),
+            &[],
+        )
+        .await;
+    assert_eq!(s, 201, "{u}");
+    let id = u["id"].as_str().unwrap().to_owned();
+
+    // Sam sets a password through the operator's one-time link and signs in.
+    let out = hub.ok(&["users", "reset-password", "sam@example.com"], &[]);
+    let link = out.trim();
+    let link = format!(
+        "{}{}",
+        server.url,
+        &link[link.find("/invite/").expect("a link was printed")..]
+    );
+    let sam = reqwest::Client::builder()
+        .cookie_store(true)
+        .build()
+        .unwrap();
+    let res = common::accept(&sam, &link, "sam's password").await;
+    assert_eq!(res.url().path(), "/", "sam is signed in");
+    let res = sam.get(format!("{}/", server.url)).send().await.unwrap();
+    assert_eq!(res.url().path(), "/");
+
+    let (s, _, u) = scim
+        .call(
+            "PATCH",
+            &format!("/Users/{id}"),
+            Some(json!({
+                "schemas": [PATCH_OP],
+                "Operations": [{"op": "replace", "value": {"active": false}}]
+            })),
+            &[],
+        )
+        .await;
+    assert_eq!(s, 200, "{u}");
+    assert_eq!(u["active"], json!(false));
+    let res = sam.get(format!("{}/", server.url)).send().await.unwrap();
+    assert_eq!(
+        res.url().path(),
+        "/login",
+        "the deprovisioned user's session ended"
+    );
+    drop(server);
+}

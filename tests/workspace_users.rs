@@ -7,20 +7,12 @@
 
 mod common;
 
-use common::Hub;
+use common::{accept, field, Hub};
 use reqwest::{Client, StatusCode};
 use serde_json::Value;
 
 fn browser() -> Client {
     Client::builder().cookie_store(true).build().unwrap()
-}
-
-/// The value of the first `<input name="NAME" value="...">`.
-fn field(html: &str, name: &str) -> Option<String> {
-    let key = format!("name=\"{name}\" value=\"");
-    let start = html.find(&key)? + key.len();
-    let end = html[start..].find('"')?;
-    Some(html[start..start + end].to_owned())
 }
 
 /// Signs `browser` in with the sign-in form.
@@ -62,25 +54,6 @@ async fn csrf(base: &str, browser: &Client) -> String {
         .await
         .unwrap();
     field(&page, "csrf").expect("a signed-in page has the CSRF token")
-}
-
-/// Sets a password through a one-time link; the browser is signed in after.
-async fn accept(browser: &Client, link: &str, password: &str) -> reqwest::Response {
-    let page = browser.get(link).send().await.unwrap();
-    assert_eq!(page.status(), StatusCode::OK, "the link opens its form");
-    let page = page.text().await.unwrap();
-    let token = field(&page, "login_csrf").expect("the form's CSRF field");
-    browser
-        .post(link)
-        .form(&[
-            ("login_csrf", token.as_str()),
-            ("password", password),
-            ("confirm", password),
-            ("name", "Vera Viewer"),
-        ])
-        .send()
-        .await
-        .unwrap()
 }
 
 /// The audit log through `tether audit --json` (one entry a line).

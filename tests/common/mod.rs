@@ -272,3 +272,34 @@ impl Hub {
         }
     }
 }
+
+/// The value of the first `<input name="NAME" value="...">`.
+pub fn field(html: &str, name: &str) -> Option<String> {
+    let key = format!("name=\"{name}\" value=\"");
+    let start = html.find(&key)? + key.len();
+    let end = html[start..].find('"')?;
+    Some(html[start..start + end].to_owned())
+}
+
+/// Sets a password through a one-time link; the browser is signed in after.
+pub async fn accept(browser: &reqwest::Client, link: &str, password: &str) -> reqwest::Response {
+    let page = browser.get(link).send().await.unwrap();
+    assert_eq!(
+        page.status(),
+        reqwest::StatusCode::OK,
+        "the link opens its form"
+    );
+    let page = page.text().await.unwrap();
+    let token = field(&page, "login_csrf").expect("the form's CSRF field");
+    browser
+        .post(link)
+        .form(&[
+            ("login_csrf", token.as_str()),
+            ("password", password),
+            ("confirm", password),
+            ("name", "Vera Viewer"),
+        ])
+        .send()
+        .await
+        .unwrap()
+}

@@ -846,6 +846,37 @@ pub struct EdgeRow {
     pub removed_at: Option<i64>,
 }
 
+/// How long counts taken during a run are shared (see
+/// [`Store::identity_counts`]).
+pub const COUNTS_WHILE_RUNNING: std::time::Duration = std::time::Duration::from_secs(2);
+
+/// Counts taken during runs, by connection.
+#[derive(Debug, Default)]
+pub(crate) struct CountsCache {
+    taken: std::sync::Mutex<HashMap<i64, (std::time::Instant, IdentityCounts)>>,
+    taking: tokio::sync::Mutex<()>,
+}
+
+impl CountsCache {
+    fn fresh(&self, connection_id: i64) -> Option<IdentityCounts> {
+        let taken = self.taken.lock().unwrap_or_else(|e| e.into_inner());
+        taken
+            .get(&connection_id)
+            .filter(|(at, _)| at.elapsed() < COUNTS_WHILE_RUNNING)
+            .map(|(_, c)| c.clone())
+    }
+
+    fn keep(&self, connection_id: i64, counts: &IdentityCounts) {
+        let mut taken = self.taken.lock().unwrap_or_else(|e| e.into_inner());
+        taken.insert(connection_id, (std::time::Instant::now(), counts.clone()));
+    }
+
+    fn forget(&self, connection_id: i64) {
+        let mut taken = self.taken.lock().unwrap_or_else(|e| e.into_inner());
+        taken.remove(&connection_id);
+    }
+}
+
 /// How many records of each (kind, type) a connection has, present and
 /// removed, keyed by [`TypeKey::label`].
 #[derive(Debug, Clone, Default, Serialize)]
@@ -931,7 +962,36 @@ impl Store {
     }
 
     /// Per-(kind, type) counts of present and removed records.
+    ///
+    /// Counting reads every row of the connection (a million-member org has
+    /// millions of edges), and every Connected Apps page and `GET
+    /// /connections` asks. While a run of the connection is in progress its
+    /// counts change with every page anyway, so they are taken at most once
+    /// every [`COUNTS_WHILE_RUNNING`] and shared; otherwise they are exact.
     pub async fn identity_counts(&self, connection_id: i64) -> Result<IdentityCounts> {
+        let running: bool = sqlx::query_scalar(
+            "SELECT EXISTS (SELECT 1 FROM sync_runs WHERE connection_id = ? AND status = 'in_progress')",
+        )
+        .bind(connection_id)
+        .fetch_one(self.pool())
+        .await?;
+        if !running {
+            self.counts_cache.forget(connection_id);
+            return self.count_identities(connection_id).await;
+        }
+        if let Some(c) = self.counts_cache.fresh(connection_id) {
+            return Ok(c);
+        }
+        let _one = self.counts_cache.taking.lock().await;
+        if let Some(c) = self.counts_cache.fresh(connection_id) {
+            return Ok(c);
+        }
+        let counts = self.count_identities(connection_id).await?;
+        self.counts_cache.keep(connection_id, &counts);
+        Ok(counts)
+    }
+
+    async fn count_identities(&self, connection_id: i64) -> Result<IdentityCounts> {
         let sql = format!(
             "SELECT 'account', COALESCE(rtype, ''), COUNT(*) FILTER (WHERE removed_at IS NULL),
                     COUNT(*) FILTER (WHERE removed_at IS NOT NULL)

@@ -349,6 +349,10 @@ pub struct Store {
     /// Pushes hold it shared; a transition that ends a session's pushes
     /// holds it alone while it merges what is staged and changes the status.
     bridge_gate: std::sync::Arc<tokio::sync::RwLock<()>>,
+    /// Identity counts taken while a run of the connection was in progress
+    /// (see `Store::identity_counts`), and the lock that lets one request at
+    /// a time take them.
+    counts_cache: std::sync::Arc<identities::CountsCache>,
 }
 
 /// The database's file, created empty with mode 0600 when missing (SQLite
@@ -464,6 +468,7 @@ impl Store {
             key: std::sync::Arc::new(key),
             bridge_writer: std::sync::Arc::default(),
             bridge_gate: std::sync::Arc::default(),
+            counts_cache: std::sync::Arc::default(),
         };
         // Connections that completed a sync have their account index (a
         // database from before migration 0007 gets them here, once).
