@@ -601,11 +601,7 @@ pub(crate) async fn login(
     headers: HeaderMap,
     Form(form): Form<LoginForm>,
 ) -> WebResult {
-    check_login_token(&headers, form.login_csrf.as_deref())?;
-    if !password_is_set(&app).await? {
-        return Ok(Redirect::to("/setup").into_response());
-    }
-    let next = safe_next(form.next.as_deref());
+    // Refused before anything else: no password is even looked at.
     let sso = crate::sso::login_options(&app).await?;
     if let Some((label, true)) = &sso {
         tracing::warn!(peer = ?client.ip, "a password sign-in was refused: password sign-in is turned off");
@@ -621,6 +617,11 @@ pub(crate) async fn login(
             Some(("/login", "Back to sign-in")),
         ));
     }
+    check_login_token(&headers, form.login_csrf.as_deref())?;
+    if !password_is_set(&app).await? {
+        return Ok(Redirect::to("/setup").into_response());
+    }
+    let next = safe_next(form.next.as_deref());
     let login = match form.login.trim() {
         "" => "admin",
         l => l,
