@@ -77,10 +77,7 @@ impl Store {
         label: &str,
         password_disabled: bool,
     ) -> Result<()> {
-        let sealed = match client_secret {
-            Some(s) => Some(self.key.seal(s.expose_secret().as_bytes(), SECRET_AAD)),
-            None => None,
-        };
+        let sealed = client_secret.map(|s| self.key.seal(s.expose_secret().as_bytes(), SECRET_AAD));
         let mut tx = self.write_tx().await?;
         match sealed {
             Some((nonce, ct)) => {
