@@ -389,6 +389,34 @@ async fn single_sign_on_against_oidc_provider() {
         "password_sign_in_disabled"
     );
     assert!(signed_in(&admin, &base).await.is_none());
+
+    // The way back: the CLI's one-time reset link still sets a password
+    // and signs its user in; the password form stays refused.
+    let out = tokio::task::block_in_place(|| hub.ok(&["users", "reset-password", "admin"], &[]));
+    let link = out
+        .split_whitespace()
+        .find(|w| w.starts_with("http") && w.contains("/invite/"))
+        .unwrap_or_else(|| panic!("a link in {out}"));
+    // The CLI runs without the server's public base URL: keep the path.
+    let link = format!("{base}{}", Url::parse(link).unwrap().path());
+    let page = admin.get(&link).send().await.unwrap().text().await.unwrap();
+    let resp = admin
+        .post(&link)
+        .form(&[
+            ("login_csrf", input_value(&page, "login_csrf").as_str()),
+            ("password", "a-new-password"),
+            ("confirm", "a-new-password"),
+        ])
+        .send()
+        .await
+        .unwrap();
+    assert!(resp.status().is_redirection(), "{}", resp.status());
+    assert!(
+        signed_in(&admin, &base).await.is_some(),
+        "the link signed in"
+    );
+    assert_eq!(password_sign_in(&client(), &base).await.status(), 403);
+
     let alice = client();
     let callback = through_idp(&alice, &base, "alice", false).await;
     assert_eq!(alice.get(callback).send().await.unwrap().status(), 303);
