@@ -422,3 +422,103 @@ async fn single_sign_on_against_oidc_provider() {
     assert_eq!(alice.get(callback).send().await.unwrap().status(), 303);
     assert!(signed_in(&alice, &base).await.is_some());
 }
+
+/// SSO set on the Identity page instead of the config file: the form checks
+/// the issuer's discovery before saving, never shows the secret back, and
+/// the stored (sealed) settings sign a user in.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn single_sign_on_set_on_the_identity_page() {
+    let hub = Hub::new();
+    let hub_port = free_port();
+    let idp_port = free_port();
+    let base = format!("http://127.0.0.1:{hub_port}");
+    let idp = format!("http://127.0.0.1:{idp_port}");
+    let _idp = start_idp(idp_port, &format!("{base}/auth/sso/callback"));
+    let _server = hub.serve_on("[demo]\nmode = \"off\"\n", hub_port);
+    let out = hub.run(&["users", "create", "alice@example.com"], &[]);
+    assert!(out.status.success());
+
+    let login = client()
+        .get(format!("{base}/login"))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(!login.contains("Sign in with"), "no SSO yet: {login}");
+
+    let owner = client();
+    assert!(password_sign_in(&owner, &base)
+        .await
+        .status()
+        .is_redirection());
+    let page = owner
+        .get(format!("{base}/settings/identity"))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(page.contains("sso-form"), "{page}");
+    let csrf = input_value(&page, "csrf");
+    let save = |issuer: String, secret: &'static str| {
+        let owner = owner.clone();
+        let csrf = csrf.clone();
+        let base = base.clone();
+        async move {
+            owner
+                .post(format!("{base}/settings/identity/sso"))
+                .form(&[
+                    ("csrf", csrf.as_str()),
+                    ("issuer", issuer.as_str()),
+                    ("client_id", "tether-sso"),
+                    ("client_secret", secret),
+                    ("label", "Page IdP"),
+                ])
+                .send()
+                .await
+                .unwrap()
+        }
+    };
+    // An issuer with no discovery document is not saved.
+    let dead = format!("http://127.0.0.1:{}", free_port());
+    let resp = save(dead, SECRET).await;
+    assert_eq!(resp.status(), 400);
+    assert!(resp.text().await.unwrap().contains("discovery document"));
+    // The real one is.
+    let resp = save(idp.clone(), SECRET).await;
+    assert_eq!(resp.status(), 303, "{}", resp.text().await.unwrap());
+    let page = owner
+        .get(format!("{base}/settings/identity"))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(page.contains(&idp) && !page.contains(SECRET), "{page}");
+
+    let alice = client();
+    let callback = through_idp(&alice, &base, "alice", false).await;
+    assert_eq!(alice.get(callback).send().await.unwrap().status(), 303);
+    assert!(signed_in(&alice, &base)
+        .await
+        .unwrap()
+        .contains("alice@example.com"));
+
+    // A wrong secret (kept sealed, changed on the page) makes the IdP
+    // refuse the code exchange: a clear page, no session.
+    assert_eq!(save(idp.clone(), "wrong-secret").await.status(), 303);
+    let other = client();
+    let callback = through_idp(&other, &base, "alice", false).await;
+    let (status, code, html) = refused(&other, callback).await;
+    assert_eq!(
+        (status, code.as_str()),
+        (502, "idp_token_refused"),
+        "{html}"
+    );
+    assert!(!html.contains("wrong-secret"));
+    assert!(signed_in(&other, &base).await.is_none());
+}

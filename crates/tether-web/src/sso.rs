@@ -857,6 +857,33 @@ mod tests {
         serde_json::json!({"iss": "https://idp", "aud": "c", "exp": now + 60, "iat": now, "nonce": "n", "sub": "u1"})
     }
 
+    #[tokio::test]
+    async fn unsigned_and_hmac_tokens_are_refused() {
+        let d = Discovery {
+            issuer: "https://idp".into(),
+            authorization_endpoint: "https://idp/auth".into(),
+            token_endpoint: "https://idp/token".into(),
+            // Never reached: the algorithm is refused first.
+            jwks_uri: "http://127.0.0.1:9/jwks".into(),
+            userinfo_endpoint: None,
+            token_endpoint_auth_methods_supported: None,
+        };
+        let part = |v: Value| b64url(v.to_string().as_bytes());
+        let body = part(json_claims(chrono::Utc::now().timestamp()));
+        for alg in ["none", "HS256", "ES256"] {
+            let token = format!("{}.{body}.c2ln", part(serde_json::json!({"alg": alg})));
+            let err = verify_id_token(&http_client(), &d, "c", "n", &token)
+                .await
+                .unwrap_err();
+            assert_eq!(err.code, "id_token_invalid");
+            assert!(err.message.contains(alg), "{}", err.message);
+        }
+        let err = verify_id_token(&http_client(), &d, "c", "n", "a.b")
+            .await
+            .unwrap_err();
+        assert!(err.message.contains("three parts"));
+    }
+
     #[test]
     fn issuers_must_be_https_but_for_localhost() {
         assert!(parse_issuer("https://login.example.com/realms/a").is_ok());
