@@ -505,4 +505,38 @@ mod tests {
         let err = toml::from_str::<Config>("listne = \"x\"").unwrap_err();
         assert!(err.to_string().contains("listne"), "{err}");
     }
+
+    #[test]
+    fn sso_secret_never_inline_and_read_from_its_file() {
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("secret");
+        std::fs::write(&file, "from-file\n").unwrap();
+        let c: Config = toml::from_str(&format!(
+            "[sso]\nissuer = \"https://login.example.com/\"\nclient_id = \"t\"\nclient_secret_file = \"{}\"\n",
+            file.display()
+        ))
+        .unwrap();
+        let sso = c.sso.unwrap().resolve().unwrap();
+        assert_eq!(sso.issuer, "https://login.example.com");
+        assert_eq!(
+            secrecy::ExposeSecret::expose_secret(&sso.client_secret),
+            "from-file"
+        );
+        assert_eq!(sso.label, "SSO");
+        assert!(!sso.password_disabled);
+
+        let c: Config = toml::from_str(
+            "[sso]\nissuer = \"https://login.example.com\"\nclient_id = \"t\"\nclient_secret = \"inline\"\n",
+        )
+        .unwrap();
+        let err = c.sso.unwrap().resolve().unwrap_err().to_string();
+        assert!(err.contains("must not be written"), "{err}");
+
+        let c: Config = toml::from_str(
+            "[sso]\nissuer = \"http://login.example.com\"\nclient_id = \"t\"\nclient_secret_env = \"TETHER_TEST_SSO_UNSET_VAR\"\n",
+        )
+        .unwrap();
+        let err = c.sso.unwrap().resolve().unwrap_err().to_string();
+        assert!(err.contains("TETHER_TEST_SSO_UNSET_VAR"), "{err}");
+    }
 }
