@@ -16,6 +16,7 @@ mod people;
 mod queries;
 mod runs;
 mod scim;
+mod sso;
 mod stream_state;
 mod tasks;
 mod tokens;
@@ -50,6 +51,7 @@ pub use runs::{
     WorkItem,
 };
 pub use scim::{NewScimRequest, ScimKind, ScimRequest, ScimToken, SCIM_LOG_KEEP};
+pub use sso::{SsoSettings, SsoState};
 pub use stream_state::{PageExtra, PageKey, StoredPage};
 pub use tasks::{
     new_task_id, BridgeOutcome, ClaimedTask, NewTask, TaskEvent, TaskInfo, TaskOutcome, TaskPage,

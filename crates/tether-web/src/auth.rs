@@ -401,7 +401,7 @@ pub(crate) fn forbidden_page(auth: &Auth, needed: WorkspaceRole) -> Response {
 }
 
 /// Where to go after signing in: a local path only.
-fn safe_next(next: Option<&str>) -> String {
+pub(crate) fn safe_next(next: Option<&str>) -> String {
     match next {
         Some(n)
             if n.starts_with('/')
@@ -517,25 +517,50 @@ pub(crate) fn check_login_token(headers: &HeaderMap, form_token: Option<&str>) -
     }
 }
 
+/// What the sign-in page offers besides the password: the SSO button's
+/// label, and whether password sign-in is turned off.
+pub(crate) type SsoOptions = Option<(String, bool)>;
+
 fn login_view(
     status: StatusCode,
     token: &str,
     next: &str,
     error: Option<&str>,
     cookie: Option<HeaderValue>,
+    sso: &SsoOptions,
 ) -> Response {
+    let password = !sso.as_ref().is_some_and(|(_, disabled)| *disabled);
+    let sso_href = {
+        let mut url = url::Url::parse("http://x/auth/sso/start").expect("a valid URL");
+        if next != "/" {
+            url.query_pairs_mut().append_pair("next", next);
+        }
+        match url.query() {
+            Some(q) => format!("/auth/sso/start?{q}"),
+            None => "/auth/sso/start".to_owned(),
+        }
+    };
     let body = html! {
         section.auth-card {
             h1 { "Sign in to Tether" }
             @if let Some(e) = error { p.flash.error #login-error role="alert" { (e) } }
-            form method="post" action="/login" #login-form {
-                input type="hidden" name="login_csrf" value=(token);
-                input type="hidden" name="next" value=(next);
-                label for="login" { "Email or user name" }
-                input #login type="text" name="login" autocomplete="username" autofocus;
-                label for="password" { "Password" }
-                input #password type="password" name="password" autocomplete="current-password" required;
-                button.primary type="submit" { "Sign in" }
+            @if let Some((label, _)) = sso {
+                p #sso-sign-in { a.button.primary href=(sso_href) { "Sign in with " (label) } }
+            }
+            @if password {
+                form method="post" action="/login" #login-form {
+                    input type="hidden" name="login_csrf" value=(token);
+                    input type="hidden" name="next" value=(next);
+                    label for="login" { "Email or user name" }
+                    input #login type="text" name="login" autocomplete="username" autofocus;
+                    label for="password" { "Password" }
+                    input #password type="password" name="password" autocomplete="current-password" required;
+                    button.primary type="submit" { "Sign in" }
+                }
+            } @else {
+                p.hint #password-disabled { "Password sign-in is turned off for this workspace. "
+                    "Locked out? An operator on the server can run " code { "tether users reset-password EMAIL" }
+                    " for a one-time link." }
             }
         }
     };
@@ -559,7 +584,15 @@ pub(crate) async fn login_page(
         return Ok(Redirect::to(&next).into_response());
     }
     let (token, cookie) = login_token(&app, &headers);
-    Ok(login_view(StatusCode::OK, &token, &next, None, cookie))
+    let sso = crate::sso::login_options(&app).await?;
+    Ok(login_view(
+        StatusCode::OK,
+        &token,
+        &next,
+        None,
+        cookie,
+        &sso,
+    ))
 }
 
 pub(crate) async fn login(
@@ -568,6 +601,22 @@ pub(crate) async fn login(
     headers: HeaderMap,
     Form(form): Form<LoginForm>,
 ) -> WebResult {
+    // Refused before anything else: no password is even looked at.
+    let sso = crate::sso::login_options(&app).await?;
+    if let Some((label, true)) = &sso {
+        tracing::warn!(peer = ?client.ip, "a password sign-in was refused: password sign-in is turned off");
+        return Ok(views::error_page(
+            StatusCode::FORBIDDEN,
+            "Password sign-in is off",
+            &format!(
+                "Password sign-in is turned off for this workspace: sign in with {label}. \
+                 Locked out? An operator on the server can run `tether users reset-password EMAIL` \
+                 for a one-time link that sets a password and signs that user in once."
+            ),
+            "password_sign_in_disabled",
+            Some(("/login", "Back to sign-in")),
+        ));
+    }
     check_login_token(&headers, form.login_csrf.as_deref())?;
     if !password_is_set(&app).await? {
         return Ok(Redirect::to("/setup").into_response());
@@ -622,6 +671,7 @@ pub(crate) async fn login(
                 &next,
                 Some(&refusal.message()),
                 cookie,
+                &sso,
             )));
         }
     };
@@ -637,6 +687,7 @@ pub(crate) async fn login(
                 &next,
                 Some("Wrong email, user name or password. Try again."),
                 cookie,
+                &sso,
             ));
         }
     };

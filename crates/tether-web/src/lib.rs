@@ -20,6 +20,7 @@ mod identity_scim;
 mod pages;
 mod people;
 mod settings;
+mod sso;
 mod tasks;
 mod users;
 mod views;
@@ -39,6 +40,7 @@ pub use auth::{
     SESSION_COOKIE,
 };
 pub use guard::{guard_hosts, HostPolicy, PasswordChecks, SignInLimits};
+pub use sso::{parse_issuer as parse_sso_issuer, SsoConfig};
 pub use users::{invitation_link, invite_user, reset_password_link, UserError, INVITATION_TTL_MS};
 
 /// What the web UI needs.
@@ -65,6 +67,9 @@ pub struct WebSettings {
     pub sign_in: SignInLimits,
     /// The bound on concurrent password verifications.
     pub password_checks: Arc<PasswordChecks>,
+    /// Single sign-on from the config file's `[sso]` section; `None`: as
+    /// set on the Identity settings page, if at all.
+    pub sso: Option<SsoConfig>,
 }
 
 impl std::fmt::Debug for WebSettings {
@@ -81,6 +86,7 @@ impl std::fmt::Debug for WebSettings {
             )
             .field("sign_in", &self.sign_in)
             .field("password_checks", &self.password_checks)
+            .field("sso", &self.sso.as_ref().map(|s| &s.issuer))
             .finish()
     }
 }
@@ -93,6 +99,8 @@ pub(crate) struct AppInner {
     /// The setup code until it is used.
     pub(crate) setup_code: std::sync::Mutex<Option<SecretString>>,
     pub(crate) throttle: guard::Throttle,
+    /// The client single sign-on talks to the IdP with (no redirects).
+    pub(crate) sso_http: reqwest::Client,
 }
 
 impl AppInner {
@@ -112,6 +120,7 @@ pub fn router(state: WebState) -> Router {
         throttle: guard::Throttle::new(state.settings.sign_in.clone()),
         settings: state.settings,
         password_synced: tokio::sync::OnceCell::new(),
+        sso_http: sso::http_client(),
     });
     Router::new()
         .route("/", get(pages::connected_apps))
@@ -199,6 +208,11 @@ pub fn router(state: WebState) -> Router {
             "/settings/identity/scim/tokens/{id}/revoke",
             post(identity_scim::revoke_token),
         )
+        // Single sign-on (OIDC) of workspace users.
+        .route("/auth/sso/start", get(sso::start))
+        .route("/auth/sso/callback", get(sso::callback))
+        .route("/settings/identity/sso", post(settings::save_sso))
+        .route("/settings/identity/sso/remove", post(settings::remove_sso))
         .route("/static/tether.css", get(stylesheet))
         .fallback(not_found)
         .layer(axum::middleware::map_response(body_too_large))

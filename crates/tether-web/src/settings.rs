@@ -103,6 +103,7 @@ async fn render_identity(
     let sessions = app.store().count_web_sessions().await?;
     let users = app.store().count_workspace_users().await?;
     let scim = crate::identity_scim::section(app, auth, None).await?;
+    let sso = crate::sso::effective(app).await?;
     let body = html! {
         div.page-head { h1 { "Identity" } }
         @if let Some(n) = notice { p.flash.ok #identity-notice role="status" { (n) } }
@@ -146,6 +147,46 @@ async fn render_identity(
             }
         }
 
+        section.card #sso {
+            h2 { "Single sign-on (OIDC)" }
+            p { "Users sign in at your identity provider (authorization code with PKCE) and are matched to "
+                "an existing Tether user by their verified email; nobody is signed up by SSO. "
+                "Register this redirect URI with the provider: " code #sso-redirect-uri { (app.hub.config().public_base_url.as_str().trim_end_matches('/')) "/auth/sso/callback" } "." }
+            @match &sso {
+                Some(e) if e.from_config => {
+                    p.hint #sso-config-managed { "Managed by the " code { "[sso]" } " section of the configuration file; change it there." }
+                    dl {
+                        dt { "Issuer" } dd #sso-issuer { (e.config.issuer) }
+                        dt { "Client id" } dd { (e.config.client_id) }
+                        dt { "Button" } dd { "Sign in with " (e.config.label) }
+                        dt { "Password sign-in" } dd { @if e.config.password_disabled { "turned off" } @else { "allowed" } }
+                    }
+                }
+                _ => {
+                    @let current = sso.as_ref().map(|e| &e.config);
+                    form method="post" action="/settings/identity/sso" #sso-form {
+                        input type="hidden" name="csrf" value=(auth.csrf());
+                        label for="sso-issuer" { "Issuer URL" }
+                        input #sso-issuer type="url" name="issuer" required value=(current.map(|c| c.issuer.as_str()).unwrap_or(""));
+                        label for="sso-client-id" { "Client id" }
+                        input #sso-client-id type="text" name="client_id" required value=(current.map(|c| c.client_id.as_str()).unwrap_or(""));
+                        label for="sso-client-secret" { "Client secret" @if current.is_some() { " (leave empty to keep the stored one)" } }
+                        input #sso-client-secret type="password" name="client_secret" autocomplete="off";
+                        label for="sso-label" { "Button label (Sign in with …)" }
+                        input #sso-label type="text" name="label" required value=(current.map(|c| c.label.as_str()).unwrap_or("SSO"));
+                        label.checkbox { input type="checkbox" name="password_disabled" value="yes" checked[current.is_some_and(|c| c.password_disabled)]; " Turn password sign-in off (the way back: " code { "tether users reset-password EMAIL" } ")" }
+                        button.primary type="submit" { "Check with the provider and save" }
+                    }
+                    @if current.is_some() {
+                        form method="post" action="/settings/identity/sso/remove" #sso-remove-form {
+                            input type="hidden" name="csrf" value=(auth.csrf());
+                            button.danger type="submit" { "Remove single sign-on" }
+                        }
+                    }
+                }
+            }
+        }
+
         // SCIM provisioning (crates/tether-web/src/identity_scim.rs).
         (scim)
     };
@@ -161,6 +202,10 @@ pub(crate) async fn identity_page(
         Some("duration") => {
             Some("Saved. New sessions last as long as chosen; this one keeps its expiry.")
         }
+        Some("sso") => {
+            Some("Single sign-on saved; the identity provider's discovery document checked out.")
+        }
+        Some("sso-removed") => Some("Single sign-on removed; users sign in with their passwords."),
         _ => None,
     };
     render_identity(&app, &auth, StatusCode::OK, notice, None).await
@@ -261,4 +306,105 @@ pub(crate) async fn change_password(
         Ok(response) => Ok(response),
         Err(message) => render(&app, &auth, StatusCode::BAD_REQUEST, None, Some(&message)).await,
     }
+}
+
+#[derive(Deserialize)]
+pub(crate) struct SsoForm {
+    csrf: Option<String>,
+    #[serde(default)]
+    issuer: String,
+    #[serde(default)]
+    client_id: String,
+    #[serde(default)]
+    client_secret: String,
+    #[serde(default)]
+    label: String,
+    password_disabled: Option<String>,
+}
+
+/// Saves the Identity page's SSO settings after checking the issuer's
+/// discovery document. Refused while the config file sets SSO.
+pub(crate) async fn save_sso(
+    State(app): State<App>,
+    auth: Auth,
+    Form(form): Form<SsoForm>,
+) -> WebResult {
+    auth.check_csrf(form.csrf.as_deref())?;
+    let issuer = form.issuer.trim().trim_end_matches('/').to_owned();
+    let client_id = form.client_id.trim();
+    let label = form.label.trim();
+    let secret = (!form.client_secret.is_empty())
+        .then(|| secrecy::SecretString::from(form.client_secret.clone()));
+    let error = if app.settings.sso.is_some() {
+        Some(
+            "Single sign-on is set in the configuration file's [sso] section; change it there."
+                .to_owned(),
+        )
+    } else if let Err(m) = crate::sso::parse_issuer(&issuer) {
+        Some(format!("Not saved: {m}."))
+    } else if client_id.is_empty() || client_id.len() > 256 || label.is_empty() || label.len() > 64
+    {
+        Some(
+            "Not saved: give a client id (up to 256 characters) and a button label (up to 64)."
+                .to_owned(),
+        )
+    } else if secret.is_none() && app.store().sso_settings().await?.is_none() {
+        Some("Not saved: enter the client secret.".to_owned())
+    } else if let Err(r) = crate::sso::discover(&app.sso_http, &issuer).await {
+        Some(format!("Not saved: {}", r.message))
+    } else {
+        None
+    };
+    if let Some(e) = error {
+        return render_identity(&app, &auth, StatusCode::BAD_REQUEST, None, Some(&e)).await;
+    }
+    let password_disabled = form.password_disabled.as_deref() == Some("yes");
+    app.store()
+        .set_sso_settings(
+            &issuer,
+            client_id,
+            secret.as_ref(),
+            label,
+            password_disabled,
+        )
+        .await?;
+    tracing::info!(
+        issuer,
+        client_id,
+        password_disabled,
+        "single sign-on settings saved"
+    );
+    let rec = AuditRecord::new()
+        .target("sso")
+        .detail("issuer", issuer.as_str())
+        .detail("client_id", client_id)
+        .detail("secret_changed", secret.is_some())
+        .detail("password_sign_in_disabled", password_disabled);
+    audit::record_quietly(app.store(), &auth.actor(), Action::SettingsChanged, rec).await;
+    Ok(Redirect::to("/settings/identity?saved=sso").into_response())
+}
+
+pub(crate) async fn remove_sso(
+    State(app): State<App>,
+    auth: Auth,
+    Form(form): Form<auth::CsrfForm>,
+) -> WebResult {
+    auth.check_csrf(form.csrf.as_deref())?;
+    if app.settings.sso.is_some() {
+        return render_identity(
+            &app,
+            &auth,
+            StatusCode::BAD_REQUEST,
+            None,
+            Some(
+                "Single sign-on is set in the configuration file's [sso] section; remove it there.",
+            ),
+        )
+        .await;
+    }
+    app.store().clear_sso_settings().await?;
+    tracing::info!("single sign-on settings removed");
+    let rec = AuditRecord::new().target("sso").detail("removed", true);
+    audit::record_quietly(app.store(), &auth.actor(), Action::SettingsChanged, rec).await;
+    Ok(Redirect::to("/settings/identity?saved=sso-removed").into_response())
 }

@@ -36,6 +36,13 @@
 //! grant = "client_credentials"                     # each connection gives its client id and secret
 //! token_url = "https://idp.acme.test/{tenant}/token"
 //! scopes = ["directory.read"]
+//!
+//! [sso]                                            # single sign-on of the hub's users (OIDC)
+//! issuer = "https://login.example.com/realms/acme"
+//! client_id = "tether"
+//! client_secret_file = "/run/secrets/tether-sso"  # or client_secret_env = "VAR" (default TETHER_SSO_CLIENT_SECRET)
+//! label = "Acme SSO"                               # "Sign in with Acme SSO"
+//! password_sign_in_disabled = false
 //! ```
 //!
 //! Environment overrides: `TETHER_LISTEN`, `TETHER_PUBLIC_BASE_URL`,
@@ -77,6 +84,28 @@ pub struct Config {
     /// syncs, tasks, webhook deliveries and requests to finish before it
     /// exits anyway (default 30; `TETHER_SHUTDOWN_TIMEOUT_SECS`).
     pub shutdown_timeout_secs: Option<u64>,
+    /// Single sign-on of the hub's own users by OIDC (`[sso]`); when set,
+    /// the Identity settings page shows it and cannot change it.
+    pub sso: Option<SsoFileConfig>,
+}
+
+/// `[sso]`: the organisation's OpenID Connect IdP. The client secret is
+/// never written in the file: `client_secret_file`, or the environment
+/// variable `client_secret_env` names (default `TETHER_SSO_CLIENT_SECRET`).
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SsoFileConfig {
+    pub issuer: String,
+    pub client_id: String,
+    pub client_secret_env: Option<String>,
+    pub client_secret_file: Option<PathBuf>,
+    /// Refused with a message: the secret does not belong in the file.
+    client_secret: Option<toml::Value>,
+    /// The button's label: "Sign in with {label}" (default `SSO`).
+    pub label: Option<String>,
+    /// Hide the password form and refuse password sign-ins.
+    #[serde(default)]
+    pub password_sign_in_disabled: bool,
 }
 
 /// How much of an app's answer Tether reads (`[limits]`).
@@ -375,6 +404,38 @@ impl Config {
     }
 }
 
+impl SsoFileConfig {
+    /// The web UI's SSO settings, the secret read from its file or variable.
+    pub fn resolve(&self) -> Result<tether_web::SsoConfig> {
+        if self.client_secret.is_some() {
+            bail!("[sso] client_secret must not be written in the configuration file: put it in a file (client_secret_file) or an environment variable (TETHER_SSO_CLIENT_SECRET, or the one client_secret_env names)");
+        }
+        let var = self
+            .client_secret_env
+            .clone()
+            .unwrap_or_else(|| "TETHER_SSO_CLIENT_SECRET".to_owned());
+        let secret = match &self.client_secret_file {
+            Some(f) => read_secret_file(f)?,
+            None => match std::env::var(&var).ok().filter(|v| !v.is_empty()) {
+                Some(v) => SecretString::from(v),
+                None => bail!("[sso] needs the client secret: set the environment variable {var} or client_secret_file"),
+            },
+        };
+        if self.client_id.trim().is_empty() {
+            bail!("[sso] client_id is empty");
+        }
+        let issuer = self.issuer.trim().trim_end_matches('/').to_owned();
+        tether_web::parse_sso_issuer(&issuer).map_err(|m| anyhow::anyhow!("[sso] issuer: {m}"))?;
+        Ok(tether_web::SsoConfig {
+            issuer,
+            client_id: self.client_id.trim().to_owned(),
+            client_secret: secret,
+            label: self.label.clone().unwrap_or_else(|| "SSO".to_owned()),
+            password_disabled: self.password_sign_in_disabled,
+        })
+    }
+}
+
 impl AppConfig {
     pub fn client_secret(&self) -> Result<Option<SecretString>> {
         match (&self.client_secret, &self.client_secret_file) {
@@ -443,5 +504,39 @@ mod tests {
     fn unknown_keys_are_refused() {
         let err = toml::from_str::<Config>("listne = \"x\"").unwrap_err();
         assert!(err.to_string().contains("listne"), "{err}");
+    }
+
+    #[test]
+    fn sso_secret_never_inline_and_read_from_its_file() {
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("secret");
+        std::fs::write(&file, "from-file\n").unwrap();
+        let c: Config = toml::from_str(&format!(
+            "[sso]\nissuer = \"https://login.example.com/\"\nclient_id = \"t\"\nclient_secret_file = \"{}\"\n",
+            file.display()
+        ))
+        .unwrap();
+        let sso = c.sso.unwrap().resolve().unwrap();
+        assert_eq!(sso.issuer, "https://login.example.com");
+        assert_eq!(
+            secrecy::ExposeSecret::expose_secret(&sso.client_secret),
+            "from-file"
+        );
+        assert_eq!(sso.label, "SSO");
+        assert!(!sso.password_disabled);
+
+        let c: Config = toml::from_str(
+            "[sso]\nissuer = \"https://login.example.com\"\nclient_id = \"t\"\nclient_secret = \"inline\"\n",
+        )
+        .unwrap();
+        let err = c.sso.unwrap().resolve().unwrap_err().to_string();
+        assert!(err.contains("must not be written"), "{err}");
+
+        let c: Config = toml::from_str(
+            "[sso]\nissuer = \"http://login.example.com\"\nclient_id = \"t\"\nclient_secret_env = \"TETHER_TEST_SSO_UNSET_VAR\"\n",
+        )
+        .unwrap();
+        let err = c.sso.unwrap().resolve().unwrap_err().to_string();
+        assert!(err.contains("TETHER_TEST_SSO_UNSET_VAR"), "{err}");
     }
 }

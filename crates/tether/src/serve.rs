@@ -134,6 +134,7 @@ pub async fn serve(store: Store, config: Config, args: ServeArgs) -> Result<Exit
     let shutdown_bound = Duration::from_secs(config.shutdown_timeout_secs.unwrap_or(30));
 
     let admin_password = config.admin_password()?;
+    let sso = config.sso.as_ref().map(|s| s.resolve()).transpose()?;
     // First-run setup from another machine needs this one-time code.
     let setup_code = if admin_password.is_none() && store.count_workspace_users().await? == 0 {
         let code = tether_web::new_setup_code();
@@ -152,6 +153,7 @@ pub async fn serve(store: Store, config: Config, args: ServeArgs) -> Result<Exit
             admin_password,
             secure_cookies: public_base_url.scheme() == "https",
             setup_code,
+            sso,
             ..Default::default()
         },
     };

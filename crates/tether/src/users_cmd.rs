@@ -24,8 +24,8 @@ pub enum UsersCmd {
     },
     /// Prints a one-time link that sets a new password for the user (email
     /// or user name), reactivating it if it was deactivated: a locked-out
-    /// owner's way back in. Password sign-in works for the link's user even
-    /// while it is turned off for everyone else.
+    /// owner's way back in. The link works, and signs its user in once,
+    /// even while password sign-in is turned off (SSO only).
     ResetPassword { login: String },
 }
 
