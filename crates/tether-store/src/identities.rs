@@ -846,29 +846,31 @@ pub struct EdgeRow {
     pub removed_at: Option<i64>,
 }
 
-/// How long counts taken during a run are shared (see
-/// [`Store::identity_counts`]).
-pub const COUNTS_WHILE_RUNNING: std::time::Duration = std::time::Duration::from_secs(2);
+/// How long shared counts are used (see [`Store::identity_counts`]).
+pub const COUNTS_FRESH_FOR: std::time::Duration = std::time::Duration::from_secs(2);
 
-/// Counts taken during runs, by connection.
+/// Counts taken, by connection, with the state of its latest run then.
 #[derive(Debug, Default)]
 pub(crate) struct CountsCache {
-    taken: std::sync::Mutex<HashMap<i64, (std::time::Instant, IdentityCounts)>>,
+    taken: std::sync::Mutex<HashMap<i64, (std::time::Instant, String, IdentityCounts)>>,
     taking: tokio::sync::Mutex<()>,
 }
 
 impl CountsCache {
-    fn fresh(&self, connection_id: i64) -> Option<IdentityCounts> {
+    fn fresh(&self, connection_id: i64, key: &str) -> Option<IdentityCounts> {
         let taken = self.taken.lock().unwrap_or_else(|e| e.into_inner());
         taken
             .get(&connection_id)
-            .filter(|(at, _)| at.elapsed() < COUNTS_WHILE_RUNNING)
-            .map(|(_, c)| c.clone())
+            .filter(|(at, k, _)| k == key && at.elapsed() < COUNTS_FRESH_FOR)
+            .map(|(_, _, c)| c.clone())
     }
 
-    fn keep(&self, connection_id: i64, counts: &IdentityCounts) {
+    fn keep(&self, connection_id: i64, key: String, counts: &IdentityCounts) {
         let mut taken = self.taken.lock().unwrap_or_else(|e| e.into_inner());
-        taken.insert(connection_id, (std::time::Instant::now(), counts.clone()));
+        taken.insert(
+            connection_id,
+            (std::time::Instant::now(), key, counts.clone()),
+        );
     }
 
     fn forget(&self, connection_id: i64) {
@@ -965,30 +967,35 @@ impl Store {
     ///
     /// Counting reads every row of the connection (a million-member org has
     /// millions of edges), and every Connected Apps page and `GET
-    /// /connections` asks. While a run of the connection is in progress its
-    /// counts change with every page anyway, so they are taken at most once
-    /// every [`COUNTS_WHILE_RUNNING`] and shared; otherwise they are exact.
+    /// /connections` asks. So counts are taken at most once every
+    /// [`COUNTS_FRESH_FOR`] per connection and shared, one request at a time
+    /// taking them, and taken again at once when the connection's latest run
+    /// changes (starts, completes, fails) or a task writes to it.
     pub async fn identity_counts(&self, connection_id: i64) -> Result<IdentityCounts> {
-        let running: bool = sqlx::query_scalar(
-            "SELECT EXISTS (SELECT 1 FROM sync_runs WHERE connection_id = ? AND status = 'in_progress')",
+        let latest: Option<(i64, String, Option<i64>)> = sqlx::query_as(
+            "SELECT id, status, finished_at FROM sync_runs WHERE connection_id = ? ORDER BY id DESC LIMIT 1",
         )
         .bind(connection_id)
-        .fetch_one(self.pool())
+        .fetch_optional(self.pool())
         .await?;
-        if !running {
-            self.counts_cache.forget(connection_id);
-            return self.count_identities(connection_id).await;
-        }
-        if let Some(c) = self.counts_cache.fresh(connection_id) {
+        let key = latest
+            .map(|(id, status, finished)| format!("{id}:{status}:{finished:?}"))
+            .unwrap_or_default();
+        if let Some(c) = self.counts_cache.fresh(connection_id, &key) {
             return Ok(c);
         }
         let _one = self.counts_cache.taking.lock().await;
-        if let Some(c) = self.counts_cache.fresh(connection_id) {
+        if let Some(c) = self.counts_cache.fresh(connection_id, &key) {
             return Ok(c);
         }
         let counts = self.count_identities(connection_id).await?;
-        self.counts_cache.keep(connection_id, &counts);
+        self.counts_cache.keep(connection_id, key, &counts);
         Ok(counts)
+    }
+
+    /// Forgets the connection's shared counts (a task wrote to it).
+    pub(crate) fn counts_changed(&self, connection_id: i64) {
+        self.counts_cache.forget(connection_id);
     }
 
     async fn count_identities(&self, connection_id: i64) -> Result<IdentityCounts> {

@@ -750,6 +750,7 @@ impl Store {
         }
         let task = fetch_task(&mut tx, id).await?;
         tx.commit().await?;
+        self.counts_changed(connection_id);
         Ok(task)
     }
 
@@ -874,6 +875,7 @@ impl Store {
         let mut tx = self.write_tx().await?;
         apply(&mut tx, connection_id, now_ms(), applied).await?;
         tx.commit().await?;
+        self.counts_changed(connection_id);
         Ok(())
     }
 }
