@@ -8,69 +8,9 @@
 
 mod common;
 
-use std::io::BufRead;
-use std::process::{Child, Command, Stdio};
-
+use common::idp::{form_action, input_value, location};
 use common::{free_port, Hub};
 use serde_json::Value;
-
-struct Node(Child);
-
-impl Drop for Node {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
-
-fn start_oidc_provider(port: u16, redirect_uri: &str) -> Node {
-    let dir = concat!(env!("CARGO_MANIFEST_DIR"), "/../../tests/oidc");
-    assert!(
-        std::path::Path::new(dir)
-            .join("node_modules/oidc-provider")
-            .exists(),
-        "run `npm ci` in tests/oidc first (`.ci/run` does)"
-    );
-    let mut child = Command::new("node")
-        .arg("server.mjs")
-        .arg(port.to_string())
-        .arg(redirect_uri)
-        .current_dir(dir)
-        .stdout(Stdio::piped())
-        .stderr(Stdio::null())
-        .spawn()
-        .expect("starting node");
-    let mut lines = std::io::BufReader::new(child.stdout.take().unwrap()).lines();
-    loop {
-        match lines.next() {
-            Some(Ok(l)) if l.contains("listening") => break,
-            Some(Ok(_)) => {}
-            _ => panic!("oidc-provider did not start"),
-        }
-    }
-    std::thread::spawn(move || for _ in lines {});
-    Node(child)
-}
-
-/// The value of `<input ... name="NAME" value="VALUE">` in a page.
-fn input_value(html: &str, name: &str) -> String {
-    let at = html
-        .find(&format!("name=\"{name}\""))
-        .unwrap_or_else(|| panic!("no input {name} in {html}"));
-    let rest = &html[at..];
-    let v = rest.find("value=\"").expect("a value") + 7;
-    rest[v..v + rest[v..].find('"').unwrap()].to_owned()
-}
-
-fn form_action(html: &str) -> String {
-    let at = html.find("action=\"").expect("a form") + 8;
-    html[at..at + html[at..].find('"').unwrap()].replace("&amp;", "&")
-}
-
-fn location(resp: &reqwest::Response, base: &reqwest::Url) -> reqwest::Url {
-    let loc = resp.headers()["location"].to_str().unwrap();
-    base.join(loc).unwrap()
-}
 
 fn tether(hub: &Hub, args: &[&str]) -> std::process::Output {
     hub.run(args, &[])
@@ -83,7 +23,10 @@ async fn connect_refresh_revoke_against_oidc_provider() {
     let idp_port = free_port();
     let base = format!("http://127.0.0.1:{hub_port}");
     let idp = format!("http://127.0.0.1:{idp_port}");
-    let _idp = start_oidc_provider(idp_port, &format!("{base}/oauth/callback"));
+    let _idp = common::idp::start(
+        "server.mjs",
+        &[&idp_port.to_string(), &format!("{base}/oauth/callback")],
+    );
     let _server = hub.serve_on(
         &format!(
             r#"
@@ -349,7 +292,10 @@ async fn the_authorization_responses_iss_is_checked_against_the_declared_issuer(
     let idp_port = free_port();
     let base = format!("http://127.0.0.1:{hub_port}");
     let idp = format!("http://127.0.0.1:{idp_port}");
-    let _idp = start_oidc_provider(idp_port, &format!("{base}/oauth/callback"));
+    let _idp = common::idp::start(
+        "server.mjs",
+        &[&idp_port.to_string(), &format!("{base}/oauth/callback")],
+    );
     let app = |key: &str, issuer: &str| {
         format!(
             r#"

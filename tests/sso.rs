@@ -10,53 +10,12 @@
 
 mod common;
 
-use std::io::BufRead;
-use std::process::{Child, Command, Stdio};
-
+use common::idp::{form_action, input_value, location};
 use common::{free_port, Hub};
 use reqwest::Url;
 use serde_json::Value;
 
 const SECRET: &str = "tether-sso-test-secret";
-
-struct Node(Child);
-
-impl Drop for Node {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
-
-fn start_idp(port: u16, redirect_uri: &str) -> Node {
-    let dir = concat!(env!("CARGO_MANIFEST_DIR"), "/../../tests/oidc");
-    assert!(
-        std::path::Path::new(dir)
-            .join("node_modules/oidc-provider")
-            .exists(),
-        "install Node.js and run `npm ci` in tests/oidc first (`.ci/run` does)"
-    );
-    let mut child = Command::new("node")
-        .arg("sso.mjs")
-        .arg(port.to_string())
-        .arg(redirect_uri)
-        .arg(SECRET)
-        .current_dir(dir)
-        .stdout(Stdio::piped())
-        .stderr(Stdio::null())
-        .spawn()
-        .expect("starting node (install Node.js)");
-    let mut lines = std::io::BufReader::new(child.stdout.take().unwrap()).lines();
-    loop {
-        match lines.next() {
-            Some(Ok(l)) if l.contains("listening") => break,
-            Some(Ok(_)) => {}
-            _ => panic!("oidc-provider did not start (tests/oidc/sso.mjs)"),
-        }
-    }
-    std::thread::spawn(move || for _ in lines {});
-    Node(child)
-}
 
 fn client() -> reqwest::Client {
     reqwest::Client::builder()
@@ -64,25 +23,6 @@ fn client() -> reqwest::Client {
         .redirect(reqwest::redirect::Policy::none())
         .build()
         .unwrap()
-}
-
-fn input_value(html: &str, name: &str) -> String {
-    let at = html
-        .find(&format!("name=\"{name}\""))
-        .unwrap_or_else(|| panic!("no input {name} in {html}"));
-    let rest = &html[at..];
-    let v = rest.find("value=\"").expect("a value") + 7;
-    rest[v..v + rest[v..].find('"').unwrap()].to_owned()
-}
-
-fn form_action(html: &str) -> String {
-    let at = html.find("action=\"").expect("a form") + 8;
-    html[at..at + html[at..].find('"').unwrap()].replace("&amp;", "&")
-}
-
-fn location(resp: &reqwest::Response, base: &Url) -> Url {
-    let loc = resp.headers()["location"].to_str().unwrap();
-    base.join(loc).unwrap()
 }
 
 /// Starts SSO at the hub and signs `account` in at the IdP (or aborts
@@ -214,7 +154,14 @@ async fn single_sign_on_against_oidc_provider() {
     let idp_port = free_port();
     let base = format!("http://127.0.0.1:{hub_port}");
     let idp = format!("http://127.0.0.1:{idp_port}");
-    let _idp = start_idp(idp_port, &format!("{base}/auth/sso/callback"));
+    let _idp = common::idp::start(
+        "sso.mjs",
+        &[
+            &idp_port.to_string(),
+            &format!("{base}/auth/sso/callback"),
+            SECRET,
+        ],
+    );
     let secret_file = hub.dir.path().join("sso-secret");
     std::fs::write(&secret_file, format!("{SECRET}\n")).unwrap();
     let server = hub.serve_on(&config(&idp, &secret_file, false), hub_port);
@@ -433,7 +380,14 @@ async fn single_sign_on_set_on_the_identity_page() {
     let idp_port = free_port();
     let base = format!("http://127.0.0.1:{hub_port}");
     let idp = format!("http://127.0.0.1:{idp_port}");
-    let _idp = start_idp(idp_port, &format!("{base}/auth/sso/callback"));
+    let _idp = common::idp::start(
+        "sso.mjs",
+        &[
+            &idp_port.to_string(),
+            &format!("{base}/auth/sso/callback"),
+            SECRET,
+        ],
+    );
     let _server = hub.serve_on("[demo]\nmode = \"off\"\n", hub_port);
     let out = hub.run(&["users", "create", "alice@example.com"], &[]);
     assert!(out.status.success());

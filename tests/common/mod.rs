@@ -6,6 +6,8 @@
 
 #![allow(dead_code)] // each test file uses part of the harness
 
+pub mod idp;
+
 use std::path::Path;
 use std::process::{Command, Output, Stdio};
 

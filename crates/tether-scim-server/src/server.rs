@@ -473,13 +473,27 @@ async fn put_h(
     let current = load(&ctx, kind, &id).await?;
     check_if_match(header_str(&h, header::IF_MATCH), current.meta.version)?;
     let doc = normalize(rt, &input)?;
-    check_immutable(rt, &current.doc, &doc)?;
+    replace_checked(&ctx, &caller, kind, &id, &current, doc).await
+}
+
+/// Stores `doc` in place of `current` (PUT and PATCH) once its immutable
+/// attributes are checked, and answers 200 with the resource (RFC 7644
+/// §3.5.1, §3.5.2).
+async fn replace_checked(
+    ctx: &Ctx,
+    caller: &Caller,
+    kind: Kind,
+    id: &str,
+    current: &Stored,
+    doc: Map<String, Value>,
+) -> Answer {
+    check_immutable(kind.resource_type(), &current.doc, &doc)?;
     let s = ctx
         .backend
-        .replace(&caller, kind, &id, doc, current.meta.version)
+        .replace(caller, kind, id, doc, current.meta.version)
         .await?;
     Ok(resource_response(
-        &ctx,
+        ctx,
         kind,
         StatusCode::OK,
         s,
@@ -500,19 +514,7 @@ async fn patch_h(
     let current = load(&ctx, kind, &id).await?;
     check_if_match(header_str(&h, header::IF_MATCH), current.meta.version)?;
     let doc = crate::patch::apply(rt, &current.doc, &body)?;
-    check_immutable(rt, &current.doc, &doc)?;
-    let s = ctx
-        .backend
-        .replace(&caller, kind, &id, doc, current.meta.version)
-        .await?;
-    // RFC 7644 §3.5.2: 200 with the resource (the clients compared read it).
-    Ok(resource_response(
-        &ctx,
-        kind,
-        StatusCode::OK,
-        s,
-        &Projection::default(),
-    ))
+    replace_checked(&ctx, &caller, kind, &id, &current, doc).await
 }
 
 async fn delete_h(

@@ -526,21 +526,24 @@ impl Store {
 
     /// The user with this user name, without regard to case.
     pub async fn workspace_user_by_user_name(&self, name: &str) -> Result<Option<WorkspaceUser>> {
-        let row: Option<UserRow> = sqlx::query_as(&format!(
-            "SELECT {USER_COLUMNS} FROM workspace_users WHERE user_name = ?"
-        ))
-        .bind(name.trim())
-        .fetch_optional(self.pool())
-        .await?;
-        Ok(row.map(user_from_row))
+        self.workspace_user_where("user_name", name).await
     }
 
     /// The user with this email, without regard to case.
     pub async fn workspace_user_by_email(&self, email: &str) -> Result<Option<WorkspaceUser>> {
+        self.workspace_user_where("email", email).await
+    }
+
+    /// The user whose `column` (a NOCASE column) is `value`, trimmed.
+    async fn workspace_user_where(
+        &self,
+        column: &'static str,
+        value: &str,
+    ) -> Result<Option<WorkspaceUser>> {
         let row: Option<UserRow> = sqlx::query_as(&format!(
-            "SELECT {USER_COLUMNS} FROM workspace_users WHERE email = ?"
+            "SELECT {USER_COLUMNS} FROM workspace_users WHERE {column} = ?"
         ))
-        .bind(email.trim())
+        .bind(value.trim())
         .fetch_optional(self.pool())
         .await?;
         Ok(row.map(user_from_row))
