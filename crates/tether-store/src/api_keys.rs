@@ -10,7 +10,7 @@ use sha2::{Digest, Sha256};
 use crate::{now_ms, Result, Store, StoreError};
 
 /// How often `last_used_at` is written at most, per key.
-const LAST_USED_RESOLUTION_MS: i64 = 60_000;
+pub(crate) const LAST_USED_RESOLUTION_MS: i64 = 60_000;
 
 fn hash(key: &str) -> Vec<u8> {
     Sha256::digest(key.as_bytes()).to_vec()
@@ -61,6 +61,12 @@ impl Store {
 
     /// The key presented by a client, if it exists and is not revoked;
     /// records its use (at most once a minute).
+    ///
+    /// A key's first use is written before answering. Later ones are
+    /// written in the background, once a minute per key however many
+    /// requests present it: the write waits for SQLite's write lock, which
+    /// a running sync holds for most of its run, and every request of every
+    /// client would wait behind it (the pool's few connections included).
     pub async fn authenticate_api_key(&self, key: &str) -> Result<Option<ApiKeyInfo>> {
         let found: Option<ApiKeyInfo> = sqlx::query_as(&format!(
             "SELECT {KEY_COLUMNS} FROM api_keys
@@ -70,19 +76,55 @@ impl Store {
         .bind(now_ms())
         .fetch_optional(self.pool())
         .await?;
-        if let Some(k) = &found {
-            let now = now_ms();
-            if k.last_used_at
-                .is_none_or(|t| t + LAST_USED_RESOLUTION_MS <= now)
-            {
-                sqlx::query("UPDATE api_keys SET last_used_at = ? WHERE id = ?")
-                    .bind(now)
-                    .bind(k.id)
-                    .execute(self.pool())
-                    .await?;
-            }
+        let Some(k) = &found else {
+            return Ok(found);
+        };
+        let now = now_ms();
+        let stale = |t: Option<i64>| t.is_none_or(|t| t + LAST_USED_RESOLUTION_MS <= now);
+        if k.last_used_at.is_none() {
+            self.write_key_use(k.id, now).await?;
+        } else if stale(k.last_used_at) && self.claim_use(("api_keys", k.id), now, stale) {
+            let store = self.clone();
+            let id = k.id;
+            tokio::spawn(async move {
+                if let Err(e) = store.write_key_use(id, now).await {
+                    tracing::warn!(api_key_id = id, error = %e, "could not record the API key's last use; it is tried again at its next use a minute on");
+                }
+            });
         }
         Ok(found)
+    }
+
+    /// Whether this process should write the use of `id` (a table and a
+    /// row: an API key, a SCIM token) now: no write of it was started
+    /// within the last minute.
+    pub(crate) fn claim_use(
+        &self,
+        id: (&'static str, i64),
+        now: i64,
+        stale: impl Fn(Option<i64>) -> bool,
+    ) -> bool {
+        let mut started = self
+            .key_uses
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        let entry = started.entry(id).or_insert(i64::MIN);
+        let claim = stale((*entry != i64::MIN).then_some(*entry));
+        if claim {
+            *entry = now;
+        }
+        claim
+    }
+
+    async fn write_key_use(&self, id: i64, now: i64) -> Result<()> {
+        sqlx::query(
+            "UPDATE api_keys SET last_used_at = max(coalesce(last_used_at, 0), ?) WHERE id = ?",
+        )
+        .bind(now)
+        .bind(id)
+        .execute(self.pool())
+        .await?;
+        Ok(())
     }
 
     /// Like [`Store::authenticate_api_key`], telling an expired key from

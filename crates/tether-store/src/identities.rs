@@ -11,7 +11,7 @@ use serde::Serialize;
 use sqlx::{QueryBuilder, Sqlite, SqliteConnection};
 use tether_core::{Account, AccountKey, Edge, Holder, Kind, Record, TypeKey};
 
-use crate::{Result, Store};
+use crate::{Result, Store, StoreError};
 
 /// Rows per multi-row statement (SQLite allows 32766 bound parameters).
 const ROWS_PER_STATEMENT: usize = 400;
@@ -854,19 +854,64 @@ pub const COUNTS_FRESH_FOR: std::time::Duration = std::time::Duration::from_secs
 pub(crate) struct CountsCache {
     taken: std::sync::Mutex<HashMap<i64, (std::time::Instant, String, IdentityCounts)>>,
     taking: tokio::sync::Mutex<()>,
+    /// Connections whose counts a background task is taking again.
+    refreshing: std::sync::Mutex<std::collections::HashSet<i64>>,
+    /// Bumped by every `forget`: counts taken across one are not kept (they
+    /// may predate the write that made them wrong).
+    generation: std::sync::atomic::AtomicU64,
+}
+
+/// What the cache holds for a connection whose latest run is in a state.
+enum Cached {
+    /// Taken in that state less than [`COUNTS_FRESH_FOR`] ago.
+    Fresh(IdentityCounts),
+    /// Taken in that state, longer ago.
+    Stale(IdentityCounts),
+    /// Not taken in that state (or forgotten).
+    Missing,
 }
 
 impl CountsCache {
     fn fresh(&self, connection_id: i64, key: &str) -> Option<IdentityCounts> {
-        let taken = self.taken.lock().unwrap_or_else(|e| e.into_inner());
-        taken
-            .get(&connection_id)
-            .filter(|(at, k, _)| k == key && at.elapsed() < COUNTS_FRESH_FOR)
-            .map(|(_, _, c)| c.clone())
+        match self.lookup(connection_id, key) {
+            Cached::Fresh(c) => Some(c),
+            _ => None,
+        }
     }
 
-    fn keep(&self, connection_id: i64, key: String, counts: &IdentityCounts) {
+    fn lookup(&self, connection_id: i64, key: &str) -> Cached {
+        let taken = self.taken.lock().unwrap_or_else(|e| e.into_inner());
+        match taken.get(&connection_id) {
+            Some((at, k, c)) if k == key && at.elapsed() < COUNTS_FRESH_FOR => {
+                Cached::Fresh(c.clone())
+            }
+            Some((_, k, c)) if k == key => Cached::Stale(c.clone()),
+            _ => Cached::Missing,
+        }
+    }
+
+    /// Whether the caller should start taking the connection's counts
+    /// again in the background (no task does yet).
+    fn start_refresh(&self, connection_id: i64) -> bool {
+        let mut r = self.refreshing.lock().unwrap_or_else(|e| e.into_inner());
+        r.insert(connection_id)
+    }
+
+    fn end_refresh(&self, connection_id: i64) {
+        let mut r = self.refreshing.lock().unwrap_or_else(|e| e.into_inner());
+        r.remove(&connection_id);
+    }
+
+    fn generation(&self) -> u64 {
+        self.generation.load(std::sync::atomic::Ordering::SeqCst)
+    }
+
+    /// Keeps counts taken since `generation` unless a `forget` came since.
+    fn keep(&self, connection_id: i64, key: String, counts: &IdentityCounts, generation: u64) {
         let mut taken = self.taken.lock().unwrap_or_else(|e| e.into_inner());
+        if self.generation() != generation {
+            return;
+        }
         taken.insert(
             connection_id,
             (std::time::Instant::now(), key, counts.clone()),
@@ -875,6 +920,8 @@ impl CountsCache {
 
     fn forget(&self, connection_id: i64) {
         let mut taken = self.taken.lock().unwrap_or_else(|e| e.into_inner());
+        self.generation
+            .fetch_add(1, std::sync::atomic::Ordering::SeqCst);
         taken.remove(&connection_id);
     }
 }
@@ -971,6 +1018,12 @@ impl Store {
     /// [`COUNTS_FRESH_FOR`] per connection and shared, one request at a time
     /// taking them, and taken again at once when the connection's latest run
     /// changes (starts, completes, fails) or a task writes to it.
+    ///
+    /// Counts older than that while the latest run has not changed are
+    /// answered as they are while one background task takes them again:
+    /// during a sync every request would otherwise wait, every few seconds,
+    /// for a count of everything the sync wrote so far. So a running sync's
+    /// counts lag it by a few seconds; a finished run's are exact.
     pub async fn identity_counts(&self, connection_id: i64) -> Result<IdentityCounts> {
         let latest: Option<(i64, String, Option<i64>)> = sqlx::query_as(
             "SELECT id, status, finished_at FROM sync_runs WHERE connection_id = ? ORDER BY id DESC LIMIT 1",
@@ -981,15 +1034,42 @@ impl Store {
         let key = latest
             .map(|(id, status, finished)| format!("{id}:{status}:{finished:?}"))
             .unwrap_or_default();
-        if let Some(c) = self.counts_cache.fresh(connection_id, &key) {
-            return Ok(c);
+        match self.counts_cache.lookup(connection_id, &key) {
+            Cached::Fresh(c) => return Ok(c),
+            Cached::Stale(c) => {
+                if self.counts_cache.start_refresh(connection_id) {
+                    let store = self.clone();
+                    tokio::spawn(async move {
+                        let taken = async {
+                            let _one = store.counts_cache.taking.lock().await;
+                            if store.counts_cache.fresh(connection_id, &key).is_none() {
+                                let generation = store.counts_cache.generation();
+                                let counts = store.count_identities(connection_id).await?;
+                                store
+                                    .counts_cache
+                                    .keep(connection_id, key, &counts, generation);
+                            }
+                            Ok::<_, StoreError>(())
+                        }
+                        .await;
+                        store.counts_cache.end_refresh(connection_id);
+                        if let Err(e) = taken {
+                            tracing::warn!(connection_id, error = %e, "could not count the connection's identities; its counts are taken again at the next request");
+                        }
+                    });
+                }
+                return Ok(c);
+            }
+            Cached::Missing => {}
         }
         let _one = self.counts_cache.taking.lock().await;
         if let Some(c) = self.counts_cache.fresh(connection_id, &key) {
             return Ok(c);
         }
+        let generation = self.counts_cache.generation();
         let counts = self.count_identities(connection_id).await?;
-        self.counts_cache.keep(connection_id, key, &counts);
+        self.counts_cache
+            .keep(connection_id, key, &counts, generation);
         Ok(counts)
     }
 

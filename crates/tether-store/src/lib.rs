@@ -355,6 +355,9 @@ pub struct Store {
     /// (see `Store::identity_counts`), and the lock that lets one request at
     /// a time take them.
     counts_cache: std::sync::Arc<identities::CountsCache>,
+    /// When this process last started writing an API key's or a SCIM
+    /// token's last use, by table and id (see `Store::authenticate_api_key`).
+    key_uses: std::sync::Arc<std::sync::Mutex<std::collections::HashMap<(&'static str, i64), i64>>>,
 }
 
 /// The database's file, created empty with mode 0600 when missing (SQLite
@@ -471,6 +474,7 @@ impl Store {
             bridge_writer: std::sync::Arc::default(),
             bridge_gate: std::sync::Arc::default(),
             counts_cache: std::sync::Arc::default(),
+            key_uses: std::sync::Arc::default(),
         };
         // Connections that completed a sync have their account index (a
         // database from before migration 0007 gets them here, once).
