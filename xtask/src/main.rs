@@ -348,7 +348,12 @@ fn sync_runs(
         c.args(args)
             .env("TETHER_DATABASE_URL", &db)
             .env("TETHER_KEY_FILE", dir.path().join("tether.key"))
-            .env("TETHER_LOG", "warn")
+            // `TETHER_BENCH_LOG=debug` (or `info,sqlx=debug`) shows the
+            // hub's log, and how long each stage of a run took.
+            .env(
+                "TETHER_LOG",
+                std::env::var("TETHER_BENCH_LOG").unwrap_or_else(|_| "warn".into()),
+            )
             // The sandbox listens on loopback, which connections may reach
             // only when the operator allows it.
             .env(
