@@ -303,6 +303,11 @@ async fn webhook_hub(sandbox: &Sandbox, receiver: &Receiver) -> (Hub, String) {
     .unwrap()
 }
 
+/// The id of the webhook hubs' one connection.
+async fn db_connection_id(hub: &Hub) -> i64 {
+    store(hub).await.find_connection(NAME).await.unwrap().id
+}
+
 /// `tether webhooks deliveries 1`: each delivery with its attempts.
 fn deliveries(hub: &Hub) -> Vec<(Value, Vec<Value>)> {
     let out = tokio::task::block_in_place(|| hub.ok(&["webhooks", "deliveries", "1"], &[]));
@@ -381,12 +386,25 @@ async fn sigterm_lets_a_webhook_delivery_in_flight_finish() {
     assert_eq!(attempts[0]["status_code"], 200, "{attempts:?}");
     drop(server);
 
-    // Restarted with syncs due every second: later events arrive, the first
-    // is not sent again (the worker claims a subscription's deliveries oldest
-    // first, so a redelivery would come before them).
-    let _server = hub.serve(
-        "[sync]\ninterval_secs = 1\njitter = 0.0\nscheduler_tick_secs = 1\n[demo]\nmode = \"off\"\n",
-    );
+    // Restarted, and a sync asked for through the REST API: its event
+    // arrives, the first is not sent again (the worker claims a
+    // subscription's deliveries oldest first, so a redelivery would come
+    // before it).
+    let key = tokio::task::block_in_place(|| hub.ok(&["api-keys", "create", "ci"], &[]));
+    let key = key
+        .lines()
+        .find(|l| l.starts_with("tth_"))
+        .unwrap_or_else(|| panic!("no API key in {key}"))
+        .to_owned();
+    let server = hub.serve(HOOK_CONFIG);
+    let conn = db_connection_id(&hub).await;
+    let started = reqwest::Client::new()
+        .post(format!("{}/api/v1/connections/{conn}/sync", server.url))
+        .header("Authorization", format!("Api-Key {key}"))
+        .send()
+        .await
+        .expect("the hub answers");
+    assert!(started.status().is_success(), "{}", started.status());
     let id = first.event_id();
     until(90, "no event after the restart", || {
         let seen = receiver.seen();
