@@ -6,8 +6,8 @@
 //! - a webhook delivery in flight (to a receiver in this test that holds it
 //!   until the hub has stopped accepting requests) finishes its attempt and
 //!   is recorded delivered, not sent again after a restart; one that cannot
-//!   finish within the bound makes the hub exit 1 naming it, and goes out
-//!   again at the next start;
+//!   finish within the bound makes the hub exit 1 naming it, its attempt is
+//!   recorded as interrupted, and it goes out again at the next start;
 //! - a provisioning task in flight (the Test App's fake answering its write
 //!   slowly) completes once, and a task that became due meanwhile is not
 //!   claimed before the restart.
@@ -442,17 +442,34 @@ async fn a_delivery_outlasting_the_bound_is_named_and_sent_again_at_the_next_sta
         printed.contains("ran out with the webhook worker's delivery attempts"),
         "the unfinished work is not named: {printed}"
     );
-    // Not delivered, not lost.
+    assert!(
+        printed.contains("(deliveries 1, sent again at the next start)"),
+        "the unfinished delivery is not named: {printed}"
+    );
+    // Not delivered, not lost: the interrupted attempt is recorded and the
+    // delivery is due again.
     let list = deliveries(&hub);
     assert_eq!(list.len(), 1, "{list:?}");
-    assert_eq!(list[0].0["status"], "pending", "{list:?}");
+    let (delivery, attempts) = &list[0];
+    assert_eq!(delivery["status"], "pending", "{list:?}");
+    assert_eq!(delivery["attempts"], 1, "{list:?}");
+    assert_eq!(attempts.len(), 1, "{attempts:?}");
+    assert_eq!(
+        attempts[0]["error"],
+        tether_events::ABANDONED,
+        "{attempts:?}"
+    );
+    assert!(
+        delivery["next_attempt_at"].as_i64().unwrap() <= chrono::Utc::now().timestamp_millis(),
+        "not due at once: {delivery}"
+    );
     drop(server);
 
     // At the next start it goes out again, the same event.
     receiver.release();
     let _server = hub.serve(HOOK_CONFIG);
     let id = first.event_id();
-    until(120, "the unfinished delivery was not sent again", || {
+    until(60, "the unfinished delivery was not sent again", || {
         let seen = receiver.seen();
         (seen.len() >= 2).then_some(())
     })
