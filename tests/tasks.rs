@@ -12,74 +12,10 @@ use std::time::{Duration, Instant};
 use serde_json::{json, Value};
 mod common;
 
+use common::testapp::{Fake, APP, SHOW};
 use common::Hub;
 
 const NAME: &str = "Test App - Eng";
-const APP: &str = "testapp";
-
-struct Fake {
-    inner: tether_sandbox::Sandbox,
-    http: reqwest::Client,
-}
-
-impl Fake {
-    async fn start() -> Fake {
-        tether_hub::link_test_connector();
-        let inner = tether_sandbox::Sandbox::start(tether_sandbox::SandboxConfig::default())
-            .await
-            .expect("the sandbox starts");
-        assert!(
-            inner.fake(APP).is_some(),
-            "the Test App fake is not linked; fakes: {:?}",
-            inner.fakes().map(|f| f.slug).collect::<Vec<_>>()
-        );
-        // The control endpoints need the sandbox's token.
-        let http = reqwest::Client::builder()
-            .default_headers(inner.control_headers())
-            .build()
-            .expect("a client");
-        Fake { inner, http }
-    }
-
-    fn url(&self) -> String {
-        self.inner.fake_url(APP)
-    }
-
-    async fn control(&self, path: &str, body: Value) -> Value {
-        let url = format!("{}/_sandbox/{path}", self.url());
-        let req = if body.is_null() {
-            self.http.get(url)
-        } else {
-            self.http.post(url).json(&body)
-        };
-        let res = req.send().await.expect("the sandbox answers");
-        assert!(res.status().is_success(), "{path}: {}", res.status());
-        res.json().await.unwrap_or(Value::Null)
-    }
-
-    async fn writes(&self) -> Vec<Value> {
-        self.control("writes", Value::Null).await["writes"]
-            .as_array()
-            .expect("a list of writes")
-            .clone()
-    }
-
-    async fn user(&self, token: &str, id: &str) -> Value {
-        self.http
-            .get(format!("{}/v1/orgs/acme/users/{id}", self.url()))
-            .bearer_auth(token)
-            .send()
-            .await
-            .unwrap()
-            .json()
-            .await
-            .unwrap()
-    }
-}
-
-/// The binary links the Test App in this build; it shows it only when
-/// asked.
-const SHOW: (&str, &str) = ("TETHER_TEST_CONNECTOR", "1");
 
 fn run(hub: &Hub, args: &[&str]) -> String {
     hub.ok(args, &[SHOW])

@@ -7,6 +7,7 @@
 #![allow(dead_code)] // each test file uses part of the harness
 
 pub mod idp;
+pub mod testapp;
 
 use std::path::Path;
 use std::process::{Command, Output, Stdio};
@@ -221,6 +222,8 @@ pub fn free_port() -> u16 {
 pub struct Server {
     pub child: std::process::Child,
     pub url: String,
+    /// Every line the server printed on stdout so far.
+    pub stdout: std::sync::Arc<std::sync::Mutex<Vec<String>>>,
 }
 
 impl Drop for Server {
@@ -240,11 +243,19 @@ impl Hub {
 
     /// [`Hub::serve`] on a given port.
     pub fn serve_on(&self, config: &str, port: u16) -> Server {
+        self.serve_with(config, port, &[])
+    }
+
+    /// [`Hub::serve_on`] with more environment variables.
+    pub fn serve_with(&self, config: &str, port: u16, env: &[(&str, &str)]) -> Server {
         use std::io::BufRead;
         let path = self.dir.path().join("tether.toml");
         std::fs::write(&path, config).expect("writing the config");
-        let mut child = self
-            .command(&["serve", "--listen", &format!("127.0.0.1:{port}")])
+        let mut command = self.command(&["serve", "--listen", &format!("127.0.0.1:{port}")]);
+        for (k, v) in env {
+            command.env(k, v);
+        }
+        let mut child = command
             .env("TETHER_CONFIG", &path)
             .env("TETHER_ADMIN_PASSWORD", "admin-password")
             .env("TETHER_PUBLIC_BASE_URL", format!("http://127.0.0.1:{port}"))
@@ -267,10 +278,17 @@ impl Hub {
             }
         }
         // Keep draining stdout so the server never blocks on a full pipe.
-        std::thread::spawn(move || for _ in lines {});
+        let stdout = std::sync::Arc::new(std::sync::Mutex::new(seen));
+        let kept = stdout.clone();
+        std::thread::spawn(move || {
+            for line in lines.map_while(Result::ok) {
+                kept.lock().expect("the output lock").push(line);
+            }
+        });
         Server {
             child,
             url: format!("http://127.0.0.1:{port}"),
+            stdout,
         }
     }
 }

@@ -275,7 +275,15 @@ struct Inner {
     /// Set by [`Webhooks::stop`]: the worker claims nothing more, finishes
     /// the attempts under way and ends.
     stopping: std::sync::atomic::AtomicBool,
+    /// Set by [`Webhooks::abandon`]: the attempts under way give up.
+    abandon: tokio::sync::watch::Sender<bool>,
+    /// The deliveries whose attempt is under way.
+    in_flight: std::sync::Mutex<std::collections::BTreeSet<i64>>,
 }
+
+/// What an attempt interrupted by [`Webhooks::abandon`] records.
+pub const ABANDONED: &str =
+    "tether shut down before the endpoint answered (its shutdown bound ran out); sent again at its next start";
 
 /// Webhook subscriptions and their deliveries. Cheap to clone; clones share
 /// the worker's wake-up.
@@ -303,6 +311,8 @@ impl Webhooks {
                 client,
                 wake: Notify::new(),
                 stopping: Default::default(),
+                abandon: tokio::sync::watch::channel(false).0,
+                in_flight: Default::default(),
             }),
         }
     }
@@ -436,7 +446,8 @@ impl Webhooks {
     /// Starts delivering due deliveries (including those left by an earlier
     /// process) until the task is aborted. Aborting it also abandons the
     /// attempts in flight; their deliveries become due again after a short
-    /// lease. Several workers, in one process or several, may run over one
+    /// lease ([`Webhooks::abandon`] first makes them record the interruption
+    /// and leaves them due at once). Several workers, in one process or several, may run over one
     /// store: each delivery is claimed by one of them.
     pub fn spawn_worker(&self) -> JoinHandle<()> {
         let inner = self.inner.clone();
@@ -452,6 +463,24 @@ impl Webhooks {
             .stopping
             .store(true, std::sync::atomic::Ordering::SeqCst);
         self.inner.wake.notify_one();
+    }
+
+    /// After [`Webhooks::stop`], when the hub cannot wait any longer: the
+    /// attempts under way stop waiting for their endpoints, each records an
+    /// interrupted attempt ([`ABANDONED`]) and leaves its delivery due at
+    /// once, so the next start sends it again rather than after the claim's
+    /// lease. Returns the deliveries concerned; the worker's task ends once
+    /// they are recorded.
+    pub fn abandon(&self) -> Vec<i64> {
+        self.stop();
+        self.inner.abandon.send_replace(true);
+        self.inner
+            .in_flight
+            .lock()
+            .expect("the in-flight lock")
+            .iter()
+            .copied()
+            .collect()
     }
 }
 
@@ -562,9 +591,25 @@ struct Sent {
 }
 
 async fn attempt(inner: Arc<Inner>, delivery: ClaimedDelivery) {
+    let in_flight = |add: bool| {
+        let mut set = inner.in_flight.lock().expect("the in-flight lock");
+        if add {
+            set.insert(delivery.id);
+        } else {
+            set.remove(&delivery.id);
+        }
+    };
+    in_flight(true);
+    attempt_once(&inner, &delivery).await;
+    in_flight(false);
+}
+
+async fn attempt_once(inner: &Arc<Inner>, delivery: &ClaimedDelivery) {
     let config = &inner.config;
     let at = now_ms();
     let started = Instant::now();
+    let mut abandon = inner.abandon.subscribe();
+    let mut abandoned = false;
     let sent = match inner.store.webhook_target(delivery.subscription_id).await {
         // Deleted meanwhile, with its deliveries.
         Err(StoreError::NotFound(_)) => return,
@@ -573,12 +618,27 @@ async fn attempt(inner: Arc<Inner>, delivery: ClaimedDelivery) {
             error: Some(format!("cannot sign the delivery: {e}")),
             ok: false,
         },
-        Ok(target) => send(&inner, &delivery, &target).await,
+        Ok(target) => tokio::select! {
+            sent = send(inner, delivery, &target) => sent,
+            _ = abandon.wait_for(|a| *a) => {
+                abandoned = true;
+                Sent {
+                    status_code: None,
+                    error: Some(ABANDONED.into()),
+                    ok: false,
+                }
+            }
+        },
     };
     let duration_ms = started.elapsed().as_millis() as i64;
     let made = u32::try_from(delivery.attempts + 1).unwrap_or(u32::MAX);
     let outcome = if sent.ok {
         AttemptOutcome::Delivered
+    } else if abandoned {
+        // Not the endpoint's failure: due again at once, whatever the count.
+        AttemptOutcome::Retry {
+            next_attempt_at: now_ms(),
+        }
     } else if made >= config.max_attempts {
         AttemptOutcome::Failed
     } else {

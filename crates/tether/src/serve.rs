@@ -214,9 +214,10 @@ pub async fn serve(store: Store, config: Config, args: ServeArgs) -> Result<Exit
             tracing::warn!(error = %e, "the HTTP server failed while shutting down");
         }
     });
+    const WEBHOOKS: &str = "the webhook worker's delivery attempts";
     let workers = [
         ("the HTTP server's open requests", server),
-        ("the webhook worker's delivery attempts", deliveries),
+        (WEBHOOKS, deliveries),
         ("the task runner's attempt", tasks),
     ]
     .into_iter()
@@ -229,6 +230,24 @@ pub async fn serve(store: Store, config: Config, args: ServeArgs) -> Result<Exit
         tracing::info!("shutdown: waiting for {what}");
         match tokio::time::timeout(left(), &mut handle).await {
             Ok(_) => {}
+            Err(_) if what == WEBHOOKS => {
+                // The attempts under way give up and record it, leaving
+                // their deliveries due at once for the next start.
+                let ids = webhooks.abandon();
+                if tokio::time::timeout(ABANDON_GRACE, &mut handle)
+                    .await
+                    .is_err()
+                {
+                    handle.abort();
+                }
+                unfinished.push(format!(
+                    "{what} (deliveries {}, sent again at the next start)",
+                    ids.iter()
+                        .map(i64::to_string)
+                        .collect::<Vec<_>>()
+                        .join(", ")
+                ));
+            }
             Err(_) => {
                 handle.abort();
                 unfinished.push(what.to_owned());
@@ -245,7 +264,8 @@ pub async fn serve(store: Store, config: Config, args: ServeArgs) -> Result<Exit
     } else {
         // What is left is recovered at the next start: a sync's lease is
         // taken over (its owner is gone), a task's claim lapses and is
-        // retried, a webhook delivery stays due.
+        // retried, a webhook delivery interrupted at the bound is due again
+        // at once (one never started stays due).
         tracing::warn!(bound_s = shutdown_bound.as_secs(), unfinished = ?unfinished, "the shutdown bound ran out; exiting with work unfinished (it resumes at the next start)");
         println!(
             "tether: shutdown bound of {} s ran out with {} unfinished; exiting",
@@ -255,6 +275,10 @@ pub async fn serve(store: Store, config: Config, args: ServeArgs) -> Result<Exit
         Ok(ExitCode::from(1))
     }
 }
+
+/// How long, past the shutdown bound, the webhook attempts it interrupts
+/// may take to record that they were interrupted.
+const ABANDON_GRACE: Duration = Duration::from_secs(2);
 
 /// Resolves on SIGTERM or Ctrl-C (SIGINT), naming it.
 async fn shutdown_signal() -> &'static str {
