@@ -51,6 +51,9 @@ pub fn check_finding_kind(kind: &str) -> Result<()> {
     }
 }
 
+/// How many findings are read at a time to be announced.
+const FINDINGS_PAGE: usize = 500;
+
 impl Hub {
     /// Recomputes people and findings, and announces the findings that
     /// opened and resolved.
@@ -79,21 +82,27 @@ impl Hub {
                 person_id: f.person_id,
                 detail: f.detail.clone(),
             };
-            for f in &outcome.opened {
-                self.inner
-                    .events
-                    .publish(Event::FindingOpened {
-                        finding: finding(f),
-                    })
-                    .await;
+            // A page of findings at a time: a first sync of a million
+            // accounts can open a million.
+            for ids in outcome.opened.chunks(FINDINGS_PAGE) {
+                for f in self.store().findings_by_ids(ids).await? {
+                    self.inner
+                        .events
+                        .publish(Event::FindingOpened {
+                            finding: finding(&f),
+                        })
+                        .await;
+                }
             }
-            for f in &outcome.resolved {
-                self.inner
-                    .events
-                    .publish(Event::FindingResolved {
-                        finding: finding(f),
-                    })
-                    .await;
+            for ids in outcome.resolved.chunks(FINDINGS_PAGE) {
+                for f in self.store().findings_by_ids(ids).await? {
+                    self.inner
+                        .events
+                        .publish(Event::FindingResolved {
+                            finding: finding(&f),
+                        })
+                        .await;
+                }
             }
         }
         tracing::info!(

@@ -166,8 +166,12 @@ pub struct FindingRow {
 pub struct CorrelationOutcome {
     pub people: i64,
     pub accounts: i64,
-    pub opened: Vec<FindingRow>,
-    pub resolved: Vec<FindingRow>,
+    /// The ids of the findings that opened, in id order; read them with
+    /// [`Store::findings_by_ids`] a page at a time (a first sync of a
+    /// million accounts can open a million findings).
+    pub opened: Vec<i64>,
+    /// The ids of the findings that resolved, in id order.
+    pub resolved: Vec<i64>,
 }
 
 /// Which people to list.
@@ -604,6 +608,23 @@ impl Store {
         Ok(b.build_query_as().fetch_all(self.pool()).await?)
     }
 
+    /// The findings of these ids (at most a few hundred: they are bound
+    /// one by one), in id order; ids of no finding are skipped.
+    pub async fn findings_by_ids(&self, ids: &[i64]) -> Result<Vec<FindingRow>> {
+        if ids.is_empty() {
+            return Ok(Vec::new());
+        }
+        let mut b = QueryBuilder::<Sqlite>::new(format!(
+            "SELECT {FINDING_COLUMNS} FROM findings WHERE id IN ("
+        ));
+        let mut sep = b.separated(", ");
+        for id in ids {
+            sep.push_bind(*id);
+        }
+        b.push(") ORDER BY id");
+        Ok(b.build_query_as().fetch_all(self.pool()).await?)
+    }
+
     // ---- correlation ---------------------------------------------------------
 
     /// Recomputes people, their accounts and the findings (see the module
@@ -894,12 +915,12 @@ async fn correlate_in(
         .await?;
     }
     // Findings open, stay (refreshed) or resolve.
-    let resolved: Vec<FindingRow> = sqlx::query_as(&format!(
+    let mut resolved: Vec<i64> = sqlx::query_scalar(
         "UPDATE findings SET resolved_at = ?1
          WHERE resolved_at IS NULL AND NOT EXISTS (SELECT 1 FROM t_find f
            WHERE f.kind = findings.kind AND f.cid = findings.connection_id AND f.ext = findings.account_external_id)
-         RETURNING {FINDING_COLUMNS}"
-    ))
+         RETURNING id",
+    )
     .bind(now)
     .fetch_all(&mut *conn)
     .await?;
@@ -912,16 +933,19 @@ async fn correlate_in(
     .bind(now)
     .execute(&mut *conn)
     .await?;
-    let opened: Vec<FindingRow> = sqlx::query_as(&format!(
+    let mut opened: Vec<i64> = sqlx::query_scalar(
         "INSERT INTO findings (kind, connection_id, account_external_id, person_id, detail, first_seen, last_seen)
          SELECT f.kind, f.cid, f.ext, f.person, f.detail, ?1, ?1 FROM t_find f
          WHERE NOT EXISTS (SELECT 1 FROM findings x WHERE x.resolved_at IS NULL AND x.kind = f.kind
                              AND x.connection_id = f.cid AND x.account_external_id = f.ext)
-         RETURNING {FINDING_COLUMNS}"
-    ))
+         RETURNING id",
+    )
     .bind(now)
     .fetch_all(&mut *conn)
     .await?;
+    // RETURNING gives no order.
+    opened.sort_unstable();
+    resolved.sort_unstable();
     let people: i64 = sqlx::query_scalar("SELECT COUNT(DISTINCT person_id) FROM person_accounts")
         .fetch_one(&mut *conn)
         .await?;
