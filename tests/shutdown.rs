@@ -520,16 +520,7 @@ fn suspend(hub: &Hub, account: &str) -> String {
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn ctrl_c_lets_a_task_in_flight_finish_and_claims_no_other() {
     let fake = Fake::start().await;
-    let made = fake
-        .control(
-            "directory",
-            json!({"org": "acme", "users": 10, "groups": 1}),
-        )
-        .await;
-    let token = made["credential"]["access_token"]
-        .as_str()
-        .expect("a token")
-        .to_owned();
+    let token = fake.acme(10, 1).await;
     let hub = Hub::new();
     // The sandbox listens on loopback, which the operator allows the app.
     let config = "shutdown_timeout_secs = 30\n[demo]\nmode = \"off\"\n\
@@ -538,22 +529,7 @@ async fn ctrl_c_lets_a_task_in_flight_finish_and_claims_no_other() {
     let url = fake.url();
     let t = token.clone();
     tokio::task::block_in_place(|| {
-        hub.ok(
-            &[
-                "connections",
-                "add",
-                common::testapp::APP,
-                "--name",
-                TASK_APP,
-                "--setting",
-                "org=acme",
-                "--setting",
-                &format!("api_base_url={url}"),
-                "--token-env",
-                "E2E_TOKEN",
-            ],
-            &[("E2E_TOKEN", t.as_str()), SHOW],
-        );
+        common::testapp::connect(&hub, &url, &t, TASK_APP);
         hub.ok(&["sync", TASK_APP, "--json"], &[SHOW]);
         hub.ok(&["tasks", "enable", TASK_APP], &[SHOW]);
     });

@@ -12,7 +12,7 @@ use std::time::{Duration, Instant};
 use serde_json::{json, Value};
 mod common;
 
-use common::testapp::{Fake, APP, SHOW};
+use common::testapp::{Fake, SHOW};
 use common::Hub;
 
 const NAME: &str = "Test App - Eng";
@@ -28,16 +28,7 @@ fn show(hub: &Hub, id: &str) -> Value {
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn a_runner_killed_mid_task_leaves_it_to_be_completed_exactly_once() {
     let fake = Fake::start().await;
-    let made = fake
-        .control(
-            "directory",
-            json!({"org": "acme", "users": 30, "groups": 2}),
-        )
-        .await;
-    let token = made["credential"]["access_token"]
-        .as_str()
-        .expect("a token")
-        .to_owned();
+    let token = fake.acme(30, 2).await;
     let hub = Hub::new();
     // The sandbox listens on loopback, which the operator allows the app.
     std::fs::write(
@@ -48,22 +39,7 @@ async fn a_runner_killed_mid_task_leaves_it_to_be_completed_exactly_once() {
     let url = fake.url();
     let t = token.clone();
     let hub = tokio::task::spawn_blocking(move || {
-        hub.ok(
-            &[
-                "connections",
-                "add",
-                APP,
-                "--name",
-                NAME,
-                "--setting",
-                "org=acme",
-                "--setting",
-                &format!("api_base_url={url}"),
-                "--token-env",
-                "E2E_TOKEN",
-            ],
-            &[("E2E_TOKEN", t.as_str()), SHOW],
-        );
+        common::testapp::connect(&hub, &url, &t, NAME);
         // Tasks are refused until provisioning is enabled.
         let refused = hub.run(
             &[

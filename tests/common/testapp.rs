@@ -40,6 +40,21 @@ impl Fake {
         self.inner.fake_url(APP)
     }
 
+    /// Makes the org `acme` with this many users and groups; its access
+    /// token.
+    pub async fn acme(&self, users: u64, groups: u64) -> String {
+        let made = self
+            .control(
+                "directory",
+                serde_json::json!({"org": "acme", "users": users, "groups": groups}),
+            )
+            .await;
+        made["credential"]["access_token"]
+            .as_str()
+            .expect("a token")
+            .to_owned()
+    }
+
     pub async fn control(&self, path: &str, body: Value) -> Value {
         let url = format!("{}/_sandbox/{path}", self.url());
         let req = if body.is_null() {
@@ -70,4 +85,25 @@ impl Fake {
             .await
             .unwrap()
     }
+}
+
+/// Adds the Test App connection `name` to the org `acme` of the fake at
+/// `fake_url`, with `token` (the CLI: call it where blocking is allowed).
+pub fn connect(hub: &super::Hub, fake_url: &str, token: &str, name: &str) {
+    hub.ok(
+        &[
+            "connections",
+            "add",
+            APP,
+            "--name",
+            name,
+            "--setting",
+            "org=acme",
+            "--setting",
+            &format!("api_base_url={fake_url}"),
+            "--token-env",
+            "E2E_TOKEN",
+        ],
+        &[("E2E_TOKEN", token), SHOW],
+    );
 }
