@@ -10,7 +10,7 @@ use sha2::{Digest, Sha256};
 use crate::{now_ms, Result, Store, StoreError};
 
 /// How often `last_used_at` is written at most, per key.
-pub(crate) const LAST_USED_RESOLUTION_MS: i64 = 60_000;
+const LAST_USED_RESOLUTION_MS: i64 = 60_000;
 
 fn hash(key: &str) -> Vec<u8> {
     Sha256::digest(key.as_bytes()).to_vec()
@@ -60,13 +60,7 @@ impl Store {
     }
 
     /// The key presented by a client, if it exists and is not revoked;
-    /// records its use (at most once a minute).
-    ///
-    /// A key's first use is written before answering. Later ones are
-    /// written in the background, once a minute per key however many
-    /// requests present it: the write waits for SQLite's write lock, which
-    /// a running sync holds for most of its run, and every request of every
-    /// client would wait behind it (the pool's few connections included).
+    /// records its use (at most once a minute, see [`Store::record_use`]).
     pub async fn authenticate_api_key(&self, key: &str) -> Result<Option<ApiKeyInfo>> {
         let found: Option<ApiKeyInfo> = sqlx::query_as(&format!(
             "SELECT {KEY_COLUMNS} FROM api_keys
@@ -79,51 +73,47 @@ impl Store {
         let Some(k) = &found else {
             return Ok(found);
         };
-        let now = now_ms();
-        let stale = |t: Option<i64>| t.is_none_or(|t| t + LAST_USED_RESOLUTION_MS <= now);
-        if k.last_used_at.is_none() {
-            self.write_key_use(k.id, now).await?;
-        } else if stale(k.last_used_at) && self.claim_use(("api_keys", k.id), now, stale) {
-            let store = self.clone();
-            let id = k.id;
-            tokio::spawn(async move {
-                if let Err(e) = store.write_key_use(id, now).await {
-                    tracing::warn!(api_key_id = id, error = %e, "could not record the API key's last use; it is tried again at its next use a minute on");
-                }
-            });
-        }
+        self.record_use("api_keys", k.id, k.last_used_at).await?;
         Ok(found)
     }
 
-    /// Whether this process should write the use of `id` (a table and a
-    /// row: an API key, a SCIM token) now: no write of it was started
-    /// within the last minute.
-    pub(crate) fn claim_use(
+    /// Records a use of row `id` of `table` (an API key, a SCIM token) whose
+    /// `last_used_at` was `last_used_at`, at most once a minute: the first
+    /// use before returning, later ones in the background, once a minute
+    /// per row in this process however many requests present it. The write
+    /// waits for SQLite's write lock, which a running sync holds for most
+    /// of its run, and every request behind it would wait too.
+    pub(crate) async fn record_use(
         &self,
-        id: (&'static str, i64),
-        now: i64,
-        stale: impl Fn(Option<i64>) -> bool,
-    ) -> bool {
-        let mut started = self
-            .key_uses
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner);
-        let entry = started.entry(id).or_insert(i64::MIN);
-        let claim = stale((*entry != i64::MIN).then_some(*entry));
-        if claim {
-            *entry = now;
+        table: &'static str,
+        id: i64,
+        last_used_at: Option<i64>,
+    ) -> Result<()> {
+        let now = now_ms();
+        if last_used_at.is_none() {
+            return write_use(self, table, id, now).await;
         }
-        claim
-    }
-
-    async fn write_key_use(&self, id: i64, now: i64) -> Result<()> {
-        sqlx::query(
-            "UPDATE api_keys SET last_used_at = max(coalesce(last_used_at, 0), ?) WHERE id = ?",
-        )
-        .bind(now)
-        .bind(id)
-        .execute(self.pool())
-        .await?;
+        let stale = |t: i64| t + LAST_USED_RESOLUTION_MS <= now;
+        let claimed = last_used_at.is_some_and(stale) && {
+            let mut started = self
+                .key_uses
+                .lock()
+                .unwrap_or_else(std::sync::PoisonError::into_inner);
+            let entry = started.entry((table, id)).or_insert(i64::MIN);
+            let claim = *entry == i64::MIN || stale(*entry);
+            if claim {
+                *entry = now;
+            }
+            claim
+        };
+        if claimed {
+            let store = self.clone();
+            tokio::spawn(async move {
+                if let Err(e) = write_use(&store, table, id, now).await {
+                    tracing::warn!(table, id, error = %e, "could not record a use of this credential; it is tried again at its next use a minute on");
+                }
+            });
+        }
         Ok(())
     }
 
@@ -169,6 +159,17 @@ impl Store {
         }
         Ok(())
     }
+}
+
+async fn write_use(store: &Store, table: &'static str, id: i64, now: i64) -> Result<()> {
+    sqlx::query(&format!(
+        "UPDATE {table} SET last_used_at = max(coalesce(last_used_at, 0), ?) WHERE id = ?"
+    ))
+    .bind(now)
+    .bind(id)
+    .execute(store.pool())
+    .await?;
+    Ok(())
 }
 
 #[cfg(test)]

@@ -356,7 +356,7 @@ pub struct Store {
     /// a time take them.
     counts_cache: std::sync::Arc<identities::CountsCache>,
     /// When this process last started writing an API key's or a SCIM
-    /// token's last use, by table and id (see `Store::authenticate_api_key`).
+    /// token's last use, by table and id (see `Store::record_use`).
     key_uses: std::sync::Arc<std::sync::Mutex<std::collections::HashMap<(&'static str, i64), i64>>>,
 }
 

@@ -176,23 +176,10 @@ impl Store {
         let Some(mut token) = self.scim_token(id).await? else {
             return Ok(None);
         };
-        // As for API keys (see `Store::authenticate_api_key`): the first use
-        // is written before answering, later ones in the background once a
-        // minute, so that a provisioning IdP's requests do not wait for the
-        // write lock a running sync holds.
-        let now = now_ms();
-        let stale =
-            |t: Option<i64>| t.is_none_or(|t| t + crate::api_keys::LAST_USED_RESOLUTION_MS <= now);
-        if token.last_used_at.is_none() {
-            write_token_use(self, id, now).await?;
-            token.last_used_at = Some(now);
-        } else if stale(token.last_used_at) && self.claim_use(("scim_tokens", id), now, stale) {
-            let store = self.clone();
-            tokio::spawn(async move {
-                if let Err(e) = write_token_use(&store, id, now).await {
-                    tracing::warn!(scim_token_id = id, error = %e, "could not record the SCIM token's last use; it is tried again at its next use a minute on");
-                }
-            });
+        let before = token.last_used_at;
+        self.record_use("scim_tokens", id, before).await?;
+        if before.is_none() {
+            token.last_used_at = Some(now_ms());
         }
         Ok(Some(token))
     }
@@ -290,17 +277,6 @@ impl Store {
         .await?;
         Ok(())
     }
-}
-
-async fn write_token_use(store: &Store, id: i64, now: i64) -> Result<()> {
-    sqlx::query(
-        "UPDATE scim_tokens SET last_used_at = max(coalesce(last_used_at, 0), ?) WHERE id = ?",
-    )
-    .bind(now)
-    .bind(id)
-    .execute(store.pool())
-    .await?;
-    Ok(())
 }
 
 #[cfg(test)]
