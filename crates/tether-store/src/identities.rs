@@ -11,7 +11,7 @@ use serde::Serialize;
 use sqlx::{QueryBuilder, Sqlite, SqliteConnection};
 use tether_core::{Account, AccountKey, Edge, Holder, Kind, Record, TypeKey};
 
-use crate::{Result, Store, StoreError};
+use crate::{Result, Store};
 
 /// Rows per multi-row statement (SQLite allows 32766 bound parameters).
 const ROWS_PER_STATEMENT: usize = 400;
@@ -1040,18 +1040,7 @@ impl Store {
                 if self.counts_cache.start_refresh(connection_id) {
                     let store = self.clone();
                     tokio::spawn(async move {
-                        let taken = async {
-                            let _one = store.counts_cache.taking.lock().await;
-                            if store.counts_cache.fresh(connection_id, &key).is_none() {
-                                let generation = store.counts_cache.generation();
-                                let counts = store.count_identities(connection_id).await?;
-                                store
-                                    .counts_cache
-                                    .keep(connection_id, key, &counts, generation);
-                            }
-                            Ok::<_, StoreError>(())
-                        }
-                        .await;
+                        let taken = store.take_counts(connection_id, key).await;
                         store.counts_cache.end_refresh(connection_id);
                         if let Err(e) = taken {
                             tracing::warn!(connection_id, error = %e, "could not count the connection's identities; its counts are taken again at the next request");
@@ -1062,6 +1051,12 @@ impl Store {
             }
             Cached::Missing => {}
         }
+        self.take_counts(connection_id, key).await
+    }
+
+    /// Takes the connection's counts, one caller at a time, unless the
+    /// caller before took them in this state of its latest run (`key`).
+    async fn take_counts(&self, connection_id: i64, key: String) -> Result<IdentityCounts> {
         let _one = self.counts_cache.taking.lock().await;
         if let Some(c) = self.counts_cache.fresh(connection_id, &key) {
             return Ok(c);
