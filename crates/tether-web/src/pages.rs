@@ -542,58 +542,7 @@ pub(crate) async fn connect_client_credentials(
     Path(app_key): Path<String>,
     Form(fields): Form<Vec<(String, String)>>,
 ) -> WebResult {
-    let form = parse_connect_form(fields);
-    auth.check_csrf(form.csrf.as_deref())?;
-    let failed = |e: HubError| {
-        connect_failed(
-            &app,
-            &auth,
-            app_key.clone(),
-            FormKind::ClientCredentials,
-            form.values.clone(),
-            e,
-        )
-    };
-    let name = form.display_name.trim();
-    if name.is_empty() || name.len() > 200 {
-        return Ok(failed(HubError::BadRequest(
-            "a display name must be 1 to 200 characters".into(),
-        )));
-    }
-    if form.client_id.is_empty() {
-        return Ok(failed(HubError::BadRequest("enter the client id".into())));
-    }
-    let Some(secret) = form
-        .client_secret
-        .clone()
-        .filter(|t| !secrecy::ExposeSecret::expose_secret(t).trim().is_empty())
-    else {
-        return Ok(failed(HubError::BadRequest(
-            "enter the client secret".into(),
-        )));
-    };
-    match app
-        .hub
-        .add_client_credentials_connection(
-            &app_key,
-            name,
-            form.settings.clone(),
-            &form.client_id,
-            secret,
-            &auth.actor(),
-        )
-        .await
-    {
-        Ok(c) => {
-            if app.hub.app(&c.app).is_ok_and(|a| a.descriptor.is_some()) {
-                // The initial sync, as after an OAuth connect.
-                let _ = app.hub.sync_now(c.id, &auth.actor());
-            }
-            Ok(Redirect::to(&format!("/connections/{}", c.id)).into_response())
-        }
-        Err(HubError::NotFound(m)) => Err(WebError::Hub(HubError::NotFound(m))),
-        Err(e) => Ok(failed(e)),
-    }
+    connect_with_pair(app, auth, app_key, fields, FormKind::ClientCredentials).await
 }
 
 pub(crate) async fn connect_username_password(
@@ -602,50 +551,68 @@ pub(crate) async fn connect_username_password(
     Path(app_key): Path<String>,
     Form(fields): Form<Vec<(String, String)>>,
 ) -> WebResult {
+    connect_with_pair(app, auth, app_key, fields, FormKind::UsernamePassword).await
+}
+
+/// A connection made with the pair of credentials the form of `kind`
+/// carries: a client id and secret, or a username and password.
+async fn connect_with_pair(
+    app: App,
+    auth: Auth,
+    app_key: String,
+    fields: Vec<(String, String)>,
+    kind: FormKind,
+) -> WebResult {
     let form = parse_connect_form(fields);
     auth.check_csrf(form.csrf.as_deref())?;
-    let failed = |e: HubError| {
-        connect_failed(
-            &app,
-            &auth,
-            app_key.clone(),
-            FormKind::UsernamePassword,
-            form.values.clone(),
-            e,
-        )
-    };
+    let failed =
+        |e: HubError| connect_failed(&app, &auth, app_key.clone(), kind, form.values.clone(), e);
     let name = form.display_name.trim();
     if name.is_empty() || name.len() > 200 {
         return Ok(failed(HubError::BadRequest(
             "a display name must be 1 to 200 characters".into(),
         )));
     }
-    if form.username.is_empty() {
-        return Ok(failed(HubError::BadRequest("enter the username".into())));
-    }
-    let Some(password) = form
-        .password
-        .clone()
-        .filter(|t| !secrecy::ExposeSecret::expose_secret(t).is_empty())
-    else {
-        return Ok(failed(HubError::BadRequest("enter the password".into())));
-    };
-    match app
-        .hub
-        .add_username_password_connection(
-            &app_key,
-            name,
-            form.settings.clone(),
-            &form.username,
-            password,
-            true,
-            &auth.actor(),
+    let client_credentials = matches!(kind, FormKind::ClientCredentials);
+    let (user, secret, (enter_user, enter_secret)) = if client_credentials {
+        (
+            &form.client_id,
+            form.client_secret
+                .clone()
+                .filter(|t| !secrecy::ExposeSecret::expose_secret(t).trim().is_empty()),
+            ("enter the client id", "enter the client secret"),
         )
-        .await
-    {
+    } else {
+        (
+            &form.username,
+            form.password
+                .clone()
+                .filter(|t| !secrecy::ExposeSecret::expose_secret(t).is_empty()),
+            ("enter the username", "enter the password"),
+        )
+    };
+    if user.is_empty() {
+        return Ok(failed(HubError::BadRequest(enter_user.into())));
+    }
+    let Some(secret) = secret else {
+        return Ok(failed(HubError::BadRequest(enter_secret.into())));
+    };
+    let (settings, actor) = (form.settings.clone(), auth.actor());
+    let made = if client_credentials {
+        app.hub
+            .add_client_credentials_connection(&app_key, name, settings, user, secret, &actor)
+            .await
+    } else {
+        app.hub
+            .add_username_password_connection(&app_key, name, settings, user, secret, true, &actor)
+            .await
+    };
+    match made {
         Ok(c) => {
-            // The initial sync, as after an OAuth connect.
-            let _ = app.hub.sync_now(c.id, &auth.actor());
+            if app.hub.app(&c.app).is_ok_and(|a| a.descriptor.is_some()) {
+                // The initial sync, as after an OAuth connect.
+                let _ = app.hub.sync_now(c.id, &actor);
+            }
             Ok(Redirect::to(&format!("/connections/{}", c.id)).into_response())
         }
         Err(HubError::NotFound(m)) => Err(WebError::Hub(HubError::NotFound(m))),
