@@ -2,7 +2,9 @@
 //!
 //! The client secret is sealed with the master key (AAD
 //! `sso:client_secret`) and comes back only as a [`SecretString`]. A pending
-//! sign-in's `state` is stored as its SHA-256 and can be taken once.
+//! sign-in's `state` is stored as its SHA-256 and can be taken once; its PKCE
+//! verifier is sealed too (AAD the state's hash, so a row cannot be swapped
+//! for another's).
 
 use secrecy::{ExposeSecret, SecretString};
 use sha2::{Digest, Sha256};
@@ -140,17 +142,21 @@ impl Store {
         ttl_ms: i64,
     ) -> Result<()> {
         let now = now_ms();
+        let state_hash = hash(state);
+        let (verifier_nonce, sealed) = self.key.seal(verifier.expose_secret().as_bytes(), &state_hash);
         let mut tx = self.write_tx().await?;
         sqlx::query("DELETE FROM sso_states WHERE expires_at <= ?")
             .bind(now)
             .execute(&mut *tx)
             .await?;
         sqlx::query(
-            "INSERT INTO sso_states (state_hash, nonce, verifier, next, created_at, expires_at) VALUES (?, ?, ?, ?, ?, ?)",
+            "INSERT INTO sso_states (state_hash, nonce, verifier_nonce, verifier, next, created_at, expires_at)
+             VALUES (?, ?, ?, ?, ?, ?, ?)",
         )
-        .bind(hash(state))
+        .bind(&state_hash)
         .bind(nonce)
-        .bind(verifier.expose_secret())
+        .bind(verifier_nonce)
+        .bind(sealed)
         .bind(next)
         .bind(now)
         .bind(now + ttl_ms)
@@ -163,19 +169,37 @@ impl Store {
     /// Takes a pending sign-in by its `state`, once: `None` when unknown,
     /// already used or expired.
     pub async fn take_sso_state(&self, state: &str) -> Result<Option<SsoState>> {
-        let row: Option<(String, String, String, i64)> = sqlx::query_as(
-            "DELETE FROM sso_states WHERE state_hash = ? RETURNING nonce, verifier, next, expires_at",
+        let state_hash = hash(state);
+        type Row = (String, Vec<u8>, Vec<u8>, String, i64);
+        let row: Option<Row> = sqlx::query_as(
+            "DELETE FROM sso_states WHERE state_hash = ?
+             RETURNING nonce, verifier_nonce, verifier, next, expires_at",
         )
-        .bind(hash(state))
+        .bind(&state_hash)
         .fetch_optional(self.pool())
         .await?;
-        Ok(row
-            .filter(|(_, _, _, expires_at)| *expires_at > now_ms())
-            .map(|(nonce, verifier, next, _)| SsoState {
-                nonce,
-                verifier: SecretString::from(verifier),
-                next,
-            }))
+        let Some((nonce, verifier_nonce, sealed, next, expires_at)) = row else {
+            return Ok(None);
+        };
+        if expires_at <= now_ms() {
+            return Ok(None);
+        }
+        let verifier = self
+            .key
+            .open(&verifier_nonce, &sealed, &state_hash)
+            .and_then(|clear| String::from_utf8(clear).ok())
+            .ok_or_else(|| {
+                StoreError::BadKey(
+                    "a pending single sign-on cannot be decrypted (written under another master key); \
+                     sign in again"
+                        .into(),
+                )
+            })?;
+        Ok(Some(SsoState {
+            nonce,
+            verifier: SecretString::from(verifier),
+            next,
+        }))
     }
 }
 
@@ -219,14 +243,23 @@ mod tests {
         assert_eq!(s.client_secret.expose_secret(), "s3cret-value");
         assert!(s.password_disabled);
 
-        let v = SecretString::from("verifier");
+        let v = SecretString::from("verifier-in-clear");
         store
             .create_sso_state("st", "n", &v, "/x", 60_000)
             .await
             .unwrap();
+        let raw: (Vec<u8>,) = sqlx::query_as("SELECT verifier FROM sso_states")
+            .fetch_one(store.pool())
+            .await
+            .unwrap();
+        assert!(
+            !raw.0.windows(8).any(|w| w == b"verifier"),
+            "the PKCE verifier is sealed at rest"
+        );
         assert!(store.take_sso_state("other").await.unwrap().is_none());
         let taken = store.take_sso_state("st").await.unwrap().unwrap();
         assert_eq!((taken.nonce.as_str(), taken.next.as_str()), ("n", "/x"));
+        assert_eq!(taken.verifier.expose_secret(), "verifier-in-clear");
         assert!(
             store.take_sso_state("st").await.unwrap().is_none(),
             "one use"
