@@ -559,7 +559,7 @@ impl Store {
     fn bridge_writer(&self) -> &PushSender {
         self.bridge_writer.get_or_init(|| {
             let (tx, rx) = tokio::sync::mpsc::channel(64);
-            tokio::spawn(group_writer(self.options.clone(), rx));
+            tokio::spawn(group_writer(self.writer_options(), rx));
             tx
         })
     }

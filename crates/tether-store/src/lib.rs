@@ -413,6 +413,11 @@ fn restrict_mode(path: &std::path::Path) -> Result<()> {
     Ok(())
 }
 
+/// The page cache of each pooled connection (KiB when negative).
+const POOL_CACHE: &str = "-8192";
+/// The page cache of a sync run's or the Bridge's writer connection.
+const WRITER_CACHE: &str = "-32768";
+
 impl Store {
     /// Opens (creating if needed) the database, applies migrations, and checks
     /// that `key` is the key the database was created with.
@@ -429,7 +434,11 @@ impl Store {
             // Checkpoint the WAL every ~40 MB rather than every 4 MB: pages
             // rewritten within that window are copied to the database once.
             .pragma("wal_autocheckpoint", "10000")
-            .pragma("cache_size", "-32768")
+            // Each of the pool's four connections keeps its own page cache:
+            // 8 MiB each holds the pages readers use again (connections,
+            // counts, the first pages of a list); the writers' connections
+            // below get 32 MiB, where the upserts of a large sync need it.
+            .pragma("cache_size", POOL_CACHE)
             // Completing a run of millions of edges scans them for a second
             // or more; that is expected, so it is not a warning.
             .log_slow_statements(log::LevelFilter::Info, Duration::from_secs(1));
@@ -522,7 +531,12 @@ impl Store {
     /// writer keeps one for the whole run, so its page cache stays warm
     /// across transactions and the pool's caches do not fill with its pages.
     pub(crate) async fn dedicated_connection(&self) -> Result<sqlx::SqliteConnection> {
-        Ok(self.options.connect().await?)
+        Ok(self.writer_options().connect().await?)
+    }
+
+    /// The pool's settings with a writer's larger page cache.
+    pub(crate) fn writer_options(&self) -> SqliteConnectOptions {
+        self.options.clone().pragma("cache_size", WRITER_CACHE)
     }
 
     /// Checks the database answers.

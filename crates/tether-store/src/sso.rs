@@ -143,7 +143,9 @@ impl Store {
     ) -> Result<()> {
         let now = now_ms();
         let state_hash = hash(state);
-        let (verifier_nonce, sealed) = self.key.seal(verifier.expose_secret().as_bytes(), &state_hash);
+        let (verifier_nonce, sealed) = self
+            .key
+            .seal(verifier.expose_secret().as_bytes(), &state_hash);
         let mut tx = self.write_tx().await?;
         sqlx::query("DELETE FROM sso_states WHERE expires_at <= ?")
             .bind(now)
