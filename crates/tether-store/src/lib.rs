@@ -527,9 +527,10 @@ impl Store {
         Ok(self.pool.begin_with("BEGIN IMMEDIATE").await?)
     }
 
-    /// A connection outside the pool, with the pool's settings: a sync run's
-    /// writer keeps one for the whole run, so its page cache stays warm
-    /// across transactions and the pool's caches do not fill with its pages.
+    /// A connection outside the pool, with the pool's settings but a
+    /// writer's page cache ([`WRITER_CACHE`]): a sync run's writer keeps one
+    /// for the whole run, so its page cache stays warm across transactions
+    /// and the pool's caches do not fill with its pages.
     pub(crate) async fn dedicated_connection(&self) -> Result<sqlx::SqliteConnection> {
         Ok(self.writer_options().connect().await?)
     }
