@@ -15,7 +15,7 @@ use base64::Engine;
 use chacha20poly1305::aead::{Aead, KeyInit, Payload};
 use chacha20poly1305::{XChaCha20Poly1305, XNonce};
 use rand::RngCore;
-use secrecy::{ExposeSecret, SecretBox};
+use secrecy::{ExposeSecret, SecretBox, SecretString};
 
 use crate::StoreError;
 
@@ -150,6 +150,19 @@ impl MasterKey {
                 },
             )
             .ok()
+    }
+
+    /// [`MasterKey::seal`] of a text secret.
+    pub fn seal_secret(&self, secret: &SecretString, aad: &[u8]) -> (Vec<u8>, Vec<u8>) {
+        self.seal(secret.expose_secret().as_bytes(), aad)
+    }
+
+    /// [`MasterKey::open`] of a text secret sealed by
+    /// [`MasterKey::seal_secret`]: `None` when it does not decrypt or is not
+    /// UTF-8.
+    pub fn open_secret(&self, nonce: &[u8], ciphertext: &[u8], aad: &[u8]) -> Option<SecretString> {
+        let clear = self.open(nonce, ciphertext, aad)?;
+        String::from_utf8(clear).ok().map(SecretString::from)
     }
 
     /// A blob (nonce ‖ ciphertext) proving which key a database was made with.

@@ -4,7 +4,7 @@
 //! that started the flow and the PKCE verifier encrypted. Taking a state
 //! marks it used in the same statement that checks it, so a replay loses.
 
-use secrecy::{ExposeSecret, SecretString};
+use secrecy::SecretString;
 use sha2::{Digest, Sha256};
 
 use crate::{now_ms, Result, Store, StoreError};
@@ -61,7 +61,7 @@ impl Store {
         let state_hash = hash(state);
         let (nonce, verifier) = match pkce_verifier {
             Some(v) => {
-                let (n, c) = self.key.seal(v.expose_secret().as_bytes(), &state_hash);
+                let (n, c) = self.key.seal_secret(v, &state_hash);
                 (Some(n), Some(c))
             }
             None => (None, None),
@@ -107,19 +107,11 @@ impl Store {
         .await?;
         if let Some((connection_id, purpose, nonce, verifier)) = taken {
             let pkce_verifier = match (nonce, verifier) {
-                (Some(n), Some(c)) => {
-                    let clear =
-                        self.key
-                            .open(&n, &c, &state_hash)
-                            .ok_or(StoreError::Undecryptable {
-                                connection: connection_id,
-                            })?;
-                    Some(SecretString::from(String::from_utf8(clear).map_err(
-                        |_| StoreError::Undecryptable {
-                            connection: connection_id,
-                        },
-                    )?))
-                }
+                (Some(n), Some(c)) => Some(self.key.open_secret(&n, &c, &state_hash).ok_or(
+                    StoreError::Undecryptable {
+                        connection: connection_id,
+                    },
+                )?),
                 _ => None,
             };
             return Ok(StateCheck::Valid(TakenState {

@@ -6,7 +6,7 @@
 //! verifier is sealed too (AAD the state's hash, so a row cannot be swapped
 //! for another's).
 
-use secrecy::{ExposeSecret, SecretString};
+use secrecy::SecretString;
 use sha2::{Digest, Sha256};
 
 use crate::{now_ms, Result, Store, StoreError};
@@ -50,19 +50,17 @@ impl Store {
         let Some((issuer, client_id, nonce, ct, label, password_disabled, updated_at)) = row else {
             return Ok(None);
         };
-        let clear = self.key.open(&nonce, &ct, SECRET_AAD).ok_or_else(|| {
+        let client_secret = self.key.open_secret(&nonce, &ct, SECRET_AAD).ok_or_else(|| {
             StoreError::BadKey(
                 "the stored SSO client secret cannot be decrypted (damaged, or written under another key); \
                  enter it again on the Identity settings page"
                     .into(),
             )
         })?;
-        let secret = String::from_utf8(clear)
-            .map_err(|_| StoreError::BadKey("the stored SSO client secret is not text".into()))?;
         Ok(Some(SsoSettings {
             issuer,
             client_id,
-            client_secret: SecretString::from(secret),
+            client_secret,
             label,
             password_disabled,
             updated_at,
@@ -79,7 +77,7 @@ impl Store {
         label: &str,
         password_disabled: bool,
     ) -> Result<()> {
-        let sealed = client_secret.map(|s| self.key.seal(s.expose_secret().as_bytes(), SECRET_AAD));
+        let sealed = client_secret.map(|s| self.key.seal_secret(s, SECRET_AAD));
         let mut tx = self.write_tx().await?;
         match sealed {
             Some((nonce, ct)) => {
@@ -143,9 +141,7 @@ impl Store {
     ) -> Result<()> {
         let now = now_ms();
         let state_hash = hash(state);
-        let (verifier_nonce, sealed) = self
-            .key
-            .seal(verifier.expose_secret().as_bytes(), &state_hash);
+        let (verifier_nonce, sealed) = self.key.seal_secret(verifier, &state_hash);
         let mut tx = self.write_tx().await?;
         sqlx::query("DELETE FROM sso_states WHERE expires_at <= ?")
             .bind(now)
@@ -188,8 +184,7 @@ impl Store {
         }
         let verifier = self
             .key
-            .open(&verifier_nonce, &sealed, &state_hash)
-            .and_then(|clear| String::from_utf8(clear).ok())
+            .open_secret(&verifier_nonce, &sealed, &state_hash)
             .ok_or_else(|| {
                 StoreError::BadKey(
                     "a pending single sign-on cannot be decrypted (written under another master key); \
@@ -199,7 +194,7 @@ impl Store {
             })?;
         Ok(Some(SsoState {
             nonce,
-            verifier: SecretString::from(verifier),
+            verifier,
             next,
         }))
     }
@@ -208,6 +203,7 @@ impl Store {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use secrecy::ExposeSecret;
 
     async fn store() -> (tempfile::TempDir, Store) {
         let dir = tempfile::tempdir().unwrap();

@@ -16,7 +16,7 @@
 //! and [`Store::task_password`].
 
 use rand::RngCore;
-use secrecy::{ExposeSecret, SecretString};
+use secrecy::SecretString;
 use serde::Serialize;
 use sqlx::{QueryBuilder, Row, Sqlite, SqliteConnection};
 use tether_core::text::sanitize_message;
@@ -390,9 +390,7 @@ impl Store {
         };
         add_event(&mut tx, &id, now, status, 0, None, Some(message)).await?;
         if let Some(password) = new.password {
-            let (nonce, ciphertext) = self
-                .key
-                .seal(password.expose_secret().as_bytes(), &password_aad(&id));
+            let (nonce, ciphertext) = self.key.seal_secret(password, &password_aad(&id));
             sqlx::query("INSERT INTO task_secrets (task_id, nonce, ciphertext) VALUES (?, ?, ?)")
                 .bind(&id)
                 .bind(nonce)
@@ -602,18 +600,15 @@ impl Store {
         let Some((nonce, ciphertext)) = row else {
             return Ok(None);
         };
-        let clear = self
+        let password = self
             .key
-            .open(&nonce, &ciphertext, &password_aad(id))
+            .open_secret(&nonce, &ciphertext, &password_aad(id))
             .ok_or_else(|| {
                 StoreError::Conflict(format!(
                     "the sealed password of task {id} cannot be decrypted (damaged, or written under another key); cancel the task and create it again"
                 ))
             })?;
-        let text = String::from_utf8(clear).map_err(|_| {
-            StoreError::Conflict(format!("the sealed password of task {id} is damaged"))
-        })?;
-        Ok(Some(SecretString::from(text)))
+        Ok(Some(password))
     }
 
     /// The password of a task that is not terminal yet, for the connector

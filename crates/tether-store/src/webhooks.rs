@@ -6,7 +6,7 @@
 //! by pushing `next_attempt_at` forward by a lease, so a delivery whose
 //! worker died becomes due again when the lease ends. Every attempt is kept.
 
-use secrecy::{ExposeSecret, SecretString};
+use secrecy::SecretString;
 use serde::Serialize;
 
 use crate::{now_ms, Result, Store, StoreError};
@@ -208,7 +208,7 @@ impl Store {
         .bind(now_ms())
         .fetch_one(&mut *tx)
         .await?;
-        let (nonce, ciphertext) = self.key.seal(secret.expose_secret().as_bytes(), &aad(id));
+        let (nonce, ciphertext) = self.key.seal_secret(secret, &aad(id));
         sqlx::query("UPDATE webhook_subscriptions SET secret_nonce = ?, secret = ? WHERE id = ?")
             .bind(nonce)
             .bind(ciphertext)
@@ -289,15 +289,11 @@ impl Store {
                  (the data is damaged or was written under another key); recreate the subscription"
             ))
         };
-        let clear = self
+        let secret = self
             .key
-            .open(&nonce, &ciphertext, &aad(subscription_id))
+            .open_secret(&nonce, &ciphertext, &aad(subscription_id))
             .ok_or_else(undecryptable)?;
-        let secret = String::from_utf8(clear).map_err(|_| undecryptable())?;
-        Ok(WebhookTarget {
-            url,
-            secret: SecretString::from(secret),
-        })
+        Ok(WebhookTarget { url, secret })
     }
 
     /// Queues one delivery of an event for every active subscription that
