@@ -26,7 +26,7 @@ const EDGE_ROWS_PER_STATEMENT: usize = 2000;
 /// 2,000-row upsert holds a few hundred kilobytes of SQLite's memory: with
 /// any remainder size possible, a large sync cached up to 100 of them (tens
 /// of megabytes); this way a kind has at most a dozen, each reused.
-pub(crate) fn statement_chunks<T>(items: &[T], max: usize) -> impl Iterator<Item = &[T]> {
+fn statement_chunks<T>(items: &[T], max: usize) -> impl Iterator<Item = &[T]> {
     let mut rest = items;
     std::iter::from_fn(move || {
         if rest.is_empty() {

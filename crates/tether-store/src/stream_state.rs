@@ -403,11 +403,6 @@ async fn apply_removals(
     let guard =
         |t: &str| format!("({t}.provisioned_at IS NULL OR {t}.provisioned_at < {started_at})");
     let mut counts: BTreeMap<String, i64> = BTreeMap::new();
-    // Edges named one by one, and the holders whose unseen edges of a kind
-    // go: applied in batches after the records (every removal only sets
-    // `removed_at`, so their order does not matter).
-    let mut edge_keys: Vec<EdgeKey<'_>> = Vec::new();
-    let mut held: BTreeMap<(i64, i64, &str), Vec<&str>> = BTreeMap::new();
     for r in removed {
         match r {
             Removal::Record {
@@ -436,7 +431,7 @@ async fn apply_removals(
                     connection_id,
                     now,
                     &guard("edges"),
-                    &format!("holder = {HOLDER_ACCOUNT} AND holder_external_id = ?2"),
+                    &format!("holder = {HOLDER_ACCOUNT} AND holder_external_id = ?3"),
                     &[external_id],
                     &mut counts,
                 )
@@ -473,12 +468,12 @@ async fn apply_removals(
                 .find(|e| e.target_kind() == *kind)
                 .expect("every resource kind is an edge's target");
                 let mut cond = format!(
-                    "(kind = {} AND target_type = ?2 AND target_external_id = ?3)",
+                    "(kind = {} AND target_type = ?3 AND target_external_id = ?4)",
                     edge_kind_code(held_by.kind()).expect("an edge kind")
                 );
                 if *kind == Kind::Group {
                     cond.push_str(&format!(
-                        " OR (holder = {HOLDER_GROUP} AND holder_type = ?2 AND holder_external_id = ?3)"
+                        " OR (holder = {HOLDER_GROUP} AND holder_type = ?3 AND holder_external_id = ?4)"
                     ));
                 }
                 remove_edges_where(
@@ -504,42 +499,47 @@ async fn apply_removals(
                 scope,
             } => {
                 let (hcode, htype, hid) = holder_columns(holder);
-                edge_keys.push(EdgeKey {
-                    kind: edge_kind_code(kind.kind()).expect("an edge kind"),
-                    target_type: target_type.as_deref().unwrap_or(""),
-                    target_id: target_external_id,
-                    holder: hcode,
-                    holder_type: htype,
-                    holder_id: hid,
-                    scope: scope.as_deref().unwrap_or(""),
-                });
+                let n = sqlx::query(&format!(
+                    "UPDATE edges SET removed_at = ?1 WHERE connection_id = ?2 AND kind = ?3 AND target_type = ?4
+                       AND target_external_id = ?5 AND holder = ?6 AND holder_type = ?7 AND holder_external_id = ?8
+                       AND scope = ?9 AND removed_at IS NULL AND {}",
+                    guard("edges")
+                ))
+                .bind(now)
+                .bind(connection_id)
+                .bind(edge_kind_code(kind.kind()).expect("an edge kind"))
+                .bind(target_type.as_deref().unwrap_or(""))
+                .bind(target_external_id)
+                .bind(hcode)
+                .bind(htype)
+                .bind(hid)
+                .bind(scope.as_deref().unwrap_or(""))
+                .execute(&mut *conn)
+                .await?
+                .rows_affected();
+                *counts
+                    .entry(tether_core::TypeKey::new(kind.kind(), target_type.as_deref()).label())
+                    .or_default() += n as i64;
             }
             Removal::HeldEdges { kind, holder } => {
                 let (hcode, htype, hid) = holder_columns(holder);
                 let code = edge_kind_code(kind.kind()).expect("an edge kind");
-                held.entry((code, hcode, htype)).or_default().push(hid);
+                remove_edges_where(
+                    conn,
+                    connection_id,
+                    now,
+                    &guard("edges"),
+                    &format!(
+                        "kind = {code} AND holder = {hcode} AND holder_type = ?3 AND holder_external_id = ?4
+                         AND (last_seen_run IS NULL OR last_seen_run <> {run_id})"
+                    ),
+                    &[htype, hid],
+                    &mut counts,
+                )
+                .await?;
             }
         }
     }
-    remove_edge_keys(
-        conn,
-        connection_id,
-        now,
-        &guard("edges"),
-        &edge_keys,
-        &mut counts,
-    )
-    .await?;
-    remove_held_edges(
-        conn,
-        connection_id,
-        run_id,
-        now,
-        &guard("edges"),
-        &held,
-        &mut counts,
-    )
-    .await?;
     for (label, n) in counts.into_iter().filter(|(_, n)| *n > 0) {
         sqlx::query(
             "INSERT INTO sync_run_kinds (run_id, kind, removed) VALUES (?, ?, ?)
@@ -554,10 +554,8 @@ async fn apply_removals(
     Ok(())
 }
 
-/// Marks the present edges matching `cond` (binding `binds` from `?2` on)
-/// removed, counting them by type. The connection id is written into the
-/// SQL: only then can SQLite use the connection's partial index of edges by
-/// holder (see `build_account_index`) for a condition on the holder.
+/// Marks the present edges matching `cond` (binding `binds` from `?3` on)
+/// removed, counting them by type.
 async fn remove_edges_where(
     conn: &mut SqliteConnection,
     connection_id: i64,
@@ -568,144 +566,16 @@ async fn remove_edges_where(
     counts: &mut BTreeMap<String, i64>,
 ) -> Result<()> {
     let sql = format!(
-        "UPDATE edges SET removed_at = ?1 WHERE connection_id = {connection_id} AND removed_at IS NULL AND {cond}
-           AND {guard}
+        "UPDATE edges SET removed_at = ?1 WHERE connection_id = ?2 AND removed_at IS NULL AND {cond} AND {guard}
          RETURNING kind, target_type"
     );
-    let mut q = sqlx::query_as::<_, (i64, String)>(&sql).bind(now);
+    let mut q = sqlx::query_as::<_, (i64, String)>(&sql)
+        .bind(now)
+        .bind(connection_id);
     for b in binds {
         q = q.bind(*b);
     }
-    count_removed(q.fetch_all(&mut *conn).await?, counts);
-    Ok(())
-}
-
-/// An edge the app said was removed, as stored (see `holder_columns`).
-struct EdgeKey<'a> {
-    kind: i64,
-    target_type: &'a str,
-    target_id: &'a str,
-    holder: i64,
-    holder_type: &'a str,
-    holder_id: &'a str,
-    scope: &'a str,
-}
-
-/// Edges named one by one per statement; each is a term of the statement's
-/// `OR`, which SQLite answers with one primary-key search per term (a
-/// row-value `IN` over the keys would search on the first two key columns
-/// only, scanning every edge of the kind).
-const REMOVALS_PER_STATEMENT: usize = 64;
-
-/// Marks the named present edges removed, in batches, counting them by
-/// type.
-async fn remove_edge_keys(
-    conn: &mut SqliteConnection,
-    connection_id: i64,
-    now: i64,
-    guard: &str,
-    keys: &[EdgeKey<'_>],
-    counts: &mut BTreeMap<String, i64>,
-) -> Result<()> {
-    for chunk in crate::identities::statement_chunks(keys, REMOVALS_PER_STATEMENT) {
-        let terms: Vec<&str> = chunk
-            .iter()
-            .map(|_| {
-                "(kind = ? AND target_type = ? AND target_external_id = ? AND holder = ? AND holder_type = ?
-                  AND holder_external_id = ? AND scope = ?)"
-            })
-            .collect();
-        let sql = format!(
-            "UPDATE edges SET removed_at = ? WHERE connection_id = {connection_id} AND removed_at IS NULL
-               AND ({}) AND {guard}
-             RETURNING kind, target_type",
-            terms.join(" OR ")
-        );
-        let mut q = sqlx::query_as::<_, (i64, String)>(&sql).bind(now);
-        for k in chunk {
-            q = q
-                .bind(k.kind)
-                .bind(k.target_type)
-                .bind(k.target_id)
-                .bind(k.holder)
-                .bind(k.holder_type)
-                .bind(k.holder_id)
-                .bind(k.scope);
-        }
-        count_removed(q.fetch_all(&mut *conn).await?, counts);
-    }
-    Ok(())
-}
-
-/// Holders per statement whose unseen edges of a kind are removed.
-const HOLDERS_PER_STATEMENT: usize = 400;
-
-/// Marks removed the present edges of each (kind, holder code, holder type)
-/// held by the listed holders that this run has not seen, counting them by
-/// type. With the connection's index of edges by holder (every connection
-/// that completed a sync has it) the holders are searched in it, many per
-/// statement (SQLite would otherwise pick the primary key and scan every
-/// edge of the kind); without it, one statement each.
-async fn remove_held_edges(
-    conn: &mut SqliteConnection,
-    connection_id: i64,
-    run_id: i64,
-    now: i64,
-    guard: &str,
-    held: &BTreeMap<(i64, i64, &str), Vec<&str>>,
-    counts: &mut BTreeMap<String, i64>,
-) -> Result<()> {
-    if held.is_empty() {
-        return Ok(());
-    }
-    let index = crate::identities::account_index_name(connection_id);
-    let indexed: bool = sqlx::query_scalar(
-        "SELECT EXISTS (SELECT 1 FROM sqlite_master WHERE type = 'index' AND name = ?)",
-    )
-    .bind(&index)
-    .fetch_one(&mut *conn)
-    .await?;
-    for ((code, hcode, htype), ids) in held {
-        let cond = format!(
-            "kind = {code} AND holder = {hcode} AND (last_seen_run IS NULL OR last_seen_run <> {run_id})"
-        );
-        if !indexed {
-            for id in ids {
-                remove_edges_where(
-                    conn,
-                    connection_id,
-                    now,
-                    guard,
-                    &format!("{cond} AND holder_type = ?2 AND holder_external_id = ?3"),
-                    &[htype, id],
-                    counts,
-                )
-                .await?;
-            }
-            continue;
-        }
-        for chunk in ids.chunks(HOLDERS_PER_STATEMENT) {
-            let sql = format!(
-                "UPDATE edges INDEXED BY {index} SET removed_at = ?1
-                 WHERE connection_id = {connection_id} AND removed_at IS NULL AND {cond}
-                   AND holder_type = ?2 AND holder_external_id IN (SELECT value FROM json_each(?3)) AND {guard}
-                 RETURNING kind, target_type"
-            );
-            let rows = sqlx::query_as::<_, (i64, String)>(&sql)
-                .bind(now)
-                .bind(*htype)
-                .bind(serde_json::to_string(chunk).expect("strings serialise"))
-                .fetch_all(&mut *conn)
-                .await?;
-            count_removed(rows, counts);
-        }
-    }
-    Ok(())
-}
-
-/// Adds removed edges (their kind code and target type) to `counts`.
-fn count_removed(rows: Vec<(i64, String)>, counts: &mut BTreeMap<String, i64>) {
-    for (code, ttype) in rows {
+    for (code, ttype) in q.fetch_all(&mut *conn).await? {
         if let Some(kind) = kind_of_edge_code(code) {
             let t = (!ttype.is_empty()).then_some(ttype.as_str());
             *counts
@@ -713,6 +583,7 @@ fn count_removed(rows: Vec<(i64, String)>, counts: &mut BTreeMap<String, i64>) {
                 .or_default() += 1;
         }
     }
+    Ok(())
 }
 
 /// At completion, in the completion's transaction: the run's states and
