@@ -327,7 +327,15 @@ fn sync_runs(
             )
         })
         .collect();
-    let dir = tempfile::tempdir()?;
+    // `TETHER_BENCH_KEEP=1` keeps the hub's database (and prints where), to
+    // look at its query plans with `sqlite3` afterwards.
+    let dir = tempfile::Builder::new()
+        .prefix("tether-bench-")
+        .disable_cleanup(std::env::var_os("TETHER_BENCH_KEEP").is_some())
+        .tempdir()?;
+    if std::env::var_os("TETHER_BENCH_KEEP").is_some() {
+        eprintln!("  database kept: {}", dir.path().join("bench.db").display());
+    }
     let db = format!("sqlite://{}", dir.path().join("bench.db").display());
     // `TETHER_BENCH_WRAPPER=heaptrack` (or `perf record -g --`) runs the
     // hub's syncs under a profiler.

@@ -674,6 +674,19 @@ pub(crate) fn account_index_name(connection_id: i64) -> String {
     format!("edges_by_account_{connection_id}")
 }
 
+/// Whether a connection's index of edges by account exists.
+pub(crate) async fn has_account_index(
+    conn: &mut SqliteConnection,
+    connection_id: i64,
+) -> Result<bool> {
+    Ok(sqlx::query_scalar(
+        "SELECT EXISTS (SELECT 1 FROM sqlite_master WHERE type = 'index' AND name = ?)",
+    )
+    .bind(account_index_name(connection_id))
+    .fetch_one(&mut *conn)
+    .await?)
+}
+
 /// Builds a connection's index of edges by account unless it exists.
 pub(crate) async fn build_account_index(
     conn: &mut SqliteConnection,
@@ -945,14 +958,7 @@ impl Store {
     /// temporary file: the pool keeps temporary data in memory, where the
     /// sort of millions of edges would take hundreds of megabytes.
     pub async fn ensure_account_index(&self, connection_id: i64) -> Result<()> {
-        let name = account_index_name(connection_id);
-        let exists: i64 = sqlx::query_scalar(
-            "SELECT COUNT(*) FROM sqlite_master WHERE type = 'index' AND name = ?",
-        )
-        .bind(&name)
-        .fetch_one(self.pool())
-        .await?;
-        if exists > 0 {
+        if has_account_index(&mut *self.pool().acquire().await?, connection_id).await? {
             return Ok(());
         }
         let mut conn = self.index_builder().await?;

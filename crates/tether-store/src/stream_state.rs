@@ -14,7 +14,10 @@ use serde::{Deserialize, Serialize};
 use sqlx::SqliteConnection;
 use tether_core::{Edge, EdgeKind, Holder, Kind, Record, Removal, SyncMode};
 
-use crate::identities::{edge_kind_code, holder_columns, HOLDER_ACCOUNT, HOLDER_GROUP};
+use crate::identities::{
+    account_index_name, edge_kind_code, has_account_index, holder_columns, HOLDER_ACCOUNT,
+    HOLDER_GROUP,
+};
 use crate::{now_ms, Result, Store};
 
 /// What the host stored for one page of the last completed run that carried
@@ -403,6 +406,12 @@ async fn apply_removals(
     let guard =
         |t: &str| format!("({t}.provisioned_at IS NULL OR {t}.provisioned_at < {started_at})");
     let mut counts: BTreeMap<String, i64> = BTreeMap::new();
+    // Edges named one by one (Graph's `@removed` members) are removed many
+    // a statement, after the loop.
+    let mut named_edges: Vec<NamedEdge<'_>> = Vec::new();
+    // Holders whose unseen edges of a kind go (an Entra user's licenses),
+    // by (edge kind code, holder code, holder type), likewise.
+    let mut held_edges: BTreeMap<(i64, i64, &str), Vec<&str>> = BTreeMap::new();
     for r in removed {
         match r {
             Removal::Record {
@@ -499,40 +508,74 @@ async fn apply_removals(
                 scope,
             } => {
                 let (hcode, htype, hid) = holder_columns(holder);
-                let n = sqlx::query(&format!(
-                    "UPDATE edges SET removed_at = ?1 WHERE connection_id = ?2 AND kind = ?3 AND target_type = ?4
-                       AND target_external_id = ?5 AND holder = ?6 AND holder_type = ?7 AND holder_external_id = ?8
-                       AND scope = ?9 AND removed_at IS NULL AND {}",
-                    guard("edges")
-                ))
-                .bind(now)
-                .bind(connection_id)
-                .bind(edge_kind_code(kind.kind()).expect("an edge kind"))
-                .bind(target_type.as_deref().unwrap_or(""))
-                .bind(target_external_id)
-                .bind(hcode)
-                .bind(htype)
-                .bind(hid)
-                .bind(scope.as_deref().unwrap_or(""))
-                .execute(&mut *conn)
-                .await?
-                .rows_affected();
-                *counts
-                    .entry(tether_core::TypeKey::new(kind.kind(), target_type.as_deref()).label())
-                    .or_default() += n as i64;
+                named_edges.push((
+                    edge_kind_code(kind.kind()).expect("an edge kind"),
+                    target_type.as_deref().unwrap_or(""),
+                    target_external_id,
+                    hcode,
+                    htype,
+                    hid,
+                    scope.as_deref().unwrap_or(""),
+                ));
             }
             Removal::HeldEdges { kind, holder } => {
                 let (hcode, htype, hid) = holder_columns(holder);
                 let code = edge_kind_code(kind.kind()).expect("an edge kind");
+                held_edges
+                    .entry((code, hcode, htype))
+                    .or_default()
+                    .push(hid);
+            }
+        }
+    }
+    for chunk in named_edges.chunks(NAMED_EDGES_PER_STATEMENT) {
+        remove_named_edges(
+            conn,
+            connection_id,
+            run_id,
+            now,
+            started_at,
+            chunk,
+            &mut counts,
+        )
+        .await?;
+    }
+    // Through the connection's index by account when it has one (every
+    // connection that completed a run): without `INDEXED BY`, SQLite plans
+    // `holder_external_id IN (…)` as a search of every edge of the kind.
+    let indexed = !held_edges.is_empty() && has_account_index(conn, connection_id).await?;
+    for ((code, hcode, htype), holders) in &held_edges {
+        let unseen = format!(
+            "kind = {code} AND holder = {hcode} AND holder_type = ?3
+             AND (last_seen_run IS NULL OR last_seen_run <> {run_id})"
+        );
+        if indexed {
+            for chunk in holders.chunks(NAMED_EDGES_PER_STATEMENT) {
+                let json = serde_json::to_string(chunk).expect("strings serialise");
+                let sql = format!(
+                    "UPDATE edges INDEXED BY {index} SET removed_at = ?1
+                     WHERE connection_id = {connection_id} AND holder_external_id IN (SELECT value FROM json_each(?2))
+                       AND {unseen} AND removed_at IS NULL AND {guard}
+                     RETURNING kind, target_type",
+                    index = account_index_name(connection_id),
+                    guard = guard("edges"),
+                );
+                let rows = sqlx::query_as::<_, (i64, String)>(&sql)
+                    .bind(now)
+                    .bind(json)
+                    .bind(*htype)
+                    .fetch_all(&mut *conn)
+                    .await?;
+                count_removed_edges(rows, &mut counts);
+            }
+        } else {
+            for hid in holders {
                 remove_edges_where(
                     conn,
                     connection_id,
                     now,
                     &guard("edges"),
-                    &format!(
-                        "kind = {code} AND holder = {hcode} AND holder_type = ?3 AND holder_external_id = ?4
-                         AND (last_seen_run IS NULL OR last_seen_run <> {run_id})"
-                    ),
+                    &format!("{unseen} AND holder_external_id = ?4"),
                     &[htype, hid],
                     &mut counts,
                 )
@@ -575,7 +618,70 @@ async fn remove_edges_where(
     for b in binds {
         q = q.bind(*b);
     }
-    for (code, ttype) in q.fetch_all(&mut *conn).await? {
+    count_removed_edges(q.fetch_all(&mut *conn).await?, counts);
+    Ok(())
+}
+
+/// An edge named by its primary key: kind code, target type, target id,
+/// holder code, holder type, holder id, scope.
+type NamedEdge<'a> = (i64, &'a str, &'a str, i64, &'a str, &'a str, &'a str);
+
+/// How many named edges one statement removes.
+const NAMED_EDGES_PER_STATEMENT: usize = 500;
+
+/// Marks the present edges among `keys` removed, counting them by type.
+///
+/// An `UPDATE … WHERE (key) IN (SELECT … FROM json_each)` would be planned
+/// as a search on `(connection_id, kind)` alone, a scan of every membership
+/// of the connection. An upsert looks each key up in the primary key: the
+/// `EXISTS` lets only keys of stored edges through, so the insert always
+/// meets its conflict and never adds a row, and the conflict's update
+/// carries the same conditions as the single-row removal.
+async fn remove_named_edges(
+    conn: &mut SqliteConnection,
+    connection_id: i64,
+    run_id: i64,
+    now: i64,
+    started_at: i64,
+    keys: &[NamedEdge<'_>],
+    counts: &mut BTreeMap<String, i64>,
+) -> Result<()> {
+    let json = serde_json::to_string(keys).expect("strings and integers serialise");
+    let key = |i: usize| format!("json_extract(k.value, '$[{i}]')");
+    let sql = format!(
+        "INSERT OR FAIL INTO edges (connection_id, kind, target_type, target_external_id, holder, holder_type,
+           holder_external_id, scope, first_seen_run)
+         SELECT {connection_id}, {k0}, {k1}, {k2}, {k3}, {k4}, {k5}, {k6}, {run_id} FROM json_each(?1) k
+         WHERE EXISTS (SELECT 1 FROM edges e WHERE e.connection_id = {connection_id} AND e.kind = {k0}
+           AND e.target_type = {k1} AND e.target_external_id = {k2} AND e.holder = {k3}
+           AND e.holder_type = {k4} AND e.holder_external_id = {k5} AND e.scope = {k6})
+         ON CONFLICT (connection_id, kind, target_type, target_external_id, holder, holder_type,
+           holder_external_id, scope)
+         DO UPDATE SET removed_at = ?2
+           WHERE edges.removed_at IS NULL AND (edges.provisioned_at IS NULL OR edges.provisioned_at < ?3)
+         RETURNING kind, target_type",
+        k0 = key(0),
+        k1 = key(1),
+        k2 = key(2),
+        k3 = key(3),
+        k4 = key(4),
+        k5 = key(5),
+        k6 = key(6),
+    );
+    let rows = sqlx::query_as::<_, (i64, String)>(&sql)
+        .bind(json)
+        .bind(now)
+        .bind(started_at)
+        .fetch_all(&mut *conn)
+        .await?;
+    count_removed_edges(rows, counts);
+    Ok(())
+}
+
+/// Adds edges a statement returned as `(kind code, target type)` to the
+/// removal counts by type.
+fn count_removed_edges(rows: Vec<(i64, String)>, counts: &mut BTreeMap<String, i64>) {
+    for (code, ttype) in rows {
         if let Some(kind) = kind_of_edge_code(code) {
             let t = (!ttype.is_empty()).then_some(ttype.as_str());
             *counts
@@ -583,7 +689,6 @@ async fn remove_edges_where(
                 .or_default() += 1;
         }
     }
-    Ok(())
 }
 
 /// At completion, in the completion's transaction: the run's states and
