@@ -788,12 +788,15 @@ impl StagedParts {
         }
         let mut seen = BTreeMap::new();
         crate::runs::count_edges(&mut seen, &page.edges);
+        let edges: Vec<StagedEdge> = std::mem::take(&mut page.edges)
+            .into_iter()
+            .map(StagedEdge::of)
+            .collect();
+        let ends = StagedEdge::ends(&edges);
         let body = StagedBody {
             repushed: None,
-            edges: std::mem::take(&mut page.edges)
-                .into_iter()
-                .map(StagedEdge::of)
-                .collect(),
+            edges,
+            ends: Some(ends),
             stubs: std::mem::take(&mut page.stub_names),
             seen: seen.into_iter().map(|(k, n)| (k.label(), n)).collect(),
         };
@@ -1005,6 +1008,23 @@ impl StagedEdge {
             (!e.attributes.is_empty()).then_some(e.attributes),
         )
     }
+
+    /// The distinct ends of `edges` that are resources, as (kind, type,
+    /// id): each target, and each holding group.
+    fn ends(edges: &[StagedEdge]) -> Vec<(Kind, String, String)> {
+        let mut ends = BTreeSet::new();
+        for e in edges {
+            ends.insert((
+                e.0.target_kind(),
+                e.1.clone().unwrap_or_default(),
+                e.2.clone(),
+            ));
+            if e.3 == HOLDER_GROUP {
+                ends.insert((Kind::Group, e.4.clone(), e.5.clone()));
+            }
+        }
+        ends.into_iter().collect()
+    }
 }
 
 /// What a page leaves to the merge.
@@ -1015,6 +1035,13 @@ struct StagedBody {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     repushed: Option<(i64, String, Vec<String>)>,
     edges: Vec<StagedEdge>,
+    /// The edges' distinct resource ends (see [`StagedEdge::ends`]): a page
+    /// of a thousand memberships names a few dozen groups, and the merge
+    /// gives each a row from these rather than from every edge. Absent in
+    /// pages staged by a version before it, whose ends the merge takes from
+    /// their edges.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    ends: Option<Vec<(Kind, String, String)>>,
     /// Names from membership refs, for groups not pushed yet.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     stubs: Vec<(Kind, String, String, String)>,
@@ -1086,6 +1113,9 @@ async fn merge_staged(c: &mut SqliteConnection) -> Result<()> {
 const STAGED_EDGES: &str = "bridge_staged_edges s, json_each(s.body, '$.edges') e
     WHERE s.seq BETWEEN ?1 AND ?2";
 
+/// Pages staged before their body listed its ends (see `StagedBody::ends`).
+const LEGACY: &str = "s.body -> '$.ends' IS NULL";
+
 /// Writes the staged edges of consecutive pages `first..=last` of one
 /// session (see [`merge_staged`]): fenced like a native run's page, their
 /// ends given a row where none exists yet, counted as seen.
@@ -1110,11 +1140,15 @@ async fn merge_group(
             "INSERT INTO resources (connection_id, kind, rtype, external_id, name, attributes, hash,
                first_seen_run, last_seen_run, changed_run, provisioned_at)
              SELECT {conn}, k, t, id, id, '{{}}', 0, {run}, {run}, {run}, NULL FROM (
-               SELECT CASE e.value ->> 0 WHEN 'membership' THEN 'group' WHEN 'role_assignment' THEN 'role'
-                        ELSE 'license' END AS k,
-                      coalesce(e.value ->> 1, '') AS t, e.value ->> 2 AS id FROM {STAGED_EDGES}
+               SELECT n.value ->> 0 AS k, n.value ->> 1 AS t, n.value ->> 2 AS id
+                 FROM bridge_staged_edges s, json_each(s.body, '$.ends') n WHERE s.seq BETWEEN ?1 AND ?2
                UNION
-               SELECT 'group', e.value ->> 4, e.value ->> 5 FROM {STAGED_EDGES} AND e.value ->> 3 = {HOLDER_GROUP})
+               SELECT CASE e.value ->> 0 WHEN 'membership' THEN 'group' WHEN 'role_assignment' THEN 'role'
+                        ELSE 'license' END,
+                      coalesce(e.value ->> 1, ''), e.value ->> 2 FROM {STAGED_EDGES} AND {LEGACY}
+               UNION
+               SELECT 'group', e.value ->> 4, e.value ->> 5 FROM {STAGED_EDGES} AND {LEGACY}
+                 AND e.value ->> 3 = {HOLDER_GROUP})
              WHERE true{RUN_END_UPSERT}
              WHERE resources.last_seen_run <> excluded.last_seen_run AND {resources_guard}"
         ))
@@ -1454,5 +1488,57 @@ mod tests {
         drop(store);
         let store = open(&url).await;
         assert_eq!(members(&store, &app, "u1").await, ["t1", "t2"]);
+    }
+
+    #[tokio::test]
+    async fn a_page_staged_before_bodies_listed_their_ends_still_gives_its_groups_rows() {
+        let (_d, _url, store, app, s) = session().await;
+        let mut pushed = page(&["u1"], &["t1", "t9"]);
+        let staged = StagedParts::of(&mut pushed);
+        let body = staged.body(None).expect("the page stages memberships");
+        // Staged by an older version: the same body without `ends`.
+        let mut old: serde_json::Value = serde_json::from_str(&body).unwrap();
+        assert!(old["ends"].is_array(), "{old}");
+        old.as_object_mut().unwrap().remove("ends");
+        let mut c = store.dedicated_connection().await.unwrap();
+        write_pages(
+            &mut c,
+            app.connection_id,
+            s.run_id,
+            BRIDGE_OWNER,
+            &[PageWrite {
+                work_id: 0,
+                stream: pushed.slug,
+                records: pushed.records,
+                edges: Vec::new(),
+                next_cursor: None,
+                new_work: Vec::new(),
+                derive_inherited: false,
+            }],
+            0,
+        )
+        .await
+        .unwrap();
+        sqlx::query(
+            "INSERT INTO bridge_staged_edges (connection_id, run_id, body) VALUES (?, ?, jsonb(?))",
+        )
+        .bind(app.connection_id)
+        .bind(s.run_id)
+        .bind(old.to_string())
+        .execute(&mut c)
+        .await
+        .unwrap();
+        drop(c);
+        store.flush_bridge().await.unwrap();
+        assert_eq!(members(&store, &app, "u1").await, ["t1", "t9"]);
+        let groups: Vec<String> = sqlx::query_scalar(
+            "SELECT external_id FROM resources WHERE connection_id = ? AND kind = 'group' AND rtype = 'team'
+             AND removed_at IS NULL ORDER BY external_id",
+        )
+        .bind(app.connection_id)
+        .fetch_all(store.pool())
+        .await
+        .unwrap();
+        assert_eq!(groups, ["t1", "t9"], "the ends came from the edges");
     }
 }
