@@ -329,11 +329,12 @@ fn sync_runs(
         .collect();
     // `TETHER_BENCH_KEEP=1` keeps the hub's database (and prints where), to
     // look at its query plans with `sqlite3` afterwards.
+    let keep = std::env::var_os("TETHER_BENCH_KEEP").is_some();
     let dir = tempfile::Builder::new()
         .prefix("tether-bench-")
-        .disable_cleanup(std::env::var_os("TETHER_BENCH_KEEP").is_some())
+        .disable_cleanup(keep)
         .tempdir()?;
-    if std::env::var_os("TETHER_BENCH_KEEP").is_some() {
+    if keep {
         eprintln!("  database kept: {}", dir.path().join("bench.db").display());
     }
     let db = format!("sqlite://{}", dir.path().join("bench.db").display());

@@ -440,7 +440,8 @@ async fn apply_removals(
                     connection_id,
                     now,
                     &guard("edges"),
-                    &format!("holder = {HOLDER_ACCOUNT} AND holder_external_id = ?3"),
+                    None,
+                    &format!("holder = {HOLDER_ACCOUNT} AND holder_external_id = ?2"),
                     &[external_id],
                     &mut counts,
                 )
@@ -477,12 +478,12 @@ async fn apply_removals(
                 .find(|e| e.target_kind() == *kind)
                 .expect("every resource kind is an edge's target");
                 let mut cond = format!(
-                    "(kind = {} AND target_type = ?3 AND target_external_id = ?4)",
+                    "(kind = {} AND target_type = ?2 AND target_external_id = ?3)",
                     edge_kind_code(held_by.kind()).expect("an edge kind")
                 );
                 if *kind == Kind::Group {
                     cond.push_str(&format!(
-                        " OR (holder = {HOLDER_GROUP} AND holder_type = ?3 AND holder_external_id = ?4)"
+                        " OR (holder = {HOLDER_GROUP} AND holder_type = ?2 AND holder_external_id = ?3)"
                     ));
                 }
                 remove_edges_where(
@@ -490,6 +491,7 @@ async fn apply_removals(
                     connection_id,
                     now,
                     &guard("edges"),
+                    None,
                     &format!("({cond})"),
                     &[rtype, external_id],
                     &mut counts,
@@ -540,47 +542,33 @@ async fn apply_removals(
         )
         .await?;
     }
-    // Through the connection's index by account when it has one (every
-    // connection that completed a run): without `INDEXED BY`, SQLite plans
-    // `holder_external_id IN (…)` as a search of every edge of the kind.
-    let indexed = !held_edges.is_empty() && has_account_index(conn, connection_id).await?;
+    // Many holders a statement. SQLite plans `holder_external_id IN (…)` as
+    // a search of every edge of the kind unless told to use the
+    // connection's index by account, which every connection that completed
+    // a run has.
+    let index = account_index_name(connection_id);
+    let by_holder = (!held_edges.is_empty() && has_account_index(conn, connection_id).await?)
+        .then_some(&*index);
     for ((code, hcode, htype), holders) in &held_edges {
-        let unseen = format!(
-            "kind = {code} AND holder = {hcode} AND holder_type = ?3
-             AND (last_seen_run IS NULL OR last_seen_run <> {run_id})"
-        );
-        if indexed {
-            for chunk in holders.chunks(NAMED_EDGES_PER_STATEMENT) {
-                let json = serde_json::to_string(chunk).expect("strings serialise");
-                let sql = format!(
-                    "UPDATE edges INDEXED BY {index} SET removed_at = ?1
-                     WHERE connection_id = {connection_id} AND holder_external_id IN (SELECT value FROM json_each(?2))
-                       AND {unseen} AND removed_at IS NULL AND {guard}
-                     RETURNING kind, target_type",
-                    index = account_index_name(connection_id),
-                    guard = guard("edges"),
-                );
-                let rows = sqlx::query_as::<_, (i64, String)>(&sql)
-                    .bind(now)
-                    .bind(json)
-                    .bind(*htype)
-                    .fetch_all(&mut *conn)
-                    .await?;
-                count_removed_edges(rows, &mut counts);
-            }
-        } else {
-            for hid in holders {
-                remove_edges_where(
-                    conn,
-                    connection_id,
-                    now,
-                    &guard("edges"),
-                    &format!("{unseen} AND holder_external_id = ?4"),
-                    &[htype, hid],
-                    &mut counts,
-                )
-                .await?;
-            }
+        for chunk in holders.chunks(NAMED_EDGES_PER_STATEMENT) {
+            remove_edges_where(
+                conn,
+                connection_id,
+                now,
+                &guard("edges"),
+                by_holder,
+                &format!(
+                    "kind = {code} AND holder = {hcode} AND holder_type = ?2
+                     AND (last_seen_run IS NULL OR last_seen_run <> {run_id})
+                     AND holder_external_id IN (SELECT value FROM json_each(?3))"
+                ),
+                &[
+                    htype,
+                    &serde_json::to_string(chunk).expect("strings serialise"),
+                ],
+                &mut counts,
+            )
+            .await?;
         }
     }
     for (label, n) in counts.into_iter().filter(|(_, n)| *n > 0) {
@@ -597,24 +585,31 @@ async fn apply_removals(
     Ok(())
 }
 
-/// Marks the present edges matching `cond` (binding `binds` from `?3` on)
-/// removed, counting them by type.
+/// Marks the present edges matching `cond` (binding `binds` from `?2` on)
+/// removed, counting them by type; through the index `indexed_by` if given.
+///
+/// The connection id is written into the SQL: SQLite uses the connection's
+/// partial index by account (`WHERE connection_id = {id}`) only for a
+/// literal, and a bound id made the removal of one account's edges a scan
+/// of every edge of the connection.
+#[allow(clippy::too_many_arguments)]
 async fn remove_edges_where(
     conn: &mut SqliteConnection,
     connection_id: i64,
     now: i64,
     guard: &str,
+    indexed_by: Option<&str>,
     cond: &str,
     binds: &[&str],
     counts: &mut BTreeMap<String, i64>,
 ) -> Result<()> {
+    let hint = indexed_by.map_or_else(String::new, |i| format!(" INDEXED BY {i}"));
     let sql = format!(
-        "UPDATE edges SET removed_at = ?1 WHERE connection_id = ?2 AND removed_at IS NULL AND {cond} AND {guard}
+        "UPDATE edges{hint} SET removed_at = ?1 WHERE connection_id = {connection_id} AND removed_at IS NULL
+           AND {cond} AND {guard}
          RETURNING kind, target_type"
     );
-    let mut q = sqlx::query_as::<_, (i64, String)>(&sql)
-        .bind(now)
-        .bind(connection_id);
+    let mut q = sqlx::query_as::<_, (i64, String)>(&sql).bind(now);
     for b in binds {
         q = q.bind(*b);
     }
