@@ -965,13 +965,11 @@ fn error_of(status: u16, obj: &Map<String, Value>) -> Option<(String, Option<Str
         Some(Value::String(code)) if !code.is_empty() => Some((code.clone(), description())),
         // `{"error": {"code": .., "message": ..}}`
         Some(Value::Object(inner)) if !(200..300).contains(&status) => {
+            // An empty or missing code still reads as an error.
             let code = inner
                 .get("code")
-                .and_then(|c| {
-                    c.as_str()
-                        .map(str::to_owned)
-                        .or_else(|| Some(c.to_string()))
-                })
+                .map(|c| c.as_str().map_or_else(|| c.to_string(), str::to_owned))
+                .filter(|c| !c.is_empty())
                 .unwrap_or_else(|| "error".into());
             let message = inner
                 .get("message")
@@ -1103,6 +1101,15 @@ mod tests {
         )
         .unwrap();
         assert_eq!(err.status(), 400);
+        // An error object with an empty code is still an error with a code
+        // (found by the token-answer fuzz case).
+        let err = normalise(
+            std,
+            answer(400, "application/json", br#"{"error":{"code":""}}"#),
+        )
+        .unwrap();
+        let v: Value = serde_json::from_slice(err.body()).unwrap();
+        assert_eq!(v["error"], "error");
         assert!(matches!(
             normalise(std, answer(200, "text/html", b"<html>oops</html>")),
             Err(Transport::Invalid { .. })
