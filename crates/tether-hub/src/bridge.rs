@@ -59,12 +59,14 @@ impl Hub {
     }
 
     /// Asks for a session's completion: pushes end now, and the removal of
-    /// what the session did not push runs in the background. The handle
-    /// ends when it is done (a caller may wait a moment for a small app).
+    /// what the session did not push runs in the background. The receiver
+    /// answers when its outcome is recorded (completed, held or failed; a
+    /// caller may wait a moment for a small app), before the connection's
+    /// index by account is built.
     pub async fn complete_bridge_session(
         &self,
         session: &BridgeSession,
-    ) -> Result<tokio::task::JoinHandle<()>> {
+    ) -> Result<tokio::sync::oneshot::Receiver<()>> {
         self.store().mark_bridge_completing(session.run_id).await?;
         let app = self
             .store()
@@ -73,14 +75,16 @@ impl Hub {
             .ok_or_else(|| HubError::NotFound("the session's app is gone".into()))?;
         let hub = self.clone();
         let run_id = session.run_id;
-        Ok(tokio::spawn(async move {
+        let (recorded, done) = tokio::sync::oneshot::channel();
+        tokio::spawn(async move {
             if let Err(e) = hub
-                .finish_bridge_run(app.connection_id, run_id, false)
+                .finish_bridge_run_recorded(app.connection_id, run_id, false, Some(recorded))
                 .await
             {
                 tracing::warn!(run_id, error = %e, "completing a Bridge session failed");
             }
-        }))
+        });
+        Ok(done)
     }
 
     /// Abandons a session: nothing is removed, what it pushed stays.
@@ -169,6 +173,21 @@ impl Hub {
         run_id: i64,
         confirmed: bool,
     ) -> Result<BridgeCompletion> {
+        self.finish_bridge_run_recorded(connection_id, run_id, confirmed, None)
+            .await
+    }
+
+    /// [`Hub::finish_bridge_run`], answering `recorded` as soon as the
+    /// outcome is in the store (before its events and the connection's
+    /// index by account).
+    async fn finish_bridge_run_recorded(
+        &self,
+        connection_id: i64,
+        run_id: i64,
+        confirmed: bool,
+        // Dropped when recorded; a held or failed outcome drops it on return.
+        recorded: Option<tokio::sync::oneshot::Sender<()>>,
+    ) -> Result<BridgeCompletion> {
         let store = self.store();
         let connection = store.connection(connection_id).await?;
         let result = async {
@@ -190,6 +209,7 @@ impl Hub {
                 store
                     .set_connection_status(connection_id, ConnectionStatus::Active, None)
                     .await?;
+                drop(recorded);
                 self.inner
                     .events
                     .publish(Event::SyncCompleted {
@@ -198,6 +218,7 @@ impl Hub {
                         counts: summary.kinds.clone(),
                     })
                     .await;
+                tether_sync::ensure_account_index(store, connection_id).await;
                 self.correlate_soon();
                 Ok(BridgeCompletion::Completed(summary))
             }

@@ -777,6 +777,10 @@ pub(crate) struct StagedParts {
     /// `"edges":[...]`, and `"stubs"` and `"seen"` where the page has them;
     /// empty when the page stages nothing but what it pushed again.
     members: String,
+    /// The memberships' distinct resource ends (see [`StagedEdge::ends`]);
+    /// the writer leaves out those it knows already have a row this run
+    /// (see [`KnownEnds`]).
+    ends: Vec<(Kind, String, String)>,
 }
 
 impl StagedParts {
@@ -784,6 +788,7 @@ impl StagedParts {
         if page.edges.is_empty() && page.stub_names.is_empty() {
             return StagedParts {
                 members: String::new(),
+                ends: Vec::new(),
             };
         }
         let mut seen = BTreeMap::new();
@@ -792,28 +797,37 @@ impl StagedParts {
             .into_iter()
             .map(StagedEdge::of)
             .collect();
+        let ends = StagedEdge::ends(&edges);
         let body = StagedBody {
             repushed: None,
-            ends: StagedEdge::ends(&edges),
+            ends: Vec::new(),
             edges,
             stubs: std::mem::take(&mut page.stub_names),
             seen: seen.into_iter().map(|(k, n)| (k.label(), n)).collect(),
         };
         let json = serde_json::to_string(&body).expect("staged pages serialize");
-        // `{...}` without its braces: the writer adds `repushed` in front.
+        // `{...}` without its braces (and without `ends`, which skips
+        // empty lists): the writer adds `repushed` and `ends` in front.
         StagedParts {
             members: json[1..json.len() - 1].to_owned(),
+            ends,
         }
     }
 
     /// The whole body, with the holders pushed again if any.
     fn body(self, repushed: Option<(i64, String, Vec<String>)>) -> Option<String> {
         let repushed = repushed.map(|r| serde_json::to_string(&r).expect("staged pages serialize"));
+        // Always present, even empty: a body without it is an older
+        // version's (see `LEGACY`).
+        let ends = serde_json::to_string(&self.ends).expect("staged pages serialize");
         match (repushed, self.members.is_empty()) {
             (None, true) => None,
-            (None, false) => Some(format!("{{{}}}", self.members)),
-            (Some(r), true) => Some(format!("{{\"repushed\":{r},\"edges\":[]}}")),
-            (Some(r), false) => Some(format!("{{\"repushed\":{r},{}}}", self.members)),
+            (None, false) => Some(format!("{{\"ends\":{ends},{}}}", self.members)),
+            (Some(r), true) => Some(format!("{{\"repushed\":{r},\"ends\":[],\"edges\":[]}}")),
+            (Some(r), false) => Some(format!(
+                "{{\"repushed\":{r},\"ends\":{ends},{}}}",
+                self.members
+            )),
         }
     }
 }
@@ -838,6 +852,53 @@ const MERGE_AT: usize = 128;
 const MERGE_IDLE: std::time::Duration = std::time::Duration::from_millis(10);
 /// Pages merged as one statement at most (SQLite sorts their edges).
 const MERGE_GROUP: usize = 128;
+/// Ends [`KnownEnds`] holds at most before it starts over.
+const KNOWN_ENDS_MAX: usize = 200_000;
+
+/// The ends (groups and licenses) the writer knows have a row seen by a
+/// run: listed by a page this writer staged in that run, and so given a
+/// row when that page is merged (pages merge in the order they were
+/// staged, in one transaction). A page need not list them again: in a
+/// session of 100-account pages each naming most of the app's groups, every
+/// page listed the same thousand ends, and giving rows to them was a tenth
+/// of the writer's time. Forgotten for a run whose staged memberships were
+/// dropped (a page of it may have been the one listing an end), on every
+/// flush (the transitions that end a session), and when it grows past
+/// [`KNOWN_ENDS_MAX`]; a new writer (after a restart) starts empty.
+#[derive(Default)]
+struct KnownEnds {
+    by_run: std::collections::HashMap<i64, std::collections::HashSet<(Kind, String, String)>>,
+    len: usize,
+}
+
+impl KnownEnds {
+    fn contains(&self, run_id: i64, end: &(Kind, String, String)) -> bool {
+        self.by_run.get(&run_id).is_some_and(|s| s.contains(end))
+    }
+
+    fn add(&mut self, run_id: i64, ends: Vec<(Kind, String, String)>) {
+        if self.len + ends.len() > KNOWN_ENDS_MAX {
+            self.clear();
+        }
+        let set = self.by_run.entry(run_id).or_default();
+        for e in ends {
+            if set.insert(e) {
+                self.len += 1;
+            }
+        }
+    }
+
+    fn forget(&mut self, run_id: i64) {
+        if let Some(set) = self.by_run.remove(&run_id) {
+            self.len -= set.len();
+        }
+    }
+
+    fn clear(&mut self) {
+        self.by_run.clear();
+        self.len = 0;
+    }
+}
 
 /// The group writer. Takes every page waiting, writes their records in one
 /// transaction (a savepoint each), stages their memberships, commits, then
@@ -849,6 +910,7 @@ async fn group_writer(
 ) {
     use sqlx::ConnectOptions as _;
     let mut conn: Option<SqliteConnection> = None;
+    let mut known = KnownEnds::default();
     // Rows a crashed process left are merged at the first pause.
     let mut staged = 1usize;
     loop {
@@ -897,7 +959,7 @@ async fn group_writer(
         if !pushes.is_empty() {
             let n = pushes.len();
             let t = std::time::Instant::now();
-            let ok = stage_batch(c, pushes).await;
+            let ok = stage_batch(c, pushes, &mut known).await;
             tracing::debug!(
                 pages = n,
                 ms = t.elapsed().as_secs_f64() * 1e3,
@@ -913,7 +975,14 @@ async fn group_writer(
         let c = conn.as_mut().expect("connected above");
         if idle || !flushes.is_empty() || staged >= MERGE_AT {
             let t = std::time::Instant::now();
-            let merged = merge_staged(c).await;
+            let merged = merge_staged(c).await.map(|dropped| {
+                for run_id in dropped {
+                    known.forget(run_id);
+                }
+            });
+            if !flushes.is_empty() {
+                known.clear();
+            }
             tracing::debug!(
                 pages = staged,
                 ms = t.elapsed().as_secs_f64() * 1e3,
@@ -941,17 +1010,31 @@ async fn group_writer(
 /// Writes a batch of pages in one transaction, each in its own savepoint (a
 /// page that fails is rolled back alone), and answers each after the
 /// commit. Returns false when the transaction itself failed (every page is
-/// then answered with the error; nothing of the batch was written).
-async fn stage_batch(c: &mut SqliteConnection, batch: Vec<PushRequest>) -> bool {
+/// then answered with the error; nothing of the batch was written). A page
+/// leaves out the ends `known` holds, and those it lists are added once the
+/// batch is committed.
+async fn stage_batch(
+    c: &mut SqliteConnection,
+    batch: Vec<PushRequest>,
+    known: &mut KnownEnds,
+) -> bool {
     use sqlx::Connection as _;
     let mut answers = Vec::with_capacity(batch.len());
+    // Ends the batch's pages listed, known once it commits.
+    let mut listed = KnownEnds::default();
     let outcome: Result<()> = async {
         let mut tx = c.begin_with("BEGIN IMMEDIATE").await?;
-        for r in batch {
+        for mut r in batch {
+            let run_id = r.run_id;
+            r.staged
+                .ends
+                .retain(|e| !known.contains(run_id, e) && !listed.contains(run_id, e));
+            let ends = r.staged.ends.clone();
             let mut sp = tx.begin().await?;
-            let result = push_page_in(&mut sp, r.connection_id, r.run_id, r.page, r.staged).await;
+            let result = push_page_in(&mut sp, r.connection_id, run_id, r.page, r.staged).await;
             if result.is_ok() {
                 sp.commit().await?;
+                listed.add(run_id, ends);
             } else {
                 sp.rollback().await?;
             }
@@ -967,6 +1050,9 @@ async fn stage_batch(c: &mut SqliteConnection, batch: Vec<PushRequest>) -> bool 
             let _ = reply.send(Err(StoreError::Unavailable(message.clone())));
         }
         return false;
+    }
+    for (run_id, ends) in listed.by_run {
+        known.add(run_id, ends.into_iter().collect());
     }
     for (reply, result) in answers {
         let _ = reply.send(result);
@@ -1038,8 +1124,9 @@ struct StagedBody {
     /// merge gives each a row from these, each group once a page however
     /// many memberships name it, rather than from every edge. Absent in
     /// pages staged by a version before it, whose ends the merge takes from
-    /// their edges.
-    #[serde(default)]
+    /// their edges. Ends the writer knew to have a row already this run
+    /// are left out (see [`KnownEnds`]); written by [`StagedParts::body`].
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
     ends: Vec<(Kind, String, String)>,
     /// Names from membership refs, for groups not pushed yet.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
@@ -1056,8 +1143,8 @@ struct StagedBody {
 /// edge-index page is then visited once, and no edge is decoded, bound or
 /// sorted on this side). A page whose session has ended (which the
 /// transitions prevent by merging first) is dropped with an error in the
-/// log.
-async fn merge_staged(c: &mut SqliteConnection) -> Result<()> {
+/// log. Returns the runs whose pages were dropped so.
+async fn merge_staged(c: &mut SqliteConnection) -> Result<Vec<i64>> {
     use sqlx::Connection as _;
     let mut tx = c.begin_with("BEGIN IMMEDIATE").await?;
     // (seq, connection, run, the holders a page pushed again); small.
@@ -1068,8 +1155,9 @@ async fn merge_staged(c: &mut SqliteConnection) -> Result<()> {
     .fetch_all(&mut *tx)
     .await?;
     let Some(&(last, ..)) = pages.last() else {
-        return Ok(());
+        return Ok(Vec::new());
     };
+    let mut dropped = Vec::new();
     // Runs of consecutive pages of one session, split where a page pushes
     // a record again (its earlier memberships must go first) and after
     // MERGE_GROUP pages (a bound on what one statement sorts).
@@ -1079,7 +1167,9 @@ async fn merge_staged(c: &mut SqliteConnection) -> Result<()> {
         let extends = matches!(group, Some((c, r, ..)) if c == connection_id && r == run_id);
         if !extends || repushed.is_some() || in_group >= MERGE_GROUP {
             if let Some((conn_id, run, first, end)) = group.take() {
-                merge_group(&mut tx, conn_id, run, first, end).await?;
+                if !merge_group(&mut tx, conn_id, run, first, end).await? {
+                    dropped.push(run);
+                }
             }
             in_group = 0;
             if let Some(repushed) = repushed {
@@ -1097,14 +1187,16 @@ async fn merge_staged(c: &mut SqliteConnection) -> Result<()> {
         in_group += 1;
     }
     if let Some((conn_id, run, first, end)) = group {
-        merge_group(&mut tx, conn_id, run, first, end).await?;
+        if !merge_group(&mut tx, conn_id, run, first, end).await? {
+            dropped.push(run);
+        }
     }
     sqlx::query("DELETE FROM bridge_staged_edges WHERE seq <= ?")
         .bind(last)
         .execute(&mut *tx)
         .await?;
     tx.commit().await?;
-    Ok(())
+    Ok(dropped)
 }
 
 /// The staged edges of pages `?1..=?2`, one row each: the positional
@@ -1117,14 +1209,15 @@ const LEGACY: &str = "s.body -> '$.ends' IS NULL";
 
 /// Writes the staged edges of consecutive pages `first..=last` of one
 /// session (see [`merge_staged`]): fenced like a native run's page, their
-/// ends given a row where none exists yet, counted as seen.
+/// ends given a row where none exists yet, counted as seen. False when they
+/// could not be and were dropped.
 async fn merge_group(
     tx: &mut SqliteConnection,
     connection_id: i64,
     run_id: i64,
     first: i64,
     last: i64,
-) -> Result<()> {
+) -> Result<bool> {
     use sqlx::Connection as _;
     let mut sp = tx.begin().await?;
     let written = async {
@@ -1204,14 +1297,17 @@ async fn merge_group(
     }
     .await;
     match written {
-        Ok(()) => sp.commit().await?,
+        Ok(()) => {
+            sp.commit().await?;
+            Ok(true)
+        }
         Err(e) => {
             sp.rollback().await?;
             tracing::error!(run_id, connection_id, first_page = first, last_page = last, error = %e,
                 "staged Bridge memberships could not be merged and were dropped; push the session again");
+            Ok(false)
         }
     }
-    Ok(())
 }
 
 /// Drops what holders pushed again got from this session before: the
@@ -1503,6 +1599,7 @@ mod tests {
         let old = old.to_string();
         let staged = StagedParts {
             members: old[1..old.len() - 1].to_owned(),
+            ends: Vec::new(),
         };
         let mut c = store.dedicated_connection().await.unwrap();
         push_page_in(
@@ -1514,6 +1611,11 @@ mod tests {
         )
         .await
         .unwrap();
+        // The writer lists `ends` even when empty; an older one did not.
+        sqlx::query("UPDATE bridge_staged_edges SET body = jsonb_remove(body, '$.ends')")
+            .execute(&mut c)
+            .await
+            .unwrap();
         drop(c);
         store.flush_bridge().await.unwrap();
         assert_eq!(members(&store, &app, "u1").await, ["t1", "t9"]);
@@ -1526,5 +1628,73 @@ mod tests {
         .await
         .unwrap();
         assert_eq!(groups, ["t1", "t9"], "the ends came from the edges");
+    }
+
+    #[tokio::test]
+    async fn a_page_leaves_out_the_ends_an_earlier_page_of_its_run_listed() {
+        let (_d, _url, store, app, s) = session().await;
+        let mut c = store.dedicated_connection().await.unwrap();
+        let mut known = KnownEnds::default();
+        let request = |ids: &[&str], teams: &[&str]| {
+            let mut page = page(ids, teams);
+            let staged = StagedParts::of(&mut page);
+            let (reply, answer) = tokio::sync::oneshot::channel();
+            let r = PushRequest {
+                connection_id: app.connection_id,
+                run_id: s.run_id,
+                page,
+                staged,
+                reply,
+            };
+            (r, answer)
+        };
+        // Two pages in one batch, then one in the next: only the first
+        // page naming a group lists it.
+        let (a, a_answer) = request(&["u1"], &["t1"]);
+        let (b, b_answer) = request(&["u2"], &["t1", "t2"]);
+        assert!(stage_batch(&mut c, vec![a, b], &mut known).await);
+        let (d, d_answer) = request(&["u3"], &["t2", "t3"]);
+        assert!(stage_batch(&mut c, vec![d], &mut known).await);
+        for answer in [a_answer, b_answer, d_answer] {
+            answer.await.unwrap().unwrap();
+        }
+        let listed: Vec<String> = sqlx::query_scalar(
+            "SELECT json(body -> '$.ends') FROM bridge_staged_edges ORDER BY seq",
+        )
+        .fetch_all(&mut c)
+        .await
+        .unwrap();
+        assert_eq!(
+            listed,
+            [
+                r#"[["group","team","t1"]]"#,
+                r#"[["group","team","t2"]]"#,
+                r#"[["group","team","t3"]]"#
+            ]
+        );
+        // Merged, every group has its row and every membership is there.
+        assert!(merge_staged(&mut c).await.unwrap().is_empty());
+        let groups: Vec<String> = sqlx::query_scalar(
+            "SELECT external_id FROM resources WHERE connection_id = ? AND kind = 'group' AND rtype = 'team'
+             ORDER BY external_id",
+        )
+        .bind(app.connection_id)
+        .fetch_all(&mut c)
+        .await
+        .unwrap();
+        assert_eq!(groups, ["t1", "t2", "t3"]);
+        assert_eq!(members(&store, &app, "u2").await, ["t1", "t2"]);
+        // A run whose pages were dropped is forgotten: its next page lists
+        // its ends again.
+        known.forget(s.run_id);
+        let (e, e_answer) = request(&["u4"], &["t1"]);
+        assert!(stage_batch(&mut c, vec![e], &mut known).await);
+        e_answer.await.unwrap().unwrap();
+        let listed: String =
+            sqlx::query_scalar("SELECT json(body -> '$.ends') FROM bridge_staged_edges")
+                .fetch_one(&mut c)
+                .await
+                .unwrap();
+        assert_eq!(listed, r#"[["group","team","t1"]]"#);
     }
 }
