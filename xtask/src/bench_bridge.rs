@@ -109,16 +109,7 @@ pub fn run(bin: &Path, args: &[&str]) -> Result<()> {
             other => bail!("unknown argument {other}"),
         }
     }
-    // `TETHER_BENCH_KEEP=1` keeps the hub's database, as `bench sync` does.
-    let keep = std::env::var_os("TETHER_BENCH_KEEP").is_some();
-    let dir = tempfile::Builder::new()
-        .prefix("tether-bench-")
-        .disable_cleanup(keep)
-        .tempdir()?;
-    if keep {
-        eprintln!("  database kept: {}", dir.path().join("bench.db").display());
-    }
-    let db = format!("sqlite://{}", dir.path().join("bench.db").display());
+    let (_dir, db) = crate::bench_database()?;
     let key_hex = "42".repeat(32);
     let env = |cmd: &mut Command| {
         cmd.env("TETHER_DATABASE_URL", &db)

@@ -327,17 +327,7 @@ fn sync_runs(
             )
         })
         .collect();
-    // `TETHER_BENCH_KEEP=1` keeps the hub's database (and prints where), to
-    // look at its query plans with `sqlite3` afterwards.
-    let keep = std::env::var_os("TETHER_BENCH_KEEP").is_some();
-    let dir = tempfile::Builder::new()
-        .prefix("tether-bench-")
-        .disable_cleanup(keep)
-        .tempdir()?;
-    if keep {
-        eprintln!("  database kept: {}", dir.path().join("bench.db").display());
-    }
-    let db = format!("sqlite://{}", dir.path().join("bench.db").display());
+    let (dir, db) = bench_database()?;
     // `TETHER_BENCH_WRAPPER=heaptrack` (or `perf record -g --`) runs the
     // hub's syncs under a profiler.
     let wrapper = std::env::var("TETHER_BENCH_WRAPPER").ok();
@@ -451,6 +441,22 @@ fn sync_runs(
         });
     }
     Ok(measured)
+}
+
+/// A benchmark hub's database: a temporary directory and the database's
+/// URL in it. `TETHER_BENCH_KEEP=1` keeps it (and prints where), to look at
+/// its query plans with `sqlite3` afterwards.
+pub(crate) fn bench_database() -> Result<(tempfile::TempDir, String)> {
+    let keep = std::env::var_os("TETHER_BENCH_KEEP").is_some();
+    let dir = tempfile::Builder::new()
+        .prefix("tether-bench-")
+        .disable_cleanup(keep)
+        .tempdir()?;
+    if keep {
+        eprintln!("  database kept: {}", dir.path().join("bench.db").display());
+    }
+    let db = format!("sqlite://{}", dir.path().join("bench.db").display());
+    Ok((dir, db))
 }
 
 fn bench_sync(args: &[&str]) -> Result<()> {
