@@ -78,7 +78,7 @@ impl Hub {
         let (recorded, done) = tokio::sync::oneshot::channel();
         tokio::spawn(async move {
             if let Err(e) = hub
-                .finish_bridge_run_recorded(app.connection_id, run_id, false, Some(recorded))
+                .finish_bridge_run(app.connection_id, run_id, false, Some(recorded))
                 .await
             {
                 tracing::warn!(run_id, error = %e, "completing a Bridge session failed");
@@ -132,7 +132,7 @@ impl Hub {
         }
         let summary = self.store().run_summary(run_id).await?;
         match self
-            .finish_bridge_run(summary.connection_id, run_id, true)
+            .finish_bridge_run(summary.connection_id, run_id, true, None)
             .await?
         {
             BridgeCompletion::Completed(s) => {
@@ -159,7 +159,10 @@ impl Hub {
         for (connection_id, run_id) in self.store().bridge_sessions_to_complete().await? {
             let hub = self.clone();
             tokio::spawn(async move {
-                if let Err(e) = hub.finish_bridge_run(connection_id, run_id, false).await {
+                if let Err(e) = hub
+                    .finish_bridge_run(connection_id, run_id, false, None)
+                    .await
+                {
                     tracing::warn!(run_id, error = %e, "completing a Bridge session failed");
                 }
             });
@@ -167,20 +170,10 @@ impl Hub {
         Ok(())
     }
 
+    /// Completes a session's run (removals, status, events, then the
+    /// connection's index by account), answering `recorded` (by dropping
+    /// it) as soon as the outcome is in the store.
     async fn finish_bridge_run(
-        &self,
-        connection_id: i64,
-        run_id: i64,
-        confirmed: bool,
-    ) -> Result<BridgeCompletion> {
-        self.finish_bridge_run_recorded(connection_id, run_id, confirmed, None)
-            .await
-    }
-
-    /// [`Hub::finish_bridge_run`], answering `recorded` as soon as the
-    /// outcome is in the store (before its events and the connection's
-    /// index by account).
-    async fn finish_bridge_run_recorded(
         &self,
         connection_id: i64,
         run_id: i64,
@@ -218,7 +211,7 @@ impl Hub {
                         counts: summary.kinds.clone(),
                     })
                     .await;
-                tether_sync::ensure_account_index(store, connection_id).await;
+                store.index_completed_connection(connection_id).await;
                 self.correlate_soon();
                 Ok(BridgeCompletion::Completed(summary))
             }

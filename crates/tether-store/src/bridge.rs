@@ -800,35 +800,45 @@ impl StagedParts {
         let ends = StagedEdge::ends(&edges);
         let body = StagedBody {
             repushed: None,
-            ends: Vec::new(),
             edges,
             stubs: std::mem::take(&mut page.stub_names),
             seen: seen.into_iter().map(|(k, n)| (k.label(), n)).collect(),
         };
         let json = serde_json::to_string(&body).expect("staged pages serialize");
-        // `{...}` without its braces (and without `ends`, which skips
-        // empty lists): the writer adds `repushed` and `ends` in front.
+        // `{...}` without its braces: the writer adds `repushed` and `ends`
+        // in front.
         StagedParts {
             members: json[1..json.len() - 1].to_owned(),
             ends,
         }
     }
 
-    /// The whole body, with the holders pushed again if any.
+    /// The whole body: the holders pushed again if any, then `ends`, then
+    /// the members; `None` when the page stages nothing.
+    ///
+    /// `ends` lists the edges' distinct resource ends (see
+    /// [`StagedEdge::ends`]) less those [`KnownEnds`] left out: the merge
+    /// gives each a row from these rather than from every edge. It is
+    /// written even when empty: a body without it was staged by an older
+    /// version, whose ends the merge takes from its edges (see `LEGACY`).
     fn body(self, repushed: Option<(i64, String, Vec<String>)>) -> Option<String> {
-        let repushed = repushed.map(|r| serde_json::to_string(&r).expect("staged pages serialize"));
-        // Always present, even empty: a body without it is an older
-        // version's (see `LEGACY`).
-        let ends = serde_json::to_string(&self.ends).expect("staged pages serialize");
-        match (repushed, self.members.is_empty()) {
-            (None, true) => None,
-            (None, false) => Some(format!("{{\"ends\":{ends},{}}}", self.members)),
-            (Some(r), true) => Some(format!("{{\"repushed\":{r},\"ends\":[],\"edges\":[]}}")),
-            (Some(r), false) => Some(format!(
-                "{{\"repushed\":{r},\"ends\":{ends},{}}}",
-                self.members
-            )),
+        if repushed.is_none() && self.members.is_empty() {
+            return None;
         }
+        let mut body = String::from("{");
+        if let Some(r) = repushed {
+            let r = serde_json::to_string(&r).expect("staged pages serialize");
+            body.push_str(&format!("\"repushed\":{r},"));
+        }
+        let ends = serde_json::to_string(&self.ends).expect("staged pages serialize");
+        body.push_str(&format!("\"ends\":{ends},"));
+        body.push_str(if self.members.is_empty() {
+            "\"edges\":[]"
+        } else {
+            &self.members
+        });
+        body.push('}');
+        Some(body)
     }
 }
 
@@ -1120,14 +1130,7 @@ struct StagedBody {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     repushed: Option<(i64, String, Vec<String>)>,
     edges: Vec<StagedEdge>,
-    /// The edges' distinct resource ends (see [`StagedEdge::ends`]): the
-    /// merge gives each a row from these, each group once a page however
-    /// many memberships name it, rather than from every edge. Absent in
-    /// pages staged by a version before it, whose ends the merge takes from
-    /// their edges. Ends the writer knew to have a row already this run
-    /// are left out (see [`KnownEnds`]); written by [`StagedParts::body`].
-    #[serde(default, skip_serializing_if = "Vec::is_empty")]
-    ends: Vec<(Kind, String, String)>,
+    // `ends` is written by `StagedParts::body`, in front of these.
     /// Names from membership refs, for groups not pushed yet.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     stubs: Vec<(Kind, String, String, String)>,
@@ -1204,7 +1207,7 @@ async fn merge_staged(c: &mut SqliteConnection) -> Result<Vec<i64>> {
 const STAGED_EDGES: &str = "bridge_staged_edges s, json_each(s.body, '$.edges') e
     WHERE s.seq BETWEEN ?1 AND ?2";
 
-/// Pages staged before their body listed its ends (see `StagedBody::ends`).
+/// Pages staged before their body listed its ends (see `StagedParts::body`).
 const LEGACY: &str = "s.body -> '$.ends' IS NULL";
 
 /// Writes the staged edges of consecutive pages `first..=last` of one
@@ -1588,19 +1591,7 @@ mod tests {
     #[tokio::test]
     async fn a_page_staged_before_bodies_listed_their_ends_still_gives_its_groups_rows() {
         let (_d, _url, store, app, s) = session().await;
-        let body = StagedParts::of(&mut page(&["u1"], &["t1", "t9"]))
-            .body(None)
-            .expect("the page stages memberships");
-        // Staged by an older version: the same body without `ends`, pushed
-        // by a process that then died.
-        let mut old: serde_json::Value = serde_json::from_str(&body).unwrap();
-        assert!(old["ends"].is_array(), "{old}");
-        old.as_object_mut().unwrap().remove("ends");
-        let old = old.to_string();
-        let staged = StagedParts {
-            members: old[1..old.len() - 1].to_owned(),
-            ends: Vec::new(),
-        };
+        let staged = StagedParts::of(&mut page(&["u1"], &["t1", "t9"]));
         let mut c = store.dedicated_connection().await.unwrap();
         push_page_in(
             &mut c,
@@ -1611,7 +1602,15 @@ mod tests {
         )
         .await
         .unwrap();
-        // The writer lists `ends` even when empty; an older one did not.
+        // Staged by an older version: the same body without `ends`, pushed
+        // by a process that then died.
+        let listed: bool = sqlx::query_scalar(
+            "SELECT json_type(body -> '$.ends') = 'array' FROM bridge_staged_edges",
+        )
+        .fetch_one(&mut c)
+        .await
+        .unwrap();
+        assert!(listed, "this version lists the ends");
         sqlx::query("UPDATE bridge_staged_edges SET body = jsonb_remove(body, '$.ends')")
             .execute(&mut c)
             .await
@@ -1696,5 +1695,13 @@ mod tests {
                 .await
                 .unwrap();
         assert_eq!(listed, r#"[["group","team","t1"]]"#);
+        // Pages of a session that ended are dropped at the merge, and their
+        // run is named, which is what makes the writer forget it.
+        sqlx::query("UPDATE sync_runs SET status = 'abandoned' WHERE id = ?")
+            .bind(s.run_id)
+            .execute(&mut c)
+            .await
+            .unwrap();
+        assert_eq!(merge_staged(&mut c).await.unwrap(), [s.run_id]);
     }
 }

@@ -965,6 +965,16 @@ impl Store {
         build_account_index(&mut conn, connection_id).await
     }
 
+    /// [`Store::ensure_account_index`] after a completed run (see
+    /// [`Store::complete_run`]): a failure is logged, not returned, since the
+    /// run is complete and the index is built at the next start.
+    pub async fn index_completed_connection(&self, connection_id: i64) {
+        if let Err(e) = self.ensure_account_index(connection_id).await {
+            tracing::warn!(connection_id, error = %e,
+                "building the connection's index of edges by account failed; Tether builds it at the next start (queries by account are slower until then)");
+        }
+    }
+
     /// A connection of its own for building an index and completing a run:
     /// its sorts and temporary tables spill to a temporary file rather than
     /// memory, through a small cache of their own (the completion's scans

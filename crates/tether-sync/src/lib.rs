@@ -803,7 +803,7 @@ async fn run_sync(
             store
                 .set_connection_status(connection.id, ConnectionStatus::Active, None)
                 .await?;
-            ensure_account_index(store, connection.id).await;
+            store.index_completed_connection(connection.id).await;
             Ok(SyncOutcome::Completed(summary))
         }
         Completion::Held { reason } => {
@@ -816,16 +816,6 @@ async fn run_sync(
                 .await?;
             Ok(SyncOutcome::Held { run_id, reason })
         }
-    }
-}
-
-/// Builds a connection's index of edges by account after its first
-/// completed run (see [`Store::complete_run`]). A failure is logged, not
-/// returned: the run is complete, and the index is built at the next start.
-pub async fn ensure_account_index(store: &Store, connection_id: i64) {
-    if let Err(e) = store.ensure_account_index(connection_id).await {
-        tracing::warn!(connection_id, error = %e,
-            "building the connection's index of edges by account failed; Tether builds it at the next start (queries by account are slower until then)");
     }
 }
 
