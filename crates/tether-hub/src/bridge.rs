@@ -211,7 +211,7 @@ impl Hub {
                         counts: summary.kinds.clone(),
                     })
                     .await;
-                store.index_completed_connection(connection_id).await;
+                store.settle_completed_connection(connection_id).await;
                 self.correlate_soon();
                 Ok(BridgeCompletion::Completed(summary))
             }

@@ -965,14 +965,19 @@ impl Store {
         build_account_index(&mut conn, connection_id).await
     }
 
-    /// [`Store::ensure_account_index`] after a completed run (see
-    /// [`Store::complete_run`]): a failure is logged, not returned, since the
-    /// run is complete and the index is built at the next start.
-    pub async fn index_completed_connection(&self, connection_id: i64) {
+    /// What follows a completed run (see [`Store::complete_run`]):
+    /// [`Store::ensure_account_index`], whose failure is logged, not
+    /// returned, since the run is complete and the index is built at the
+    /// next start; then a checkpoint of the WAL in the background
+    /// ([`Store::checkpoint_soon`]), so that the run's pages are copied to
+    /// the database while nothing waits and the next run's first commit
+    /// does not pay for them.
+    pub async fn settle_completed_connection(&self, connection_id: i64) {
         if let Err(e) = self.ensure_account_index(connection_id).await {
             tracing::warn!(connection_id, error = %e,
                 "building the connection's index of edges by account failed; Tether builds it at the next start (queries by account are slower until then)");
         }
+        self.checkpoint_soon();
     }
 
     /// A connection of its own for building an index and completing a run:

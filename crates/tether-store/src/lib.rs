@@ -413,6 +413,8 @@ fn restrict_mode(path: &std::path::Path) -> Result<()> {
     Ok(())
 }
 
+/// Frames (pages) in the WAL past which a commit checkpoints it: ~200 MB.
+const WAL_AUTOCHECKPOINT: &str = "50000";
 /// The page cache of each pooled connection (KiB when negative).
 const POOL_CACHE: &str = "-8192";
 /// The page cache of a sync run's or the Bridge's writer connection.
@@ -431,9 +433,17 @@ impl Store {
             // Multi-row upserts keep a statement journal for each statement;
             // in memory it costs no file writes.
             .pragma("temp_store", "memory")
-            // Checkpoint the WAL every ~40 MB rather than every 4 MB: pages
-            // rewritten within that window are copied to the database once.
-            .pragma("wal_autocheckpoint", "10000")
+            // A commit that leaves the WAL past ~200 MB checkpoints it, rather
+            // than every 4 MB (SQLite's default) or 40 MB (before December
+            // 2026): pages rewritten within that window are copied to the
+            // database once, and a run of a few thousand changes (an
+            // incremental sync) commits without copying what the run
+            // before it wrote. Each completed run checkpoints in the
+            // background instead (`Store::checkpoint_soon`).
+            .pragma("wal_autocheckpoint", WAL_AUTOCHECKPOINT)
+            // After a checkpoint that reset it, the WAL file is cut back to
+            // 64 MiB rather than keep the size its largest run gave it.
+            .pragma("journal_size_limit", "67108864")
             // Each of the pool's four connections keeps its own page cache:
             // 8 MiB each holds the pages readers use again (connections,
             // counts, the first pages of a list); the writers' connections
@@ -538,6 +548,31 @@ impl Store {
     /// The pool's settings with a writer's larger page cache.
     pub(crate) fn writer_options(&self) -> SqliteConnectOptions {
         self.options.clone().pragma("cache_size", WRITER_CACHE)
+    }
+
+    /// Checkpoints the WAL in a task of its own (`PASSIVE`: it copies what
+    /// no reader still needs and waits for nobody), so the caller does not
+    /// wait for it. A failure is logged: the next checkpoint copies the
+    /// same pages. An in-memory database, which has no WAL, answers
+    /// without copying anything.
+    pub fn checkpoint_soon(&self) {
+        let pool = self.pool.clone();
+        tokio::spawn(async move {
+            let started = std::time::Instant::now();
+            match sqlx::query_as::<_, (i64, i64, i64)>("PRAGMA wal_checkpoint(PASSIVE)")
+                .fetch_one(&pool)
+                .await
+            {
+                Ok((_, log, copied)) => tracing::debug!(
+                    frames = log,
+                    copied,
+                    elapsed_ms = started.elapsed().as_millis() as u64,
+                    "checkpointed the database's WAL"
+                ),
+                Err(e) => tracing::warn!(error = %e,
+                    "checkpointing the database's WAL failed; the next checkpoint copies the same pages"),
+            }
+        });
     }
 
     /// Checks the database answers.

@@ -364,7 +364,7 @@ impl Store {
     ///
     /// It does not build the connection's index of edges by account, a sort
     /// of every edge (0.7-0.8 s at a million): the caller asks for it with
-    /// [`Store::index_completed_connection`] once the completion is reported, so
+    /// [`Store::settle_completed_connection`] once the completion is reported, so
     /// the run shows completed without waiting for it. Until it exists,
     /// queries by account scan the connection's edges, as during its first
     /// sync; `Store::open` builds any that a stopped process left unbuilt.

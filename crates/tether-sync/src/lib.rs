@@ -803,7 +803,7 @@ async fn run_sync(
             store
                 .set_connection_status(connection.id, ConnectionStatus::Active, None)
                 .await?;
-            store.index_completed_connection(connection.id).await;
+            store.settle_completed_connection(connection.id).await;
             Ok(SyncOutcome::Completed(summary))
         }
         Completion::Held { reason } => {
