@@ -170,9 +170,10 @@ impl Hub {
         Ok(())
     }
 
-    /// Completes a session's run (removals, status, events, then the
-    /// connection's index by account), answering `recorded` (by dropping
-    /// it) as soon as the outcome is in the store.
+    /// Completes a session's run (removals, status, events, then
+    /// [`tether_store::Store::settle_completed_connection`]: the
+    /// connection's index by account and a WAL checkpoint), answering
+    /// `recorded` (by dropping it) as soon as the outcome is in the store.
     async fn finish_bridge_run(
         &self,
         connection_id: i64,
