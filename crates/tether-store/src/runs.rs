@@ -270,6 +270,7 @@ impl Store {
             conn: None,
             rows: 0,
             opened: None,
+            count_changes: false,
         }
     }
 
@@ -406,6 +407,11 @@ impl Store {
         derive_inherited: bool,
     ) -> Result<Completion> {
         let mut conn = self.index_builder().await?;
+        // What completion itself writes (resolved keys, derived flags) is
+        // counted like what the run's writer wrote (see below).
+        if !spare_kinds.is_empty() {
+            count_changes(&mut conn, run_id).await?;
+        }
         let mut tx = conn.begin_with("BEGIN IMMEDIATE").await?;
         sqlx::query(
             "UPDATE sync_runs SET status = 'completing' WHERE id = ? AND status IN ('in_progress', 'completing')",
@@ -439,7 +445,27 @@ impl Store {
         // Removal is decided per (kind, type) the connection has, sparing
         // the kinds of skipped streams.
         let types = connection_types(&mut tx, connection_id).await?;
+        // A spared kind removes nothing by absence, so it needs no count of
+        // what was present before; what the run created and updated of it
+        // its writer counted as it wrote (`RunWriter::counting_changes`),
+        // which spares a scan of every record of the kind.
+        let counted = if spare_kinds.is_empty() {
+            BTreeMap::new()
+        } else {
+            counted_changes(&mut tx, run_id).await?
+        };
         for of in types.into_iter().filter(|t| !skip_kinds.contains(&t.kind)) {
+            if spare_kinds.contains(&of.kind) {
+                let (created, updated) = counted.get(&of.label()).copied().unwrap_or_default();
+                tallies.push(Tally {
+                    of,
+                    vanishing: 0,
+                    present_before: 0,
+                    created,
+                    updated,
+                });
+                continue;
+            }
             let (table, scope) = type_scope(of.kind, 3);
             // Present before this run: not removed, first seen earlier.
             // Vanishing: of those, not seen by this run.
@@ -450,16 +476,13 @@ impl Store {
                         COUNT(*) FILTER (WHERE last_seen_run = ?1 AND first_seen_run < ?1 AND changed_run = ?1)
                  FROM {table} WHERE connection_id = ?2{scope}"
             );
-            let (mut vanishing, present_before, created, updated): (i64, i64, i64, i64) =
+            let (vanishing, present_before, created, updated): (i64, i64, i64, i64) =
                 sqlx::query_as(&sql)
                     .bind(run_id)
                     .bind(connection_id)
                     .bind(of.resource_type.as_deref().unwrap_or(""))
                     .fetch_one(&mut *tx)
                     .await?;
-            if spare_kinds.contains(&of.kind) {
-                vanishing = 0;
-            }
             tallies.push(Tally {
                 of,
                 vanishing,
@@ -553,6 +576,15 @@ impl Store {
             .bind(run_id)
             .execute(&mut *tx)
             .await?;
+        // This run's counts are in sync_run_kinds now; those of runs that
+        // ended otherwise (an error, a takeover) are of no use either.
+        sqlx::query(
+            "DELETE FROM sync_run_changes WHERE run_id = ?1 OR run_id IN
+               (SELECT id FROM sync_runs WHERE id < ?1 AND status NOT IN ('in_progress', 'completing'))",
+        )
+        .bind(run_id)
+        .execute(&mut *tx)
+        .await?;
         crate::stream_state::promote(&mut tx, connection_id, run_id).await?;
         tx.commit().await?;
         Ok(Completion::Completed(self.run_summary(run_id).await?))
@@ -671,9 +703,35 @@ pub struct RunWriter {
     rows: usize,
     /// When the open transaction began; `None` when none is open.
     opened: Option<std::time::Instant>,
+    /// Whether the writer's connection counts what the run creates and
+    /// updates as it writes ([`RunWriter::counting_changes`]).
+    count_changes: bool,
 }
 
 impl RunWriter {
+    /// Counts what the run creates and updates as it writes, so that its
+    /// completion need not scan the kinds it spares from removal by absence
+    /// (see [`Store::complete_run_sparing`]): for an incremental run, which
+    /// writes a few changes into a store of millions of records. Costs each
+    /// write a trigger's `WHEN`, so a full run does without.
+    pub fn counting_changes(mut self) -> Self {
+        self.count_changes = true;
+        self
+    }
+
+    /// The writer's connection, opened (and made to count changes) if
+    /// needed.
+    async fn connection(&mut self) -> Result<&mut sqlx::SqliteConnection> {
+        if self.conn.is_none() {
+            let mut conn = self.store.dedicated_connection().await?;
+            if self.count_changes {
+                count_changes(&mut conn, self.run_id).await?;
+            }
+            self.conn = Some(conn);
+        }
+        Ok(self.conn.as_mut().expect("opened above"))
+    }
+
     /// Records and edges written since the last commit.
     pub fn uncommitted_rows(&self) -> usize {
         self.rows
@@ -710,12 +768,12 @@ impl RunWriter {
         r
     }
 
+    /// Opens a transaction unless one is open. IMMEDIATE: takes the write
+    /// lock now, waiting for it if needed.
     async fn open(&mut self) -> Result<()> {
-        if self.conn.is_none() {
-            self.conn = Some(self.store.dedicated_connection().await?);
-        }
-        let conn = self.conn.as_mut().expect("opened above");
-        if self.opened.is_none() {
+        let opened = self.opened.is_some();
+        let conn = self.connection().await?;
+        if !opened {
             sqlx::query("BEGIN IMMEDIATE").execute(&mut *conn).await?;
             self.opened = Some(std::time::Instant::now());
         }
@@ -746,15 +804,8 @@ impl RunWriter {
         if pages.is_empty() {
             return Ok(());
         }
-        if self.conn.is_none() {
-            self.conn = Some(self.store.dedicated_connection().await?);
-        }
+        self.open().await?;
         let conn = self.conn.as_mut().expect("opened above");
-        if self.opened.is_none() {
-            // IMMEDIATE: take the write lock now, waiting for it if needed.
-            sqlx::query("BEGIN IMMEDIATE").execute(&mut *conn).await?;
-            self.opened = Some(std::time::Instant::now());
-        }
         let written = write_pages_with(
             conn,
             self.connection_id,
@@ -825,6 +876,107 @@ pub(crate) async fn fence(
         )));
     };
     Ok(started_at)
+}
+
+/// Makes `conn` count, in `sync_run_changes`, what run `run_id` creates and
+/// updates of every (kind, type) as it writes: temporary triggers (they
+/// live and die with the connection) on the three identity tables.
+///
+/// A row counts as created while `first_seen_run` and `last_seen_run` are
+/// the run, and as updated while `last_seen_run` and `changed_run` are the
+/// run and it was first seen earlier: the conditions of the scan in
+/// [`Store::complete_run_sparing`]. Each trigger adds what an insert, an
+/// update or a delete changes of them, so the sums equal that scan over
+/// whatever the connection wrote, a record written twice in the run
+/// counting once. An update that changes neither (the bulk of a listing:
+/// a row seen again, unchanged) does nothing beyond its `WHEN`.
+pub(crate) async fn count_changes(conn: &mut sqlx::SqliteConnection, run_id: i64) -> Result<()> {
+    for table in ["accounts", "resources", "edges"] {
+        for sql in change_triggers(table, run_id) {
+            sqlx::query(&sql)
+                .persistent(false)
+                .execute(&mut *conn)
+                .await?;
+        }
+    }
+    Ok(())
+}
+
+/// The statements of [`count_changes`] for one table.
+fn change_triggers(table: &str, run_id: i64) -> [String; 3] {
+    let r = run_id;
+    let created = |x: &str| format!("({x}.last_seen_run IS {r} AND {x}.first_seen_run IS {r})");
+    let updated = |x: &str| {
+        format!(
+            "({x}.last_seen_run IS {r} AND {x}.changed_run IS {r} AND COALESCE({x}.first_seen_run < {r}, 0))"
+        )
+    };
+    // The row's `TypeKey::label`.
+    let label = |x: &str| {
+        let (kind, rtype) = match table {
+            "accounts" => ("'account'".to_owned(), format!("COALESCE({x}.rtype, '')")),
+            "resources" => (format!("{x}.kind"), format!("{x}.rtype")),
+            _ => (
+                format!(
+                    "CASE {x}.kind WHEN 1 THEN 'membership' WHEN 2 THEN 'role_assignment' \
+                     WHEN 3 THEN 'license_assignment' END"
+                ),
+                format!("{x}.target_type"),
+            ),
+        };
+        format!("(CASE WHEN {rtype} = '' THEN {kind} ELSE {kind} || ':' || {rtype} END)")
+    };
+    let add = |x: &str, sign: &str| {
+        format!(
+            "INSERT INTO sync_run_changes (run_id, kind, created, updated)
+               VALUES ({r}, {label}, {sign}{c}, {sign}{u})
+             ON CONFLICT (run_id, kind) DO UPDATE SET created = created + excluded.created,
+               updated = updated + excluded.updated;",
+            label = label(x),
+            c = created(x),
+            u = updated(x),
+        )
+    };
+    let counted = |x: &str| format!("({} OR {})", created(x), updated(x));
+    let (add_new, sub_old) = (add("NEW", ""), add("OLD", "-"));
+    [
+        format!(
+            "CREATE TEMP TRIGGER IF NOT EXISTS tether_count_{table}_insert AFTER INSERT ON main.{table}
+               WHEN {} BEGIN {add_new} END",
+            counted("NEW")
+        ),
+        format!(
+            "CREATE TEMP TRIGGER IF NOT EXISTS tether_count_{table}_delete AFTER DELETE ON main.{table}
+               WHEN {} BEGIN {sub_old} END",
+            counted("OLD")
+        ),
+        format!(
+            "CREATE TEMP TRIGGER IF NOT EXISTS tether_count_{table}_update AFTER UPDATE ON main.{table}
+               WHEN {c_new} IS NOT {c_old} OR {u_new} IS NOT {u_old} OR ({co} AND {new} IS NOT {old})
+               BEGIN {sub_old} {add_new} END",
+            c_new = created("NEW"),
+            c_old = created("OLD"),
+            u_new = updated("NEW"),
+            u_old = updated("OLD"),
+            co = counted("OLD"),
+            new = label("NEW"),
+            old = label("OLD"),
+        ),
+    ]
+}
+
+/// The created and updated counts [`count_changes`] kept for a run, by type
+/// label.
+async fn counted_changes(
+    conn: &mut sqlx::SqliteConnection,
+    run_id: i64,
+) -> Result<BTreeMap<String, (i64, i64)>> {
+    let rows: Vec<(String, i64, i64)> =
+        sqlx::query_as("SELECT kind, created, updated FROM sync_run_changes WHERE run_id = ?")
+            .bind(run_id)
+            .fetch_all(&mut *conn)
+            .await?;
+    Ok(rows.into_iter().map(|(k, c, u)| (k, (c, u))).collect())
 }
 
 /// Counts edges as seen by type, and gives the records an edge creates at

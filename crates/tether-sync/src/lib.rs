@@ -380,6 +380,10 @@ async fn run_sync(
     // or `commit_interval` (bounding the work a crash loses and how long the
     // write lock is held), or as soon as it has caught up with the fetchers.
     let (tx, mut rx) = mpsc::channel::<WriterMsg>(options.write_queue_pages.max(1));
+    // Streams listed from their states spare their kinds from removal by
+    // absence (see the completion below), whose counts of what the run
+    // created and updated the writer then keeps as it writes.
+    let count_changes = !states.is_empty();
     let writer = {
         let store = store.clone();
         let owner = owner.clone();
@@ -389,6 +393,9 @@ async fn run_sync(
         let commit_interval = options.commit_interval;
         tokio::spawn(async move {
             let mut writer = store.run_writer(connection_id, run_id, &owner);
+            if count_changes {
+                writer = writer.counting_changes();
+            }
             let mut batch: Vec<PageWrite> = Vec::new();
             let mut extras: Vec<PageExtra> = Vec::new();
             let mut requests = 0;

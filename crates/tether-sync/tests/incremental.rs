@@ -464,6 +464,60 @@ async fn the_store_after_incremental_runs_equals_the_store_after_a_full_sync() {
 }
 
 #[tokio::test]
+async fn an_incremental_run_counts_each_created_and_updated_record_once() {
+    let (_dir, store, conn) = setup().await;
+    let feed = org(6, 3);
+    run(&store, &conn, &feed, false).await;
+    {
+        let mut app = feed.app.lock().unwrap();
+        // The feed sends each of these twice in one page.
+        app.put_user(2, "renamed");
+        app.put_user(2, "renamed again");
+        app.put_user(9, "new");
+        app.put_user(9, "newer");
+        // Seen again unchanged: neither created nor updated.
+        app.put_user(3, "user 3");
+        // A team listed in full (not incrementally) with a new member.
+        app.teams.insert(0, vec![0, 1, 5]);
+    }
+    let second = run(&store, &conn, &feed, false).await;
+    assert_eq!(second.mode, "incremental");
+    let accounts = &second.kinds["account"];
+    assert_eq!(accounts.seen, 5, "{:?}", second.kinds);
+    assert_eq!(
+        (accounts.created, accounts.updated),
+        (1, 1),
+        "u9 created and u2 updated, each once: {:?}",
+        second.kinds
+    );
+    let memberships = &second.kinds["membership"];
+    assert_eq!(
+        (
+            memberships.created,
+            memberships.updated,
+            memberships.removed
+        ),
+        (1, 0, 0),
+        "{:?}",
+        second.kinds
+    );
+    let (accounts, _) = snapshot(&store, &conn).await;
+    assert!(accounts.contains(&("u2".into(), Some("renamed again".into()))));
+    assert!(accounts.contains(&("u9".into(), Some("newer".into()))));
+
+    // A run with nothing new counts nothing, whatever the last one did.
+    let third = run(&store, &conn, &feed, false).await;
+    assert_eq!(third.mode, "incremental");
+    let accounts = third.kinds.get("account").cloned().unwrap_or_default();
+    assert_eq!(
+        (accounts.created, accounts.updated),
+        (0, 0),
+        "{:?}",
+        third.kinds
+    );
+}
+
+#[tokio::test]
 async fn a_failed_incremental_run_keeps_the_old_state_and_the_next_loses_nothing() {
     let (_dir, store, conn) = setup().await;
     let feed = org(4, 1);
