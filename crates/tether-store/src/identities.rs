@@ -712,9 +712,14 @@ pub(crate) fn edge_kind_code(kind: Kind) -> Option<i64> {
     }
 }
 
-/// SQL turning the `kind` column of `edges` back into the kind's name.
-pub(crate) const EDGE_KIND_NAME: &str =
-    "CASE kind WHEN 1 THEN 'membership' WHEN 2 THEN 'role_assignment' WHEN 3 THEN 'license_assignment' END";
+/// SQL turning `column`, an edge's `kind` code, back into the kind's name.
+pub(crate) fn edge_kind_name(column: &str) -> String {
+    let arms: String = Kind::ALL
+        .into_iter()
+        .filter_map(|k| edge_kind_code(k).map(|code| format!(" WHEN {code} THEN '{}'", k.as_str())))
+        .collect();
+    format!("CASE {column}{arms} END")
+}
 
 /// The table holding records of a (kind, type), and the SQL condition
 /// (starting with ` AND`) that selects them in it, binding the type ('' for
@@ -821,11 +826,12 @@ pub struct ResourceRow {
 /// The columns an [`EdgeRow`] is read from.
 pub(crate) fn edge_columns() -> String {
     format!(
-        "{EDGE_KIND_NAME} AS kind, target_type, target_external_id,
+        "{kind} AS kind, target_type, target_external_id,
          CASE holder WHEN 4 THEN 'group' ELSE 'account' END AS holder_kind,
          CASE holder WHEN 1 THEN 'email' WHEN 2 THEN 'username' WHEN 3 THEN 'dn' ELSE 'id' END AS holder_key,
          holder AS holder_code, holder_type, holder_external_id, holder NOT IN (1, 2, 3) AS resolved,
-         NULLIF(scope, '') AS scope, role, COALESCE(inherited, 0) AS inherited, attributes, removed_at"
+         NULLIF(scope, '') AS scope, role, COALESCE(inherited, 0) AS inherited, attributes, removed_at",
+        kind = edge_kind_name("kind"),
     )
 }
 
@@ -1103,9 +1109,10 @@ impl Store {
              SELECT kind, rtype, COUNT(*) FILTER (WHERE removed_at IS NULL), COUNT(*) FILTER (WHERE removed_at IS NOT NULL)
                FROM resources WHERE connection_id = ?1 GROUP BY kind, rtype
              UNION ALL
-             SELECT {EDGE_KIND_NAME}, target_type, COUNT(*) FILTER (WHERE removed_at IS NULL),
+             SELECT {kind}, target_type, COUNT(*) FILTER (WHERE removed_at IS NULL),
                     COUNT(*) FILTER (WHERE removed_at IS NOT NULL)
-               FROM edges WHERE connection_id = ?1 GROUP BY kind, target_type"
+               FROM edges WHERE connection_id = ?1 GROUP BY kind, target_type",
+            kind = edge_kind_name("kind"),
         );
         let rows: Vec<(String, String, i64, i64)> = sqlx::query_as(&sql)
             .bind(connection_id)

@@ -8,8 +8,8 @@ use sqlx::Connection;
 use tether_core::{Edge, EdgeKind, Holder, Kind, Record, TypeKey};
 
 use crate::identities::{
-    connection_types, derive_inherited_memberships, resolve_account_keys, type_scope,
-    upsert_accounts, upsert_edges, upsert_resources, ResourceIn, Writer,
+    connection_types, derive_inherited_memberships, edge_kind_name, resolve_account_keys,
+    type_scope, upsert_accounts, upsert_edges, upsert_resources, ResourceIn, Writer,
 };
 use crate::{now_ms, Result, Store, StoreError};
 
@@ -577,10 +577,11 @@ impl Store {
             .execute(&mut *tx)
             .await?;
         // This run's counts are in sync_run_kinds now; those of runs that
-        // ended otherwise (an error, a takeover) are of no use either.
+        // ended otherwise (an error, a takeover) are of no use either. The
+        // table holds a few rows: each is checked against its run by key.
         sqlx::query(
-            "DELETE FROM sync_run_changes WHERE run_id = ?1 OR run_id IN
-               (SELECT id FROM sync_runs WHERE id < ?1 AND status NOT IN ('in_progress', 'completing'))",
+            "DELETE FROM sync_run_changes WHERE run_id = ?1
+               OR (SELECT status FROM sync_runs WHERE id = run_id) NOT IN ('in_progress', 'completing')",
         )
         .bind(run_id)
         .execute(&mut *tx)
@@ -917,10 +918,7 @@ fn change_triggers(table: &str, run_id: i64) -> [String; 3] {
             "accounts" => ("'account'".to_owned(), format!("COALESCE({x}.rtype, '')")),
             "resources" => (format!("{x}.kind"), format!("{x}.rtype")),
             _ => (
-                format!(
-                    "CASE {x}.kind WHEN 1 THEN 'membership' WHEN 2 THEN 'role_assignment' \
-                     WHEN 3 THEN 'license_assignment' END"
-                ),
+                edge_kind_name(&format!("{x}.kind")),
                 format!("{x}.target_type"),
             ),
         };
