@@ -865,13 +865,27 @@ pub struct EdgeRow {
     pub removed_at: Option<i64>,
 }
 
-/// How long shared counts are used (see [`Store::identity_counts`]).
+/// How long shared counts are used at least (see [`Store::identity_counts`]).
 pub const COUNTS_FRESH_FOR: std::time::Duration = std::time::Duration::from_secs(2);
+
+/// Shared counts are used for at least this many times as long as taking
+/// them took, so that counting a large connection again and again takes
+/// at most a tenth of one of the pool's connections (and of a core).
+const COUNTS_FRESH_FACTOR: u32 = 10;
+
+/// Counts taken, with when, in which state of the latest run, and how long
+/// taking them took.
+type TakenCounts = (
+    std::time::Instant,
+    String,
+    IdentityCounts,
+    std::time::Duration,
+);
 
 /// Counts taken, by connection, with the state of its latest run then.
 #[derive(Debug, Default)]
 pub(crate) struct CountsCache {
-    taken: std::sync::Mutex<HashMap<i64, (std::time::Instant, String, IdentityCounts)>>,
+    taken: std::sync::Mutex<HashMap<i64, TakenCounts>>,
     taking: tokio::sync::Mutex<()>,
     /// Connections whose counts a background task is taking again.
     refreshing: std::sync::Mutex<std::collections::HashSet<i64>>,
@@ -882,7 +896,8 @@ pub(crate) struct CountsCache {
 
 /// What the cache holds for a connection whose latest run is in a state.
 enum Cached {
-    /// Taken in that state less than [`COUNTS_FRESH_FOR`] ago.
+    /// Taken in that state less than [`COUNTS_FRESH_FOR`] ago, or than
+    /// [`COUNTS_FRESH_FACTOR`] times as long as taking them took.
     Fresh(IdentityCounts),
     /// Taken in that state, longer ago.
     Stale(IdentityCounts),
@@ -901,10 +916,12 @@ impl CountsCache {
     fn lookup(&self, connection_id: i64, key: &str) -> Cached {
         let taken = self.taken.lock().unwrap_or_else(|e| e.into_inner());
         match taken.get(&connection_id) {
-            Some((at, k, c)) if k == key && at.elapsed() < COUNTS_FRESH_FOR => {
+            Some((at, k, c, took))
+                if k == key && at.elapsed() < COUNTS_FRESH_FOR.max(*took * COUNTS_FRESH_FACTOR) =>
+            {
                 Cached::Fresh(c.clone())
             }
-            Some((_, k, c)) if k == key => Cached::Stale(c.clone()),
+            Some((_, k, c, _)) if k == key => Cached::Stale(c.clone()),
             _ => Cached::Missing,
         }
     }
@@ -926,14 +943,21 @@ impl CountsCache {
     }
 
     /// Keeps counts taken since `generation` unless a `forget` came since.
-    fn keep(&self, connection_id: i64, key: String, counts: &IdentityCounts, generation: u64) {
+    fn keep(
+        &self,
+        connection_id: i64,
+        key: String,
+        counts: &IdentityCounts,
+        generation: u64,
+        took: std::time::Duration,
+    ) {
         let mut taken = self.taken.lock().unwrap_or_else(|e| e.into_inner());
         if self.generation() != generation {
             return;
         }
         taken.insert(
             connection_id,
-            (std::time::Instant::now(), key, counts.clone()),
+            (std::time::Instant::now(), key, counts.clone(), took),
         );
     }
 
@@ -1042,15 +1066,18 @@ impl Store {
     /// Counting reads every row of the connection (a million-member org has
     /// millions of edges), and every Connected Apps page and `GET
     /// /connections` asks. So counts are taken at most once every
-    /// [`COUNTS_FRESH_FOR`] per connection and shared, one request at a time
-    /// taking them, and taken again at once when the connection's latest run
-    /// changes (starts, completes, fails) or a task writes to it.
+    /// [`COUNTS_FRESH_FOR`] per connection, or ten times as long as the last
+    /// count took where that is longer (a count of a million-member org
+    /// takes seconds), and shared, one request at a time taking them, and
+    /// taken again at once when the connection's latest run changes
+    /// (starts, completes, fails) or a task writes to it.
     ///
     /// Counts older than that while the latest run has not changed are
     /// answered as they are while one background task takes them again:
     /// during a sync every request would otherwise wait, every few seconds,
     /// for a count of everything the sync wrote so far. So a running sync's
-    /// counts lag it by a few seconds; a finished run's are exact.
+    /// counts lag it by a few seconds (half a minute for a million-member
+    /// org); a finished run's are exact.
     pub async fn identity_counts(&self, connection_id: i64) -> Result<IdentityCounts> {
         let latest: Option<(i64, String, Option<i64>)> = sqlx::query_as(
             "SELECT id, status, finished_at FROM sync_runs WHERE connection_id = ? ORDER BY id DESC LIMIT 1",
@@ -1089,9 +1116,10 @@ impl Store {
             return Ok(c);
         }
         let generation = self.counts_cache.generation();
+        let started = std::time::Instant::now();
         let counts = self.count_identities(connection_id).await?;
         self.counts_cache
-            .keep(connection_id, key, &counts, generation);
+            .keep(connection_id, key, &counts, generation, started.elapsed());
         Ok(counts)
     }
 
@@ -1151,5 +1179,49 @@ mod tests {
             .copied()
             .collect();
         assert_eq!(all, items);
+    }
+
+    /// Counts that took long to take stay fresh for ten times as long; a
+    /// quick count goes stale after the two-second floor; another state of
+    /// the latest run is never answered from them.
+    #[test]
+    fn slow_counts_stay_fresh_longer() {
+        use super::{Cached, CountsCache, IdentityCounts};
+        use std::time::{Duration, Instant};
+        let cache = CountsCache::default();
+        let five_s_ago = Instant::now() - Duration::from_secs(5);
+        let counts = IdentityCounts::default();
+        let mut taken = cache.taken.lock().unwrap();
+        taken.insert(
+            1,
+            (
+                five_s_ago,
+                "7:in_progress:None".into(),
+                counts.clone(),
+                Duration::from_secs(1),
+            ),
+        );
+        taken.insert(
+            2,
+            (
+                five_s_ago,
+                "7:in_progress:None".into(),
+                counts,
+                Duration::from_millis(100),
+            ),
+        );
+        drop(taken);
+        assert!(matches!(
+            cache.lookup(1, "7:in_progress:None"),
+            Cached::Fresh(_)
+        ));
+        assert!(matches!(
+            cache.lookup(2, "7:in_progress:None"),
+            Cached::Stale(_)
+        ));
+        assert!(matches!(
+            cache.lookup(1, "7:completed:Some(9)"),
+            Cached::Missing
+        ));
     }
 }

@@ -420,6 +420,17 @@ const POOL_CACHE: &str = "-8192";
 /// The page cache of a sync run's or the Bridge's writer connection.
 const WRITER_CACHE: &str = "-32768";
 
+/// How long a run's writer, the Bridge's writer or an index build waits
+/// for SQLite's write lock before failing with "database is locked". The
+/// pool waits 10 s, and its writers (a task claim, a key's last use) try
+/// again later; these write in long transactions, one behind another: the
+/// index a connection's first completed sync builds over a million-member
+/// org's edges holds the lock for longer than 10 s, and a sync of another
+/// connection that started meanwhile failed (`cargo xtask bench load`, 1M
+/// members, December 2026). Below a run's lease ([`runs::LEASE_MS`]), so
+/// that a writer that waited still holds its run when it gets the lock.
+const WRITER_BUSY_TIMEOUT: Duration = Duration::from_secs(45);
+
 impl Store {
     /// Opens (creating if needed) the database, applies migrations, and checks
     /// that `key` is the key the database was created with.
@@ -545,9 +556,13 @@ impl Store {
         Ok(self.writer_options().connect().await?)
     }
 
-    /// The pool's settings with a writer's larger page cache.
+    /// The pool's settings with a writer's larger page cache and longer
+    /// wait for the write lock ([`WRITER_BUSY_TIMEOUT`]).
     pub(crate) fn writer_options(&self) -> SqliteConnectOptions {
-        self.options.clone().pragma("cache_size", WRITER_CACHE)
+        self.options
+            .clone()
+            .pragma("cache_size", WRITER_CACHE)
+            .busy_timeout(WRITER_BUSY_TIMEOUT)
     }
 
     /// Checkpoints the WAL in a task of its own (`PASSIVE`: it copies what
