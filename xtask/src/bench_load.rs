@@ -1,16 +1,31 @@
-//! `cargo xtask bench load [--members 1m] [--clients 200] [--tether PATH]`: REST API
-//! latency while a big sync runs (issue 10, §7).
+//! `cargo xtask bench load [--members 1m] [--clients 200] [--rate 400,max] [--tether PATH]`:
+//! REST API latency while a big sync runs (issue 10, §7).
 //!
 //! The release `tether serve` runs in its own process against the release
-//! sandbox's GitHub fake, which holds two organisations of `--members`
-//! members (teams of 100, five memberships a member). The first is synced
-//! alone: the baseline. Then `--clients` concurrent REST API clients (one
-//! API key) read for the whole of the second organisation's sync: mostly
-//! `GET /api/v1/connections/{id}/accounts` page after page (of both
-//! connections), and the other read endpoints (connections, one connection,
-//! its runs, its types, the running run). Prints the latency percentiles,
-//! requests and errors (any non-2xx or transport error), both syncs'
-//! durations and the slowdown, and the targets with met / not met:
+//! sandbox's GitHub fake, which holds one organisation of `--members`
+//! members (teams of 100, five memberships a member) per phase. The first
+//! is synced alone: the baseline. Then, for each rate of `--rate`, the next
+//! organisation is synced while `--clients` concurrent REST API clients
+//! (one API key) read for the whole of its sync: mostly
+//! `GET /api/v1/connections/{id}/accounts` page after page (of the baseline
+//! and the syncing connection), and the other read endpoints (connections,
+//! one connection, its runs, its types, the running run).
+//!
+//! A rate is how the clients are driven:
+//! * `N` (requests/s, all clients together) is an **open loop**: each
+//!   client sends on a fixed schedule (`clients / N` seconds apart), however
+//!   slow the answers, and a request's latency counts from when it was due,
+//!   not when it went out, so that a stalled server is not hidden by
+//!   clients that waited for it (coordinated omission, as wrk2 measures).
+//!   Clients of an API (exporters, dashboards, a SIEM) offer load at their
+//!   own pace; this is the latency they see at that pace.
+//! * `max` is a **closed loop**: each client sends its next request as soon
+//!   as the last is answered, the most the hub serves. Its mean latency is
+//!   `clients / throughput` by Little's law, whatever the hub does.
+//!
+//! Prints, per phase, the latency percentiles (also per endpoint), requests
+//! and errors (any non-2xx or transport error), the sync's duration and
+//! slowdown against the baseline, and the targets with met / not met:
 //! p99 <= 100 ms, no errors, slowdown <= 25%.
 
 use std::path::PathBuf;
@@ -80,6 +95,21 @@ impl Api {
         Ok((status, serde_json::from_str(&text).unwrap_or(Value::Null)))
     }
 
+    /// `GET /api/v1{path}`: the status and the body unparsed, so that the
+    /// readers, which share the hub's cores, spend as little as they can.
+    fn get_raw(&self, path: &str) -> Result<(u16, String)> {
+        let res = self
+            .agent
+            .get(&format!("{}/api/v1{path}", self.base))
+            .set("Authorization", &self.auth)
+            .call();
+        match res {
+            Ok(r) => Ok((r.status(), r.into_string()?)),
+            Err(ureq::Error::Status(code, r)) => Ok((code, r.into_string().unwrap_or_default())),
+            Err(e) => Err(e.into()),
+        }
+    }
+
     fn ok(&self, method: &str, path: &str, body: Option<&Value>) -> Result<Value> {
         match self.call(method, path, body)? {
             (s, v) if (200..300).contains(&s) => Ok(v),
@@ -88,9 +118,61 @@ impl Api {
     }
 }
 
+/// How the clients of a phase are driven (see the module's documentation).
+#[derive(Clone, Copy, Debug)]
+enum Rate {
+    /// Open loop: requests/s, all clients together.
+    Open(f64),
+    /// Closed loop: as fast as the hub answers.
+    Max,
+}
+
+impl Rate {
+    fn parse(s: &str) -> Result<Rate> {
+        if s.eq_ignore_ascii_case("max") {
+            return Ok(Rate::Max);
+        }
+        let r: f64 = s
+            .parse()
+            .with_context(|| format!("bad rate `{s}`: requests/s or `max`"))?;
+        if !(r > 0.0 && r.is_finite()) {
+            bail!("bad rate `{s}`: it must be above 0");
+        }
+        Ok(Rate::Open(r))
+    }
+
+    fn describe(self) -> String {
+        match self {
+            Rate::Open(r) => format!("open loop at {r:.0} requests/s"),
+            Rate::Max => "closed loop (each client sends as soon as it is answered)".into(),
+        }
+    }
+
+    /// The time between two requests of one of `clients` clients.
+    fn interval(self, clients: usize) -> Option<Duration> {
+        match self {
+            Rate::Open(r) => Some(Duration::from_secs_f64(clients as f64 / r)),
+            Rate::Max => None,
+        }
+    }
+}
+
+/// One phase's figures.
+struct Phase {
+    rate: Rate,
+    took: Duration,
+    /// How long the clients read (from before the sync to its end).
+    reading: Duration,
+    run: Value,
+    latencies: Vec<(usize, u32)>,
+    errors: u64,
+    first_errors: Vec<String>,
+}
+
 pub fn run(args: &[&str]) -> Result<()> {
     let mut members = 1_000_000u64;
     let mut clients = 200usize;
+    let mut rates = vec![Rate::Open(400.0), Rate::Max];
     let mut bin: Option<PathBuf> = None;
     let mut it = args.iter();
     while let Some(a) = it.next() {
@@ -109,8 +191,16 @@ pub fn run(args: &[&str]) -> Result<()> {
                     .parse()
                     .context("--clients needs a whole number")?
             }
+            "--rate" => {
+                rates = it
+                    .next()
+                    .context("--rate needs a value")?
+                    .split(',')
+                    .map(Rate::parse)
+                    .collect::<Result<_>>()?
+            }
             other => bail!(
-                "unknown argument {other} (usage: cargo xtask bench load [--members 1m] [--clients 200])"
+                "unknown argument {other} (usage: cargo xtask bench load [--members 1m] [--clients 200] [--rate 400,max])"
             ),
         }
     }
@@ -125,8 +215,11 @@ pub fn run(args: &[&str]) -> Result<()> {
     let slug = "github";
     let sandbox = SandboxProc::start(bin)?;
     sandbox.control(slug, "config", json!({"rate_limit": 1_000_000_000u64}))?;
+    let labels: Vec<String> = std::iter::once("baseline".to_owned())
+        .chain((1..=rates.len()).map(|i| format!("loaded-{i}")))
+        .collect();
     let mut orgs = Vec::new();
-    for label in ["baseline", "loaded"] {
+    for label in &labels {
         let login = format!("load-{label}");
         let t = Instant::now();
         let created = sandbox.control(
@@ -146,7 +239,7 @@ pub fn run(args: &[&str]) -> Result<()> {
     let db = format!("sqlite://{}", dir.path().join("bench.db").display());
     let key_hex = "42".repeat(32);
     let allowed = crate::sandbox_host(&sandbox.url);
-    // The scheduler would start both first syncs at once: it ticks once a
+    // The scheduler would start the first syncs at once: it ticks once a
     // day, so that the bench starts each sync itself.
     let config = dir.path().join("tether.toml");
     std::fs::write(
@@ -193,6 +286,7 @@ pub fn run(args: &[&str]) -> Result<()> {
     .stdout(Stdio::null())
     .spawn()
     .context("starting tether serve")?;
+    let serve_pid = child.id();
     let _serve = Serve(child);
     let api = Api::new(&base, &format!("Api-Key {key}"));
     let t = Instant::now();
@@ -210,7 +304,7 @@ pub fn run(args: &[&str]) -> Result<()> {
         let token = created["credential"]["access_token"]
             .as_str()
             .context("the fake issued no token")?;
-        let mut add: Vec<String> = ["connections", "add", slug, "--name", label]
+        let mut add: Vec<String> = ["connections", "add", slug, "--name", label.as_str()]
             .map(String::from)
             .to_vec();
         for (k, v) in created["connection"]["settings"]
@@ -244,7 +338,8 @@ pub fn run(args: &[&str]) -> Result<()> {
             .and_then(|c| c["id"].as_i64())
             .with_context(|| format!("no connection `{name}` in {connections}"))
     };
-    let (baseline, loaded) = (id_of("baseline")?, id_of("loaded")?);
+    let ids: Vec<i64> = labels.iter().map(|l| id_of(l)).collect::<Result<_>>()?;
+    let baseline = ids[0];
 
     eprintln!("bench load: baseline sync of {members} members, without load...");
     let (base_took, base_run) = sync(&api, baseline, None)?;
@@ -253,25 +348,87 @@ pub fn run(args: &[&str]) -> Result<()> {
         base_took.as_secs_f64(),
         base_run["kinds"]
     );
+    wait_idle(serve_pid)?;
 
-    eprintln!("bench load: sync of {members} members with {clients} API clients reading...");
+    let mut phases = Vec::new();
+    for (&rate, &loaded) in rates.iter().zip(&ids[1..]) {
+        eprintln!(
+            "bench load: sync of {members} members with {clients} API clients reading, {}...",
+            rate.describe()
+        );
+        let phase = loaded_sync(&api, clients, rate, [baseline, loaded])?;
+        eprintln!(
+            "bench load: {:.1}s, {} requests",
+            phase.took.as_secs_f64(),
+            phase.latencies.len()
+        );
+        phases.push(phase);
+        wait_idle(serve_pid)?;
+    }
+
+    println!(
+        "bench load: {members} members, {clients} clients, hub {}; baseline sync {:.1}s ({})",
+        bin.display(),
+        base_took.as_secs_f64(),
+        base_run["kinds"]
+    );
+    for phase in &phases {
+        report(phase, base_took);
+    }
+    Ok(())
+}
+
+/// Waits until the hub has gone idle (under 5% of a core for a second):
+/// what follows a completed run (the index of its edges by account, the
+/// correlation of its accounts into people, a checkpoint) is not the next
+/// phase's to pay for.
+fn wait_idle(pid: u32) -> Result<()> {
+    let t = Instant::now();
+    let mut last = crate::process_cpu(pid)?;
+    loop {
+        std::thread::sleep(Duration::from_secs(1));
+        let now = crate::process_cpu(pid)?;
+        if now - last < 0.05 {
+            eprintln!(
+                "bench load: the hub went idle {:.1}s after the run",
+                t.elapsed().as_secs_f64()
+            );
+            return Ok(());
+        }
+        if t.elapsed() > Duration::from_secs(600) {
+            bail!("the hub did not go idle within 10 minutes of a run");
+        }
+        last = now;
+    }
+}
+
+/// Syncs `connections[1]` while `clients` readers read both connections at
+/// `rate`.
+fn loaded_sync(api: &Api, clients: usize, rate: Rate, connections: [i64; 2]) -> Result<Phase> {
     let stop = AtomicBool::new(false);
     let errors = AtomicU64::new(0);
     let first_errors: Mutex<Vec<String>> = Mutex::new(Vec::new());
     let current_run = AtomicU64::new(0);
-    let (loaded_took, loaded_run, latencies) = std::thread::scope(|scope| -> Result<_> {
+    let interval = rate.interval(clients);
+    let start = Instant::now();
+    let (took, run, latencies, reading) = std::thread::scope(|scope| -> Result<_> {
         let handles: Vec<_> = (0..clients)
             .map(|i| {
                 let api = api.clone();
                 let (stop, errors, first_errors, current_run) =
                     (&stop, &errors, &first_errors, &current_run);
+                // Open-loop clients start spread over one interval, so
+                // that the requests arrive evenly rather than in bursts.
+                let first = interval.map(|d| start + d.mul_f64(i as f64 / clients as f64));
                 std::thread::Builder::new()
                     .stack_size(256 << 10)
                     .spawn_scoped(scope, move || {
+                        let pace = first.zip(interval);
                         reader(
                             i,
                             &api,
-                            [baseline, loaded],
+                            connections,
+                            pace,
                             stop,
                             errors,
                             first_errors,
@@ -283,66 +440,75 @@ pub fn run(args: &[&str]) -> Result<()> {
             .collect();
         // Let every client start reading before the sync begins.
         std::thread::sleep(Duration::from_secs(2));
-        let synced = sync(&api, loaded, Some(&current_run));
+        let synced = sync(api, connections[1], Some(&current_run));
         stop.store(true, Ordering::SeqCst);
+        let reading = start.elapsed();
         let mut latencies: Vec<(usize, u32)> = Vec::new();
         for h in handles {
             latencies.extend(h.join().expect("a client thread"));
         }
         let (took, run) = synced?;
-        Ok((took, run, latencies))
+        Ok((took, run, latencies, reading))
     })?;
+    Ok(Phase {
+        rate,
+        took,
+        reading,
+        run,
+        latencies,
+        errors: errors.load(Ordering::SeqCst),
+        first_errors: first_errors.into_inner().unwrap(),
+    })
+}
 
-    let mut lat: Vec<u32> = latencies.iter().map(|(_, l)| *l).collect();
+fn report(phase: &Phase, base_took: Duration) {
+    let mut lat: Vec<u32> = phase.latencies.iter().map(|(_, l)| *l).collect();
     lat.sort_unstable();
     let pct = |p: f64| percentile(&lat, p);
-    let errors = errors.load(Ordering::SeqCst);
-    let slowdown = loaded_took.as_secs_f64() / base_took.as_secs_f64().max(1e-9) - 1.0;
+    let errors = phase.errors;
+    let took = phase.took.as_secs_f64().max(1e-9);
+    let slowdown = took / base_took.as_secs_f64().max(1e-9) - 1.0;
     let (p50, p95, p99, max) = (pct(0.50), pct(0.95), pct(0.99), pct(1.0));
     let met = |ok: bool| if ok { "met" } else { "NOT MET" };
+    println!("  {}:", phase.rate.describe());
     println!(
-        "bench load: {members} members, {clients} clients, hub {}",
-        bin.display()
-    );
-    println!(
-        "  API latency: p50 {p50:.1} ms, p95 {p95:.1} ms, p99 {p99:.1} ms, max {max:.1} ms over {} requests ({:.0}/s), {errors} errors",
+        "    API latency: p50 {p50:.1} ms, p95 {p95:.1} ms, p99 {p99:.1} ms, max {max:.1} ms over {} requests ({:.0}/s served), {errors} errors",
         lat.len(),
-        lat.len() as f64 / loaded_took.as_secs_f64().max(1e-9)
+        lat.len() as f64 / phase.reading.as_secs_f64().max(1e-9)
     );
     for (kind, name) in ENDPOINTS.iter().enumerate() {
-        let mut of: Vec<u32> = latencies
+        let mut of: Vec<u32> = phase
+            .latencies
             .iter()
             .filter(|(k, _)| *k == kind)
             .map(|(_, l)| *l)
             .collect();
         of.sort_unstable();
         println!(
-            "    {name}: p50 {:.1} ms, p99 {:.1} ms, max {:.1} ms ({} requests)",
+            "      {name}: p50 {:.1} ms, p99 {:.1} ms, max {:.1} ms ({} requests)",
             percentile(&of, 0.5),
             percentile(&of, 0.99),
             percentile(&of, 1.0),
             of.len()
         );
     }
-    for e in first_errors.lock().unwrap().iter() {
-        println!("    error: {e}");
+    for e in &phase.first_errors {
+        println!("      error: {e}");
     }
     println!(
-        "  sync: {:.1}s under load, {:.1}s baseline: slowdown {:+.1}% (run {} {})",
-        loaded_took.as_secs_f64(),
+        "    sync: {took:.1}s under load, {:.1}s baseline: slowdown {:+.1}% (run {} {})",
         base_took.as_secs_f64(),
         slowdown * 100.0,
-        loaded_run["run_id"],
-        loaded_run["kinds"]
+        phase.run["run_id"],
+        phase.run["kinds"]
     );
     println!(
-        "  targets: p99 <= {P99_TARGET_MS} ms {}; no errors {}; slowdown <= {:.0}% {}",
+        "    targets: p99 <= {P99_TARGET_MS} ms {}; no errors {}; slowdown <= {:.0}% {}",
         met(p99 <= P99_TARGET_MS),
         met(errors == 0),
         SLOWDOWN_TARGET * 100.0,
         met(slowdown <= SLOWDOWN_TARGET)
     );
-    Ok(())
 }
 
 /// The endpoints the readers call, by the index [`reader`] records.
@@ -406,11 +572,21 @@ fn sync(api: &Api, connection: i64, current_run: Option<&AtomicU64>) -> Result<(
     }
 }
 
+/// What a reader reads of an account page.
+#[derive(serde::Deserialize)]
+struct Cursor {
+    next_cursor: Option<String>,
+}
+
 /// One API client: reads until `stop`; the latency of each request in µs.
+/// With `pace` (the first request's time, the interval), requests go out
+/// on that schedule and their latency counts from when each was due.
+#[allow(clippy::too_many_arguments)]
 fn reader(
     i: usize,
     api: &Api,
     connections: [i64; 2],
+    pace: Option<(Instant, Duration)>,
     stop: &AtomicBool,
     errors: &AtomicU64,
     first_errors: &Mutex<Vec<String>>,
@@ -426,7 +602,17 @@ fn reader(
         state
     };
     let mut cursor: [Option<String>; 2] = [None, None];
-    while !stop.load(Ordering::Relaxed) {
+    let mut due = pace.map(|(first, _)| first);
+    loop {
+        if let Some(d) = due {
+            let now = Instant::now();
+            if d > now {
+                std::thread::sleep(d - now);
+            }
+        }
+        if stop.load(Ordering::Relaxed) {
+            break;
+        }
         let r = next();
         let c = (r >> 8) as usize % 2;
         let id = connections[c];
@@ -455,18 +641,28 @@ fn reader(
             _ if run > 0 => format!("/runs/{run}"),
             _ => format!("/connections/{id}"),
         };
-        let t = Instant::now();
-        let outcome = api.call("GET", &path, None);
+        let t = due.unwrap_or_else(Instant::now);
+        if let (Some(d), Some((_, every))) = (&mut due, pace) {
+            *d += every;
+        }
+        let outcome = api.get_raw(&path);
         latencies.push((
             kind,
             t.elapsed().as_micros().min(u128::from(u32::MAX)) as u32,
         ));
         let failure = match outcome {
-            Ok((s, v)) if (200..300).contains(&s) => {
-                if path.contains("/accounts") {
-                    cursor[c] = v["next_cursor"].as_str().map(str::to_owned);
+            Ok((s, body)) if (200..300).contains(&s) => {
+                if kind == 0 {
+                    match serde_json::from_str::<Cursor>(&body) {
+                        Ok(p) => {
+                            cursor[c] = p.next_cursor;
+                            None
+                        }
+                        Err(e) => Some(format!("GET {path}: not an account page: {e}")),
+                    }
+                } else {
+                    None
                 }
-                None
             }
             Ok((s, v)) => Some(format!("GET {path}: {s} {v}")),
             Err(e) => Some(format!("GET {path}: {e}")),

@@ -11,7 +11,7 @@
 //!   `--resync` syncs each organisation a second time, unchanged, and prints
 //!   that sync's requests, rate-limit budget spent (where the fake reports
 //!   `rate_limit_spent`) and wall time, each also as a share of the first's.
-//! * `cargo xtask bench load [--members 1m] [--clients 200]`: REST API
+//! * `cargo xtask bench load [--members 1m] [--clients 200] [--rate 400,max]`: REST API
 //!   latency percentiles and errors while a sync runs, and the sync's
 //!   slowdown against a baseline without load (see `bench_load.rs`).
 //! * `cargo xtask fuzz [--seconds 60]`: the fuzz and property tests in
