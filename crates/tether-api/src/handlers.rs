@@ -605,7 +605,6 @@ pub async fn list_accounts(
     ApiPath(id): ApiPath<i64>,
     ApiQuery(p): ApiQuery<AccountParams>,
 ) -> ApiResult<Json<AccountPage>> {
-    hub.connection(id).await?;
     let limit = page_limit(p.limit, DEFAULT_LIMIT, MAX_LIMIT)?;
     if let Some(s) = &p.status {
         if tether_core::AccountStatus::parse(s).is_none() {
@@ -640,6 +639,12 @@ pub async fn list_accounts(
             },
         )
         .await?;
+    // A connection's accounts go with it (a foreign key), so a page with
+    // accounts on it needs no look-up of the connection: only an empty one
+    // may be of a connection that does not exist.
+    if rows.is_empty() {
+        hub.connection(id).await?;
+    }
     let (data, next_cursor) = paginate(rows, limit, |a: &tether_store::AccountRow| {
         encode_cursor(&[&a.external_id])
     });

@@ -122,6 +122,12 @@ pub struct HubConfig {
     /// The longest answer read for one API page of a connection
     /// (`tether_core::http::DEFAULT_MAX_PAGE_BYTES`, 32 MiB, by default).
     pub max_page_bytes: u64,
+    /// Where syncs (and the correlation of people that follows them) run:
+    /// a runtime of their own, so that REST API and web requests, on the
+    /// runtime that serves them, never wait behind a sync's parsing and
+    /// writing for a worker thread (the operating system shares the cores
+    /// between the two preemptively). `None`: the caller's runtime.
+    pub sync_runtime: Option<tokio::runtime::Handle>,
 }
 
 impl Default for HubConfig {
@@ -138,6 +144,7 @@ impl Default for HubConfig {
             custom_client_credentials: BTreeMap::new(),
             tenant_slug: "default".into(),
             max_page_bytes: tether_core::http::DEFAULT_MAX_PAGE_BYTES,
+            sync_runtime: None,
         }
     }
 }

@@ -89,7 +89,13 @@ impl Hub {
         }
         let hub = self.clone();
         let actor = actor.clone();
-        tokio::spawn(async move {
+        let runtime = self
+            .inner
+            .config
+            .sync_runtime
+            .clone()
+            .unwrap_or_else(tokio::runtime::Handle::current);
+        runtime.spawn(async move {
             // The connection stops showing as syncing here however the task
             // ends, a panic included.
             let _running = Running {

@@ -16,6 +16,49 @@ fn hash(key: &str) -> Vec<u8> {
     Sha256::digest(key.as_bytes()).to_vec()
 }
 
+/// How long this process answers a key it authenticated from memory. Every
+/// REST API request presents a key, and looking it up took one of the
+/// pool's connections and two thread switches per request; a key revoked by
+/// this process is forgotten at once, one revoked by another (`tether
+/// api-keys revoke` beside a running hub) stops working within this time.
+const KEY_CACHE_MS: i64 = 2_000;
+
+/// At most this many keys are remembered; beyond, the cache starts over.
+const KEY_CACHE_ENTRIES: usize = 1_024;
+
+/// Keys authenticated lately: when, and what they were then.
+#[derive(Debug, Default)]
+pub(crate) struct KeyCache(std::sync::Mutex<std::collections::HashMap<Vec<u8>, (i64, ApiKeyInfo)>>);
+
+impl KeyCache {
+    fn get(&self, hash: &[u8], now: i64) -> Option<ApiKeyInfo> {
+        let cache = self
+            .0
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        let (at, info) = cache.get(hash)?;
+        (*at + KEY_CACHE_MS > now && info.expires_at.is_none_or(|t| t > now)).then(|| info.clone())
+    }
+
+    fn keep(&self, hash: Vec<u8>, now: i64, info: &ApiKeyInfo) {
+        let mut cache = self
+            .0
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        if cache.len() >= KEY_CACHE_ENTRIES {
+            cache.clear();
+        }
+        cache.insert(hash, (now, info.clone()));
+    }
+
+    pub(crate) fn forget_all(&self) {
+        self.0
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .clear();
+    }
+}
+
 /// An API key as listed: never its secret part.
 #[derive(Debug, Clone, Serialize, sqlx::FromRow)]
 pub struct ApiKeyInfo {
@@ -61,19 +104,32 @@ impl Store {
 
     /// The key presented by a client, if it exists and is not revoked;
     /// records its use (at most once a minute, see [`Store::record_use`]).
+    /// A key authenticated in the last two seconds is answered from memory
+    /// ([`KEY_CACHE_MS`]).
     pub async fn authenticate_api_key(&self, key: &str) -> Result<Option<ApiKeyInfo>> {
+        let hashed = hash(key);
+        let now = now_ms();
+        if let Some(k) = self.key_cache.get(&hashed, now) {
+            self.record_use("api_keys", k.id, k.last_used_at).await?;
+            return Ok(Some(k));
+        }
         let found: Option<ApiKeyInfo> = sqlx::query_as(&format!(
             "SELECT {KEY_COLUMNS} FROM api_keys
              WHERE hash = ? AND revoked_at IS NULL AND (expires_at IS NULL OR expires_at > ?)"
         ))
-        .bind(hash(key))
-        .bind(now_ms())
+        .bind(&hashed)
+        .bind(now)
         .fetch_optional(self.pool())
         .await?;
         let Some(k) = &found else {
             return Ok(found);
         };
         self.record_use("api_keys", k.id, k.last_used_at).await?;
+        // Its use is recorded now: the copy kept says so, or each request
+        // answered from it would write its first use again.
+        let mut kept = k.clone();
+        kept.last_used_at = Some(kept.last_used_at.unwrap_or(now));
+        self.key_cache.keep(hashed, now, &kept);
         Ok(found)
     }
 
@@ -154,6 +210,7 @@ impl Store {
                 .bind(id)
                 .execute(self.pool())
                 .await?;
+        self.key_cache.forget_all();
         if done.rows_affected() == 0 {
             return Err(StoreError::NotFound(format!("no API key with id {id}")));
         }

@@ -687,6 +687,7 @@ impl Store {
         .bind(id)
         .execute(self.pool())
         .await?;
+        self.key_cache.forget_all();
         Ok(())
     }
 }

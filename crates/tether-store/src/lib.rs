@@ -358,6 +358,9 @@ pub struct Store {
     /// When this process last started writing an API key's or a SCIM
     /// token's last use, by table and id (see `Store::record_use`).
     key_uses: std::sync::Arc<std::sync::Mutex<std::collections::HashMap<(&'static str, i64), i64>>>,
+    /// API keys this process authenticated lately, by hash (see
+    /// `Store::authenticate_api_key`).
+    key_cache: std::sync::Arc<api_keys::KeyCache>,
 }
 
 /// The database's file, created empty with mode 0600 when missing (SQLite
@@ -415,6 +418,10 @@ fn restrict_mode(path: &std::path::Path) -> Result<()> {
 
 /// Frames (pages) in the WAL past which a commit checkpoints it: ~200 MB.
 const WAL_AUTOCHECKPOINT: &str = "50000";
+
+/// A WAL file past this size has not been restarted since it passed the
+/// autocheckpoint's ~200 MB: see [`Store::restart_wal_if_overgrown`].
+const WAL_OVERGROWN_BYTES: u64 = 400 << 20;
 /// The page cache of each pooled connection (KiB when negative).
 const POOL_CACHE: &str = "-8192";
 /// The page cache of a sync run's or the Bridge's writer connection.
@@ -505,6 +512,7 @@ impl Store {
             bridge_gate: std::sync::Arc::default(),
             counts_cache: std::sync::Arc::default(),
             key_uses: std::sync::Arc::default(),
+            key_cache: std::sync::Arc::default(),
         };
         // Connections that completed a sync have their account index (a
         // database from before migration 0007 gets them here, once).
@@ -563,6 +571,48 @@ impl Store {
             .clone()
             .pragma("cache_size", WRITER_CACHE)
             .busy_timeout(WRITER_BUSY_TIMEOUT)
+    }
+
+    /// Checkpoints the WAL and restarts it (`RESTART`) if it grew past
+    /// [`WAL_OVERGROWN_BYTES`], on `conn`, a writer's connection between
+    /// two transactions. The autocheckpoint a commit runs is `PASSIVE`: it
+    /// copies what no reader still needs and waits for nobody, so under a
+    /// steady stream of readers (REST API clients during a sync), one of
+    /// which always holds an older snapshot, it never copies everything,
+    /// the WAL never starts over, and it grew past 5 GB in a 1M-member sync
+    /// read by 200 clients (`cargo xtask bench load`), slowing every read
+    /// and write. `RESTART` waits (up to the writer's busy timeout) for the
+    /// readers of older snapshots, which take milliseconds, then copies
+    /// everything, so that the next transaction writes the WAL from its
+    /// start (and cuts it back to `journal_size_limit`).
+    pub(crate) async fn restart_wal_if_overgrown(&self, conn: &mut sqlx::SqliteConnection) {
+        let file = self.options.get_filename();
+        let name = file.to_string_lossy();
+        if name.is_empty() || name == ":memory:" || name.starts_with("file:") {
+            return;
+        }
+        let mut wal = file.as_os_str().to_owned();
+        wal.push("-wal");
+        let size = std::fs::metadata(&wal).map(|m| m.len()).unwrap_or(0);
+        if size <= WAL_OVERGROWN_BYTES {
+            return;
+        }
+        let started = std::time::Instant::now();
+        match sqlx::query_as::<_, (i64, i64, i64)>("PRAGMA wal_checkpoint(RESTART)")
+            .fetch_one(&mut *conn)
+            .await
+        {
+            Ok((busy, log, copied)) => tracing::debug!(
+                wal_bytes = size,
+                busy,
+                frames = log,
+                copied,
+                elapsed_ms = started.elapsed().as_millis() as u64,
+                "restarted the overgrown WAL"
+            ),
+            Err(e) => tracing::warn!(error = %e, wal_bytes = size,
+                "could not checkpoint the overgrown WAL; the next commit tries again"),
+        }
     }
 
     /// Checkpoints the WAL in a task of its own (`PASSIVE`: it copies what

@@ -848,6 +848,7 @@ impl RunWriter {
                 self.conn = None;
                 return Err(e.into());
             }
+            self.store.restart_wal_if_overgrown(conn).await;
         }
         Ok(())
     }

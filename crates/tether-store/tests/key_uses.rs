@@ -32,6 +32,9 @@ async fn a_keys_later_uses_are_recorded_without_waiting_for_the_write_lock() {
         .execute(&mut other)
         .await
         .unwrap();
+    // This process answers the key from memory for 2 s after a lookup
+    // (`KEY_CACHE_MS`); what another process wrote shows after that.
+    tokio::time::sleep(Duration::from_millis(2_100)).await;
     let mut lock = other.begin_with("BEGIN IMMEDIATE").await.unwrap();
     sqlx::query("UPDATE meta SET value = value WHERE key = 'key_check'")
         .execute(&mut *lock)

@@ -154,6 +154,7 @@ pub fn hub_config(config: &Config, public_base_url: url::Url) -> HubConfig {
     tether_oauth::set_max_answer_bytes(config.limits.max_token_answer_kib << 10);
     HubConfig {
         max_page_bytes: config.limits.max_page_mib << 20,
+        sync_runtime: crate::SYNC_RUNTIME.get().cloned(),
         public_base_url,
         tenant_slug: config
             .tenant_slug

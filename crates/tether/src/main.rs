@@ -286,14 +286,29 @@ fn main() -> std::process::ExitCode {
         .enable_all()
         .build()
         .expect("the tokio runtime starts");
-    match runtime.block_on(run(cli)) {
+    // Syncs run on a runtime of their own (see `HubConfig::sync_runtime`).
+    let syncs = tokio::runtime::Builder::new_multi_thread()
+        .thread_name("tether-sync")
+        .enable_all()
+        .build()
+        .expect("the sync runtime starts");
+    let _ = SYNC_RUNTIME.set(syncs.handle().clone());
+    let code = match runtime.block_on(run(cli)) {
         Ok(code) => code,
         Err(e) => {
             eprintln!("error: {e:#}");
             std::process::ExitCode::FAILURE
         }
-    }
+    };
+    // `serve` has waited for its syncs to stop; nothing on it is left to
+    // finish.
+    syncs.shutdown_background();
+    code
 }
+
+/// The runtime syncs run on, set once in `main`.
+pub(crate) static SYNC_RUNTIME: std::sync::OnceLock<tokio::runtime::Handle> =
+    std::sync::OnceLock::new();
 
 async fn run(cli: Cli) -> Result<std::process::ExitCode> {
     let config = config::Config::load(cli.config.as_deref())?;
