@@ -873,6 +873,10 @@ pub const COUNTS_FRESH_FOR: std::time::Duration = std::time::Duration::from_secs
 /// at most a tenth of one of the pool's connections (and of a core).
 const COUNTS_FRESH_FACTOR: u32 = 10;
 
+/// A count that took this long is not waited for when the run it was taken
+/// in has just ended (see [`Store::identity_counts`]); a quicker one is.
+const SLOW_COUNT: std::time::Duration = std::time::Duration::from_millis(250);
+
 /// Counts taken, with when, in which state of the latest run, and how long
 /// taking them took.
 type TakenCounts = (
@@ -901,7 +905,8 @@ enum Cached {
     Fresh(IdentityCounts),
     /// Taken in that state, longer ago.
     Stale(IdentityCounts),
-    /// Taken while the same run was in another state: it has just ended.
+    /// Taken while the same run was in another state (it has just ended),
+    /// by a count slower than [`SLOW_COUNT`].
     Ended(IdentityCounts),
     /// Not taken in that state (or forgotten).
     Missing,
@@ -924,7 +929,9 @@ impl CountsCache {
                 Cached::Fresh(c.clone())
             }
             Some((_, k, c, _)) if k == key => Cached::Stale(c.clone()),
-            Some((_, k, c, _)) if same_run(k, key) => Cached::Ended(c.clone()),
+            Some((_, k, c, took)) if same_run(k, key) && *took >= SLOW_COUNT => {
+                Cached::Ended(c.clone())
+            }
             _ => Cached::Missing,
         }
     }
@@ -1088,13 +1095,13 @@ impl Store {
     /// during a sync every request would otherwise wait, every few seconds,
     /// for a count of everything the sync wrote so far. So a running sync's
     /// counts lag it by a few seconds (half a minute for a million-member
-    /// org). When a run that was read while in progress ends, its last
-    /// counts are answered while one background task takes them again: a
-    /// count of a million-member org takes seconds, and every request that
-    /// showed the connection waited for it (`cargo xtask bench load`, p99
-    /// 0.6 s at 1M). So a finished run's counts are exact once that count
-    /// is in, a few seconds after it ends; a run nobody read while it ran
-    /// is counted before the first answer.
+    /// org). When a run that was read while in progress ends and its last
+    /// count took 250 ms or more, those counts are answered while one
+    /// background task takes them again: a count of a million-member org
+    /// takes seconds, and every request that showed the connection waited
+    /// for it (`cargo xtask bench load`, p99 0.6 s at 1M). So such a run's
+    /// counts are exact a few seconds after it ends; any other finished
+    /// run's are exact at once.
     pub async fn identity_counts(&self, connection_id: i64) -> Result<IdentityCounts> {
         let latest: Option<(i64, String, Option<i64>)> = sqlx::query_as(
             "SELECT id, status, finished_at FROM sync_runs WHERE connection_id = ? ORDER BY id DESC LIMIT 1",
@@ -1199,9 +1206,9 @@ mod tests {
     }
 
     /// Counts that took long to take stay fresh for ten times as long; a
-    /// quick count goes stale after the two-second floor; counts of a run
-    /// that has since ended are answered (while taken again), those of
-    /// another run never.
+    /// quick count goes stale after the two-second floor; slow counts of a
+    /// run that has since ended are answered (while taken again), quick
+    /// ones not, those of another run never.
     #[test]
     fn slow_counts_stay_fresh_longer() {
         use super::{Cached, CountsCache, IdentityCounts};
@@ -1240,6 +1247,10 @@ mod tests {
         assert!(matches!(
             cache.lookup(1, "7:completed:Some(9)"),
             Cached::Ended(_)
+        ));
+        assert!(matches!(
+            cache.lookup(2, "7:completed:Some(9)"),
+            Cached::Missing
         ));
         assert!(matches!(
             cache.lookup(1, "8:in_progress:None"),
