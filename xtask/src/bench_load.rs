@@ -71,7 +71,10 @@ impl Api {
     }
 
     /// `METHOD /api/v1{path}`: the status and body, or a transport error.
-    fn call(&self, method: &str, path: &str, body: Option<&Value>) -> Result<(u16, Value)> {
+    /// `METHOD /api/v1{path}`: the status and the body unparsed (the
+    /// readers, which share the hub's cores, parse only what they need), or
+    /// a transport error.
+    fn call(&self, method: &str, path: &str, body: Option<&Value>) -> Result<(u16, String)> {
         let req = self
             .agent
             .request(method, &format!("{}/api/v1{path}", self.base))
@@ -82,27 +85,6 @@ impl Api {
                 .send_string(&b.to_string()),
             None => req.call(),
         };
-        let res = match res {
-            Ok(r) => r,
-            Err(ureq::Error::Status(code, r)) => {
-                let text = r.into_string().unwrap_or_default();
-                return Ok((code, Value::String(text)));
-            }
-            Err(e) => return Err(e.into()),
-        };
-        let status = res.status();
-        let text = res.into_string()?;
-        Ok((status, serde_json::from_str(&text).unwrap_or(Value::Null)))
-    }
-
-    /// `GET /api/v1{path}`: the status and the body unparsed, so that the
-    /// readers, which share the hub's cores, spend as little as they can.
-    fn get_raw(&self, path: &str) -> Result<(u16, String)> {
-        let res = self
-            .agent
-            .get(&format!("{}/api/v1{path}", self.base))
-            .set("Authorization", &self.auth)
-            .call();
         match res {
             Ok(r) => Ok((r.status(), r.into_string()?)),
             Err(ureq::Error::Status(code, r)) => Ok((code, r.into_string().unwrap_or_default())),
@@ -112,8 +94,10 @@ impl Api {
 
     fn ok(&self, method: &str, path: &str, body: Option<&Value>) -> Result<Value> {
         match self.call(method, path, body)? {
-            (s, v) if (200..300).contains(&s) => Ok(v),
-            (s, v) => bail!("{method} /api/v1{path}: {s} {v}"),
+            (s, text) if (200..300).contains(&s) => {
+                Ok(serde_json::from_str(&text).unwrap_or(Value::Null))
+            }
+            (s, text) => bail!("{method} /api/v1{path}: {s} {text}"),
         }
     }
 }
@@ -645,7 +629,7 @@ fn reader(
         if let (Some(d), Some((_, every))) = (&mut due, pace) {
             *d += every;
         }
-        let outcome = api.get_raw(&path);
+        let outcome = api.call("GET", &path, None);
         latencies.push((
             kind,
             t.elapsed().as_micros().min(u128::from(u32::MAX)) as u32,

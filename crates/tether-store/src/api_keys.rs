@@ -40,7 +40,7 @@ impl KeyCache {
         (*at + KEY_CACHE_MS > now && info.expires_at.is_none_or(|t| t > now)).then(|| info.clone())
     }
 
-    fn keep(&self, hash: Vec<u8>, now: i64, info: &ApiKeyInfo) {
+    fn keep(&self, hash: Vec<u8>, now: i64, info: ApiKeyInfo) {
         let mut cache = self
             .0
             .lock()
@@ -48,7 +48,7 @@ impl KeyCache {
         if cache.len() >= KEY_CACHE_ENTRIES {
             cache.clear();
         }
-        cache.insert(hash, (now, info.clone()));
+        cache.insert(hash, (now, info));
     }
 
     pub(crate) fn forget_all(&self) {
@@ -129,7 +129,7 @@ impl Store {
         // answered from it would write its first use again.
         let mut kept = k.clone();
         kept.last_used_at = Some(kept.last_used_at.unwrap_or(now));
-        self.key_cache.keep(hashed, now, &kept);
+        self.key_cache.keep(hashed, now, kept);
         Ok(found)
     }
 

@@ -877,11 +877,15 @@ const COUNTS_FRESH_FACTOR: u32 = 10;
 /// in has just ended (see [`Store::identity_counts`]); a quicker one is.
 const SLOW_COUNT: std::time::Duration = std::time::Duration::from_millis(250);
 
+/// The state of a connection's latest run (id, status, finished at), or
+/// `None` before its first run: counts are kept for one such state.
+type RunState = Option<(i64, String, Option<i64>)>;
+
 /// Counts taken, with when, in which state of the latest run, and how long
 /// taking them took.
 type TakenCounts = (
     std::time::Instant,
-    String,
+    RunState,
     IdentityCounts,
     std::time::Duration,
 );
@@ -913,14 +917,14 @@ enum Cached {
 }
 
 impl CountsCache {
-    fn fresh(&self, connection_id: i64, key: &str) -> Option<IdentityCounts> {
+    fn fresh(&self, connection_id: i64, key: &RunState) -> Option<IdentityCounts> {
         match self.lookup(connection_id, key) {
             Cached::Fresh(c) => Some(c),
             _ => None,
         }
     }
 
-    fn lookup(&self, connection_id: i64, key: &str) -> Cached {
+    fn lookup(&self, connection_id: i64, key: &RunState) -> Cached {
         let taken = self.taken.lock().unwrap_or_else(|e| e.into_inner());
         match taken.get(&connection_id) {
             Some((at, k, c, took))
@@ -929,7 +933,9 @@ impl CountsCache {
                 Cached::Fresh(c.clone())
             }
             Some((_, k, c, _)) if k == key => Cached::Stale(c.clone()),
-            Some((_, k, c, took)) if same_run(k, key) && *took >= SLOW_COUNT => {
+            Some((_, Some(k), c, took))
+                if key.as_ref().is_some_and(|key| key.0 == k.0) && *took >= SLOW_COUNT =>
+            {
                 Cached::Ended(c.clone())
             }
             _ => Cached::Missing,
@@ -956,7 +962,7 @@ impl CountsCache {
     fn keep(
         &self,
         connection_id: i64,
-        key: String,
+        key: RunState,
         counts: &IdentityCounts,
         generation: u64,
         took: std::time::Duration,
@@ -976,14 +982,6 @@ impl CountsCache {
         self.generation
             .fetch_add(1, std::sync::atomic::Ordering::SeqCst);
         taken.remove(&connection_id);
-    }
-}
-
-/// Whether two cache keys (`{run id}:{status}:{finished}`) are of one run.
-fn same_run(a: &str, b: &str) -> bool {
-    match (a.split_once(':'), b.split_once(':')) {
-        (Some((x, _)), Some((y, _))) => x == y,
-        _ => false,
     }
 }
 
@@ -1103,15 +1101,12 @@ impl Store {
     /// counts are exact a few seconds after it ends; any other finished
     /// run's are exact at once.
     pub async fn identity_counts(&self, connection_id: i64) -> Result<IdentityCounts> {
-        let latest: Option<(i64, String, Option<i64>)> = sqlx::query_as(
+        let key: RunState = sqlx::query_as(
             "SELECT id, status, finished_at FROM sync_runs WHERE connection_id = ? ORDER BY id DESC LIMIT 1",
         )
         .bind(connection_id)
         .fetch_optional(self.pool())
         .await?;
-        let key = latest
-            .map(|(id, status, finished)| format!("{id}:{status}:{finished:?}"))
-            .unwrap_or_default();
         match self.counts_cache.lookup(connection_id, &key) {
             Cached::Fresh(c) => return Ok(c),
             Cached::Stale(c) | Cached::Ended(c) => {
@@ -1134,7 +1129,7 @@ impl Store {
 
     /// Takes the connection's counts, one caller at a time, unless the
     /// caller before took them in this state of its latest run (`key`).
-    async fn take_counts(&self, connection_id: i64, key: String) -> Result<IdentityCounts> {
+    async fn take_counts(&self, connection_id: i64, key: RunState) -> Result<IdentityCounts> {
         let _one = self.counts_cache.taking.lock().await;
         if let Some(c) = self.counts_cache.fresh(connection_id, &key) {
             return Ok(c);
@@ -1211,17 +1206,20 @@ mod tests {
     /// ones not, those of another run never.
     #[test]
     fn slow_counts_stay_fresh_longer() {
-        use super::{Cached, CountsCache, IdentityCounts};
+        use super::{Cached, CountsCache, IdentityCounts, RunState};
         use std::time::{Duration, Instant};
         let cache = CountsCache::default();
         let five_s_ago = Instant::now() - Duration::from_secs(5);
         let counts = IdentityCounts::default();
+        let state = |run: i64, status: &str, finished: Option<i64>| -> RunState {
+            Some((run, status.into(), finished))
+        };
         let mut taken = cache.taken.lock().unwrap();
         taken.insert(
             1,
             (
                 five_s_ago,
-                "7:in_progress:None".into(),
+                state(7, "in_progress", None),
                 counts.clone(),
                 Duration::from_secs(1),
             ),
@@ -1230,34 +1228,34 @@ mod tests {
             2,
             (
                 five_s_ago,
-                "7:in_progress:None".into(),
+                state(7, "in_progress", None),
                 counts,
                 Duration::from_millis(100),
             ),
         );
         drop(taken);
         assert!(matches!(
-            cache.lookup(1, "7:in_progress:None"),
+            cache.lookup(1, &state(7, "in_progress", None)),
             Cached::Fresh(_)
         ));
         assert!(matches!(
-            cache.lookup(2, "7:in_progress:None"),
+            cache.lookup(2, &state(7, "in_progress", None)),
             Cached::Stale(_)
         ));
         assert!(matches!(
-            cache.lookup(1, "7:completed:Some(9)"),
+            cache.lookup(1, &state(7, "completed", Some(9))),
             Cached::Ended(_)
         ));
         assert!(matches!(
-            cache.lookup(2, "7:completed:Some(9)"),
+            cache.lookup(2, &state(7, "completed", Some(9))),
             Cached::Missing
         ));
         assert!(matches!(
-            cache.lookup(1, "8:in_progress:None"),
+            cache.lookup(1, &state(8, "in_progress", None)),
             Cached::Missing
         ));
         assert!(matches!(
-            cache.lookup(3, "7:in_progress:None"),
+            cache.lookup(3, &state(7, "in_progress", None)),
             Cached::Missing
         ));
     }

@@ -361,6 +361,8 @@ pub struct Store {
     /// API keys this process authenticated lately, by hash (see
     /// `Store::authenticate_api_key`).
     key_cache: std::sync::Arc<api_keys::KeyCache>,
+    /// The database's WAL file; `None` for an in-memory database.
+    wal_file: Option<std::sync::Arc<std::path::PathBuf>>,
 }
 
 /// The database's file, created empty with mode 0600 when missing (SQLite
@@ -513,6 +515,11 @@ impl Store {
             counts_cache: std::sync::Arc::default(),
             key_uses: std::sync::Arc::default(),
             key_cache: std::sync::Arc::default(),
+            wal_file: file.map(|f| {
+                let mut wal = f.into_os_string();
+                wal.push("-wal");
+                std::sync::Arc::new(wal.into())
+            }),
         };
         // Connections that completed a sync have their account index (a
         // database from before migration 0007 gets them here, once).
@@ -581,19 +588,16 @@ impl Store {
     /// which always holds an older snapshot, it never copies everything,
     /// the WAL never starts over: it grew to 870 MB in a 1M-member sync
     /// read by 200 clients as fast as they were answered (`cargo xtask
-    /// bench load --rate max`), slowing every read and write. `RESTART` waits (up to the writer's busy timeout) for the
-    /// readers of older snapshots, which take milliseconds, then copies
+    /// bench load --rate max`), slowing every read and write. `RESTART`
+    /// waits (up to the writer's busy timeout) for the readers of older
+    /// snapshots, which take milliseconds, then copies
     /// everything, so that the next transaction writes the WAL from its
     /// start (and cuts it back to `journal_size_limit`).
     pub(crate) async fn restart_wal_if_overgrown(&self, conn: &mut sqlx::SqliteConnection) {
-        let file = self.options.get_filename();
-        let name = file.to_string_lossy();
-        if name.is_empty() || name == ":memory:" || name.starts_with("file:") {
+        let Some(wal) = &self.wal_file else {
             return;
-        }
-        let mut wal = file.as_os_str().to_owned();
-        wal.push("-wal");
-        let size = std::fs::metadata(&wal).map(|m| m.len()).unwrap_or(0);
+        };
+        let size = std::fs::metadata(wal.as_path()).map_or(0, |m| m.len());
         if size <= WAL_OVERGROWN_BYTES {
             return;
         }

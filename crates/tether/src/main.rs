@@ -286,13 +286,17 @@ fn main() -> std::process::ExitCode {
         .enable_all()
         .build()
         .expect("the tokio runtime starts");
-    // Syncs run on a runtime of their own (see `HubConfig::sync_runtime`).
-    let syncs = tokio::runtime::Builder::new_multi_thread()
-        .thread_name("tether-sync")
-        .enable_all()
-        .build()
-        .expect("the sync runtime starts");
-    let _ = SYNC_RUNTIME.set(syncs.handle().clone());
+    // `serve`'s syncs run on a runtime of their own (see
+    // `HubConfig::sync_runtime`); the other commands run theirs inline.
+    let syncs = matches!(cli.command, Command::Serve(_)).then(|| {
+        let syncs = tokio::runtime::Builder::new_multi_thread()
+            .thread_name("tether-sync")
+            .enable_all()
+            .build()
+            .expect("the sync runtime starts");
+        let _ = SYNC_RUNTIME.set(syncs.handle().clone());
+        syncs
+    });
     let code = match runtime.block_on(run(cli)) {
         Ok(code) => code,
         Err(e) => {
@@ -302,7 +306,9 @@ fn main() -> std::process::ExitCode {
     };
     // `serve` has waited for its syncs to stop; nothing on it is left to
     // finish.
-    syncs.shutdown_background();
+    if let Some(syncs) = syncs {
+        syncs.shutdown_background();
+    }
     code
 }
 
